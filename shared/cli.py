@@ -11,6 +11,7 @@ from collections.abc import Sequence
 # they are imported only when chosen, so `duo-telephony udm` never loads the Cloud clients.
 COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("simulator.command", "run the Duo Admin API telephony simulator on 127.0.0.1"),
+    "udm": ("shared.udm_preview", "show the UDM events SecOps will make of raw records"),
 }
 
 
