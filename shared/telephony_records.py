@@ -39,3 +39,9 @@ def record_time_us(item: dict[str, Any]) -> int:
 
 def record_time_ms(item: dict[str, Any]) -> int:
     return record_time_us(item) // 1000
+
+
+def enriched(item: dict[str, Any], host: str) -> dict[str, Any]:
+    """The item as Duo's own Python client returns it: ``eventtype`` and ``host`` appended,
+    which the DUO_TELEPHONY parser turns into USER_UNCATEGORIZED events with a hostname."""
+    return {**item, "eventtype": "telephony", "host": host}
