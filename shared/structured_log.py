@@ -37,7 +37,7 @@ class CloudLoggingFormatter(logging.Formatter):
             "component": self._component,
             "logger": record.name,
         }
-        fields = getattr(record, "fields", None)
+        fields = getattr(record, "json_fields", None)
         if isinstance(fields, dict):
             entry.update(fields)
         trace = _trace.get()
@@ -61,4 +61,4 @@ def configure(component: str, stream: TextIO | None = None, level: int = logging
 
 def event(logger: logging.Logger, level: int, message: str, **fields: Any) -> None:
     """Logs ``message`` with queryable fields."""
-    logger.log(level, message, extra={"fields": fields})
+    logger.log(level, message, extra={"json_fields": fields})

@@ -168,11 +168,17 @@ class WindowStore:
 
         give_back(self._db.transaction())
 
+    def _marker(self, source: str, window_id: str, page: int) -> firestore.DocumentReference:
+        return self.window(source, window_id).collection("batches").document(f"{page:05d}")
+
+    def batch_landed(self, source: str, window_id: str, page: int) -> bool:
+        return self._marker(source, window_id, page).get().exists
+
     def record_batch(
         self, source: str, window_id: str, page: int, records: int, objects: list[str]
     ) -> None:
         """Marks one batch as durably in Storage; a repeat of the same batch changes nothing."""
-        marker = self.window(source, window_id).collection("batches").document(f"{page:05d}")
+        marker = self._marker(source, window_id, page)
         with contextlib.suppress(AlreadyExists):
             marker.create(
                 {

@@ -1,0 +1,56 @@
+"""Fetcher service: Pub/Sub pushes window tasks to POST /; it pages Duo and publishes batches."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+
+from flask import Flask
+
+from shared import structured_log
+from shared.clock import Clock, SystemClock
+from shared.duo_client_factory import DuoClients
+from shared.gcp_clients import firestore_client, pubsub_publisher
+from shared.messages import WindowTask
+from shared.publishing import Publisher
+from shared.push_app import create_app, stopping
+from shared.settings import fetcher_settings, secret_manager_reader
+from shared.window_fetch import WindowFetcher
+from shared.window_store import WindowStore
+
+log = logging.getLogger("fetcher")
+
+
+def create_fetcher_app(env: Mapping[str, str] = os.environ, clock: Clock | None = None) -> Flask:
+    settings = fetcher_settings(env, secret_manager_reader)
+    clock = clock or SystemClock()
+    db = firestore_client(settings.project)
+    clients = DuoClients(settings, db, clock)
+    fetcher = WindowFetcher(
+        WindowStore(db, clock),
+        Publisher(
+            pubsub_publisher(), settings.project, settings.window_topic, settings.batch_topic
+        ),
+        clients.api,
+        clock,
+        lease_seconds=settings.lease_seconds,
+        time_budget_seconds=settings.time_budget_seconds,
+        enrich_host=clients.host if settings.enrich else None,
+        should_stop=stopping.is_set,
+    )
+
+    def handle(task: WindowTask) -> None:
+        report = fetcher.fetch(task)
+        level = logging.ERROR if report.outcome == "failed" else logging.INFO
+        structured_log.event(
+            log, level, f"window {task.window_id} {report.outcome}", **vars(report)
+        )
+
+    return create_app("fetcher", settings.project, {"/": (WindowTask, handle)})
+
+
+def app() -> Flask:
+    """The gunicorn entry point: ``gunicorn 'services.fetcher.main:app()'``."""
+    structured_log.configure("fetcher")
+    return create_fetcher_app()

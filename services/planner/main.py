@@ -1,0 +1,39 @@
+"""Planner service: Cloud Scheduler POSTs /run; it plans windows and publishes window tasks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from flask import Flask, jsonify
+
+from shared import structured_log
+from shared.clock import Clock, SystemClock
+from shared.cursor_store import CursorStore
+from shared.gcp_clients import firestore_client, pubsub_publisher
+from shared.planner_run import run_planner
+from shared.publishing import Publisher
+from shared.push_app import create_app
+from shared.settings import planner_settings
+from shared.window_store import WindowStore
+
+
+def create_planner_app(env: Mapping[str, str] = os.environ, clock: Clock | None = None) -> Flask:
+    settings = planner_settings(env)
+    clock = clock or SystemClock()
+    db = firestore_client(settings.project)
+    cursors = CursorStore(db, WindowStore(db, clock), clock)
+    publisher = Publisher(pubsub_publisher(), settings.project, settings.window_topic)
+    app = create_app("planner", settings.project)
+
+    @app.post("/run")
+    def run():
+        return jsonify(run_planner(settings, cursors, publisher, clock))
+
+    return app
+
+
+def app() -> Flask:
+    """The gunicorn entry point: ``gunicorn 'services.planner.main:app()'``."""
+    structured_log.configure("planner")
+    return create_planner_app()

@@ -1,0 +1,38 @@
+"""Writer service: Pub/Sub pushes record batches to POST /; it lands them in Cloud Storage."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+
+from flask import Flask
+
+from shared import structured_log
+from shared.batch_landing import land_batch
+from shared.clock import Clock, SystemClock
+from shared.gcp_clients import firestore_client, storage_client
+from shared.messages import RecordBatch
+from shared.push_app import create_app
+from shared.settings import writer_settings
+from shared.window_store import WindowStore
+
+log = logging.getLogger("writer")
+
+
+def create_writer_app(env: Mapping[str, str] = os.environ, clock: Clock | None = None) -> Flask:
+    settings = writer_settings(env)
+    clock = clock or SystemClock()
+    store = WindowStore(firestore_client(settings.project), clock)
+    bucket = storage_client(settings.project).bucket(settings.bucket)
+
+    def handle(batch: RecordBatch) -> None:
+        land_batch(batch, bucket, settings.prefix, settings.gzip, store)
+
+    return create_app("writer", settings.project, {"/": (RecordBatch, handle)})
+
+
+def app() -> Flask:
+    """The gunicorn entry point: ``gunicorn 'services.writer.main:app()'``."""
+    structured_log.configure("writer")
+    return create_writer_app()
