@@ -1,0 +1,171 @@
+"""``duo-telephony simulate``: a local stand-in for Duo's telephony log endpoint.
+
+The default keys are public demo values, not secrets: the simulator prints them on start so a
+collector can be pointed at it. ``DUO_SIM_SKEY`` overrides the secret key when ``--skey`` is not
+given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import sys
+import threading
+from collections.abc import Callable
+
+from shared.clock import SystemClock
+from shared.secret import Secret
+from simulator.api import ApiOptions, TelephonyApi
+from simulator.dataset import Dataset, DatasetSpec
+from simulator.server import SimulatorServer
+
+DEFAULT_PORT = 18443
+DEMO_IKEY = "DIDEMOSIMULATOR00001"
+DEMO_SKEY = "duoSimulatorDemoSecretKeyNotSecret000000"  # 40 characters, like a real one
+SKEY_ENV = "DUO_SIM_SKEY"
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction within [0, 1]")
+    return value
+
+
+def _non_negative(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    def parse(text: str) -> int | float:
+        value = kind(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{text} must be >= 0")
+        return value
+
+    return parse
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a TCP port")
+    return value
+
+
+def _days(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 180:
+        raise argparse.ArgumentTypeError("days must be within (0, 180]: Duo keeps 180 days")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--port", type=_port, default=DEFAULT_PORT, help="default %(default)s; 0 picks a free port"
+    )
+    parser.add_argument("--ikey", default=DEMO_IKEY, help="integration key (default %(default)s)")
+    parser.add_argument(
+        "--skey",
+        default=None,
+        help=f"secret key (default: ${SKEY_ENV}, else a fixed demo key that is printed)",
+    )
+    parser.add_argument(
+        "--records", type=_non_negative(int), default=5000, help="default %(default)s"
+    )
+    parser.add_argument(
+        "--days",
+        type=_days,
+        default=2.0,
+        help="span of the records, ending 2 minutes before start (default %(default)s)",
+    )
+    parser.add_argument("--seed", type=int, default=7, help="same seed, same records (default 7)")
+    parser.add_argument(
+        "--rate-limit",
+        type=_non_negative(int),
+        default=0,
+        metavar="PER_MINUTE",
+        help="requests per minute for the whole simulator, then 429 (default: off)",
+    )
+    parser.add_argument(
+        "--live",
+        type=_non_negative(float),
+        default=0.0,
+        metavar="PER_MINUTE",
+        help="new records arriving per minute while running (default: none)",
+    )
+    parser.add_argument("--fail-rate", type=_fraction, default=0.0, help="fraction answered 5xx")
+    parser.add_argument(
+        "--slow",
+        type=_non_negative(float),
+        default=0.0,
+        metavar="SECONDS",
+        help="latency added to every API request",
+    )
+    parser.add_argument(
+        "--malformed-rate", type=_fraction, default=0.0, help="fraction of 200s with a broken body"
+    )
+    parser.add_argument(
+        "--repeat-boundary",
+        action="store_true",
+        help="each next page starts with the event its token names (clients must deduplicate)",
+    )
+    parser.add_argument(
+        "--final-offset",
+        choices=("absent", "null"),
+        default="absent",
+        help="next_offset on the last page: left out, or null",
+    )
+    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+
+
+def run(args: argparse.Namespace) -> int:
+    # Handlers first: a SIGTERM while the data set is generated must still end cleanly.
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+    skey = Secret(args.skey or os.environ.get(SKEY_ENV) or DEMO_SKEY)
+    clock = SystemClock()
+    dataset = Dataset(
+        DatasetSpec(
+            records=args.records, days=args.days, seed=args.seed, live_per_minute=args.live
+        ),
+        start=clock.now(),
+    )
+    options = ApiOptions(
+        rate_limit_per_minute=args.rate_limit,
+        fail_rate=args.fail_rate,
+        slow_seconds=args.slow,
+        malformed_rate=args.malformed_rate,
+        repeat_boundary=args.repeat_boundary,
+        final_offset=args.final_offset,
+    )
+    # Faults get their own RNG stream so they never change the data set.
+    api = TelephonyApi(
+        dataset, {args.ikey: skey}, clock, random.Random(f"faults:{args.seed}"), options
+    )
+    try:
+        server = SimulatorServer(api, port=args.port, verbose=args.verbose)
+    except OSError as error:
+        print(
+            f"duo-telephony simulate: cannot listen on 127.0.0.1:{args.port}: {error.strerror}",
+            file=sys.stderr,
+        )
+        return 1
+    server.start()
+    # It is a simulator: printing its demo secret key is the point.
+    print(
+        f"Duo simulator ready at {server.base_url} with {len(dataset)} records: "
+        f"ikey={args.ikey} skey={skey.reveal()} "
+        f"(plain HTTP; e.g. DUO_API_HOST={server.host_port}; "
+        f"ground truth at {server.base_url}/__sim__/records)",
+        flush=True,
+    )
+    while not stop.wait(0.5):
+        pass
+    server.stop()
+    print("Duo simulator stopped", flush=True)
+    return 0
