@@ -10,6 +10,11 @@ from collections.abc import Sequence
 # name -> (module, one-line help). Each module exposes add_arguments(parser) and run(args) -> int;
 # they are imported only when chosen, so `duo-telephony udm` never loads the Cloud clients.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("shared.demo", "run the whole pipeline locally against the Duo simulator"),
+    "status": (
+        "shared.status_command",
+        "show each source's watermark, lag, windows and last error",
+    ),
     "simulate": ("simulator.command", "run the Duo Admin API telephony simulator on 127.0.0.1"),
     "udm": ("shared.udm_preview", "show the UDM events SecOps will make of raw records"),
 }

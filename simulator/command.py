@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"Duo simulator ready at {server.base_url} with {len(dataset)} records: "
         f"ikey={args.ikey} skey={skey.reveal()} "
-        f"(plain HTTP; e.g. DUO_API_HOST={server.host_port}; "
+        f"(plain HTTP; e.g. DUO_API_HOST=http://{server.host_port}; "
         f"ground truth at {server.base_url}/__sim__/records)",
         flush=True,
     )

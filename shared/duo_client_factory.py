@@ -1,0 +1,65 @@
+"""Duo API clients for the fetcher, one set per configured source (Duo account).
+
+Each source has one HTTP session and one rate limiter shared by every thread of the
+instance; the limiter's state lives in Firestore so every instance shares the account's budget.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from google.cloud import firestore
+
+from shared.clock import Clock
+from shared.duo_api import DuoApi
+from shared.duo_http import DuoHttp
+from shared.messages import MessageError
+from shared.retry import RetryPolicy
+from shared.settings import DuoSource, FetcherSettings
+from shared.shared_rate_limit import FirestoreRateLimiter
+from shared.signing import Signer, SigningConfig
+
+
+class DuoClients:
+    def __init__(self, settings: FetcherSettings, db: firestore.Client, clock: Clock) -> None:
+        self._settings = settings
+        self._db = db
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._shared: dict[str, tuple[DuoHttp, Signer, FirestoreRateLimiter]] = {}
+
+    def _source(self, source_id: str) -> DuoSource:
+        source = self._settings.sources.get(source_id)
+        if source is None:
+            raise MessageError(f"source {source_id!r} is not configured in this deployment")
+        return source
+
+    def api(self, source_id: str) -> DuoApi:
+        """A client with its own call counters, sharing the source's session and limiter."""
+        source = self._source(source_id)
+        with self._lock:
+            if source_id not in self._shared:
+                signing = SigningConfig(
+                    source.ikey,
+                    source.skey,
+                    source.endpoint.host,
+                    source.signature_version,  # type: ignore[arg-type]
+                    source.digest,  # type: ignore[arg-type]
+                )
+                limiter = FirestoreRateLimiter(
+                    self._db,
+                    source_id,
+                    rate=self._settings.rate_per_minute / 60.0,
+                    burst=self._settings.burst,
+                    clock=self._clock,
+                )
+                self._shared[source_id] = (
+                    DuoHttp(source.endpoint),
+                    Signer(signing, self._clock),
+                    limiter,
+                )
+            http, signer, limiter = self._shared[source_id]
+        return DuoApi(http, signer, limiter=limiter, retry=RetryPolicy(), clock=self._clock)
+
+    def host(self, source_id: str) -> str:
+        return self._source(source_id).endpoint.host
