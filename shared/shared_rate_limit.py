@@ -1,0 +1,228 @@
+"""The Duo rate limit shared by every fetcher instance and thread, kept in Firestore.
+
+The budget belongs to the Duo account, so all instances must draw from one GCRA whose state
+(the theoretical arrival time ``tat`` and ``paused_until``) lives in one Firestore document per
+account. Writing that document for every request would make it a hot document (Firestore wants
+at most about one sustained write per second per document), so each update reserves a batch
+of about one second's worth of consecutive start times ("slots") for the calling instance, and
+that instance's threads consume them locally. Updates are optimistic transactions (read, then
+write only if the document is unchanged), so concurrent instances never lose an update.
+
+Times are the instances' wall clocks (seconds since the epoch): the instances' clocks are
+assumed NTP-synced (Cloud Run's are), so a slot reserved by one instance means the same moment
+to all.
+
+Guarantees and their limits:
+- The reserved slots of all instances together form one GCRA-conforming sequence (at most
+  ``burst`` at once, ``rate`` sustained). A request starts at its slot, or up to a quarter of
+  an interval later (thread wake-up, write latency); a slot later than that is dropped, never
+  used in a burst. So the sustained rate is exact, and two requests are at least 3/4 of an
+  interval apart when ``burst`` is 1.
+- Unused slots are wasted, which only lowers the achieved rate.
+- A ``pause`` (after a 429) reaches the other instances on their next reservation: until then
+  they may still use the slots they already hold (at most one batch, about one second of
+  budget, plus one slot per thread already waiting for its slot).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from google.api_core.exceptions import AlreadyExists, FailedPrecondition
+from google.cloud import firestore
+
+from shared.clock import Clock, SystemClock
+
+DEFAULT_COLLECTION = "duo-telephony-rate-limits"
+# One reservation covers this much of the account's budget, so the document is written about
+# once per this many seconds, whatever the rate.
+BATCH_SECONDS = 1.0
+# A slot may be used this fraction of an interval after its time, and no later.
+LATE_FRACTION = 0.25
+# Contention is low (about one write per second in total), but instances starting together
+# conflict a few times; every attempt re-reads the state, so retrying is safe.
+_UPDATE_ATTEMPTS = 10
+_BACKOFF_SECONDS = 0.01
+
+T = TypeVar("T")
+
+
+class SharedRateLimitError(RuntimeError):
+    """The shared state could not be updated (too much contention)."""
+
+
+@dataclass(frozen=True)
+class LimitState:
+    """The shared GCRA state of one Duo account (epoch seconds)."""
+
+    tat: float = 0.0
+    paused_until: float = 0.0
+
+
+def batch_size(rate: float) -> int:
+    """Slots per reservation: at least one second of budget (rounded up, so that the document
+    is written at most once per BATCH_SECONDS), and at least one slot."""
+    # The epsilon keeps an exact product such as 10.000000000000002 from rounding up to 11.
+    return max(1, math.ceil(rate * BATCH_SECONDS - 1e-9))
+
+
+def reserve_slots(
+    state: LimitState, now: float, count: int, interval: float, tolerance: float
+) -> tuple[list[float], LimitState]:
+    """The next ``count`` GCRA start times from ``now`` on, and the state after them.
+
+    Exactly what ``count`` requests arriving at ``now`` would get from a TokenBucket with the
+    same interval and tolerance ((burst - 1) * interval).
+    """
+    tat = state.tat
+    slots = []
+    for _ in range(count):
+        arrival = max(tat, now)
+        start = max(arrival - tolerance, state.paused_until, now)
+        slots.append(start)
+        tat = max(arrival, start) + interval
+    return slots, LimitState(tat=tat, paused_until=state.paused_until)
+
+
+def paused_state(state: LimitState, now: float, seconds: float, tolerance: float) -> LimitState:
+    """The state after a pause of ``seconds`` from ``now``: nobody starts before
+    ``paused_until``, and after it the sustained rate resumes without a burst (the account
+    was just throttled)."""
+    paused_until = max(state.paused_until, now + seconds)
+    return LimitState(tat=max(state.tat, paused_until + tolerance), paused_until=paused_until)
+
+
+class FirestoreRateLimiter:
+    """A RateLimiter for one Duo account shared through a Firestore document.
+
+    Document ``{collection}/{source_id}``: ``tat`` and ``paused_until`` (float epoch seconds)
+    and ``writes`` (number of committed updates, for monitoring).
+    """
+
+    def __init__(
+        self,
+        client: firestore.Client,
+        source_id: str,
+        rate: float = 0.5,
+        burst: int = 1,
+        clock: Clock | None = None,
+        collection: str = DEFAULT_COLLECTION,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("the rate limit must be a positive number of requests per second")
+        if burst < 1:
+            raise ValueError("the burst must be at least 1 request")
+        if not source_id:
+            raise ValueError("the source id names the rate-limit document and must be set")
+        self._client = client
+        self._ref = client.collection(collection).document(source_id)
+        self._interval = 1.0 / rate
+        self._tolerance = (burst - 1) * self._interval
+        self._lateness = LATE_FRACTION * self._interval
+        self._batch = batch_size(rate)
+        self._clock = clock or SystemClock()
+        self._slots: deque[float] = deque()
+        self._paused_until = 0.0
+        self._reserving = False
+        self._changed = threading.Condition()
+        self._update_lock = threading.Lock()
+        self._rng = random.Random()
+
+    def acquire(self) -> None:
+        while True:
+            slot = self._take_slot()
+            while (wait := slot - self._clock.now()) > 0:
+                self._clock.sleep(wait)
+            with self._changed:
+                # A pause may have come, or the thread may have woken late, while sleeping.
+                if self._usable(slot, self._clock.now()):
+                    return
+
+    def pause(self, seconds: float) -> None:
+        # Locally first, so this instance's threads stop even if Firestore fails below.
+        self._hold_until(self._clock.now() + seconds)
+
+        def update(state: LimitState, now: float) -> tuple[LimitState, float]:
+            paused = paused_state(state, now, seconds, self._tolerance)
+            return paused, paused.paused_until
+
+        self._hold_until(self._update(update))
+
+    def _take_slot(self) -> float:
+        """The next usable slot of this instance, reserving a batch when none is left."""
+        while True:
+            with self._changed:
+                now = self._clock.now()
+                while self._slots and not self._usable(self._slots[0], now):
+                    self._slots.popleft()
+                if self._slots:
+                    return self._slots.popleft()
+                if self._reserving:
+                    self._changed.wait()
+                    continue
+                self._reserving = True
+            slots: list[float] = []
+            try:
+                slots = self._update(self._reserve_batch)
+            finally:
+                with self._changed:
+                    self._reserving = False
+                    self._slots.extend(slots)
+                    self._changed.notify_all()
+
+    def _reserve_batch(self, state: LimitState, now: float) -> tuple[LimitState, list[float]]:
+        slots, state = reserve_slots(state, now, self._batch, self._interval, self._tolerance)
+        return state, slots
+
+    def _usable(self, slot: float, now: float) -> bool:
+        return slot >= self._paused_until and now <= slot + self._lateness
+
+    def _hold_until(self, paused_until: float) -> None:
+        with self._changed:
+            self._paused_until = max(self._paused_until, paused_until)
+            self._slots = deque(s for s in self._slots if s >= self._paused_until)
+
+    def _update(self, change: Callable[[LimitState, float], tuple[LimitState, T]]) -> T:
+        """Applies ``change(state, now)`` to the document and returns its result, as an
+        optimistic transaction: read, then write only if the update time is still the one read.
+
+        Not ``firestore.transactional``: its reads take locks, and the emulator settles a lock
+        conflict by waiting about 2 s, so instances starting together stalled for seconds and
+        their slots were stale on arrival. One update at a time per instance.
+        """
+        with self._update_lock:
+            for attempt in range(_UPDATE_ATTEMPTS):
+                snapshot = self._ref.get()
+                data = snapshot.to_dict() or {}
+                state = LimitState(
+                    tat=float(data.get("tat", 0.0)),
+                    paused_until=float(data.get("paused_until", 0.0)),
+                )
+                new_state, result = change(state, self._clock.now())
+                fields = {
+                    "tat": new_state.tat,
+                    "paused_until": new_state.paused_until,
+                    "writes": int(data.get("writes", 0)) + 1,
+                }
+                try:
+                    if snapshot.exists:
+                        precondition = self._client.write_option(
+                            last_update_time=snapshot.update_time
+                        )
+                        self._ref.update(fields, option=precondition)
+                    else:
+                        self._ref.create(fields)
+                    return result
+                except (FailedPrecondition, AlreadyExists):
+                    # Another instance wrote first; spread the retries of a crowd apart.
+                    self._clock.sleep(self._rng.uniform(0, _BACKOFF_SECONDS * 2**attempt))
+        raise SharedRateLimitError(
+            f"could not update {self._ref.path} in {_UPDATE_ATTEMPTS} attempts: "
+            "too many instances are writing it at once"
+        )
