@@ -27,6 +27,10 @@ class DuoClients:
         self._clock = clock
         self._lock = threading.Lock()
         self._shared: dict[str, tuple[DuoHttp, Signer, FirestoreRateLimiter]] = {}
+        # A page's retries must end while the window's lease still holds, or another fetcher
+        # could take the window over and publish the same page again.
+        spare = settings.lease_seconds - settings.time_budget_seconds - 5
+        self._retry = RetryPolicy(max_elapsed=max(5.0, min(300.0, spare)))
 
     def _source(self, source_id: str) -> DuoSource:
         source = self._settings.sources.get(source_id)
@@ -59,7 +63,7 @@ class DuoClients:
                     limiter,
                 )
             http, signer, limiter = self._shared[source_id]
-        return DuoApi(http, signer, limiter=limiter, retry=RetryPolicy(), clock=self._clock)
+        return DuoApi(http, signer, limiter=limiter, retry=self._retry, clock=self._clock)
 
     def host(self, source_id: str) -> str:
         return self._source(source_id).endpoint.host

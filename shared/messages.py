@@ -118,7 +118,17 @@ def decode_push(envelope: Any) -> tuple[str | None, WindowTask | RecordBatch]:
     return message_id, decode(data, message_id)
 
 
+# JSON Schema counts 1.0 as an integer; a time or page number sent as a float is refused here,
+# as it would fail later (in window ids and batch ids) and be redelivered forever.
+_StrictValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
+    ),
+)
+
+
 @cache
 def _validator(name: str) -> jsonschema.protocols.Validator:
     schema = json.loads(resources.files("shared.schemas").joinpath(name).read_text())
-    return jsonschema.Draft202012Validator(schema)
+    return _StrictValidator(schema)

@@ -125,9 +125,10 @@ def _skey(
     env: _Env, secret_name: str | None, plain: str | None, where: str, read: SecretReader
 ) -> Secret:
     if secret_name:
-        if not _SECRET_VERSION.match(secret_name):
+        if not isinstance(secret_name, str) or not _SECRET_VERSION.match(secret_name):
+            # The value is not echoed: it may be the key itself, pasted in the wrong variable.
             raise ConfigError(
-                f"{where}: {secret_name!r} is not a secret version "
+                f"{where}: the secret name is not a secret version "
                 "(projects/PROJECT/secrets/NAME/versions/VERSION)"
             )
         try:
@@ -139,6 +140,8 @@ def _skey(
                 f"{where}: could not read {secret_name}: {type(error).__name__}"
             ) from None
     if plain:
+        if not isinstance(plain, str):
+            raise ConfigError(f"{where}: the secret key must be a string")
         if env.on_cloud_run():
             raise ConfigError(
                 f"{where}: a plain secret key is refused on Cloud Run; "
@@ -249,8 +252,9 @@ def fetcher_settings(env: Mapping[str, str], read_secret: SecretReader) -> Fetch
     e = _Env(env)
     budget = parse_duration(e.text("FETCH_TIME_BUDGET", "4m"), "FETCH_TIME_BUDGET")
     lease = parse_duration(e.text("WINDOW_LEASE", "10m"), "WINDOW_LEASE")
-    if lease < budget + 60:
-        raise ConfigError("WINDOW_LEASE must exceed FETCH_TIME_BUDGET by at least a minute")
+    if lease < budget + 10:
+        # The page in flight when the budget runs out, retries included, must end in the lease.
+        raise ConfigError("WINDOW_LEASE must exceed FETCH_TIME_BUDGET by at least 10 s")
     return FetcherSettings(
         project=e.project(),
         sources=_duo_sources(e, read_secret),
