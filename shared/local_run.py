@@ -134,19 +134,30 @@ def _duo(options: RunOptions, started: float) -> Iterator[_Duo]:
         )
 
 
-def run_catchup(
+@dataclass
+class LocalStack:
+    """A running pipeline and the Duo it reads (``duo.simulator`` when simulated)."""
+
+    pipeline: LocalPipeline
+    duo: _Duo
+    options: RunOptions
+
+
+@contextlib.contextmanager
+def local_stack(
     options: RunOptions,
     log_dir: Path,
     progress: Callable[[str], None] = print,
-    keep_running: Callable[[LocalPipeline], None] | None = None,
-) -> Summary:
-    """Runs until the watermark has passed everything Duo had when the run started."""
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[LocalStack]:
+    """Emulators, Duo (simulated unless a real account is configured) and the three services;
+    everything started here is stopped on the way out."""
     started = time.time()
-    run_id = time.strftime("%Y%m%d%H%M%S", time.gmtime(started))
-    source = f"demo-{run_id}"
+    run_id = time.strftime("%Y%m%d%H%M%S", time.gmtime(started)) + os.urandom(2).hex()
     lookback = options.lookback or f"{math.ceil(options.days * 24) + 1}h"
     parse_duration(lookback, "--lookback")
     with LocalCloud(log_dir, project=DEMO_PROJECT) as cloud, _duo(options, started) as duo:
+        # This process reads Firestore and Storage too (status, the final check).
         os.environ.update(cloud.env)
         config = PipelineConfig(
             project=cloud.project,
@@ -155,27 +166,46 @@ def run_catchup(
             duo_api_host=duo.api_host,
             duo_ikey=duo.ikey,
             duo_skey=duo.skey,
-            source=source,
+            source=f"demo-{run_id}",
             gzip=options.gzip,
             enrich=options.enrich,
             rate_per_minute=options.rate_limit,
             lookback=lookback,
             parallelism=options.parallelism,
             topics=TopicNames.with_suffix(run_id),
+            extra_env=extra_env or {},
         )
         progress(f"logs in {log_dir}; emulators: {', '.join(cloud.started) or 'given'}")
         progress(
             f"Duo: {'simulator at ' + duo.api_host if duo.simulator else duo.api_host}; "
-            f"source {source}; bucket gs://{options.bucket}/{options.prefix}/"
+            f"source {config.source}; bucket gs://{options.bucket}/{options.prefix}/"
         )
         with LocalPipeline(config, cloud.env, log_dir) as pipeline:
-            clock_start = time.monotonic()
-            status = _until_caught_up(pipeline, duo, options, progress, clock_start)
-            seconds = time.monotonic() - clock_start
-            summary = _summarize(pipeline, duo, options, status, seconds, log_dir)
-            if keep_running is not None:
-                keep_running(pipeline)
-            return summary
+            yield LocalStack(pipeline, duo, options)
+
+
+def run_catchup(
+    options: RunOptions,
+    log_dir: Path,
+    progress: Callable[[str], None] = print,
+    keep_running: Callable[[LocalPipeline], None] | None = None,
+) -> Summary:
+    """Runs until the watermark has passed everything Duo had when the run started."""
+    with local_stack(options, log_dir, progress) as stack:
+        summary = catch_up(stack, progress)
+        if keep_running is not None:
+            keep_running(stack.pipeline)
+        return summary
+
+
+def catch_up(stack: LocalStack, progress: Callable[[str], None] = print) -> Summary:
+    """Triggers the planner until caught up, then checks the bucket."""
+    clock_start = time.monotonic()
+    status = _until_caught_up(stack.pipeline, stack.duo, stack.options, progress, clock_start)
+    seconds = time.monotonic() - clock_start
+    return _summarize(
+        stack.pipeline, stack.duo, stack.options, status, seconds, stack.pipeline.log_dir
+    )
 
 
 def _until_caught_up(
