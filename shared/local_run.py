@@ -156,9 +156,11 @@ def local_stack(
     run_id = time.strftime("%Y%m%d%H%M%S", time.gmtime(started)) + os.urandom(2).hex()
     lookback = options.lookback or f"{math.ceil(options.days * 24) + 1}h"
     parse_duration(lookback, "--lookback")
-    with LocalCloud(log_dir, project=DEMO_PROJECT) as cloud, _duo(options, started) as duo:
-        # This process reads Firestore and Storage too (status, the final check).
-        os.environ.update(cloud.env)
+    with (
+        LocalCloud(log_dir, project=DEMO_PROJECT) as cloud,
+        _duo(options, started) as duo,
+        _environment(cloud.env),
+    ):
         config = PipelineConfig(
             project=cloud.project,
             bucket=options.bucket,
@@ -182,6 +184,22 @@ def local_stack(
         )
         with LocalPipeline(config, cloud.env, log_dir) as pipeline:
             yield LocalStack(pipeline, duo, options)
+
+
+@contextlib.contextmanager
+def _environment(variables: dict[str, str]) -> Iterator[None]:
+    """This process reads Firestore and Storage too (status, the final check); the variables
+    are put back afterwards so a next run does not take stopped emulators for running ones."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def run_catchup(
