@@ -27,10 +27,10 @@ from shared.window_store import (
     OPEN_STATES,
     PLANNED,
     WindowStore,
+    expiry,
     window_doc,
 )
 
-DONE_RETENTION_MS = 30 * 86_400_000  # finished windows expire (Firestore TTL on expire_at)
 ADVANCE_SCAN = 500
 
 
@@ -106,7 +106,7 @@ class CursorStore:
             if state == FETCHED:
                 if self._windows.written_batches(source, snapshot.id) >= doc["pages"]:
                     snapshot.reference.update(
-                        {"state": DONE, "done_at_ms": now, "expire_at": _expiry(now)} | touch
+                        {"state": DONE, "done_at_ms": now, "expire_at": expiry(now)} | touch
                     )
                     completed += 1
                 elif doc.get("fetched_at_ms", now) + lease_ms < now:
@@ -188,9 +188,3 @@ class CursorStore:
             "last_error": last_error,
             "gap_ms": cursor.get("gap_ms"),
         }
-
-
-def _expiry(now: int) -> Any:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp((now + DONE_RETENTION_MS) / 1000, UTC)

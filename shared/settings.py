@@ -230,6 +230,10 @@ def _source_ids(env: _Env) -> tuple[str, ...]:
         ids = tuple(_source_id(entry["id"], "DUO_SOURCES id") for entry in entries)
     except (ValueError, TypeError, KeyError):
         raise ConfigError("DUO_SOURCES must be a JSON list of sources, each with an id") from None
+    if not ids:
+        raise ConfigError("DUO_SOURCES must be a non-empty JSON list of sources")
+    if len(set(ids)) != len(ids):
+        raise ConfigError("DUO_SOURCES lists a source id twice")
     return ids
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from google.api_core.exceptions import AlreadyExists
@@ -20,6 +21,7 @@ from google.cloud import firestore
 from shared.clock import Clock, now_ms
 
 ROOT = "telephony_sources"
+DONE_RETENTION_MS = 30 * 86_400_000
 
 PLANNED = "planned"
 FETCHING = "fetching"
@@ -60,6 +62,11 @@ def window_doc(mintime: int, maxtime: int, planned_at_ms: int) -> dict[str, Any]
         "planned_at_ms": planned_at_ms,
         "updated_at_ms": planned_at_ms,
     }
+
+
+def expiry(now: int) -> datetime:
+    """When a finished document may go (a Firestore TTL policy on ``expire_at`` deletes it)."""
+    return datetime.fromtimestamp((now + DONE_RETENTION_MS) / 1000, UTC)
 
 
 class WindowStore:
@@ -180,11 +187,13 @@ class WindowStore:
         """Marks one batch as durably in Storage; a repeat of the same batch changes nothing."""
         marker = self._marker(source, window_id, page)
         with contextlib.suppress(AlreadyExists):
+            written = now_ms(self._clock)
             marker.create(
                 {
                     "records": records,
                     "objects": objects,
-                    "written_at_ms": now_ms(self._clock),
+                    "written_at_ms": written,
+                    "expire_at": expiry(written),
                 }
             )
 
