@@ -174,6 +174,7 @@ class CursorStore:
         for state in (PLANNED, FETCHING, FETCHED, DONE, FAILED):
             query = windows.where(filter=FieldFilter("state", "==", state))
             counts[state] = int(query.count().get()[0][0].value)
+        records = windows.sum("records").get()[0][0].value or 0
         failed = windows.where(filter=FieldFilter("state", "==", FAILED)).limit(50).stream()
         newest = max((w.to_dict() for w in failed), key=lambda d: d["updated_at_ms"], default=None)
         last_error = cursor.get("last_error")
@@ -185,6 +186,7 @@ class CursorStore:
             "watermark_ms": cursor.get("watermark_ms"),
             "planned_until_ms": cursor.get("planned_until_ms"),
             "windows": counts,
+            "records": int(records),
             "last_error": last_error,
             "gap_ms": cursor.get("gap_ms"),
         }

@@ -248,7 +248,8 @@ def _until_caught_up(
         span = max(duo.data_end_ms - first_watermark, 1)
         done = min(max(watermark - first_watermark, 0) / span, 1.0)
         line = (
-            f"[{now - clock_start:6.1f}s] watermark {done:6.1%} "
+            f"[{now - clock_start:6.1f}s] watermark {done:6.1%}, "
+            f"{status['records']:,} records fetched, "
             f"windows done {windows['done']}, open {open_windows}"
         )
         if status["last_error"]:

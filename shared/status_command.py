@@ -59,6 +59,7 @@ def render(report: dict, now: int) -> str:
             f"{state} {windows[state]}"
             for state in ("planned", "fetching", "fetched", "done", "failed")
         ),
+        f"  records     {report['records']:,} fetched by the windows kept (30 days)",
         f"  last error  {report['last_error'] or 'none'}",
     ]
     return "\n".join(lines)

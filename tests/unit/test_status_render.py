@@ -13,6 +13,7 @@ def report(**changes):
         "watermark_ms": NOW - 3_725_000,
         "planned_until_ms": NOW - 60_000,
         "windows": {"planned": 3, "fetching": 1, "fetched": 0, "done": 1234, "failed": 2},
+        "records": 1_234_567,
         "last_error": "window 1799996000000-1799996300000: Duo answered HTTP 500",
         "gap_ms": None,
     }
@@ -27,6 +28,7 @@ def test_a_source_with_a_cursor():
         "  lag         3,725 s behind now",
         "  planned to  2027-01-15T07:59:00.000+00:00",
         "  windows     planned 3, fetching 1, fetched 0, done 1234, failed 2",
+        "  records     1,234,567 fetched by the windows kept (30 days)",
         "  last error  window 1799996000000-1799996300000: Duo answered HTTP 500",
     ]
 
