@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Protocol
 
@@ -24,21 +25,26 @@ class SystemClock:
 
 
 class FakeClock:
-    """A clock for tests: sleeping advances time instantly and is recorded."""
+    """A clock for tests: sleeping advances time instantly and is recorded. Thread-safe, so a
+    test's threads (and a simulator's handler threads) can share it."""
 
     def __init__(self, start: float = 1_800_000_000.0) -> None:
         self._now = start
+        self._lock = threading.Lock()
         self.sleeps: list[float] = []
 
     def now(self) -> float:
-        return self._now
+        with self._lock:
+            return self._now
 
     def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self._now += max(seconds, 0.0)
+        with self._lock:
+            self.sleeps.append(seconds)
+            self._now += max(seconds, 0.0)
 
     def advance(self, seconds: float) -> None:
-        self._now += seconds
+        with self._lock:
+            self._now += seconds
 
 
 def now_ms(clock: Clock) -> int:

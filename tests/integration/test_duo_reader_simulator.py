@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 
 import pytest
 import requests
@@ -32,22 +31,6 @@ pytestmark = pytest.mark.integration
 IKEY = "DIREADERSIMULATOR001"
 SKEY = "ReaderSecretKeyForTheSimulatorTests00000"
 DAY_MS = 86_400_000
-
-
-class SharedFakeClock(FakeClock):
-    """The simulator's handler threads read it while the client advances it."""
-
-    def __init__(self) -> None:
-        super().__init__(1_800_000_000.0)
-        self._lock = threading.Lock()
-
-    def now(self) -> float:
-        with self._lock:
-            return super().now()
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            super().sleep(seconds)
 
 
 def start_simulator(clock, records=3000, **options):
@@ -86,7 +69,7 @@ def read_everything(duo, clock) -> list[str]:
     ("version", "digest"), [(5, "sha512"), (2, "sha512"), (2, "sha1")], ids=["v5", "v2", "v2sha1"]
 )
 def test_reads_the_whole_data_set_exactly(version, digest):
-    clock = SharedFakeClock()
+    clock = FakeClock()
     sim = start_simulator(clock)
     try:
         duo = client(sim, clock, version=version, digest=digest)
@@ -97,7 +80,7 @@ def test_reads_the_whole_data_set_exactly(version, digest):
 
 
 def test_rides_out_a_429_storm_by_backing_off():
-    clock = SharedFakeClock()
+    clock = FakeClock()
     sim = start_simulator(clock, records=6000, rate_limit_per_minute=2)
     try:
         duo = client(sim, clock)
@@ -110,7 +93,7 @@ def test_rides_out_a_429_storm_by_backing_off():
 
 
 def test_gives_up_on_an_endless_429_storm_within_its_budget():
-    clock = SharedFakeClock()
+    clock = FakeClock()
     sim = start_simulator(clock, rate_limit_per_minute=1)
     try:
         duo = client(sim, clock, retry=RetryPolicy(max_attempts=3, max_elapsed=1))
@@ -122,7 +105,7 @@ def test_gives_up_on_an_endless_429_storm_within_its_budget():
 
 
 def test_survives_5xx_bursts_slow_answers_and_malformed_bodies():
-    clock = SharedFakeClock()
+    clock = FakeClock()
     sim = start_simulator(clock, records=5000, fail_rate=0.3, malformed_rate=0.3, slow_seconds=20)
     try:
         duo = client(sim, clock)
@@ -134,7 +117,7 @@ def test_survives_5xx_bursts_slow_answers_and_malformed_bodies():
 
 
 def test_repeated_boundary_events_are_dropped():
-    clock = SharedFakeClock()
+    clock = FakeClock()
     sim = start_simulator(clock, records=3000, repeat_boundary=True)
     try:
         assert read_everything(client(sim, clock), clock) == truth(sim)
@@ -143,7 +126,7 @@ def test_repeated_boundary_events_are_dropped():
 
 
 def test_a_wrong_secret_is_a_configuration_error_without_the_secret():
-    clock = SharedFakeClock()
+    clock = FakeClock()
     sim = start_simulator(clock)
     wrong = "WrongSecretKeyWrongSecretKeyWrongSecret0"
     try:
@@ -157,7 +140,7 @@ def test_a_wrong_secret_is_a_configuration_error_without_the_secret():
 
 
 def test_connection_refused_is_transient():
-    clock = SharedFakeClock()
+    clock = FakeClock()
     sim = start_simulator(clock)
     sim.stop()
     duo = client(sim, clock, retry=RetryPolicy(max_attempts=2))
