@@ -17,6 +17,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "simulate": ("simulator.command", "run the Duo Admin API telephony simulator on 127.0.0.1"),
     "udm": ("shared.udm_preview", "show the UDM events SecOps will make of raw records"),
+    "verify": (
+        "shared.bucket_audit",
+        "audit the objects the SecOps feed will read: lines, duplicates, names, gaps",
+    ),
 }
 
 

@@ -100,7 +100,7 @@ class LocalPipeline:
             raise
         return self
 
-    def _service_spec(self, name: str) -> EmulatorSpec:
+    def _service_spec(self, name: str, overrides: Mapping[str, str]) -> EmulatorSpec:
         threads = {"fetcher": self.config.fetcher_threads, "writer": self.config.writer_threads}
         conf = Path(__file__).resolve().parent.parent / "services" / "gunicorn.conf.py"
 
@@ -118,11 +118,15 @@ class LocalPipeline:
                 f"services.{name}.main:app()",
             ]
 
-        return EmulatorSpec(name=name, argv=argv, ready_path="/healthz", env=self._env)
+        env = {**self._env, **overrides}
+        return EmulatorSpec(name=name, argv=argv, ready_path="/healthz", env=env)
 
-    def start_service(self, name: str) -> None:
-        """Starts (or restarts, on a new port) one service, and points its subscription at it."""
-        self.services[name] = Emulator(self._service_spec(name), self.log_dir)
+    def start_service(self, name: str, overrides: Mapping[str, str] | None = None) -> None:
+        """Starts (or restarts, on a new port) one service, and points its subscription at it;
+        ``overrides`` changes its environment (a fixed configuration, say)."""
+        if name in self.services:
+            self.services[name].stop()
+        self.services[name] = Emulator(self._service_spec(name, overrides or {}), self.log_dir)
         self.services[name].start()
         if name != "planner" and self._wired:
             self._wire_subscriptions()

@@ -16,6 +16,7 @@ from flask import Flask, request
 
 from shared import structured_log
 from shared.messages import MessageError, RecordBatch, WindowTask, decode_push
+from shared.settings import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,19 @@ Handler = Callable[[Any], None]
 
 # Set when the platform asks the instance to stop (SIGTERM): long work ends at a safe point.
 stopping = threading.Event()
+
+APP_LOAD_ERROR = 4  # gunicorn halts on this exit code instead of respawning the worker
+
+
+def build(component: str, factory: Callable[[], Flask]) -> Flask:
+    """The services' gunicorn entry: JSON logs, and a configuration error ends the instance
+    with one line naming the setting at fault rather than a traceback."""
+    structured_log.configure(component)
+    try:
+        return factory()
+    except ConfigError as error:
+        structured_log.event(log, logging.CRITICAL, f"configuration error: {error}")
+        raise SystemExit(APP_LOAD_ERROR) from None
 
 
 def create_app(

@@ -18,8 +18,8 @@ import io
 import json
 import os
 import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -45,6 +45,10 @@ class SourceLine:
     record: dict[str, Any] | None = None
     error: str | None = None
     item_no: int | None = None  # 1-based position in response.items, for a response body
+    # Bytes of the raw NDJSON line as read (decompressed, terminator included), what the feed's
+    # line limit applies to; None for a value of a multi-line document. Not part of equality:
+    # a line is identified by where it is and what it holds.
+    line_bytes: int | None = field(default=None, compare=False)
 
     @property
     def location(self) -> str:
@@ -57,17 +61,26 @@ class SourceError(Exception):
     """The source itself cannot be read: a malformed gs:// URI, no object, a Cloud error."""
 
 
-def read_records(source: str, *, storage_client: Any = None) -> Iterator[SourceLine]:
+def read_records(
+    source: str,
+    *,
+    storage_client: Any = None,
+    on_object: Callable[[str, int], None] | None = None,
+) -> Iterator[SourceLine]:
     """Every record of a local file or of all objects under ``gs://bucket/prefix``, in order.
 
     Objects are read one at a time, sorted by name. ``storage_client`` is a
     ``google.cloud.storage.Client``; one is made (for the emulator when
     ``STORAGE_EMULATOR_HOST`` is set) if a gs:// source is read without it.
+    ``on_object(origin, stored size in bytes)`` is called as each file or object is opened,
+    before its lines: it also tells of objects that hold no record.
     """
     if source.startswith("gs://"):
-        yield from _read_gcs(source, storage_client)
+        yield from _read_gcs(source, storage_client, on_object)
     else:
         with open(source, "rb") as stream:
+            if on_object is not None:
+                on_object(source, os.fstat(stream.fileno()).st_size)
             yield from parse_stream(source, stream)
 
 
@@ -90,7 +103,8 @@ def parse_stream(origin: str, stream: IO[bytes]) -> Iterator[SourceLine]:
                 yield from _parse_value(origin, line_no, document)
                 return
             first = False
-            yield from _parse_value(origin, line_no, raw)
+            for parsed in _parse_value(origin, line_no, raw):
+                yield replace(parsed, line_bytes=len(raw))
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         # A truncated or corrupt .gz loses its tail only; the caller goes on with other sources.
         yield SourceLine(origin, line_no + 1, error=f"unreadable gzip data ({exc})")
@@ -138,7 +152,9 @@ def _response_items(origin: str, line_no: int, body: dict[str, Any]) -> Iterator
             yield SourceLine(origin, line_no, error=error, item_no=item_no)
 
 
-def _read_gcs(uri: str, client: Any) -> Iterator[SourceLine]:
+def _read_gcs(
+    uri: str, client: Any, on_object: Callable[[str, int], None] | None
+) -> Iterator[SourceLine]:
     # Imported here: reading local files must not need (or load) the Cloud libraries.
     from google.api_core.exceptions import GoogleAPIError
     from google.auth.exceptions import GoogleAuthError
@@ -152,10 +168,13 @@ def _read_gcs(uri: str, client: Any) -> Iterator[SourceLine]:
         if not blobs:
             raise SourceError(f"no objects under {uri}")
         for blob in blobs:
+            origin = f"gs://{bucket_name}/{blob.name}"
+            if on_object is not None:
+                on_object(origin, blob.size or 0)
             # raw_download: the stored bytes, not a server-side gunzip of a gzip-encoded
             # object; parse_stream recognises gzip itself.
             with blob.open("rb", chunk_size=_GCS_CHUNK_BYTES, raw_download=True) as stream:
-                yield from parse_stream(f"gs://{bucket_name}/{blob.name}", stream)
+                yield from parse_stream(origin, stream)
     except (GoogleAPIError, GoogleAuthError) as exc:
         raise SourceError(str(exc)) from exc
 

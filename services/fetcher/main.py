@@ -14,7 +14,7 @@ from shared.duo_client_factory import DuoClients
 from shared.gcp_clients import firestore_client, pubsub_publisher
 from shared.messages import WindowTask
 from shared.publishing import Publisher
-from shared.push_app import create_app, stopping
+from shared.push_app import build, create_app, stopping
 from shared.settings import fetcher_settings, secret_manager_reader
 from shared.window_fetch import WindowFetcher
 from shared.window_store import WindowStore
@@ -52,5 +52,4 @@ def create_fetcher_app(env: Mapping[str, str] = os.environ, clock: Clock | None 
 
 def app() -> Flask:
     """The gunicorn entry point: ``gunicorn 'services.fetcher.main:app()'``."""
-    structured_log.configure("fetcher")
-    return create_fetcher_app()
+    return build("fetcher", create_fetcher_app)

@@ -7,13 +7,12 @@ from collections.abc import Mapping
 
 from flask import Flask, jsonify
 
-from shared import structured_log
 from shared.clock import Clock, SystemClock
 from shared.cursor_store import CursorStore
 from shared.gcp_clients import firestore_client, pubsub_publisher
 from shared.planner_run import run_planner
 from shared.publishing import Publisher
-from shared.push_app import create_app
+from shared.push_app import build, create_app
 from shared.settings import planner_settings
 from shared.window_store import WindowStore
 
@@ -35,5 +34,4 @@ def create_planner_app(env: Mapping[str, str] = os.environ, clock: Clock | None 
 
 def app() -> Flask:
     """The gunicorn entry point: ``gunicorn 'services.planner.main:app()'``."""
-    structured_log.configure("planner")
-    return create_planner_app()
+    return build("planner", create_planner_app)

@@ -8,12 +8,11 @@ from collections.abc import Mapping
 
 from flask import Flask
 
-from shared import structured_log
 from shared.batch_landing import land_batch
 from shared.clock import Clock, SystemClock
 from shared.gcp_clients import firestore_client, storage_client
 from shared.messages import RecordBatch
-from shared.push_app import create_app
+from shared.push_app import build, create_app
 from shared.settings import writer_settings
 from shared.window_store import WindowStore
 
@@ -34,5 +33,4 @@ def create_writer_app(env: Mapping[str, str] = os.environ, clock: Clock | None =
 
 def app() -> Flask:
     """The gunicorn entry point: ``gunicorn 'services.writer.main:app()'``."""
-    structured_log.configure("writer")
-    return create_writer_app()
+    return build("writer", create_writer_app)
