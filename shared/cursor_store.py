@@ -32,6 +32,7 @@ from shared.window_store import (
 )
 
 ADVANCE_SCAN = 500
+PLAN_ATTEMPTS = 20
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,8 @@ class CursorStore:
                 transaction.update(ref, update | {"updated_at_ms": now})
             return [WindowTask(source, mintime, maxtime) for mintime, maxtime in planned]
 
-        return plan_in(self._db.transaction())
+        # Planners racing (a scheduler retry over a slow run) only wait for each other.
+        return plan_in(self._db.transaction(max_attempts=PLAN_ATTEMPTS))
 
     def sweep(self, source: str, lease_ms: int) -> SweepResult:
         """Finishes windows whose batches are all written and finds windows to send again:

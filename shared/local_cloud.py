@@ -418,7 +418,8 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 def reset_firestore(host: str, project: str, database: str = "(default)") -> None:
     """Delete every document of one database in the Firestore emulator at ``host``."""
     url = f"http://{host}/emulator/v1/projects/{project}/databases/{database}/documents"
-    status, body = http_request("DELETE", url)
+    # The first reset on a fresh emulator warms its JVM up: seconds on a busy machine.
+    status, body = http_request("DELETE", url, timeout=60.0)
     if status != 200:
         raise EmulatorError(f"Firestore emulator reset failed: HTTP {status} {body[:200]}")
 
