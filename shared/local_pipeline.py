@@ -29,6 +29,9 @@ from shared.pubsub_setup import (
 from shared.window_store import WindowStore
 
 SERVICES = ("planner", "fetcher", "writer")
+# Redeliveries back off up to this locally (60 s in production), so a local run reaches the
+# dead-letter topic in seconds rather than minutes.
+LOCAL_MAX_BACKOFF_SECONDS = 4
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,7 @@ class LocalPipeline:
             f"http://{self.services['fetcher'].address}/",
             ack_deadline_seconds=600,
             dead_letter_topic_path=dead,
+            maximum_backoff_seconds=LOCAL_MAX_BACKOFF_SECONDS,
         )
         ensure_push_subscription(
             subscriber,
@@ -164,6 +168,7 @@ class LocalPipeline:
             f"http://{self.services['writer'].address}/",
             ack_deadline_seconds=60,
             dead_letter_topic_path=dead,
+            maximum_backoff_seconds=LOCAL_MAX_BACKOFF_SECONDS,
         )
         self._wired = True
 

@@ -38,6 +38,7 @@ def ensure_push_subscription(
     ack_deadline_seconds: int,
     dead_letter_topic_path: str,
     max_delivery_attempts: int = 5,
+    maximum_backoff_seconds: int = 60,
 ) -> str:
     """A push subscription whose messages go to the dead-letter topic after repeated failures.
 
@@ -53,7 +54,10 @@ def ensure_push_subscription(
             "dead_letter_topic": dead_letter_topic_path,
             "max_delivery_attempts": max_delivery_attempts,
         },
-        "retry_policy": {"minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 60}},
+        "retry_policy": {
+            "minimum_backoff": {"seconds": 1},
+            "maximum_backoff": {"seconds": maximum_backoff_seconds},
+        },
     }
     try:
         subscriber.create_subscription(request=request)

@@ -189,6 +189,50 @@ def test_a_fetcher_killed_mid_window_resumes_from_its_checkpoint(local_cloud, tm
     assert "handed_on" in log
 
 
+def test_a_fetcher_stopped_with_sigterm_hands_its_window_on(local_cloud, tmp_path: Path):
+    run = options(records=9000, parallelism=1)
+    short_lease = {"FETCH_TIME_BUDGET": "4s", "WINDOW_LEASE": "15s"}
+    with local_stack(run, tmp_path, quiet, short_lease) as stack:
+        stack.duo.simulator.api.options = stack.duo.simulator.api.options.__class__(
+            slow_seconds=0.7
+        )
+        stack.pipeline.trigger_planner()
+        first = _wait_for_window(stack, lambda w: w["pages"] >= 2, timeout=60)
+        stack.pipeline.services["fetcher"].stop()  # SIGTERM, as Cloud Run scales in
+        stopped = _window(stack, first["id"])
+        log_at_stop = (tmp_path / "fetcher.log").read_text()
+        stack.pipeline.start_service("fetcher")
+        summary = catch_up(stack, quiet)
+        all_windows = windows(stack)
+        requests = stack.duo.simulator.api.stats()["requests"]
+    assert f"window {first['id']} handed_on" in log_at_stop
+    assert stopped["state"] == "planned" and stopped["next_offset"] is not None
+    assert summary.records == summary.expected == 9000
+    assert summary.missing == 0 and summary.duplicated == 0
+    # A clean hand-over re-fetches nothing.
+    assert requests <= 9 + (len(all_windows) - 1)
+
+
+def test_a_writer_that_keeps_failing_loses_nothing_once_fixed(local_cloud, tmp_path: Path):
+    run = options(records=3000)
+    broken = {
+        "GCS_BUCKET": f"missing-{uuid.uuid4().hex[:10]}",
+        "FETCH_TIME_BUDGET": "3s",
+        "WINDOW_LEASE": "15s",
+    }
+    with local_stack(run, tmp_path, quiet, broken) as stack:
+        stack.pipeline.trigger_planner()
+        failures = _wait_for_log_lines(stack, "writer", "Pub/Sub will redeliver", 8, timeout=120)
+        before_fix = blobs(stack)
+        # Redelivered, dead-lettered or fetched again once the lease is over: either way the
+        # fixed writer lands every batch, once.
+        stack.pipeline.start_service("writer", {"GCS_BUCKET": stack.options.bucket})
+        summary = catch_up(stack, quiet)
+    assert failures >= 8 and before_fix == {}
+    assert summary.records == summary.expected == 3000
+    assert summary.missing == 0 and summary.duplicated == 0
+
+
 def test_a_message_that_can_never_be_valid_is_dropped_with_its_id(local_cloud, tmp_path: Path):
     with local_stack(options(records=100), tmp_path, quiet) as stack:
         project = stack.pipeline.config.project
