@@ -27,7 +27,8 @@ def create_planner_app(env: Mapping[str, str] = os.environ, clock: Clock | None 
 
     @app.post("/run")
     def run():
-        return jsonify(run_planner(settings, cursors, publisher, clock))
+        results = run_planner(settings, cursors, publisher, clock)
+        return jsonify(results), 500 if any("error" in r for r in results) else 200
 
     return app
 
