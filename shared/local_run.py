@@ -52,6 +52,7 @@ class RunOptions:
     enrich: bool = False
     fail_rate: float = 0.0
     malformed_rate: float = 0.0
+    slow: float = 0.0  # seconds the simulator adds to every answer
     live: float = 0.0
     plan_every: float = 5.0  # seconds between planner runs (Cloud Scheduler: every minute)
     timeout: float = 1800.0
@@ -122,6 +123,7 @@ def _duo(options: RunOptions, started: float) -> Iterator[_Duo]:
             rate_limit_per_minute=options.rate_limit,
             fail_rate=options.fail_rate,
             malformed_rate=options.malformed_rate,
+            slow_seconds=options.slow,
         ),
     )
     with SimulatorServer(api, port=0) as server:

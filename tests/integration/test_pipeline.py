@@ -164,12 +164,9 @@ def test_redelivered_and_reordered_messages_change_nothing(local_cloud, tmp_path
 
 
 def test_a_fetcher_killed_mid_window_resumes_from_its_checkpoint(local_cloud, tmp_path: Path):
-    run = options(records=9000, parallelism=1)
+    run = options(records=9000, parallelism=1, slow=0.7)
     short_lease = {"FETCH_TIME_BUDGET": "3s", "WINDOW_LEASE": "15s"}
     with local_stack(run, tmp_path, quiet, short_lease) as stack:
-        stack.duo.simulator.api.options = stack.duo.simulator.api.options.__class__(
-            slow_seconds=0.7
-        )
         stack.pipeline.trigger_planner()
         first = _wait_for_window(stack, lambda w: w["pages"] >= 2, timeout=60)
         stack.pipeline.kill_service("fetcher")
@@ -190,12 +187,9 @@ def test_a_fetcher_killed_mid_window_resumes_from_its_checkpoint(local_cloud, tm
 
 
 def test_a_fetcher_stopped_with_sigterm_hands_its_window_on(local_cloud, tmp_path: Path):
-    run = options(records=9000, parallelism=1)
+    run = options(records=9000, parallelism=1, slow=0.7)
     short_lease = {"FETCH_TIME_BUDGET": "4s", "WINDOW_LEASE": "15s"}
     with local_stack(run, tmp_path, quiet, short_lease) as stack:
-        stack.duo.simulator.api.options = stack.duo.simulator.api.options.__class__(
-            slow_seconds=0.7
-        )
         stack.pipeline.trigger_planner()
         first = _wait_for_window(stack, lambda w: w["pages"] >= 2, timeout=60)
         stack.pipeline.services["fetcher"].stop()  # SIGTERM, as Cloud Run scales in
