@@ -19,6 +19,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from shared.clock import Clock, now_ms
 from shared.messages import WindowTask, window_id
 from shared.planning import first_planned_until, plan_windows, retention_gap
+from shared.telephony_paging import AVAILABILITY_DELAY_MS
 from shared.window_store import (
     DONE,
     FAILED,
@@ -51,8 +52,14 @@ class CursorStore:
     def cursor(self, source: str) -> firestore.DocumentReference:
         return self._db.collection(self._windows.root).document(source)
 
-    def plan(self, source: str, lookback_ms: int, parallelism: int) -> list[WindowTask]:
-        """Creates the windows up to now - 2 min; returns them, to be published."""
+    def plan(
+        self,
+        source: str,
+        lookback_ms: int,
+        parallelism: int,
+        delay_ms: int = AVAILABILITY_DELAY_MS,
+    ) -> list[WindowTask]:
+        """Creates the windows up to now - delay (2 min); returns them, to be published."""
         ref = self.cursor(source)
 
         @firestore.transactional
@@ -76,7 +83,7 @@ class CursorStore:
                 cursor["planned_until_ms"] = gap[1]
                 if cursor["watermark_ms"] < gap[1]:
                     update["watermark_ms"] = gap[1]
-            planned = plan_windows(cursor["planned_until_ms"], now, parallelism)
+            planned = plan_windows(cursor["planned_until_ms"], now, parallelism, delay_ms=delay_ms)
             for mintime, maxtime in planned:
                 window = self._windows.window(source, window_id(mintime, maxtime))
                 transaction.create(window, window_doc(mintime, maxtime, now))

@@ -37,7 +37,12 @@ def _run_source(
     clock: Clock,
 ) -> dict[str, Any]:
     lease_ms = int(settings.lease_seconds * 1000)
-    planned = cursors.plan(source, int(settings.lookback_seconds * 1000), settings.parallelism)
+    planned = cursors.plan(
+        source,
+        int(settings.lookback_seconds * 1000),
+        settings.parallelism,
+        delay_ms=int(settings.delay_seconds * 1000),
+    )
     publisher.publish_tasks(planned)
     swept = cursors.sweep(source, lease_ms)
     publisher.publish_tasks(swept.republish)

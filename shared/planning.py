@@ -27,10 +27,12 @@ def plan_windows(
     now_ms: int,
     parallelism: int,
     min_split_ms: int = MIN_SPLIT_MS,
+    delay_ms: int = AVAILABILITY_DELAY_MS,
 ) -> list[tuple[int, int]]:
-    """Windows ``[mintime, maxtime]`` (inclusive ms) covering (planned_until, now - 2 min]."""
+    """Windows ``[mintime, maxtime]`` (inclusive ms) covering (planned_until, now - delay];
+    the delay is Duo's two minutes at least, more where its logs are seen to arrive late."""
     start = planned_until + 1
-    end = now_ms - AVAILABILITY_DELAY_MS
+    end = now_ms - max(delay_ms, AVAILABILITY_DELAY_MS)
     if end - start + 1 < MIN_WINDOW_MS:
         return []
     span = end - start + 1

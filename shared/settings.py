@@ -54,6 +54,7 @@ class PlannerSettings:
     lookback_seconds: float
     parallelism: int
     lease_seconds: float
+    delay_seconds: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -242,6 +243,9 @@ def planner_settings(env: Mapping[str, str]) -> PlannerSettings:
     lookback = parse_duration(e.text("LOOKBACK", "24h"), "LOOKBACK")
     if lookback > 180 * 86400:
         raise ConfigError("LOOKBACK: Duo keeps 180 days of logs; use at most 180d")
+    delay = parse_duration(e.text("PLAN_DELAY", "2m"), "PLAN_DELAY")
+    if delay < 120:
+        raise ConfigError("PLAN_DELAY: Duo publishes logs two minutes late; use at least 2m")
     return PlannerSettings(
         project=e.project(),
         sources=_source_ids(e),
@@ -249,6 +253,7 @@ def planner_settings(env: Mapping[str, str]) -> PlannerSettings:
         lookback_seconds=lookback,
         parallelism=int(e.number("PLAN_PARALLELISM", 4, 1, 64)),
         lease_seconds=parse_duration(e.text("WINDOW_LEASE", "10m"), "WINDOW_LEASE"),
+        delay_seconds=delay,
     )
 
 

@@ -57,3 +57,12 @@ def test_outages_longer_than_retention_are_reported_as_a_gap(outage_days, gap):
     if gap:
         assert found[0] == NOW - outage_days * DAY + 1
         assert found[1] < NOW - RETENTION_MS + 2 * HOUR
+
+
+def test_a_longer_delay_plans_less_recent_time_and_never_under_two_minutes():
+    assert plan_windows(NOW - 900_000, NOW, parallelism=1, delay_ms=600_000) == [
+        (NOW - 899_999, NOW - 600_000)
+    ]
+    assert plan_windows(NOW - 180_000, NOW, parallelism=1, delay_ms=0) == [
+        (NOW - 179_999, NOW - 120_000)
+    ]

@@ -226,6 +226,15 @@ def test_lookback_is_capped_at_duos_180_days():
             planner_settings({"GOOGLE_CLOUD_PROJECT": "p", "LOOKBACK": value})
 
 
+def test_plan_delay_defaults_to_duos_two_minutes_and_never_less():
+    assert planner_settings({"GOOGLE_CLOUD_PROJECT": "p"}).delay_seconds == 120
+    later = planner_settings({"GOOGLE_CLOUD_PROJECT": "p", "PLAN_DELAY": "10m"})
+    assert later.delay_seconds == 600
+    for value in ("90s", "1m", "soon"):
+        with pytest.raises(ConfigError, match="PLAN_DELAY"):
+            planner_settings({"GOOGLE_CLOUD_PROJECT": "p", "PLAN_DELAY": value})
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
