@@ -96,7 +96,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # SIGTERM ends the demo like Ctrl-C: every process it started is stopped on the way out.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         if args.lookback:
             parse_duration(args.lookback, "--lookback")
@@ -137,6 +137,10 @@ def run(args: argparse.Namespace) -> int:
         print("\nFAILED: the bucket does not match Duo's records", file=sys.stderr)
         return 1
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _steady_state(pipeline: LocalPipeline) -> None:

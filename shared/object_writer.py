@@ -129,22 +129,6 @@ def parse_object_name(name: str, prefix: str | None = None) -> ObjectName:
     return parsed
 
 
-def hour_prefixes(prefix: str, start: datetime, end: datetime) -> list[str]:
-    """List prefixes (``<prefix>/YYYY/MM/DD/HH/``) of the hour folders that can hold records
-    with ``start <= ts < end``; both must be timezone-aware."""
-    if start.tzinfo is None or end.tzinfo is None:
-        raise ValueError("start and end must be timezone-aware")
-    hour = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    end = end.astimezone(UTC)
-    prefixes: list[str] = []
-    if end <= start:
-        return prefixes
-    while hour < end:
-        prefixes.append(f"{_hour_folder(prefix.strip('/'), hour)}/")
-        hour += timedelta(hours=1)
-    return prefixes
-
-
 def encode_line(record: dict[str, Any]) -> bytes:
     """One NDJSON line: the record as Duo gave it (key order, unicode kept), compact."""
     line = (json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n").encode()

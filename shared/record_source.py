@@ -180,11 +180,6 @@ def _read_gcs(
 
 
 def _storage_client() -> Any:
-    from google.cloud import storage
+    from shared.gcp_clients import storage_client
 
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
-        from google.auth.credentials import AnonymousCredentials
-
-        project = os.environ.get("GOOGLE_CLOUD_PROJECT", "local-emulator")
-        return storage.Client(project=project, credentials=AnonymousCredentials())
-    return storage.Client()
+    return storage_client(os.environ.get("GOOGLE_CLOUD_PROJECT", "local-emulator"))

@@ -20,7 +20,6 @@ from shared.object_writer import (
     ObjectName,
     encode_batch,
     encode_line,
-    hour_prefixes,
     parse_object_name,
 )
 from shared.telephony_records import RecordError
@@ -272,20 +271,3 @@ def test_object_name_refuses_parts_that_would_not_parse_back() -> None:
         ObjectName("p", ts.astimezone(timezone(timedelta(hours=1))), "acme", WINDOW, 1, False)
     with pytest.raises(ValueError, match="prefix"):
         ObjectName("/p", ts, "acme", WINDOW, 1, False)
-
-
-def test_hour_prefixes_cover_the_hours_a_range_touches() -> None:
-    start = datetime(2024, 1, 31, 22, 30, tzinfo=UTC)
-    assert hour_prefixes("duo", start, start + timedelta(hours=2)) == [
-        "duo/2024/01/31/22/",
-        "duo/2024/01/31/23/",
-        "duo/2024/02/01/00/",
-    ]
-    on_the_hour = datetime(2024, 1, 31, 23, tzinfo=timezone(timedelta(hours=1)))
-    assert hour_prefixes("duo", on_the_hour, on_the_hour + timedelta(hours=1)) == [
-        "duo/2024/01/31/22/"
-    ]
-    assert hour_prefixes("duo", start, start) == []
-    assert hour_prefixes("duo", start, start - timedelta(hours=3)) == []
-    with pytest.raises(ValueError, match="timezone-aware"):
-        hour_prefixes("duo", datetime(2024, 1, 1), start)
