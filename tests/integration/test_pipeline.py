@@ -105,7 +105,18 @@ def test_a_catch_up_lands_every_record_exactly_once_at_close_to_minimum_cost(
 
 
 def test_429_storms_and_5xx_bursts_delay_but_lose_nothing(local_cloud, tmp_path: Path):
-    run = options(records=4000, rate_limit=5, fail_rate=0.2, malformed_rate=0.1)
+    # One window of four pages against a budget of three requests a minute: the fourth page
+    # meets a 429 for sure. The planner runs once a minute, as Cloud Scheduler does; planning
+    # faster would spend the tiny budget on new windows and starve the catch-up.
+    run = options(
+        records=4000,
+        parallelism=1,
+        rate_limit=3,
+        fail_rate=0.2,
+        malformed_rate=0.1,
+        plan_every=60.0,
+        timeout=600.0,
+    )
     # The pipeline is told the account allows far more than the simulator does: a 429 storm.
     with local_stack(run, tmp_path, quiet, {"DUO_RATE_LIMIT_PER_MINUTE": "600"}) as stack:
         summary = catch_up(stack, quiet)
