@@ -14,7 +14,7 @@ loglevel = "warning"
 
 def post_worker_init(worker):
     """On SIGTERM, tell long work to stop at its next safe point before gunicorn drains."""
-    from shared.push_app import stopping
+    from services.push_app import stopping
 
     previous = signal.getsignal(signal.SIGTERM)
 

@@ -30,7 +30,7 @@ from typing import Any, Literal, NamedTuple
 from urllib.parse import parse_qs
 
 from shared.clock import Clock
-from shared.secret import Secret
+from shared.duo.secret import Secret
 from simulator.dataset import Dataset, Record, to_item
 from simulator.signature_check import AuthError, SignatureChecker
 

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 
 from shared.clock import SystemClock
-from shared.secret import Secret
+from shared.duo.secret import Secret
 from simulator.api import ApiOptions, TelephonyApi
 from simulator.dataset import Dataset, DatasetSpec
 from simulator.server import SimulatorServer

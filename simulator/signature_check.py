@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from urllib.parse import parse_qs
 
 from shared.clock import Clock
-from shared.secret import Secret
-from shared.signing import canonical_string_v2, canonical_string_v5
+from shared.duo.secret import Secret
+from shared.duo.signing import canonical_string_v2, canonical_string_v5
 
 MAX_CLOCK_SKEW_SECONDS = 300.0
 _EMPTY_BODY = ""  # the simulator serves GET only: the signed body is always empty

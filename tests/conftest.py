@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from shared.local_cloud import ENV_VARS, FIRESTORE, LocalCloud, reset_firestore
+from harness.emulators import ENV_VARS, FIRESTORE, LocalCloud, reset_firestore
 
 if TYPE_CHECKING:
     # The Cloud client libraries take about 1 s to import: only tests that use them pay it.
@@ -44,7 +44,7 @@ def local_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud
 @pytest.fixture
 def firestore_db(local_cloud: LocalCloud) -> Iterator[firestore.Client]:
     """A Firestore client on an empty database (the test project's documents are deleted)."""
-    from shared.gcp_clients import firestore_client
+    from shared.gcp.clients import firestore_client
 
     reset_firestore(local_cloud.env[ENV_VARS[FIRESTORE]], local_cloud.project)
     client = firestore_client(local_cloud.project)
@@ -55,7 +55,7 @@ def firestore_db(local_cloud: LocalCloud) -> Iterator[firestore.Client]:
 @pytest.fixture
 def gcs_bucket(local_cloud: LocalCloud) -> Iterator[storage.Bucket]:
     """A new bucket with a unique name; it and its objects are deleted afterwards."""
-    from shared.gcp_clients import storage_client
+    from shared.gcp.clients import storage_client
 
     client = storage_client(local_cloud.project)
     bucket = client.create_bucket(unique_name("test"))

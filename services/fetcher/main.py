@@ -8,16 +8,16 @@ from collections.abc import Mapping
 
 from flask import Flask
 
-from shared import structured_log
+from services import structured_log
+from services.fetcher.duo_clients import DuoClients
+from services.fetcher.window_fetch import WindowFetcher
+from services.push_app import build, create_app, stopping
+from services.settings import fetcher_settings, secret_manager_reader
 from shared.clock import Clock, SystemClock
-from shared.duo_client_factory import DuoClients
-from shared.gcp_clients import firestore_client, pubsub_publisher
-from shared.messages import WindowTask
-from shared.publishing import Publisher
-from shared.push_app import build, create_app, stopping
-from shared.settings import fetcher_settings, secret_manager_reader
-from shared.window_fetch import WindowFetcher
-from shared.window_store import WindowStore
+from shared.gcp.clients import firestore_client, pubsub_publisher
+from shared.gcp.publisher import Publisher
+from shared.gcp.window_store import WindowStore
+from shared.pipeline.messages import WindowTask
 
 log = logging.getLogger("fetcher")
 

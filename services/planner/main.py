@@ -7,14 +7,14 @@ from collections.abc import Mapping
 
 from flask import Flask, jsonify
 
+from services.planner.run import run_planner
+from services.push_app import build, create_app
+from services.settings import planner_settings
 from shared.clock import Clock, SystemClock
-from shared.cursor_store import CursorStore
-from shared.gcp_clients import firestore_client, pubsub_publisher
-from shared.planner_run import run_planner
-from shared.publishing import Publisher
-from shared.push_app import build, create_app
-from shared.settings import planner_settings
-from shared.window_store import WindowStore
+from shared.gcp.clients import firestore_client, pubsub_publisher
+from shared.gcp.cursor_store import CursorStore
+from shared.gcp.publisher import Publisher
+from shared.gcp.window_store import WindowStore
 
 
 def create_planner_app(env: Mapping[str, str] = os.environ, clock: Clock | None = None) -> Flask:

@@ -8,13 +8,13 @@ from collections.abc import Mapping
 
 from flask import Flask
 
-from shared.batch_landing import land_batch
+from services.push_app import build, create_app
+from services.settings import writer_settings
+from services.writer.landing import land_batch
 from shared.clock import Clock, SystemClock
-from shared.gcp_clients import firestore_client, storage_client
-from shared.messages import RecordBatch
-from shared.push_app import build, create_app
-from shared.settings import writer_settings
-from shared.window_store import WindowStore
+from shared.gcp.clients import firestore_client, storage_client
+from shared.gcp.window_store import WindowStore
+from shared.pipeline.messages import RecordBatch
 
 log = logging.getLogger("writer")
 

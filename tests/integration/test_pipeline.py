@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from google.cloud import firestore
 
+from harness.catchup import LocalStack, RunOptions, catch_up, local_stack
+from harness.pubsub_setup import ensure_pull_subscription
 from shared.clock import SystemClock
-from shared.gcp_clients import pubsub_publisher, pubsub_subscriber, storage_client
-from shared.local_run import LocalStack, RunOptions, catch_up, local_stack
-from shared.pubsub_setup import ensure_pull_subscription
-from shared.udm_mapping import to_udm
-from shared.window_store import WindowStore
+from shared.gcp.clients import pubsub_publisher, pubsub_subscriber, storage_client
+from shared.gcp.window_store import WindowStore
+from shared.secops.udm_mapping import to_udm
 
 pytestmark = pytest.mark.integration
 

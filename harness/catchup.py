@@ -1,0 +1,379 @@
+"""A catch-up through the whole local pipeline, measured: what the demo and the benchmark run.
+
+Emulators (started here, or the running ones named by their variables), the Duo simulator
+(or a real Duo account from DUO_API_HOST, DUO_IKEY and DUO_SKEY), the three services as
+separate processes, and the planner triggered the way Cloud Scheduler would trigger it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from harness.emulators import LocalCloud
+from harness.pipeline import LocalPipeline, PipelineConfig
+from harness.pubsub_setup import TopicNames
+from services.settings import parse_duration
+from shared.clock import SystemClock
+from shared.duo.records import record_time_ms
+from shared.duo.secret import Secret
+from shared.gcp.clients import storage_client
+from shared.pipeline.objects import parse_object_name
+from shared.secops.record_source import parse_stream
+from simulator.api import ApiOptions, TelephonyApi
+from simulator.command import DEMO_IKEY, DEMO_SKEY
+from simulator.dataset import Dataset, DatasetSpec
+from simulator.server import SimulatorServer
+
+DEMO_PROJECT = "duo-telephony-local"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    records: int = 20_000
+    days: float = 2.0
+    seed: int = 7
+    lookback: str | None = None  # default: the simulated days and an hour more
+    rate_limit: int = 60  # Duo requests per minute: the simulator's limit and the pipeline's
+    bucket: str = "duo-telephony-demo"
+    prefix: str = "duo-telephony"
+    gzip: bool = False
+    enrich: bool = False
+    fail_rate: float = 0.0
+    malformed_rate: float = 0.0
+    slow: float = 0.0  # seconds the simulator adds to every answer
+    live: float = 0.0
+    plan_every: float = 5.0  # seconds between planner runs (Cloud Scheduler: every minute)
+    timeout: float = 1800.0
+    parallelism: int = 4
+
+
+@dataclass
+class Summary:
+    simulated: bool
+    records: int = 0
+    objects: int = 0
+    bytes: int = 0
+    duo_requests: int = 0
+    rate_limited: int = 0
+    seconds: float = 0.0
+    minimum_requests: int | None = None
+    expected: int | None = None
+    missing: int | None = None
+    duplicated: int | None = None
+    peak_memory_mb: dict[str, float] = field(default_factory=dict)
+    log_dir: str = ""
+    watermark_ms: int | None = None
+
+    @property
+    def records_per_second(self) -> float:
+        return self.records / self.seconds if self.seconds else 0.0
+
+    @property
+    def requests_per_minute(self) -> float:
+        return self.duo_requests * 60 / self.seconds if self.seconds else 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.simulated or (self.missing == 0 and self.duplicated == 0)
+
+
+@dataclass
+class _Duo:
+    api_host: str
+    ikey: str
+    skey: str
+    simulator: SimulatorServer | None
+    data_end_ms: int
+
+
+@contextlib.contextmanager
+def _duo(options: RunOptions, started: float) -> Iterator[_Duo]:
+    real = [os.environ.get(name) for name in ("DUO_API_HOST", "DUO_IKEY", "DUO_SKEY")]
+    if all(real):
+        yield _Duo(real[0], real[1], real[2], None, int(started * 1000) - 120_000)
+        return
+    clock = SystemClock()
+    dataset = Dataset(
+        DatasetSpec(
+            records=options.records,
+            days=options.days,
+            seed=options.seed,
+            live_per_minute=options.live,
+        ),
+        start=started,
+    )
+    api = TelephonyApi(
+        dataset,
+        {DEMO_IKEY: Secret(DEMO_SKEY)},
+        clock,
+        random.Random(f"faults:{options.seed}"),
+        ApiOptions(
+            rate_limit_per_minute=options.rate_limit,
+            fail_rate=options.fail_rate,
+            malformed_rate=options.malformed_rate,
+            slow_seconds=options.slow,
+        ),
+    )
+    with SimulatorServer(api, port=0) as server:
+        yield _Duo(
+            f"http://{server.host_port}",
+            DEMO_IKEY,
+            DEMO_SKEY,
+            server,
+            int(started * 1000) - 120_000,
+        )
+
+
+@dataclass
+class LocalStack:
+    """A running pipeline and the Duo it reads (``duo.simulator`` when simulated)."""
+
+    pipeline: LocalPipeline
+    duo: _Duo
+    options: RunOptions
+
+
+@contextlib.contextmanager
+def local_stack(
+    options: RunOptions,
+    log_dir: Path,
+    progress: Callable[[str], None] = print,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[LocalStack]:
+    """Emulators, Duo (simulated unless a real account is configured) and the three services;
+    everything started here is stopped on the way out."""
+    started = time.time()
+    run_id = time.strftime("%Y%m%d%H%M%S", time.gmtime(started)) + os.urandom(2).hex()
+    lookback = options.lookback or f"{math.ceil(options.days * 24) + 1}h"
+    parse_duration(lookback, "--lookback")
+    with (
+        LocalCloud(log_dir, project=DEMO_PROJECT) as cloud,
+        _duo(options, started) as duo,
+        _environment(cloud.env),
+    ):
+        config = PipelineConfig(
+            project=cloud.project,
+            bucket=options.bucket,
+            prefix=options.prefix,
+            duo_api_host=duo.api_host,
+            duo_ikey=duo.ikey,
+            duo_skey=duo.skey,
+            source=f"demo-{run_id}",
+            gzip=options.gzip,
+            enrich=options.enrich,
+            rate_per_minute=options.rate_limit,
+            lookback=lookback,
+            parallelism=options.parallelism,
+            topics=TopicNames.with_suffix(run_id),
+            extra_env=extra_env or {},
+        )
+        progress(f"logs in {log_dir}; emulators: {', '.join(cloud.started) or 'given'}")
+        progress(
+            f"Duo: {'simulator at ' + duo.api_host if duo.simulator else duo.api_host}; "
+            f"source {config.source}; bucket gs://{options.bucket}/{options.prefix}/"
+        )
+        with LocalPipeline(config, cloud.env, log_dir) as pipeline:
+            yield LocalStack(pipeline, duo, options)
+
+
+@contextlib.contextmanager
+def _environment(variables: dict[str, str]) -> Iterator[None]:
+    """This process reads Firestore and Storage too (status, the final check); the variables
+    are put back afterwards so a next run does not take stopped emulators for running ones."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def run_catchup(
+    options: RunOptions,
+    log_dir: Path,
+    progress: Callable[[str], None] = print,
+    keep_running: Callable[[LocalPipeline], None] | None = None,
+) -> Summary:
+    """Runs until the watermark has passed everything Duo had when the run started."""
+    with local_stack(options, log_dir, progress) as stack:
+        summary = catch_up(stack, progress)
+        if keep_running is not None:
+            keep_running(stack.pipeline)
+        return summary
+
+
+def catch_up(stack: LocalStack, progress: Callable[[str], None] = print) -> Summary:
+    """Triggers the planner until caught up, then checks the bucket."""
+    clock_start = time.monotonic()
+    status = _until_caught_up(stack.pipeline, stack.duo, stack.options, progress, clock_start)
+    seconds = time.monotonic() - clock_start
+    return _summarize(
+        stack.pipeline, stack.duo, stack.options, status, seconds, stack.pipeline.log_dir
+    )
+
+
+def _until_caught_up(
+    pipeline: LocalPipeline,
+    duo: _Duo,
+    options: RunOptions,
+    progress: Callable[[str], None],
+    clock_start: float,
+) -> dict[str, Any]:
+    next_plan = 0.0
+    first_watermark = None
+    while True:
+        now = time.monotonic()
+        if now >= next_plan:
+            pipeline.trigger_planner()
+            next_plan = now + options.plan_every
+        status = pipeline.status()
+        watermark = status["watermark_ms"] or 0
+        first_watermark = first_watermark or watermark
+        windows = status["windows"]
+        open_windows = sum(windows[s] for s in ("planned", "fetching", "fetched", "failed"))
+        span = max(duo.data_end_ms - first_watermark, 1)
+        done = min(max(watermark - first_watermark, 0) / span, 1.0)
+        line = (
+            f"[{now - clock_start:6.1f}s] watermark {done:6.1%}, "
+            f"{status['records']:,} records fetched, "
+            f"windows done {windows['done']}, open {open_windows}"
+        )
+        if status["last_error"]:
+            line += f"; last error: {status['last_error'][:160]}"
+        progress(line)
+        if watermark >= duo.data_end_ms:
+            return status
+        if now - clock_start > options.timeout:
+            raise TimeoutError(
+                f"not caught up after {options.timeout:.0f} s; logs in {pipeline.log_dir}"
+            )
+        time.sleep(1.0)
+
+
+def _summarize(
+    pipeline: LocalPipeline,
+    duo: _Duo,
+    options: RunOptions,
+    status: dict[str, Any],
+    seconds: float,
+    log_dir: Path,
+) -> Summary:
+    summary = Summary(simulated=duo.simulator is not None, seconds=round(seconds, 1))
+    summary.watermark_ms = status["watermark_ms"]
+    summary.log_dir = str(log_dir)
+    summary.peak_memory_mb = {
+        name: peak_memory_mb(service.pid) for name, service in pipeline.services.items()
+    }
+    ids: Counter[str] = Counter()
+    client = storage_client(pipeline.config.project)
+    for blob in client.list_blobs(options.bucket, prefix=f"{options.prefix}/"):
+        if parse_object_name(blob.name, options.prefix).source != pipeline.config.source:
+            continue
+        summary.objects += 1
+        summary.bytes += blob.size or 0
+        with blob.open("rb", raw_download=True) as stream:
+            for line in parse_stream(blob.name, stream):
+                if line.record is not None:
+                    ids[line.record["telephony_id"]] += 1
+    summary.records = sum(ids.values())
+    summary.duplicated = sum(1 for count in ids.values() if count > 1)
+    if duo.simulator is not None:
+        stats = duo.simulator.api.stats()
+        summary.duo_requests, summary.rate_limited = stats["requests"], stats["rate_limited"]
+        expected = _ground_truth(duo.simulator, summary.watermark_ms or 0)
+        summary.expected = len(expected)
+        summary.missing = len(expected - ids.keys())
+    else:
+        summary.duo_requests, summary.rate_limited = _fetcher_requests(log_dir / "fetcher.log")
+    summary.minimum_requests = math.ceil(summary.records / 1000) if summary.records else 1
+    return summary
+
+
+def _ground_truth(simulator: SimulatorServer, watermark_ms: int) -> set[str]:
+    response = requests.get(f"{simulator.base_url}/__sim__/records", stream=True, timeout=60)
+    response.raise_for_status()
+    ids = set()
+    for line in response.iter_lines():
+        record = json.loads(line)
+        if record_time_ms(record) <= watermark_ms:
+            ids.add(record["telephony_id"])
+    return ids
+
+
+def _fetcher_requests(log_path: Path) -> tuple[int, int]:
+    """Duo requests and 429s, added up from the fetcher's one line per window task."""
+    made = throttled = 0
+    with contextlib.suppress(OSError), log_path.open() as log:
+        for line in log:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            made += int(entry.get("requests") or 0)
+            throttled += int(entry.get("rate_limited") or 0)
+    return made, throttled
+
+
+def peak_memory_mb(pid: int | None) -> float:
+    """The largest peak resident size among the processes of ``pid``'s process group (the
+    gunicorn master and its worker), in MiB."""
+    if pid is None:
+        return 0.0
+    peak = 0
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = status.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pid:  # field 5 of stat, the process group
+                continue
+            for line in (status.parent / "status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        except (OSError, IndexError, ValueError):
+            continue
+    return round(peak / 1024, 1)
+
+
+def format_summary(summary: Summary) -> str:
+    rows = [
+        ("records", f"{summary.records:,}"),
+        ("objects", f"{summary.objects:,}"),
+        ("bytes", f"{summary.bytes:,}"),
+        (
+            "Duo requests",
+            f"{summary.duo_requests} (minimum ceil(N/1000) = {summary.minimum_requests})",
+        ),
+        ("429s", str(summary.rate_limited)),
+        ("duration", f"{summary.seconds:.1f} s"),
+        ("records per second", f"{summary.records_per_second:,.0f}"),
+        ("requests per minute", f"{summary.requests_per_minute:.1f}"),
+        (
+            "peak memory (MiB)",
+            ", ".join(f"{k} {v}" for k, v in summary.peak_memory_mb.items()),
+        ),
+    ]
+    if summary.simulated:
+        rows += [
+            ("expected (ground truth)", f"{summary.expected:,}"),
+            ("missing telephony_ids", str(summary.missing)),
+            ("duplicated telephony_ids", str(summary.duplicated)),
+        ]
+    else:
+        rows.append(("duplicated telephony_ids", str(summary.duplicated)))
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

@@ -1,0 +1,60 @@
+"""One planner run (one Cloud Scheduler call): plan, resend what stalled, move the watermark."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from services import structured_log
+from services.settings import PlannerSettings
+from shared.clock import Clock, now_ms
+from shared.gcp.cursor_store import CursorStore
+from shared.gcp.publisher import Publisher
+
+log = logging.getLogger(__name__)
+
+
+def run_planner(
+    settings: PlannerSettings, cursors: CursorStore, publisher: Publisher, clock: Clock
+) -> list[dict[str, Any]]:
+    results = []
+    for source in settings.sources:
+        try:
+            results.append(_run_source(source, settings, cursors, publisher, clock))
+        except Exception as error:
+            # One account's trouble (say, its windows cannot be published) must not stop the
+            # others; the run still answers 500 so Cloud Scheduler shows the failure.
+            log.exception("planning source %s failed", source)
+            results.append({"source": source, "error": f"{type(error).__name__}: {error}"})
+    return results
+
+
+def _run_source(
+    source: str,
+    settings: PlannerSettings,
+    cursors: CursorStore,
+    publisher: Publisher,
+    clock: Clock,
+) -> dict[str, Any]:
+    lease_ms = int(settings.lease_seconds * 1000)
+    planned = cursors.plan(
+        source,
+        int(settings.lookback_seconds * 1000),
+        settings.parallelism,
+        delay_ms=int(settings.delay_seconds * 1000),
+    )
+    publisher.publish_tasks(planned)
+    swept = cursors.sweep(source, lease_ms)
+    publisher.publish_tasks(swept.republish)
+    watermark = cursors.advance(source)
+    result = {
+        "source": source,
+        "planned": len(planned),
+        "republished": len(swept.republish),
+        "completed": swept.completed,
+        "refetch": swept.refetch,
+        "watermark_ms": watermark,
+        "lag_seconds": round((now_ms(clock) - watermark) / 1000, 1) if watermark else None,
+    }
+    structured_log.event(log, logging.INFO, f"planned source {source}", **result)
+    return result

@@ -1,0 +1,298 @@
+"""Configuration from environment variables, checked at start with the variable at fault named.
+
+The Duo secret key comes from Secret Manager (``DUO_SKEY_SECRET``, a secret version's resource
+name) in production; ``DUO_SKEY`` is for local use and is refused on Cloud Run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from shared.duo.endpoint import DuoEndpoint, EndpointError
+from shared.duo.secret import Secret
+
+SecretReader = Callable[[str], str]
+
+_SOURCE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_SECRET_VERSION = re.compile(r"^projects/[^/]+/secrets/[^/]+/versions/[^/]+$")
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class ConfigError(ValueError):
+    """A setting is missing or wrong; the message names the variable."""
+
+
+def parse_duration(value: str, setting: str) -> float:
+    """``90s``, ``15m``, ``36h`` or ``7d`` to seconds."""
+    match = _DURATION.match(value.strip().lower())
+    if not match:
+        raise ConfigError(f"{setting}: {value!r} is not a duration like 90s, 15m, 36h or 7d")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+@dataclass(frozen=True)
+class DuoSource:
+    """One Duo account; everything the pipeline keeps is keyed by ``id``."""
+
+    id: str
+    endpoint: DuoEndpoint
+    ikey: str
+    skey: Secret
+    signature_version: int = 5
+    digest: str = "sha512"
+
+
+@dataclass(frozen=True)
+class PlannerSettings:
+    project: str
+    sources: tuple[str, ...]
+    window_topic: str
+    lookback_seconds: float
+    parallelism: int
+    lease_seconds: float
+    delay_seconds: float = 120.0
+
+
+@dataclass(frozen=True)
+class FetcherSettings:
+    project: str
+    sources: dict[str, DuoSource]
+    window_topic: str
+    batch_topic: str
+    rate_per_minute: float
+    burst: int
+    time_budget_seconds: float
+    lease_seconds: float
+    enrich: bool
+
+
+@dataclass(frozen=True)
+class WriterSettings:
+    project: str
+    bucket: str
+    prefix: str
+    gzip: bool
+
+
+class _Env:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def text(self, name: str, default: str | None = None) -> str:
+        value = self._env.get(name, "").strip()
+        if value:
+            return value
+        if default is None:
+            raise ConfigError(f"{name} is required but not set")
+        return default
+
+    def optional(self, name: str) -> str | None:
+        return self._env.get(name, "").strip() or None
+
+    def number(self, name: str, default: float, minimum: float, maximum: float) -> float:
+        raw = self.text(name, str(default))
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name}: {raw!r} is not a number") from None
+        if not minimum <= value <= maximum:
+            raise ConfigError(f"{name}: {raw} is outside [{minimum:g}, {maximum:g}]")
+        return value
+
+    def flag(self, name: str) -> bool:
+        raw = self.text(name, "false").lower()
+        if raw not in ("true", "false", "1", "0", "yes", "no"):
+            raise ConfigError(f"{name}: {raw!r} is not true or false")
+        return raw in ("true", "1", "yes")
+
+    def project(self) -> str:
+        return self.text("GOOGLE_CLOUD_PROJECT")
+
+    def on_cloud_run(self) -> bool:
+        return bool(self.optional("K_SERVICE"))
+
+
+def _source_id(value: str, setting: str) -> str:
+    if not _SOURCE_ID.match(value):
+        raise ConfigError(f"{setting}: {value!r} must be lower-case letters, digits and dashes")
+    return value
+
+
+def _skey(
+    env: _Env, secret_name: str | None, plain: str | None, where: str, read: SecretReader
+) -> Secret:
+    if secret_name:
+        if not isinstance(secret_name, str) or not _SECRET_VERSION.match(secret_name):
+            # The value is not echoed: it may be the key itself, pasted in the wrong variable.
+            raise ConfigError(
+                f"{where}: the secret name is not a secret version "
+                "(projects/PROJECT/secrets/NAME/versions/VERSION)"
+            )
+        try:
+            return Secret(read(secret_name).strip())
+        except ConfigError:
+            raise
+        except Exception as error:  # the reader's own errors carry no secret material
+            raise ConfigError(
+                f"{where}: could not read {secret_name}: {type(error).__name__}"
+            ) from None
+    if plain:
+        if not isinstance(plain, str):
+            raise ConfigError(f"{where}: the secret key must be a string")
+        if env.on_cloud_run():
+            raise ConfigError(
+                f"{where}: a plain secret key is refused on Cloud Run; "
+                "store it in Secret Manager and set DUO_SKEY_SECRET"
+            )
+        return Secret(plain)
+    raise ConfigError(f"{where}: set DUO_SKEY_SECRET (Secret Manager) or, locally, DUO_SKEY")
+
+
+def _duo_sources(env: _Env, read: SecretReader) -> dict[str, DuoSource]:
+    listed = env.optional("DUO_SOURCES")
+    if listed is None:
+        entries = [
+            {
+                "id": env.text("SOURCE_ID", "default"),
+                "api_host": env.text("DUO_API_HOST"),
+                "ikey": env.text("DUO_IKEY"),
+                "skey_secret": env.optional("DUO_SKEY_SECRET"),
+                "skey": env.optional("DUO_SKEY"),
+                "signature_version": env.text("DUO_SIGNATURE_VERSION", "5"),
+                "digest": env.text("DUO_SIGNATURE_DIGEST", "sha512"),
+            }
+        ]
+        prefix = ""
+    else:
+        try:
+            entries = json.loads(listed)
+        except ValueError:
+            raise ConfigError("DUO_SOURCES is not JSON (a list of sources)") from None
+        if not isinstance(entries, list) or not entries:
+            raise ConfigError("DUO_SOURCES must be a non-empty JSON list of sources")
+        prefix = "DUO_SOURCES"
+    sources: dict[str, DuoSource] = {}
+    for number, entry in enumerate(entries):
+        where = f"{prefix}[{number}]" if prefix else "DUO_SKEY_SECRET/DUO_SKEY"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where} is not an object")
+        source = _one_source(env, entry, prefix, number, where, read)
+        if source.id in sources:
+            raise ConfigError(f"{where}: source id {source.id!r} is listed twice")
+        sources[source.id] = source
+    return sources
+
+
+def _one_source(
+    env: _Env, entry: dict, prefix: str, number: int, where: str, read: SecretReader
+) -> DuoSource:
+    def name(key: str, plain_name: str) -> str:
+        return f"{prefix}[{number}].{key}" if prefix else plain_name
+
+    for key, plain_name in (
+        ("id", "SOURCE_ID"),
+        ("api_host", "DUO_API_HOST"),
+        ("ikey", "DUO_IKEY"),
+    ):
+        if not isinstance(entry.get(key), str) or not entry[key]:
+            raise ConfigError(f"{name(key, plain_name)} is required but not set")
+    try:
+        endpoint = DuoEndpoint.parse(entry["api_host"], name("api_host", "DUO_API_HOST"))
+    except EndpointError as error:
+        raise ConfigError(str(error)) from None
+    version = str(entry.get("signature_version") or "5")
+    if version not in ("5", "2"):
+        raise ConfigError(f"{name('signature_version', 'DUO_SIGNATURE_VERSION')}: use 5 or 2")
+    digest = str(entry.get("digest") or "sha512")
+    if digest not in ("sha512", "sha1") or (version == "5" and digest != "sha512"):
+        raise ConfigError(
+            f"{name('digest', 'DUO_SIGNATURE_DIGEST')}: use sha512 (or sha1 with version 2)"
+        )
+    return DuoSource(
+        id=_source_id(entry["id"], name("id", "SOURCE_ID")),
+        endpoint=endpoint,
+        ikey=entry["ikey"],
+        skey=_skey(env, entry.get("skey_secret"), entry.get("skey"), where, read),
+        signature_version=int(version),
+        digest=digest,
+    )
+
+
+def _source_ids(env: _Env) -> tuple[str, ...]:
+    listed = env.optional("DUO_SOURCES")
+    if listed is None:
+        return (_source_id(env.text("SOURCE_ID", "default"), "SOURCE_ID"),)
+    try:
+        entries = json.loads(listed)
+        ids = tuple(_source_id(entry["id"], "DUO_SOURCES id") for entry in entries)
+    except (ValueError, TypeError, KeyError):
+        raise ConfigError("DUO_SOURCES must be a JSON list of sources, each with an id") from None
+    if not ids:
+        raise ConfigError("DUO_SOURCES must be a non-empty JSON list of sources")
+    if len(set(ids)) != len(ids):
+        raise ConfigError("DUO_SOURCES lists a source id twice")
+    return ids
+
+
+def planner_settings(env: Mapping[str, str]) -> PlannerSettings:
+    e = _Env(env)
+    lookback = parse_duration(e.text("LOOKBACK", "24h"), "LOOKBACK")
+    if lookback > 180 * 86400:
+        raise ConfigError("LOOKBACK: Duo keeps 180 days of logs; use at most 180d")
+    delay = parse_duration(e.text("PLAN_DELAY", "2m"), "PLAN_DELAY")
+    if delay < 120:
+        raise ConfigError("PLAN_DELAY: Duo publishes logs two minutes late; use at least 2m")
+    return PlannerSettings(
+        project=e.project(),
+        sources=_source_ids(e),
+        window_topic=e.text("WINDOW_TOPIC", "duo-telephony-windows"),
+        lookback_seconds=lookback,
+        parallelism=int(e.number("PLAN_PARALLELISM", 4, 1, 64)),
+        lease_seconds=parse_duration(e.text("WINDOW_LEASE", "10m"), "WINDOW_LEASE"),
+        delay_seconds=delay,
+    )
+
+
+def fetcher_settings(env: Mapping[str, str], read_secret: SecretReader) -> FetcherSettings:
+    e = _Env(env)
+    budget = parse_duration(e.text("FETCH_TIME_BUDGET", "4m"), "FETCH_TIME_BUDGET")
+    lease = parse_duration(e.text("WINDOW_LEASE", "10m"), "WINDOW_LEASE")
+    if lease < budget + 10:
+        # The page in flight when the budget runs out, retries included, must end in the lease.
+        raise ConfigError("WINDOW_LEASE must exceed FETCH_TIME_BUDGET by at least 10 s")
+    return FetcherSettings(
+        project=e.project(),
+        sources=_duo_sources(e, read_secret),
+        window_topic=e.text("WINDOW_TOPIC", "duo-telephony-windows"),
+        batch_topic=e.text("BATCH_TOPIC", "duo-telephony-batches"),
+        rate_per_minute=e.number("DUO_RATE_LIMIT_PER_MINUTE", 30, 0.1, 6000),
+        burst=int(e.number("DUO_RATE_BURST", 1, 1, 100)),
+        time_budget_seconds=budget,
+        lease_seconds=lease,
+        enrich=e.flag("ENRICH_RECORDS"),
+    )
+
+
+def writer_settings(env: Mapping[str, str]) -> WriterSettings:
+    e = _Env(env)
+    prefix = e.text("GCS_PREFIX", "duo-telephony").strip("/")
+    if not re.match(r"^[A-Za-z0-9._/-]+$", prefix) or "//" in prefix:
+        raise ConfigError(f"GCS_PREFIX: {prefix!r} must be a plain path like duo/telephony")
+    return WriterSettings(
+        project=e.project(),
+        bucket=e.text("GCS_BUCKET"),
+        prefix=prefix,
+        gzip=e.flag("GCS_GZIP"),
+    )
+
+
+def secret_manager_reader(name: str) -> str:
+    """Reads a secret version from Secret Manager (imported here: only production needs it)."""
+    from google.cloud import secretmanager
+
+    client = secretmanager.SecretManagerServiceClient()
+    return client.access_secret_version(name=name).payload.data.decode("utf-8")

@@ -1,0 +1,71 @@
+"""``duo-telephony status``: where each source stands, read from Firestore."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from datetime import UTC, datetime
+
+from services.settings import ConfigError, planner_settings
+from shared.clock import SystemClock, now_ms
+from shared.gcp.clients import firestore_client
+from shared.gcp.cursor_store import CursorStore
+from shared.gcp.window_store import WindowStore
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--source",
+        action="append",
+        help="source id (default: the sources configured by SOURCE_ID or DUO_SOURCES)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        sources = args.source or list(planner_settings(os.environ).sources)
+        project = os.environ.get("GOOGLE_CLOUD_PROJECT") or ""
+        if not project:
+            raise ConfigError("GOOGLE_CLOUD_PROJECT is required but not set")
+    except ConfigError as error:
+        print(f"duo-telephony status: {error}")
+        return 2
+    clock = SystemClock()
+    db = firestore_client(project)
+    store = CursorStore(db, WindowStore(db, clock), clock)
+    reports = [store.status(source) for source in sources]
+    if args.json:
+        print(json.dumps(reports, indent=2))
+    else:
+        for report in reports:
+            print(render(report, now_ms(clock)))
+    return 1 if any(not r["exists"] or r["windows"]["failed"] for r in reports) else 0
+
+
+def render(report: dict, now: int) -> str:
+    if not report["exists"]:
+        return f"source {report['source']}: no cursor yet (the planner has not run)"
+    watermark = report["watermark_ms"]
+    windows = report["windows"]
+    lines = [
+        f"source {report['source']}",
+        f"  watermark   {_time(watermark)} (everything up to here is in Cloud Storage)",
+        f"  lag         {(now - watermark) / 1000:,.0f} s behind now",
+        f"  planned to  {_time(report['planned_until_ms'])}",
+        "  windows     "
+        + ", ".join(
+            f"{state} {windows[state]}"
+            for state in ("planned", "fetching", "fetched", "done", "failed")
+        ),
+        f"  records     {report['records']:,} fetched by the windows kept (30 days)",
+        f"  last error  {report['last_error'] or 'none'}",
+    ]
+    return "\n".join(lines)
+
+
+def _time(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")

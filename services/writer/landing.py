@@ -1,0 +1,50 @@
+"""The writer's work on one record batch: its objects in Cloud Storage, then its marker.
+
+The marker is written only after every object of the batch is durably stored, and it is what
+lets the planner call a window finished and move the watermark past it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from google.cloud import storage
+
+from services import structured_log
+from shared.gcp.window_store import WindowStore
+from shared.pipeline.messages import RecordBatch
+from shared.pipeline.objects import WriteResult, write_batch
+
+log = logging.getLogger(__name__)
+
+
+def land_batch(
+    batch: RecordBatch, bucket: storage.Bucket, prefix: str, gzip: bool, store: WindowStore
+) -> WriteResult | None:
+    """Writes the batch unless its marker says it already landed (None then): the feed may
+    have deleted the objects after transferring them, and writing them again would make
+    SecOps ingest them twice."""
+    if store.batch_landed(batch.source, batch.window_id, batch.page):
+        structured_log.event(
+            log, logging.INFO, f"batch {batch.batch_id} already landed", source=batch.source
+        )
+        return None
+    result = write_batch(bucket, batch, prefix=prefix, gzip=gzip)
+    store.record_batch(
+        batch.source, batch.window_id, batch.page, len(batch.records), list(result.object_names)
+    )
+    structured_log.event(
+        log,
+        logging.WARNING if result.conflicting else logging.INFO,
+        f"batch {batch.batch_id} landed",
+        source=batch.source,
+        window_id=batch.window_id,
+        page=batch.page,
+        records=len(batch.records),
+        records_written=result.records_written,
+        bytes_written=result.bytes_written,
+        objects=len(result.object_names),
+        already_present=result.already_present,
+        conflicting=result.conflicting,
+    )
+    return result

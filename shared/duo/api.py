@@ -1,0 +1,98 @@
+"""One Duo Admin API call done right: rate-limited, freshly signed, classified, retried."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from shared.clock import Clock, SystemClock
+from shared.duo.errors import DuoError, DuoRateLimitedError, DuoTransientError, error_from_response
+from shared.duo.rate_limit import RateLimiter, TokenBucket
+from shared.duo.retry import RetryPolicy
+from shared.duo.signing import Signer
+from shared.duo.transport import DuoHttp
+
+TELEPHONY_PATH = "/admin/v2/logs/telephony"
+T = TypeVar("T")
+
+
+@dataclass
+class CallStats:
+    """What the calls cost, for logs and the demo's summary."""
+
+    requests: int = 0
+    rate_limited: int = 0
+    transient_failures: int = 0
+    by_status: dict[int, int] = field(default_factory=dict)
+
+
+class DuoApi:
+    def __init__(
+        self,
+        http: DuoHttp,
+        signer: Signer,
+        *,
+        limiter: RateLimiter | None = None,
+        retry: RetryPolicy | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._http = http
+        self._signer = signer
+        self._clock = clock or SystemClock()
+        self._limiter = limiter or TokenBucket(clock=self._clock)
+        self._retry = retry or RetryPolicy()
+        self._rng = rng or random.Random()
+        self.stats = CallStats()
+
+    def get(
+        self,
+        path: str,
+        params: Mapping[str, str],
+        parse: Callable[[dict[str, Any]], T],
+    ) -> T:
+        """GETs ``path`` and returns ``parse`` of Duo's ``response`` object, retrying what may
+        succeed later; ``parse`` runs inside the retry so a garbled answer is asked again."""
+        return self._retry.run(
+            lambda: parse(self._attempt(path, params)),
+            clock=self._clock,
+            rng=self._rng,
+            wait=self._wait,
+        )
+
+    def _attempt(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
+        self._limiter.acquire()
+        headers = self._signer.headers("GET", path, params)  # a fresh Date on every attempt
+        self.stats.requests += 1
+        status, body = self._http.get(path, params, headers)
+        self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
+        if status != 200:
+            raise error_from_response(status, body)
+        return _ok_response(body)
+
+    def _wait(self, error: DuoError, delay: float) -> None:
+        if isinstance(error, DuoRateLimitedError):
+            self.stats.rate_limited += 1
+            # The budget is the account's: everyone sharing the limiter waits, not just us.
+            self._limiter.pause(delay)
+        else:
+            self.stats.transient_failures += 1
+            self._clock.sleep(delay)
+
+
+def _ok_response(body: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        raise DuoTransientError(
+            f"Duo answered 200 with a body that is not JSON: {body[:120]!r}"
+        ) from None
+    if not isinstance(parsed, dict) or parsed.get("stat") != "OK":
+        raise DuoTransientError(f"Duo answered 200 without stat OK: {body[:120]!r}")
+    response = parsed.get("response")
+    if not isinstance(response, dict):
+        raise DuoTransientError(f"Duo answered 200 without a response object: {body[:120]!r}")
+    return response

@@ -1,0 +1,116 @@
+"""Reads one time window of telephony logs, page by page, the way Duo documents paging.
+
+The window ``[mintime, maxtime]`` (ms, both inclusive) is sent unchanged on every page, the
+token comes back verbatim, and an absent or null ``next_offset`` ends the window. Whether the
+page after a token repeats the token's own event is not confirmed, so ids of the page before
+(or the id named by the resume token) are dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from shared.duo.api import TELEPHONY_PATH
+from shared.duo.errors import DuoProtocolError, DuoTransientError
+from shared.duo.records import RecordError, record_id, record_time_ms
+
+PAGE_LIMIT = 1000
+RETENTION_MS = 180 * 86_400_000
+AVAILABILITY_DELAY_MS = 120_000  # Duo serves nothing newer than two minutes (not 120 ms)
+
+T = TypeVar("T")
+
+
+class WindowError(ValueError):
+    """A window Duo would refuse; raised before any request is sent."""
+
+
+class DuoGetter(Protocol):
+    def get(self, path: str, params: dict[str, str], parse: Callable[[dict[str, Any]], T]) -> T: ...
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_offset: str | None  # resume right after this page; None: the window is done
+    dropped: int = 0  # repeated ids or items outside the window, not returned
+
+
+def check_window(mintime: int, maxtime: int, now_ms: int) -> None:
+    if not (isinstance(mintime, int) and isinstance(maxtime, int)):
+        raise WindowError(f"window bounds must be integers in ms, got {mintime!r}, {maxtime!r}")
+    if maxtime <= mintime:
+        raise WindowError(f"empty or inverted window: maxtime {maxtime} <= mintime {mintime}")
+    if mintime < 100_000_000_000:
+        raise WindowError(f"mintime {mintime} looks like seconds: Duo wants milliseconds")
+    if mintime < now_ms - RETENTION_MS:
+        raise WindowError(f"mintime {mintime} is older than Duo's 180-day retention")
+    if maxtime > now_ms - AVAILABILITY_DELAY_MS:
+        raise WindowError(
+            f"maxtime {maxtime} is newer than now - 2 min ({now_ms - AVAILABILITY_DELAY_MS}): "
+            "Duo has not published those logs yet"
+        )
+
+
+def token_event(next_offset: str) -> str | None:
+    """The event id inside a token ``"<ms>,<telephony_id>"``; the token stays opaque otherwise."""
+    _, sep, event = next_offset.partition(",")
+    return event if sep and event else None
+
+
+def read_window(
+    duo: DuoGetter,
+    mintime: int,
+    maxtime: int,
+    *,
+    now_ms: int,
+    next_offset: str | None = None,
+) -> Iterator[Page]:
+    """Yields the window's pages; pass a page's ``next_offset`` back to resume after it."""
+    check_window(mintime, maxtime, now_ms)
+    resumed_after = token_event(next_offset) if next_offset else None
+    previous_ids = {resumed_after} if resumed_after else set()
+    while True:
+        params = {
+            "mintime": str(mintime),
+            "maxtime": str(maxtime),
+            "limit": str(PAGE_LIMIT),
+            "sort": "ts:asc",
+        }
+        if next_offset is not None:
+            params["next_offset"] = next_offset
+        items, following = duo.get(TELEPHONY_PATH, params, parse_page)
+        if following is not None and following == next_offset:
+            raise DuoProtocolError(f"Duo returned the paging token it was given: {following!r}")
+        kept: list[dict[str, Any]] = []
+        page_ids: set[str] = set()
+        for item, event, ms in items:
+            if event not in previous_ids and event not in page_ids and mintime <= ms <= maxtime:
+                kept.append(item)
+            page_ids.add(event)
+        yield Page(kept, following, dropped=len(items) - len(kept))
+        if following is None:
+            return
+        previous_ids, next_offset = page_ids, following
+
+
+def parse_page(
+    response: dict[str, Any],
+) -> tuple[list[tuple[dict[str, Any], str, int]], str | None]:
+    """Checks one telephony response: (item, telephony_id, ms) per item, and the next token."""
+    items = response.get("items")
+    if not isinstance(items, list):
+        raise DuoTransientError(f"Duo's response has no items list: {str(response)[:120]}")
+    metadata = response.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise DuoTransientError(f"Duo's response metadata is not an object: {metadata!r:.120}")
+    following = metadata.get("next_offset")
+    if following is not None and (not isinstance(following, str) or not following):
+        raise DuoTransientError(f"Duo returned a paging token that is not a string: {following!r}")
+    try:
+        checked = [(item, record_id(item), record_time_ms(item)) for item in items]
+    except RecordError as error:
+        raise DuoTransientError(f"Duo returned a malformed telephony item: {error}") from None
+    return checked, following

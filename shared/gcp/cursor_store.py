@@ -1,0 +1,201 @@
+"""A source's cursor in Firestore: what is planned, and the watermark below which everything
+Duo served is durably in Cloud Storage.
+
+  ROOT/{source}   planned_until_ms, watermark_ms, last_error
+Planning reads and moves ``planned_until_ms`` in one transaction together with creating the
+window documents, so two planners running at once never plan overlapping windows. The
+watermark moves only over a contiguous run of finished windows. The document is written once
+per planner run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from shared.clock import Clock, now_ms
+from shared.duo.paging import AVAILABILITY_DELAY_MS
+from shared.gcp.window_store import (
+    DONE,
+    FAILED,
+    FETCHED,
+    FETCHING,
+    OPEN_STATES,
+    PLANNED,
+    WindowStore,
+    expiry,
+    window_doc,
+)
+from shared.pipeline.messages import WindowTask, window_id
+from shared.pipeline.planning import first_planned_until, plan_windows, retention_gap
+
+ADVANCE_SCAN = 500
+PLAN_ATTEMPTS = 20
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    republish: list[WindowTask]
+    completed: int
+    refetch: int
+
+
+class CursorStore:
+    def __init__(self, db: firestore.Client, windows: WindowStore, clock: Clock) -> None:
+        self._db = db
+        self._windows = windows
+        self._clock = clock
+
+    def cursor(self, source: str) -> firestore.DocumentReference:
+        return self._db.collection(self._windows.root).document(source)
+
+    def plan(
+        self,
+        source: str,
+        lookback_ms: int,
+        parallelism: int,
+        delay_ms: int = AVAILABILITY_DELAY_MS,
+    ) -> list[WindowTask]:
+        """Creates the windows up to now - delay (2 min); returns them, to be published."""
+        ref = self.cursor(source)
+
+        @firestore.transactional
+        def plan_in(transaction: firestore.Transaction) -> list[WindowTask]:
+            now = now_ms(self._clock)
+            snapshot = ref.get(transaction=transaction)
+            cursor = snapshot.to_dict() if snapshot.exists else None
+            if cursor is None:
+                start = first_planned_until(now, lookback_ms)
+                cursor = {"planned_until_ms": start, "watermark_ms": start, "created_at_ms": now}
+            update: dict[str, Any] = {}
+            gap = retention_gap(cursor["planned_until_ms"], now)
+            if gap is not None:
+                # Duo no longer has these logs; say so loudly and plan from what it still has.
+                update["last_error"] = (
+                    f"logs between {gap[0]} and {gap[1]} ms were older than Duo's 180-day "
+                    "retention when planned and cannot be collected"
+                )
+                update["last_error_at_ms"] = now
+                update["gap_ms"] = list(gap)
+                cursor["planned_until_ms"] = gap[1]
+                if cursor["watermark_ms"] < gap[1]:
+                    update["watermark_ms"] = gap[1]
+            planned = plan_windows(cursor["planned_until_ms"], now, parallelism, delay_ms=delay_ms)
+            for mintime, maxtime in planned:
+                window = self._windows.window(source, window_id(mintime, maxtime))
+                transaction.create(window, window_doc(mintime, maxtime, now))
+            if planned:
+                update["planned_until_ms"] = planned[-1][1]
+            if not snapshot.exists:
+                transaction.set(ref, cursor | update)
+            elif update:
+                transaction.update(ref, update | {"updated_at_ms": now})
+            return [WindowTask(source, mintime, maxtime) for mintime, maxtime in planned]
+
+        # Planners racing (a scheduler retry over a slow run) only wait for each other.
+        return plan_in(self._db.transaction(max_attempts=PLAN_ATTEMPTS))
+
+    def sweep(self, source: str, lease_ms: int) -> SweepResult:
+        """Finishes windows whose batches are all written and finds windows to send again:
+        never picked up, leased by a fetcher that died, failed and due, or missing batches."""
+        now = now_ms(self._clock)
+        republish: list[WindowTask] = []
+        completed = refetch = 0
+        query = self._windows.windows(source).where(
+            filter=FieldFilter("state", "in", list(OPEN_STATES))
+        )
+        for snapshot in query.stream():
+            doc = snapshot.to_dict()
+            task = WindowTask(source, doc["mintime"], doc["maxtime"])
+            state = doc["state"]
+            touch = {"updated_at_ms": now}
+            if state == FETCHED:
+                if self._windows.written_batches(source, snapshot.id) >= doc["pages"]:
+                    snapshot.reference.update(
+                        {"state": DONE, "done_at_ms": now, "expire_at": expiry(now)} | touch
+                    )
+                    completed += 1
+                elif doc.get("fetched_at_ms", now) + lease_ms < now:
+                    # Batches went missing (dead-lettered): fetch the window again; object
+                    # names are deterministic, so what was written is not written twice.
+                    snapshot.reference.update(
+                        {
+                            "state": PLANNED,
+                            "next_offset": None,
+                            "pages": 0,
+                            "records": 0,
+                            "error": "batches missing after the lease; fetching again",
+                        }
+                        | touch
+                    )
+                    refetch += 1
+                    republish.append(task)
+            elif (
+                (state == PLANNED and doc["updated_at_ms"] + lease_ms < now)
+                or (state == FETCHING and doc["lease_until_ms"] < now)
+                or (state == FAILED and doc["retry_at_ms"] <= now)
+            ):
+                if state == FAILED:
+                    touch["retry_at_ms"] = now + lease_ms
+                snapshot.reference.update(touch)
+                republish.append(task)
+        return SweepResult(republish, completed, refetch)
+
+    def advance(self, source: str) -> int:
+        """Moves the watermark over the contiguous finished windows; returns it."""
+        ref = self.cursor(source)
+
+        @firestore.transactional
+        def advance_in(transaction: firestore.Transaction) -> int:
+            snapshot = ref.get(transaction=transaction)
+            if not snapshot.exists:
+                return 0
+            watermark = snapshot.get("watermark_ms")
+            query = (
+                self._windows.windows(source)
+                .where(filter=FieldFilter("mintime", ">", watermark))
+                .order_by("mintime")
+                .limit(ADVANCE_SCAN)
+            )
+            moved = watermark
+            for window in transaction.get(query):
+                doc = window.to_dict()
+                if doc["mintime"] != moved + 1 or doc["state"] != DONE:
+                    break
+                moved = doc["maxtime"]
+            if moved != watermark:
+                transaction.update(
+                    ref, {"watermark_ms": moved, "updated_at_ms": now_ms(self._clock)}
+                )
+            return moved
+
+        return advance_in(self._db.transaction())
+
+    def status(self, source: str) -> dict[str, Any]:
+        """The cursor, window counts by state and the newest error, for operators."""
+        snapshot = self.cursor(source).get()
+        cursor = snapshot.to_dict() if snapshot.exists else {}
+        windows = self._windows.windows(source)
+        counts = {}
+        for state in (PLANNED, FETCHING, FETCHED, DONE, FAILED):
+            query = windows.where(filter=FieldFilter("state", "==", state))
+            counts[state] = int(query.count().get()[0][0].value)
+        records = windows.sum("records").get()[0][0].value or 0
+        failed = windows.where(filter=FieldFilter("state", "==", FAILED)).limit(50).stream()
+        newest = max((w.to_dict() for w in failed), key=lambda d: d["updated_at_ms"], default=None)
+        last_error = cursor.get("last_error")
+        if newest is not None:
+            last_error = f"window {newest['mintime']}-{newest['maxtime']}: {newest['error']}"
+        return {
+            "source": source,
+            "exists": snapshot.exists,
+            "watermark_ms": cursor.get("watermark_ms"),
+            "planned_until_ms": cursor.get("planned_until_ms"),
+            "windows": counts,
+            "records": int(records),
+            "last_error": last_error,
+            "gap_ms": cursor.get("gap_ms"),
+        }

@@ -1,0 +1,52 @@
+"""Publishing the pipeline's messages, waiting until Pub/Sub has them durably."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from google.cloud import pubsub_v1
+
+from shared.pipeline.messages import RecordBatch, WindowTask, encode
+
+PUBLISH_TIMEOUT_SECONDS = 60.0
+
+
+class Publisher:
+    def __init__(
+        self,
+        client: pubsub_v1.PublisherClient,
+        project: str,
+        window_topic: str,
+        batch_topic: str | None = None,
+    ) -> None:
+        self._client = client
+        self._window_topic = client.topic_path(project, window_topic)
+        self._batch_topic = client.topic_path(project, batch_topic) if batch_topic else None
+
+    def publish_tasks(self, tasks: Iterable[WindowTask]) -> int:
+        futures = [
+            self._client.publish(
+                self._window_topic,
+                encode(task),
+                type="window-task",
+                source=task.source,
+                window_id=task.window_id,
+            )
+            for task in tasks
+        ]
+        for future in futures:
+            future.result(timeout=PUBLISH_TIMEOUT_SECONDS)
+        return len(futures)
+
+    def publish_batch(self, batch: RecordBatch) -> str:
+        if self._batch_topic is None:
+            raise RuntimeError("this publisher has no batch topic")
+        future = self._client.publish(
+            self._batch_topic,
+            encode(batch),
+            type="record-batch",
+            source=batch.source,
+            window_id=batch.window_id,
+            batch_id=batch.batch_id,
+        )
+        return future.result(timeout=PUBLISH_TIMEOUT_SECONDS)

@@ -1,0 +1,134 @@
+"""The Pub/Sub messages between the services: versioned JSON, validated against JSON Schemas.
+
+A message that breaks its schema can never become valid, so receivers acknowledge it and log
+an error naming it instead of letting Pub/Sub redeliver it forever.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+
+WINDOW_TASK = "window-task"
+RECORD_BATCH = "record-batch"
+SCHEMAS = {(WINDOW_TASK, 1): "window-task.v1.json", (RECORD_BATCH, 1): "record-batch.v1.json"}
+
+
+class MessageError(ValueError):
+    """A message that can never be valid; ``message_id`` names it in logs."""
+
+    def __init__(self, reason: str, message_id: str | None = None) -> None:
+        super().__init__(f"message {message_id or '(no id)'}: {reason}")
+        self.message_id = message_id
+        self.reason = reason
+
+
+def window_id(mintime: int, maxtime: int) -> str:
+    """Deterministic: the same window always has the same id, whoever plans it."""
+    return f"{mintime:013d}-{maxtime:013d}"
+
+
+@dataclass(frozen=True)
+class WindowTask:
+    source: str
+    mintime: int
+    maxtime: int
+
+    @property
+    def window_id(self) -> str:
+        return window_id(self.mintime, self.maxtime)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": WINDOW_TASK,
+            "version": 1,
+            "source": self.source,
+            "window_id": self.window_id,
+            "mintime": self.mintime,
+            "maxtime": self.maxtime,
+        }
+
+
+@dataclass(frozen=True)
+class RecordBatch:
+    source: str
+    window_id: str
+    page: int
+    records: list[dict[str, Any]]
+
+    @property
+    def batch_id(self) -> str:
+        return f"{self.window_id}-p{self.page:05d}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": RECORD_BATCH,
+            "version": 1,
+            "source": self.source,
+            "window_id": self.window_id,
+            "page": self.page,
+            "records": self.records,
+        }
+
+
+def encode(message: WindowTask | RecordBatch) -> bytes:
+    return json.dumps(message.to_json(), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode(data: bytes, message_id: str | None = None) -> WindowTask | RecordBatch:
+    """Parses and validates one message body; raises MessageError saying what is wrong."""
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise MessageError(f"body is not JSON ({error})", message_id) from None
+    if not isinstance(body, dict):
+        raise MessageError("body is not a JSON object", message_id)
+    key = (body.get("type"), body.get("version"))
+    if key not in SCHEMAS:
+        raise MessageError(f"unknown message type/version {key!r}", message_id)
+    error = jsonschema.exceptions.best_match(_validator(SCHEMAS[key]).iter_errors(body))
+    if error is not None:
+        where = "/".join(str(part) for part in error.absolute_path) or "(root)"
+        raise MessageError(f"{key[0]} v{key[1]} invalid at {where}: {error.message}", message_id)
+    if body["type"] == WINDOW_TASK:
+        task = WindowTask(body["source"], body["mintime"], body["maxtime"])
+        if task.maxtime <= task.mintime or task.window_id != body["window_id"]:
+            raise MessageError("window_id does not match an ordered [mintime, maxtime]", message_id)
+        return task
+    return RecordBatch(body["source"], body["window_id"], body["page"], body["records"])
+
+
+def decode_push(envelope: Any) -> tuple[str | None, WindowTask | RecordBatch]:
+    """Unwraps a Pub/Sub push request body; returns (message id, message)."""
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("message"), dict):
+        raise MessageError("not a Pub/Sub push envelope (no 'message' object)")
+    message = envelope["message"]
+    message_id = message.get("messageId") or message.get("message_id")
+    try:
+        data = base64.b64decode(message.get("data", ""), validate=True)
+    except (binascii.Error, TypeError, ValueError):
+        raise MessageError("data is not base64", message_id) from None
+    return message_id, decode(data, message_id)
+
+
+# JSON Schema counts 1.0 as an integer; a time or page number sent as a float is refused here,
+# as it would fail later (in window ids and batch ids) and be redelivered forever.
+_StrictValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
+    ),
+)
+
+
+@cache
+def _validator(name: str) -> jsonschema.protocols.Validator:
+    schema = json.loads(resources.files("shared.pipeline.schemas").joinpath(name).read_text())
+    return _StrictValidator(schema)

@@ -1,0 +1,49 @@
+"""Which windows to fetch next: pure arithmetic, so it is tested without a database.
+
+A window costs at least one Duo request even when empty, and pages inside a window are
+sequential. So the backlog is cut into at most ``parallelism`` windows (parallel fetchers, one
+shared rate limit) and never into windows shorter than ``min_split_ms``: a sparse backlog of
+any length costs a handful of requests, a dense one close to ceil(N / 1000).
+"""
+
+from __future__ import annotations
+
+from shared.duo.paging import AVAILABILITY_DELAY_MS, RETENTION_MS
+
+MIN_SPLIT_MS = 3_600_000
+MIN_WINDOW_MS = 1_000
+# Planning stays a little inside Duo's limits so a window is still valid when fetched later.
+RETENTION_MARGIN_MS = 3_600_000
+
+
+def first_planned_until(now_ms: int, lookback_ms: int) -> int:
+    """The cursor of a new source: everything up to here counts as done."""
+    oldest = now_ms - RETENTION_MS + RETENTION_MARGIN_MS
+    return max(now_ms - lookback_ms, oldest) - 1
+
+
+def plan_windows(
+    planned_until: int,
+    now_ms: int,
+    parallelism: int,
+    min_split_ms: int = MIN_SPLIT_MS,
+    delay_ms: int = AVAILABILITY_DELAY_MS,
+) -> list[tuple[int, int]]:
+    """Windows ``[mintime, maxtime]`` (inclusive ms) covering (planned_until, now - delay];
+    the delay is Duo's two minutes at least, more where its logs are seen to arrive late."""
+    start = planned_until + 1
+    end = now_ms - max(delay_ms, AVAILABILITY_DELAY_MS)
+    if end - start + 1 < MIN_WINDOW_MS:
+        return []
+    span = end - start + 1
+    count = max(1, min(parallelism, span // min_split_ms))
+    bounds = [start + span * i // count for i in range(count + 1)]
+    return [(bounds[i], bounds[i + 1] - 1) for i in range(count)]
+
+
+def retention_gap(planned_until: int, now_ms: int) -> tuple[int, int] | None:
+    """After an outage longer than Duo keeps logs, the part that can no longer be fetched."""
+    oldest = now_ms - RETENTION_MS + RETENTION_MARGIN_MS
+    if planned_until + 1 >= oldest:
+        return None
+    return planned_until + 1, oldest - 1

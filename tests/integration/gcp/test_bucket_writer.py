@@ -1,0 +1,201 @@
+"""The object writer against fake-gcs-server: create-only uploads, redeliveries, conflicts."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from typing import Any
+
+import pytest
+from google.cloud import storage
+
+from shared.pipeline.messages import RecordBatch
+from shared.pipeline.objects import WriteResult, encode_batch, write_batch
+
+pytestmark = pytest.mark.integration
+
+PREFIX = "duo/telephony"
+WINDOW = "1709622000000-1709636400000"
+
+
+def record(ts: str, telephony_id: str) -> dict[str, Any]:
+    # Duo's key order, which is not alphabetical here, must survive the round trip.
+    return {
+        "telephony_id": telephony_id,
+        "ts": ts,
+        "type": "sms",
+        "context": "authentication",
+        "phone": "+33 6 12 34 56 78 ☎",
+        "credits": 1,
+    }
+
+
+BATCH = RecordBatch(
+    "acme",
+    WINDOW,
+    7,
+    [
+        record("2024-03-05T07:10:00.000001+00:00", "a"),
+        record("2024-03-05T07:59:59.999999+00:00", "b"),
+        record("2024-03-05T08:00:00.000000+00:00", "c"),
+        record("2024-03-05T10:30:00.250000+00:00", "d"),
+        record("2024-03-05T10:45:00.000000+00:00", "e"),
+    ],
+)
+NAMES = [
+    f"{PREFIX}/2024/03/05/07/20240305T071000000001Z_acme_{WINDOW}_p00007.ndjson",
+    f"{PREFIX}/2024/03/05/08/20240305T080000000000Z_acme_{WINDOW}_p00007.ndjson",
+    f"{PREFIX}/2024/03/05/10/20240305T103000250000Z_acme_{WINDOW}_p00007.ndjson",
+]
+
+
+def read_records(bucket: storage.Bucket, name: str, gzipped: bool) -> list[dict[str, Any]]:
+    data = bucket.blob(name).download_as_bytes()
+    if gzipped:
+        data = gzip.decompress(data)
+    return [json.loads(line) for line in data.decode().splitlines()]
+
+
+def stored(bucket: storage.Bucket) -> dict[str, tuple[int, bytes]]:
+    """Every object's generation and bytes."""
+    return {
+        blob.name: (blob.generation, blob.download_as_bytes())
+        for blob in bucket.client.list_blobs(bucket)
+    }
+
+
+@pytest.mark.parametrize("use_gzip", [False, True])
+def test_a_batch_becomes_one_object_per_hour_holding_exactly_its_records(
+    gcs_bucket: storage.Bucket, use_gzip: bool
+) -> None:
+    suffix = ".gz" if use_gzip else ""
+    result = write_batch(gcs_bucket, BATCH, prefix=PREFIX, gzip=use_gzip)
+
+    names = [name + suffix for name in NAMES]
+    expected_bytes = sum(len(obj.data) for obj in encode_batch(BATCH, PREFIX, use_gzip))
+    assert result == WriteResult(tuple(names), 5, expected_bytes, 0, 0)
+    assert sorted(stored(gcs_bucket)) == names
+    by_hour = [BATCH.records[0:2], BATCH.records[2:3], BATCH.records[3:5]]
+    for name, records in zip(names, by_hour, strict=True):
+        read = read_records(gcs_bucket, name, use_gzip)
+        assert read == records
+        assert [list(r) for r in read] == [list(r) for r in records]
+    blob = gcs_bucket.get_blob(names[0])
+    assert blob is not None
+    assert blob.content_type == ("application/gzip" if use_gzip else "application/x-ndjson")
+    assert blob.content_encoding is None
+    assert blob.metadata is not None
+    assert {key: blob.metadata[key] for key in ("source", "window_id", "page", "records")} == {
+        "source": "acme",
+        "window_id": WINDOW,
+        "page": "7",
+        "records": "2",
+    }
+    assert (blob.metadata["first_ts"], blob.metadata["last_ts"]) == (
+        "2024-03-05T07:10:00.000001+00:00",
+        "2024-03-05T07:59:59.999999+00:00",
+    )
+
+
+@pytest.mark.parametrize("use_gzip", [False, True])
+def test_writing_the_same_batch_again_writes_nothing(
+    gcs_bucket: storage.Bucket, use_gzip: bool
+) -> None:
+    first = write_batch(gcs_bucket, BATCH, prefix=PREFIX, gzip=use_gzip)
+    before = stored(gcs_bucket)
+
+    again = write_batch(gcs_bucket, BATCH, prefix=PREFIX, gzip=use_gzip)
+
+    assert again == WriteResult(first.object_names, 0, 0, 3, 0)
+    assert stored(gcs_bucket) == before
+
+
+def test_an_existing_object_with_other_content_is_left_alone_and_reported(
+    gcs_bucket: storage.Bucket, caplog: pytest.LogCaptureFixture
+) -> None:
+    other = gcs_bucket.blob(NAMES[1])
+    other.upload_from_string(b'{"telephony_id":"other"}\n', if_generation_match=0)
+    before = stored(gcs_bucket)
+
+    with caplog.at_level(logging.WARNING, logger="shared.pipeline.objects"):
+        result = write_batch(gcs_bucket, BATCH, prefix=PREFIX, gzip=False)
+
+    assert result == WriteResult(tuple(NAMES), 4, result.bytes_written, 0, 1)
+    assert stored(gcs_bucket)[NAMES[1]] == before[NAMES[1]]
+    assert sorted(stored(gcs_bucket)) == NAMES
+    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert NAMES[1] in warning.getMessage()
+    fields = warning.json_fields  # type: ignore[attr-defined]
+    assert (fields["event"], fields["object"], fields["generation"]) == (
+        "object_conflict",
+        NAMES[1],
+        before[NAMES[1]][0],
+    )
+    assert fields["records_not_written"] == 1
+
+
+def test_the_same_records_gzipped_by_another_zlib_count_as_present(
+    gcs_bucket: storage.Bucket,
+) -> None:
+    (obj,) = encode_batch(RecordBatch("acme", WINDOW, 7, BATCH.records[2:3]), PREFIX, True)
+    body = gzip.decompress(obj.data)
+    # Other compressed bytes for the same NDJSON, as another zlib build could give.
+    recompressed = gzip.compress(body, compresslevel=1, mtime=1)
+    assert recompressed != obj.data
+    existing = gcs_bucket.blob(obj.name)
+    existing.metadata = obj.metadata
+    existing.upload_from_string(recompressed, if_generation_match=0)
+
+    result = write_batch(gcs_bucket, BATCH, prefix=PREFIX, gzip=True)
+
+    assert (result.records_written, result.already_present, result.conflicting) == (4, 1, 0)
+    assert stored(gcs_bucket)[obj.name][1] == recompressed
+
+
+def test_an_object_deleted_after_the_refused_upload_is_not_written_again(
+    gcs_bucket: storage.Bucket,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    gcs_bucket.blob(NAMES[2]).upload_from_string(b"transferred\n", if_generation_match=0)
+    reload = storage.Blob.reload
+
+    def deleted_meanwhile(blob: storage.Blob, *args: Any, **kwargs: Any) -> None:
+        # As the feed's delete-after-transfer would, between the 412 and the check.
+        if blob.name == NAMES[2]:
+            blob.delete()
+        reload(blob, *args, **kwargs)
+
+    monkeypatch.setattr(storage.Blob, "reload", deleted_meanwhile)
+    with caplog.at_level(logging.WARNING, logger="shared.pipeline.objects"):
+        result = write_batch(gcs_bucket, BATCH, prefix=PREFIX, gzip=False)
+
+    assert (result.records_written, result.already_present, result.conflicting) == (3, 1, 0)
+    assert sorted(stored(gcs_bucket)) == NAMES[:2]
+    events = [getattr(r, "json_fields", {}).get("event") for r in caplog.records]
+    assert events == ["object_vanished"]
+
+
+def test_a_batch_over_three_hours_gives_three_objects_in_three_folders(
+    gcs_bucket: storage.Bucket,
+) -> None:
+    write_batch(gcs_bucket, BATCH, prefix=PREFIX, gzip=False)
+
+    folders = {
+        hour: [b.name for b in gcs_bucket.client.list_blobs(gcs_bucket, prefix=f"{PREFIX}/{hour}/")]
+        for hour in ("2024/03/05/07", "2024/03/05/08", "2024/03/05/09", "2024/03/05/10")
+    }
+    assert folders == {
+        "2024/03/05/07": [NAMES[0]],
+        "2024/03/05/08": [NAMES[1]],
+        "2024/03/05/09": [],
+        "2024/03/05/10": [NAMES[2]],
+    }
+
+
+def test_an_empty_batch_writes_nothing(gcs_bucket: storage.Bucket) -> None:
+    result = write_batch(gcs_bucket, RecordBatch("acme", WINDOW, 0, []), prefix=PREFIX, gzip=True)
+
+    assert result == WriteResult((), 0, 0, 0, 0)
+    assert stored(gcs_bucket) == {}

@@ -1,0 +1,454 @@
+"""CursorStore against the Firestore emulator: planning (also by two planners at once), the
+watermark, the sweep, Duo's retention and status.
+
+Time is a FakeClock (thread-safe, so the racing planners share one): nothing sleeps for
+time to pass.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from google.cloud import firestore
+
+from harness.emulators import LocalCloud
+from shared.clock import FakeClock, now_ms
+from shared.duo.paging import AVAILABILITY_DELAY_MS, RETENTION_MS
+from shared.gcp.clients import firestore_client
+from shared.gcp.cursor_store import CursorStore
+from shared.gcp.window_store import (
+    DONE,
+    DONE_RETENTION_MS,
+    FAILED,
+    FETCHED,
+    FETCHING,
+    PLANNED,
+    Claim,
+    WindowStore,
+)
+from shared.pipeline.messages import WindowTask, window_id
+
+pytestmark = pytest.mark.integration
+
+SOURCE = "acme"
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+LEASE_S = 60.0
+LEASE_MS = 300_000  # the sweep's lease
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def windows(firestore_db: firestore.Client, clock: FakeClock) -> WindowStore:
+    return WindowStore(firestore_db, clock)
+
+
+@pytest.fixture
+def cursors(firestore_db: firestore.Client, windows: WindowStore, clock: FakeClock) -> CursorStore:
+    return CursorStore(firestore_db, windows, clock)
+
+
+def _cursor(cursors: CursorStore, source: str = SOURCE) -> dict[str, Any]:
+    snapshot = cursors.cursor(source).get()
+    assert snapshot.exists
+    return snapshot.to_dict()
+
+
+def _stored_windows(windows: WindowStore, source: str = SOURCE) -> list[dict[str, Any]]:
+    """Every window document of ``source``, by mintime, with its id under ``"id"``."""
+    docs = [s.to_dict() | {"id": s.id} for s in windows.windows(source).stream()]
+    return sorted(docs, key=lambda d: d["mintime"])
+
+
+def _doc(windows: WindowStore, task: WindowTask) -> dict[str, Any]:
+    snapshot = windows.window(task.source, task.window_id).get()
+    assert snapshot.exists
+    return snapshot.to_dict()
+
+
+def _assert_contiguous(spans: list[tuple[int, int]]) -> None:
+    assert all(mintime < maxtime for mintime, maxtime in spans)
+    for (_, previous_max), (mintime, _) in itertools.pairwise(spans):
+        assert mintime == previous_max + 1, f"gap or overlap at {previous_max} -> {mintime}"
+
+
+def _claim(windows: WindowStore, task: WindowTask, lease_s: float = LEASE_S) -> Claim:
+    claim = windows.claim(task.source, task.window_id, lease_s)
+    assert claim is not None
+    return claim
+
+
+def _fetch_all(windows: WindowStore, task: WindowTask, pages: int = 1) -> Claim:
+    """Claims the window and checkpoints ``pages`` pages, the last one final: state fetched."""
+    claim = _claim(windows, task, 3600)
+    for page in range(pages):
+        last = page == pages - 1
+        saved = windows.checkpoint(claim, None if last else f"offset-{page + 1}", 10, 3600)
+        assert saved is not None
+        claim = saved
+    return claim
+
+
+def _finish(windows: WindowStore, task: WindowTask, pages: int = 1) -> None:
+    """Fetched with every batch marker written: the next sweep makes it done."""
+    _fetch_all(windows, task, pages)
+    for page in range(pages):
+        windows.record_batch(task.source, task.window_id, page, 10, [f"obj-{page}"])
+
+
+def _fail(windows: WindowStore, task: WindowTask, error: str, retry_at_ms: int) -> None:
+    windows.release(_claim(windows, task), error=error, retry_at_ms=retry_at_ms)
+
+
+# --- planning ----------------------------------------------------------------------------
+
+
+def test_plan_on_a_new_source_covers_the_lookback_in_parallel_windows(
+    cursors: CursorStore, windows: WindowStore, clock: FakeClock
+) -> None:
+    now = now_ms(clock)
+    lookback = 6 * HOUR_MS
+
+    tasks = cursors.plan(SOURCE, lookback_ms=lookback, parallelism=4)
+
+    assert len(tasks) == 4
+    assert all(t.source == SOURCE for t in tasks)
+    spans = [(t.mintime, t.maxtime) for t in tasks]
+    # Everything up to now - lookback - 1 counts as done; Duo serves up to now - 2 min.
+    assert spans[0][0] == now - lookback
+    assert spans[-1][1] == now - AVAILABILITY_DELAY_MS
+    _assert_contiguous(spans)
+    stored = _stored_windows(windows)
+    assert [(d["mintime"], d["maxtime"]) for d in stored] == spans
+    assert [d["id"] for d in stored] == [t.window_id for t in tasks]
+    assert {d["state"] for d in stored} == {PLANNED}
+    assert all(d["planned_at_ms"] == now and d["attempts"] == 0 for d in stored)
+    cursor = _cursor(cursors)
+    assert cursor["planned_until_ms"] == now - AVAILABILITY_DELAY_MS
+    assert cursor["watermark_ms"] == now - lookback - 1
+    assert "last_error" not in cursor
+
+
+def test_plan_right_after_plans_nothing_and_later_plans_one_window_onwards(
+    cursors: CursorStore, windows: WindowStore, clock: FakeClock
+) -> None:
+    first = cursors.plan(SOURCE, lookback_ms=6 * HOUR_MS, parallelism=4)
+    planned_until = _cursor(cursors)["planned_until_ms"]
+
+    assert cursors.plan(SOURCE, lookback_ms=6 * HOUR_MS, parallelism=4) == []
+    assert _cursor(cursors)["planned_until_ms"] == planned_until
+    assert len(_stored_windows(windows)) == len(first)
+
+    clock.advance(90)
+    later = cursors.plan(SOURCE, lookback_ms=6 * HOUR_MS, parallelism=4)
+
+    assert later == [WindowTask(SOURCE, planned_until + 1, now_ms(clock) - AVAILABILITY_DELAY_MS)]
+    assert later[0].maxtime - later[0].mintime + 1 == 90_000
+    assert _cursor(cursors)["planned_until_ms"] == later[0].maxtime
+    stored = _stored_windows(windows)
+    assert len(stored) == len(first) + 1
+    _assert_contiguous([(d["mintime"], d["maxtime"]) for d in stored])
+
+
+def test_two_planners_racing_never_plan_overlapping_windows(
+    local_cloud: LocalCloud, firestore_db: firestore.Client
+) -> None:
+    """Two planner instances (each its own client) plan the same source at the same time.
+
+    Each conflict costs the emulator's ~2 s lock wait. A call that loses all of its
+    PLAN_ATTEMPTS transaction attempts raises ValueError: allowed, as long as it committed
+    nothing (the next scheduled run plans that time instead); anything else is an error.
+    """
+    clock = FakeClock()  # thread-safe: both planners read and advance it
+    calls = 8
+    returned: dict[int, list[list[WindowTask]]] = {0: [], 1: []}
+    gave_up: dict[int, int] = {0: 0, 1: 0}
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def planner(index: int) -> None:
+        client = firestore_client(local_cloud.project)  # its own client, like another instance
+        try:
+            store = CursorStore(client, WindowStore(client, clock), clock)
+            start.wait(timeout=30)
+            for _ in range(calls):
+                clock.advance(30)
+                try:
+                    plan = store.plan(SOURCE, lookback_ms=3 * HOUR_MS, parallelism=3)
+                except ValueError as error:
+                    if "Failed to commit transaction" not in str(error):
+                        raise
+                    gave_up[index] += 1
+                else:
+                    returned[index].append(plan)
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=planner, args=(i,), daemon=True) for i in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "a planner hung"
+    assert errors == [], [repr(e) for e in errors]
+    for index in (0, 1):
+        assert len(returned[index]) + gave_up[index] == calls
+        assert returned[index], f"planner {index} never got a plan through"
+
+    windows = WindowStore(firestore_db, clock)
+    stored = _stored_windows(windows)
+    cursor = CursorStore(firestore_db, windows, clock).cursor(SOURCE).get().to_dict()
+    spans = [(d["mintime"], d["maxtime"]) for d in stored]
+    assert [d["id"] for d in stored] == [window_id(*span) for span in spans]
+    assert spans[0][0] == cursor["watermark_ms"] + 1  # from where the source began
+    _assert_contiguous(spans)
+    assert cursor["planned_until_ms"] == spans[-1][1]
+    assert spans[-1][1] <= now_ms(clock) - AVAILABILITY_DELAY_MS
+    # What the planners were told to publish is exactly what was committed, each window once.
+    tasks = [t for per_planner in returned.values() for plan in per_planner for t in plan]
+    assert len(tasks) == len({t.window_id for t in tasks})
+    assert sorted((t.mintime, t.maxtime) for t in tasks) == spans
+    assert all(t.source == SOURCE for t in tasks)
+
+
+# --- the watermark -----------------------------------------------------------------------
+
+
+def _three_windows(cursors: CursorStore) -> list[WindowTask]:
+    tasks = cursors.plan(SOURCE, lookback_ms=4 * HOUR_MS, parallelism=3)
+    assert len(tasks) == 3
+    return tasks
+
+
+def test_watermark_moves_only_over_contiguous_done_windows(
+    cursors: CursorStore, windows: WindowStore
+) -> None:
+    w1, w2, w3 = _three_windows(cursors)
+    start = _cursor(cursors)["watermark_ms"]
+    assert start == w1.mintime - 1
+    assert cursors.advance(SOURCE) == start
+
+    _finish(windows, w2)
+    _finish(windows, w3, pages=2)
+    assert cursors.sweep(SOURCE, LEASE_MS).completed == 2
+    assert _doc(windows, w2)["state"] == DONE
+    assert cursors.advance(SOURCE) == start
+    assert _cursor(cursors)["watermark_ms"] == start
+
+    _finish(windows, w1)
+    assert cursors.sweep(SOURCE, LEASE_MS).completed == 1
+
+    assert cursors.advance(SOURCE) == w3.maxtime
+    assert _cursor(cursors)["watermark_ms"] == w3.maxtime
+
+
+def test_a_failed_window_in_the_middle_stops_the_watermark(
+    cursors: CursorStore, windows: WindowStore, clock: FakeClock
+) -> None:
+    w1, w2, w3 = _three_windows(cursors)
+    _finish(windows, w1)
+    _fail(windows, w2, "DuoError: 500", retry_at_ms=now_ms(clock) + HOUR_MS)
+    _finish(windows, w3)
+    assert cursors.sweep(SOURCE, LEASE_MS).completed == 2
+
+    assert cursors.advance(SOURCE) == w1.maxtime
+    assert _cursor(cursors)["watermark_ms"] == w1.maxtime
+
+    # Once the failed window is retried and written, the watermark catches up.
+    _finish(windows, w2)
+    assert cursors.sweep(SOURCE, LEASE_MS).completed == 1
+    assert cursors.advance(SOURCE) == w3.maxtime
+
+
+# --- the sweep ---------------------------------------------------------------------------
+
+
+def test_sweep_republishes_a_planned_window_nobody_picked_up(
+    cursors: CursorStore, windows: WindowStore, clock: FakeClock
+) -> None:
+    (task,) = cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    assert cursors.sweep(SOURCE, LEASE_MS).republish == []
+
+    clock.advance(LEASE_MS / 1000 + 1)
+    result = cursors.sweep(SOURCE, LEASE_MS)
+
+    assert result.republish == [task]
+    assert (result.completed, result.refetch) == (0, 0)
+    assert _doc(windows, task)["updated_at_ms"] == now_ms(clock)
+    assert _doc(windows, task)["state"] == PLANNED
+    # Touched: not sent again on the next sweep, only after another lease.
+    assert cursors.sweep(SOURCE, LEASE_MS).republish == []
+    clock.advance(LEASE_MS / 1000 + 1)
+    assert cursors.sweep(SOURCE, LEASE_MS).republish == [task]
+
+
+def test_sweep_republishes_a_fetching_window_whose_lease_expired(
+    cursors: CursorStore, windows: WindowStore, clock: FakeClock
+) -> None:
+    (task,) = cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    claim = _claim(windows, task, lease_s=LEASE_S)
+    claim = windows.checkpoint(claim, "offset-1", 10, LEASE_S)
+    assert claim is not None
+
+    clock.advance(LEASE_S - 1)
+    assert cursors.sweep(SOURCE, LEASE_MS).republish == []
+
+    clock.advance(2)
+    assert cursors.sweep(SOURCE, LEASE_MS).republish == [task]
+    doc = _doc(windows, task)
+    assert doc["state"] == FETCHING  # the next fetcher's claim takes it over
+    resumed = _claim(windows, task)
+    assert (resumed.next_offset, resumed.pages, resumed.attempts) == ("offset-1", 1, 2)
+
+
+def test_sweep_republishes_a_failed_window_once_its_retry_is_due(
+    cursors: CursorStore, windows: WindowStore, clock: FakeClock
+) -> None:
+    (task,) = cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    _fail(windows, task, "DuoError: 429", retry_at_ms=now_ms(clock) + 120_000)
+
+    assert cursors.sweep(SOURCE, LEASE_MS).republish == []
+    clock.advance(119)
+    assert cursors.sweep(SOURCE, LEASE_MS).republish == []
+
+    clock.advance(1)
+    assert cursors.sweep(SOURCE, LEASE_MS).republish == [task]
+    doc = _doc(windows, task)
+    assert doc["state"] == FAILED
+    assert doc["retry_at_ms"] == now_ms(clock) + LEASE_MS
+    assert cursors.sweep(SOURCE, LEASE_MS).republish == []
+
+
+def test_sweep_completes_a_fetched_window_once_every_batch_is_written(
+    cursors: CursorStore, windows: WindowStore, clock: FakeClock
+) -> None:
+    (task,) = cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    _fetch_all(windows, task, pages=2)
+    windows.record_batch(SOURCE, task.window_id, 0, 10, ["obj-0"])
+
+    result = cursors.sweep(SOURCE, LEASE_MS)
+    assert (result.completed, result.refetch, result.republish) == (0, 0, [])
+    assert _doc(windows, task)["state"] == FETCHED
+
+    windows.record_batch(SOURCE, task.window_id, 1, 10, ["obj-1"])
+    clock.advance(5)
+    result = cursors.sweep(SOURCE, LEASE_MS)
+
+    assert (result.completed, result.refetch, result.republish) == (1, 0, [])
+    doc = _doc(windows, task)
+    assert doc["state"] == DONE
+    assert doc["done_at_ms"] == now_ms(clock)
+    expected = datetime.fromtimestamp((now_ms(clock) + DONE_RETENTION_MS) / 1000, UTC)
+    assert doc["expire_at"] == expected
+    assert cursors.sweep(SOURCE, LEASE_MS).completed == 0
+
+
+def test_sweep_refetches_a_window_missing_batches_after_the_lease_only(
+    cursors: CursorStore, windows: WindowStore, clock: FakeClock
+) -> None:
+    stale, recent = cursors.plan(SOURCE, lookback_ms=3 * HOUR_MS, parallelism=2)
+    _fetch_all(windows, stale, pages=2)
+    windows.record_batch(SOURCE, stale.window_id, 0, 10, ["obj-0"])  # page 1 never landed
+    clock.advance(200)
+    _fetch_all(windows, recent, pages=1)  # its batch is still on its way
+    clock.advance(150)  # stale: fetched 350 s ago; recent: 150 s ago; lease 300 s
+
+    result = cursors.sweep(SOURCE, LEASE_MS)
+
+    assert (result.republish, result.refetch, result.completed) == ([stale], 1, 0)
+    doc = _doc(windows, stale)
+    assert doc["state"] == PLANNED
+    assert (doc["next_offset"], doc["pages"], doc["records"]) == (None, 0, 0)
+    assert "missing" in doc["error"]
+    assert doc["updated_at_ms"] == now_ms(clock)
+    left = _doc(windows, recent)
+    assert (left["state"], left["pages"]) == (FETCHED, 1)
+    again = _claim(windows, stale)
+    assert (again.next_offset, again.pages, again.records, again.attempts) == (None, 0, 0, 2)
+
+
+# --- Duo's retention ---------------------------------------------------------------------
+
+
+def test_a_cursor_older_than_duos_retention_records_the_gap_and_plans_inside_it(
+    cursors: CursorStore, windows: WindowStore, clock: FakeClock
+) -> None:
+    cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    old_planned_until = _cursor(cursors)["planned_until_ms"]
+    clock.advance(200 * DAY_MS / 1000)  # the planner was down for 200 days
+    now = now_ms(clock)
+    assert old_planned_until < now - 199 * DAY_MS
+
+    tasks = cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=4)
+
+    cursor = _cursor(cursors)
+    gap = cursor["gap_ms"]
+    assert gap[0] == old_planned_until + 1
+    assert now - RETENTION_MS < gap[1] < now - RETENTION_MS + 2 * HOUR_MS
+    assert str(gap[0]) in cursor["last_error"]
+    assert str(gap[1]) in cursor["last_error"]
+    assert "retention" in cursor["last_error"]
+    assert cursor["last_error_at_ms"] == now
+    assert cursor["watermark_ms"] == gap[1]
+    assert len(tasks) == 4
+    assert tasks[0].mintime == gap[1] + 1
+    assert tasks[-1].maxtime == now - AVAILABILITY_DELAY_MS == cursor["planned_until_ms"]
+    _assert_contiguous([(t.mintime, t.maxtime) for t in tasks])
+    new = [d for d in _stored_windows(windows) if d["planned_at_ms"] == now]
+    assert len(new) == 4
+    assert min(d["mintime"] for d in new) >= now - RETENTION_MS
+    assert cursors.status(SOURCE)["gap_ms"] == gap
+
+
+# --- status ------------------------------------------------------------------------------
+
+
+def test_status_counts_windows_by_state_and_names_the_newest_failure(
+    cursors: CursorStore, windows: WindowStore, clock: FakeClock
+) -> None:
+    tasks = cursors.plan(SOURCE, lookback_ms=7 * HOUR_MS, parallelism=6)
+    assert len(tasks) == 6
+    done, fetched, fetching, failed_a, failed_b, _planned = tasks
+    _finish(windows, done)
+    assert cursors.sweep(SOURCE, LEASE_MS).completed == 1
+    _fetch_all(windows, fetched)
+    _claim(windows, fetching)
+    _fail(windows, failed_a, "first failure", retry_at_ms=now_ms(clock) + HOUR_MS)
+    clock.advance(10)
+    _fail(windows, failed_b, "second failure", retry_at_ms=now_ms(clock) + HOUR_MS)
+
+    status = cursors.status(SOURCE)
+
+    assert status["windows"] == {PLANNED: 1, FETCHING: 1, FETCHED: 1, DONE: 1, FAILED: 2}
+    assert status["exists"] is True
+    assert status["source"] == SOURCE
+    cursor = _cursor(cursors)
+    assert status["planned_until_ms"] == cursor["planned_until_ms"] == tasks[-1].maxtime
+    assert status["watermark_ms"] == cursor["watermark_ms"]
+    assert status["last_error"] == (f"window {failed_b.mintime}-{failed_b.maxtime}: second failure")
+
+    # The earlier window fails again, later: now it is the newest error.
+    clock.advance(10)
+    _fail(windows, failed_a, "third failure", retry_at_ms=now_ms(clock) + HOUR_MS)
+    assert cursors.status(SOURCE)["last_error"] == (
+        f"window {failed_a.mintime}-{failed_a.maxtime}: third failure"
+    )
+
+
+def test_status_of_an_unknown_source(cursors: CursorStore) -> None:
+    status = cursors.status("nobody")
+
+    assert status["exists"] is False
+    assert status["windows"] == {PLANNED: 0, FETCHING: 0, FETCHED: 0, DONE: 0, FAILED: 0}
+    assert status["last_error"] is None
+    assert status["watermark_ms"] is None

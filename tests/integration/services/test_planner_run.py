@@ -1,0 +1,68 @@
+"""A planner run over several Duo accounts, on the Firestore and Pub/Sub emulators."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.pubsub_setup import ensure_pull_subscription, ensure_topic
+from services.planner.run import run_planner
+from services.settings import PlannerSettings
+from shared.clock import FakeClock
+from shared.gcp.clients import pubsub_publisher, pubsub_subscriber
+from shared.gcp.cursor_store import CursorStore
+from shared.gcp.publisher import Publisher
+from shared.gcp.window_store import WindowStore
+from shared.pipeline.messages import decode
+
+pytestmark = pytest.mark.integration
+
+
+def published_tasks(subscription: str) -> list:
+    subscriber = pubsub_subscriber()
+    response = subscriber.pull(
+        request={"subscription": subscription, "max_messages": 100}, timeout=10
+    )
+    return [decode(m.message.data) for m in response.received_messages]
+
+
+def setup(local_cloud, firestore_db, pubsub_names, sources):
+    project = local_cloud.project
+    topic_name = f"windows-{pubsub_names}"
+    topic = ensure_topic(pubsub_publisher(), project, topic_name)
+    copies = ensure_pull_subscription(pubsub_subscriber(), project, f"copy-{pubsub_names}", topic)
+    clock = FakeClock()
+    settings = PlannerSettings(
+        project=project,
+        sources=sources,
+        window_topic=topic_name,
+        lookback_seconds=6 * 3600,
+        parallelism=2,
+        lease_seconds=600,
+    )
+    cursors = CursorStore(firestore_db, WindowStore(firestore_db, clock), clock)
+    return settings, cursors, Publisher(pubsub_publisher(), project, topic_name), copies, clock
+
+
+def test_each_source_gets_its_own_windows_and_cursor(local_cloud, firestore_db, pubsub_names):
+    settings, cursors, publisher, copies, clock = setup(
+        local_cloud, firestore_db, pubsub_names, ("emea", "amer")
+    )
+    results = run_planner(settings, cursors, publisher, clock)
+    tasks = published_tasks(copies)
+    assert [r["source"] for r in results] == ["emea", "amer"]
+    assert [r["planned"] for r in results] == [2, 2]
+    assert sorted(t.source for t in tasks) == ["amer", "amer", "emea", "emea"]
+    for source in ("emea", "amer"):
+        assert cursors.status(source)["windows"]["planned"] == 2
+
+
+def test_one_broken_source_does_not_stop_the_others(local_cloud, firestore_db, pubsub_names):
+    settings, cursors, publisher, copies, clock = setup(
+        local_cloud, firestore_db, pubsub_names, ("broken", "healthy")
+    )
+    cursors.cursor("broken").set({"planned_until_ms": "not a number", "watermark_ms": 0})
+    results = run_planner(settings, cursors, publisher, clock)
+    tasks = published_tasks(copies)
+    assert results[0]["source"] == "broken" and "error" in results[0]
+    assert results[1]["source"] == "healthy" and results[1]["planned"] == 2
+    assert {t.source for t in tasks} == {"healthy"}

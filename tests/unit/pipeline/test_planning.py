@@ -1,0 +1,68 @@
+import itertools
+
+import pytest
+
+from shared.duo.paging import RETENTION_MS
+from shared.pipeline.planning import first_planned_until, plan_windows, retention_gap
+
+NOW = 1_800_000_000_000
+HOUR = 3_600_000
+DAY = 24 * HOUR
+
+
+def covers_exactly(windows, start, end):
+    assert windows[0][0] == start and windows[-1][1] == end
+    for (_, previous_max), (next_min, _) in itertools.pairwise(windows):
+        assert next_min == previous_max + 1
+    assert all(mintime < maxtime for mintime, maxtime in windows)
+
+
+def test_a_first_start_plans_the_lookback_in_parallel_windows():
+    planned_until = first_planned_until(NOW, DAY)
+    windows = plan_windows(planned_until, NOW, parallelism=4)
+    assert len(windows) == 4
+    covers_exactly(windows, NOW - DAY, NOW - 120_000)
+
+
+def test_steady_state_plans_one_window_up_to_two_minutes_ago():
+    windows = plan_windows(NOW - 180_000, NOW, parallelism=4)
+    assert windows == [(NOW - 179_999, NOW - 120_000)]
+
+
+def test_nothing_to_plan_when_caught_up():
+    assert plan_windows(NOW - 120_000, NOW, parallelism=4) == []
+    assert plan_windows(NOW - 120_500, NOW, parallelism=4) == []
+
+
+def test_short_backlogs_are_not_split_below_an_hour():
+    assert len(plan_windows(NOW - 2 * HOUR, NOW, parallelism=8)) == 1
+    assert len(plan_windows(NOW - 3 * HOUR - 200_000, NOW, parallelism=8)) == 3
+
+
+def test_a_long_sparse_backlog_costs_at_most_parallelism_windows():
+    windows = plan_windows(NOW - 170 * DAY, NOW, parallelism=4)
+    assert len(windows) == 4
+    covers_exactly(windows, NOW - 170 * DAY + 1, NOW - 120_000)
+
+
+def test_lookback_is_clamped_inside_duo_retention():
+    planned_until = first_planned_until(NOW, 400 * DAY)
+    assert planned_until + 1 > NOW - RETENTION_MS
+
+
+@pytest.mark.parametrize(("outage_days", "gap"), [(10, False), (200, True)])
+def test_outages_longer_than_retention_are_reported_as_a_gap(outage_days, gap):
+    found = retention_gap(NOW - outage_days * DAY, NOW)
+    assert (found is not None) is gap
+    if gap:
+        assert found[0] == NOW - outage_days * DAY + 1
+        assert found[1] < NOW - RETENTION_MS + 2 * HOUR
+
+
+def test_a_longer_delay_plans_less_recent_time_and_never_under_two_minutes():
+    assert plan_windows(NOW - 900_000, NOW, parallelism=1, delay_ms=600_000) == [
+        (NOW - 899_999, NOW - 600_000)
+    ]
+    assert plan_windows(NOW - 180_000, NOW, parallelism=1, delay_ms=0) == [
+        (NOW - 179_999, NOW - 120_000)
+    ]

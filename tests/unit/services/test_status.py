@@ -1,0 +1,57 @@
+"""What ``duo-telephony status`` prints for an operator."""
+
+from services.status import render
+from shared.clock import FakeClock, now_ms
+
+NOW = now_ms(FakeClock(1_800_000_000))  # 2027-01-15T08:00:00Z
+
+
+def report(**changes):
+    base = {
+        "source": "eu-prod",
+        "exists": True,
+        "watermark_ms": NOW - 3_725_000,
+        "planned_until_ms": NOW - 60_000,
+        "windows": {"planned": 3, "fetching": 1, "fetched": 0, "done": 1234, "failed": 2},
+        "records": 1_234_567,
+        "last_error": "window 1799996000000-1799996300000: Duo answered HTTP 500",
+        "gap_ms": None,
+    }
+    base.update(changes)
+    return base
+
+
+def test_a_source_with_a_cursor():
+    assert render(report(), NOW).splitlines() == [
+        "source eu-prod",
+        "  watermark   2027-01-15T06:57:55.000+00:00 (everything up to here is in Cloud Storage)",
+        "  lag         3,725 s behind now",
+        "  planned to  2027-01-15T07:59:00.000+00:00",
+        "  windows     planned 3, fetching 1, fetched 0, done 1234, failed 2",
+        "  records     1,234,567 fetched by the windows kept (30 days)",
+        "  last error  window 1799996000000-1799996300000: Duo answered HTTP 500",
+    ]
+
+
+def test_no_error_and_nothing_planned_yet():
+    text = render(report(last_error=None, planned_until_ms=None, watermark_ms=NOW), NOW)
+    assert "  last error  none" in text
+    assert "  planned to  -" in text
+    assert "  lag         0 s behind now" in text
+
+
+def test_lag_is_counted_from_the_given_now():
+    text = render(report(watermark_ms=NOW - 1_500), NOW + 998_500)
+    assert "  lag         1,000 s behind now" in text
+
+
+def test_a_source_with_no_cursor_yet():
+    empty = report(
+        source="us-prod",
+        exists=False,
+        watermark_ms=None,
+        planned_until_ms=None,
+        windows={state: 0 for state in ("planned", "fetching", "fetched", "done", "failed")},
+        last_error=None,
+    )
+    assert render(empty, NOW) == "source us-prod: no cursor yet (the planner has not run)"
