@@ -12,6 +12,7 @@ import json
 import math
 import os
 import random
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -23,13 +24,13 @@ import requests
 
 from harness.emulators import LocalCloud
 from harness.pipeline import LocalPipeline, PipelineConfig
-from harness.pubsub_setup import TopicNames
-from services.settings import parse_duration
+from services.settings import ConfigError, lookback_seconds, object_prefix
 from shared.clock import SystemClock
 from shared.duo.records import record_time_ms
 from shared.duo.secret import Secret
 from shared.gcp.clients import storage_client
 from shared.pipeline.objects import parse_object_name
+from shared.pipeline.topics import TopicNames
 from shared.secops.record_source import parse_stream
 from simulator.api import ApiOptions, TelephonyApi
 from simulator.command import DEMO_IKEY, DEMO_SKEY
@@ -57,6 +58,34 @@ class RunOptions:
     plan_every: float = 5.0  # seconds between planner runs (Cloud Scheduler: every minute)
     timeout: float = 1800.0
     parallelism: int = 4
+
+    @property
+    def first_lookback(self) -> str:
+        """--lookback, or by default the simulated days and an hour more, within 180 days."""
+        return self.lookback or f"{min(math.ceil(self.days * 24) + 1, 180 * 24)}h"
+
+    def check(self) -> None:
+        """Refuses options that cannot run before anything is started, naming the flag."""
+        if self.records < 0:
+            raise ConfigError(f"--records: {self.records} must be 0 or more")
+        if not 0 < self.days <= 180:
+            raise ConfigError("--days: Duo keeps 180 days; use more than 0 and at most 180")
+        lookback_seconds(self.first_lookback, "--lookback")
+        if self.rate_limit < 1:
+            raise ConfigError(f"--rate-limit: {self.rate_limit} must be at least 1 a minute")
+        for flag, share in (
+            ("--fail-rate", self.fail_rate),
+            ("--malformed-rate", self.malformed_rate),
+        ):
+            if not 0 <= share < 1:
+                raise ConfigError(f"{flag}: {share} must be a share within [0, 1)")
+        if self.live < 0:
+            raise ConfigError(f"--live: {self.live} must be 0 or more records a minute")
+        if self.timeout <= 0:
+            raise ConfigError(f"--timeout: {self.timeout} must be more than 0 seconds")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]", self.bucket):
+            raise ConfigError(f"--bucket: {self.bucket!r} is not a bucket name")
+        object_prefix(self.prefix, "--prefix")
 
 
 @dataclass
@@ -156,8 +185,7 @@ def local_stack(
     everything started here is stopped on the way out."""
     started = time.time()
     run_id = time.strftime("%Y%m%d%H%M%S", time.gmtime(started)) + os.urandom(2).hex()
-    lookback = options.lookback or f"{math.ceil(options.days * 24) + 1}h"
-    parse_duration(lookback, "--lookback")
+    options.check()
     with (
         LocalCloud(log_dir, project=DEMO_PROJECT) as cloud,
         _duo(options, started) as duo,
@@ -174,7 +202,7 @@ def local_stack(
             gzip=options.gzip,
             enrich=options.enrich,
             rate_per_minute=options.rate_limit,
-            lookback=lookback,
+            lookback=options.first_lookback,
             parallelism=options.parallelism,
             topics=TopicNames.with_suffix(run_id),
             extra_env=extra_env or {},

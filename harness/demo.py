@@ -14,7 +14,7 @@ from pathlib import Path
 
 from harness.catchup import RunOptions, format_summary, run_catchup
 from harness.pipeline import LocalPipeline
-from services.settings import ConfigError, parse_duration
+from services.settings import ConfigError
 
 SCHEDULER_PERIOD_SECONDS = 60
 
@@ -97,12 +97,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # SIGTERM ends the demo like Ctrl-C: every process it started is stopped on the way out.
     signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        if args.lookback:
-            parse_duration(args.lookback, "--lookback")
-    except ConfigError as error:
-        print(f"duo-telephony demo: {error}", file=sys.stderr)
-        return 2
     options = RunOptions(
         records=args.records,
         days=args.days,
@@ -118,6 +112,11 @@ def run(args: argparse.Namespace) -> int:
         live=args.live,
         timeout=args.timeout,
     )
+    try:
+        options.check()
+    except ConfigError as error:
+        print(f"duo-telephony demo: {error}", file=sys.stderr)
+        return 2
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="duo-telephony-demo-"))
     try:
         summary = run_catchup(

@@ -82,6 +82,7 @@ class EmulatorSpec:
     ready_body: str | None = None
     hint: str = ""
     env: Mapping[str, str] | None = None
+    kind: str = "emulator"  # what messages call it: an emulator, or one of our services
 
 
 def platform_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -302,7 +303,7 @@ class Emulator:
     def address(self) -> str:
         """host:port of the running server."""
         if self.port is None:
-            raise EmulatorError(f"{self.name} emulator is not started")
+            raise EmulatorError(f"{self.name} {self.spec.kind} is not started")
         return f"{HOST}:{self.port}"
 
     @property
@@ -312,7 +313,7 @@ class Emulator:
     def start(self) -> None:
         """Start the process and wait until it answers; on failure nothing is left running."""
         if self._process is not None:
-            raise EmulatorError(f"{self.name} emulator already started")
+            raise EmulatorError(f"{self.name} {self.spec.kind} already started")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         for attempt in range(1, _PORT_ATTEMPTS + 1):
             try:
@@ -386,7 +387,7 @@ class Emulator:
     def _failure(self, what: str) -> str:
         tail = self._log_since_start()[-_LOG_TAIL_BYTES:].rstrip() or "(empty)"
         hint = f"\n{self.spec.hint}" if self.spec.hint else ""
-        return f"{self.name} emulator {what}. Log {self.log_path} ends with:\n{tail}{hint}"
+        return f"{self.name} {self.spec.kind} {what}. Log {self.log_path} ends with:\n{tail}{hint}"
 
     def stop(self) -> None:
         """SIGTERM to the process group, SIGKILL after the grace period; waits for the exit."""

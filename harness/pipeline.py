@@ -18,7 +18,6 @@ from google.api_core.exceptions import Conflict
 
 from harness.emulators import Emulator, EmulatorSpec, http_request
 from harness.pubsub_setup import (
-    TopicNames,
     ensure_pull_subscription,
     ensure_push_subscription,
     ensure_topic,
@@ -27,6 +26,7 @@ from shared.clock import Clock, SystemClock
 from shared.gcp.clients import firestore_client, pubsub_publisher, pubsub_subscriber, storage_client
 from shared.gcp.cursor_store import CursorStore
 from shared.gcp.window_store import WindowStore
+from shared.pipeline.topics import TopicNames
 
 SERVICES = ("planner", "fetcher", "writer")
 # Redeliveries back off up to this locally (60 s in production), so a local run reaches the
@@ -122,7 +122,7 @@ class LocalPipeline:
             ]
 
         env = {**self._env, **overrides}
-        return EmulatorSpec(name=name, argv=argv, ready_path="/healthz", env=env)
+        return EmulatorSpec(name=name, argv=argv, ready_path="/healthz", env=env, kind="service")
 
     def start_service(self, name: str, overrides: Mapping[str, str] | None = None) -> None:
         """Starts (or restarts, on a new port) one service, and points its subscription at it;

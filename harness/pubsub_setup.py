@@ -4,21 +4,9 @@ production declares the same in cloudbuild.yaml)."""
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 
 from google.api_core.exceptions import AlreadyExists
 from google.cloud import pubsub_v1
-
-
-@dataclass(frozen=True)
-class TopicNames:
-    windows: str = "duo-telephony-windows"
-    batches: str = "duo-telephony-batches"
-    dead_letters: str = "duo-telephony-dead-letters"
-
-    @classmethod
-    def with_suffix(cls, suffix: str) -> TopicNames:
-        return cls(*(f"{name}-{suffix}" for name in (cls.windows, cls.batches, cls.dead_letters)))
 
 
 def ensure_topic(publisher: pubsub_v1.PublisherClient, project: str, name: str) -> str:

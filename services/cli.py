@@ -24,6 +24,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# The local harness and the simulator stay out of the production image.
+DEVELOPMENT_PACKAGES = {"harness", "simulator"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="duo-telephony",
@@ -35,7 +39,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, (module_name, help_text) in COMMANDS.items():
         command_parser = sub.add_parser(name, help=help_text, description=help_text)
         if args_list and args_list[0] == name:
-            chosen = importlib.import_module(module_name)
+            try:
+                chosen = importlib.import_module(module_name)
+            except ModuleNotFoundError as error:
+                if error.name not in DEVELOPMENT_PACKAGES:
+                    raise
+                print(
+                    f"duo-telephony {name}: a development command; the production image "
+                    "leaves it out (run it from a checkout: ./dev " + name + ")",
+                    file=sys.stderr,
+                )
+                return 2
             chosen.add_arguments(command_parser)
     args = parser.parse_args(args_list)
     assert chosen is not None

@@ -10,13 +10,17 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from shared.duo.endpoint import DuoEndpoint, EndpointError
+from shared.duo.paging import RETENTION_MS
 from shared.duo.secret import Secret
+from shared.pipeline.ids import SOURCE_ID_PATTERN
+from shared.pipeline.topics import TopicNames
 
 SecretReader = Callable[[str], str]
+T = TypeVar("T")
 
-_SOURCE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _SECRET_VERSION = re.compile(r"^projects/[^/]+/secrets/[^/]+/versions/[^/]+$")
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -32,6 +36,22 @@ def parse_duration(value: str, setting: str) -> float:
     if not match:
         raise ConfigError(f"{setting}: {value!r} is not a duration like 90s, 15m, 36h or 7d")
     return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def lookback_seconds(value: str, setting: str) -> float:
+    """How far back a first plan reaches: a duration within Duo's retention."""
+    seconds = parse_duration(value, setting)
+    if seconds * 1000 > RETENTION_MS:
+        raise ConfigError(f"{setting}: Duo keeps 180 days of logs; use at most 180d")
+    return seconds
+
+
+def object_prefix(value: str, setting: str) -> str:
+    """The bucket folder objects go under, without leading or trailing slashes."""
+    prefix = value.strip().strip("/")
+    if not re.match(r"^[A-Za-z0-9._/-]+$", prefix) or "//" in prefix:
+        raise ConfigError(f"{setting}: {prefix!r} must be a plain path like duo/telephony")
+    return prefix
 
 
 @dataclass(frozen=True)
@@ -116,12 +136,6 @@ class _Env:
         return bool(self.optional("K_SERVICE"))
 
 
-def _source_id(value: str, setting: str) -> str:
-    if not _SOURCE_ID.match(value):
-        raise ConfigError(f"{setting}: {value!r} must be lower-case letters, digits and dashes")
-    return value
-
-
 def _skey(
     env: _Env, secret_name: str | None, plain: str | None, where: str, read: SecretReader
 ) -> Secret:
@@ -152,104 +166,117 @@ def _skey(
     raise ConfigError(f"{where}: set DUO_SKEY_SECRET (Secret Manager) or, locally, DUO_SKEY")
 
 
-def _duo_sources(env: _Env, read: SecretReader) -> dict[str, DuoSource]:
+@dataclass(frozen=True)
+class _Entry:
+    """One source as configured: an item of DUO_SOURCES, or the single-source variables."""
+
+    fields: dict[str, Any]
+    position: int | None = None  # in DUO_SOURCES
+
+    @property
+    def where(self) -> str:
+        return "DUO_SKEY_SECRET/DUO_SKEY" if self.position is None else self._listed()
+
+    def name(self, key: str, plain_name: str) -> str:
+        return plain_name if self.position is None else f"{self._listed()}.{key}"
+
+    def _listed(self) -> str:
+        return f"DUO_SOURCES[{self.position}]"
+
+    def required(self, key: str, plain_name: str) -> str:
+        value = self.fields.get(key)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{self.name(key, plain_name)} is required but not set")
+        return value
+
+    def source_id(self) -> str:
+        value = self.required("id", "SOURCE_ID")
+        if not re.fullmatch(SOURCE_ID_PATTERN, value):
+            raise ConfigError(
+                f"{self.name('id', 'SOURCE_ID')}: {value!r} must be lower-case letters, "
+                "digits and dashes"
+            )
+        return value
+
+
+def _entries(env: _Env) -> list[_Entry]:
     listed = env.optional("DUO_SOURCES")
     if listed is None:
-        entries = [
-            {
-                "id": env.text("SOURCE_ID", "default"),
-                "api_host": env.text("DUO_API_HOST"),
-                "ikey": env.text("DUO_IKEY"),
-                "skey_secret": env.optional("DUO_SKEY_SECRET"),
-                "skey": env.optional("DUO_SKEY"),
-                "signature_version": env.text("DUO_SIGNATURE_VERSION", "5"),
-                "digest": env.text("DUO_SIGNATURE_DIGEST", "sha512"),
-            }
+        return [
+            _Entry(
+                {
+                    "id": env.text("SOURCE_ID", "default"),
+                    "api_host": env.optional("DUO_API_HOST"),
+                    "ikey": env.optional("DUO_IKEY"),
+                    "skey_secret": env.optional("DUO_SKEY_SECRET"),
+                    "skey": env.optional("DUO_SKEY"),
+                    "signature_version": env.text("DUO_SIGNATURE_VERSION", "5"),
+                    "digest": env.text("DUO_SIGNATURE_DIGEST", "sha512"),
+                }
+            )
         ]
-        prefix = ""
-    else:
-        try:
-            entries = json.loads(listed)
-        except ValueError:
-            raise ConfigError("DUO_SOURCES is not JSON (a list of sources)") from None
-        if not isinstance(entries, list) or not entries:
-            raise ConfigError("DUO_SOURCES must be a non-empty JSON list of sources")
-        prefix = "DUO_SOURCES"
-    sources: dict[str, DuoSource] = {}
-    for number, entry in enumerate(entries):
-        where = f"{prefix}[{number}]" if prefix else "DUO_SKEY_SECRET/DUO_SKEY"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where} is not an object")
-        source = _one_source(env, entry, prefix, number, where, read)
-        if source.id in sources:
-            raise ConfigError(f"{where}: source id {source.id!r} is listed twice")
-        sources[source.id] = source
-    return sources
-
-
-def _one_source(
-    env: _Env, entry: dict, prefix: str, number: int, where: str, read: SecretReader
-) -> DuoSource:
-    def name(key: str, plain_name: str) -> str:
-        return f"{prefix}[{number}].{key}" if prefix else plain_name
-
-    for key, plain_name in (
-        ("id", "SOURCE_ID"),
-        ("api_host", "DUO_API_HOST"),
-        ("ikey", "DUO_IKEY"),
-    ):
-        if not isinstance(entry.get(key), str) or not entry[key]:
-            raise ConfigError(f"{name(key, plain_name)} is required but not set")
     try:
-        endpoint = DuoEndpoint.parse(entry["api_host"], name("api_host", "DUO_API_HOST"))
+        items = json.loads(listed)
+    except ValueError:
+        raise ConfigError("DUO_SOURCES is not JSON (a list of sources)") from None
+    if not isinstance(items, list) or not items:
+        raise ConfigError("DUO_SOURCES must be a non-empty JSON list of sources")
+    entries = []
+    for position, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ConfigError(f"DUO_SOURCES[{position}] is not an object")
+        entries.append(_Entry(item, position))
+    return entries
+
+
+def _sources(env: _Env, build: Callable[[_Entry, str], T]) -> dict[str, T]:
+    """Each configured source by id, in order, built by ``build(entry, id)``."""
+    found: dict[str, T] = {}
+    for entry in _entries(env):
+        source_id = entry.source_id()
+        if source_id in found:
+            raise ConfigError(f"{entry.where}: source id {source_id!r} is listed twice")
+        found[source_id] = build(entry, source_id)
+    return found
+
+
+def _duo_source(env: _Env, entry: _Entry, source_id: str, read: SecretReader) -> DuoSource:
+    api_host = entry.required("api_host", "DUO_API_HOST")
+    ikey = entry.required("ikey", "DUO_IKEY")
+    try:
+        endpoint = DuoEndpoint.parse(api_host, entry.name("api_host", "DUO_API_HOST"))
     except EndpointError as error:
         raise ConfigError(str(error)) from None
-    version = str(entry.get("signature_version") or "5")
+    version = str(entry.fields.get("signature_version") or "5")
     if version not in ("5", "2"):
-        raise ConfigError(f"{name('signature_version', 'DUO_SIGNATURE_VERSION')}: use 5 or 2")
-    digest = str(entry.get("digest") or "sha512")
+        raise ConfigError(f"{entry.name('signature_version', 'DUO_SIGNATURE_VERSION')}: use 5 or 2")
+    digest = str(entry.fields.get("digest") or "sha512")
     if digest not in ("sha512", "sha1") or (version == "5" and digest != "sha512"):
         raise ConfigError(
-            f"{name('digest', 'DUO_SIGNATURE_DIGEST')}: use sha512 (or sha1 with version 2)"
+            f"{entry.name('digest', 'DUO_SIGNATURE_DIGEST')}: use sha512 (or sha1 with version 2)"
         )
     return DuoSource(
-        id=_source_id(entry["id"], name("id", "SOURCE_ID")),
+        id=source_id,
         endpoint=endpoint,
-        ikey=entry["ikey"],
-        skey=_skey(env, entry.get("skey_secret"), entry.get("skey"), where, read),
+        ikey=ikey,
+        skey=_skey(
+            env, entry.fields.get("skey_secret"), entry.fields.get("skey"), entry.where, read
+        ),
         signature_version=int(version),
         digest=digest,
     )
 
 
-def _source_ids(env: _Env) -> tuple[str, ...]:
-    listed = env.optional("DUO_SOURCES")
-    if listed is None:
-        return (_source_id(env.text("SOURCE_ID", "default"), "SOURCE_ID"),)
-    try:
-        entries = json.loads(listed)
-        ids = tuple(_source_id(entry["id"], "DUO_SOURCES id") for entry in entries)
-    except (ValueError, TypeError, KeyError):
-        raise ConfigError("DUO_SOURCES must be a JSON list of sources, each with an id") from None
-    if not ids:
-        raise ConfigError("DUO_SOURCES must be a non-empty JSON list of sources")
-    if len(set(ids)) != len(ids):
-        raise ConfigError("DUO_SOURCES lists a source id twice")
-    return ids
-
-
 def planner_settings(env: Mapping[str, str]) -> PlannerSettings:
     e = _Env(env)
-    lookback = parse_duration(e.text("LOOKBACK", "24h"), "LOOKBACK")
-    if lookback > 180 * 86400:
-        raise ConfigError("LOOKBACK: Duo keeps 180 days of logs; use at most 180d")
+    lookback = lookback_seconds(e.text("LOOKBACK", "24h"), "LOOKBACK")
     delay = parse_duration(e.text("PLAN_DELAY", "2m"), "PLAN_DELAY")
     if delay < 120:
         raise ConfigError("PLAN_DELAY: Duo publishes logs two minutes late; use at least 2m")
     return PlannerSettings(
         project=e.project(),
-        sources=_source_ids(e),
-        window_topic=e.text("WINDOW_TOPIC", "duo-telephony-windows"),
+        sources=tuple(_sources(e, lambda _entry, source_id: source_id)),
+        window_topic=e.text("WINDOW_TOPIC", TopicNames.windows),
         lookback_seconds=lookback,
         parallelism=int(e.number("PLAN_PARALLELISM", 4, 1, 64)),
         lease_seconds=parse_duration(e.text("WINDOW_LEASE", "10m"), "WINDOW_LEASE"),
@@ -266,9 +293,9 @@ def fetcher_settings(env: Mapping[str, str], read_secret: SecretReader) -> Fetch
         raise ConfigError("WINDOW_LEASE must exceed FETCH_TIME_BUDGET by at least 10 s")
     return FetcherSettings(
         project=e.project(),
-        sources=_duo_sources(e, read_secret),
-        window_topic=e.text("WINDOW_TOPIC", "duo-telephony-windows"),
-        batch_topic=e.text("BATCH_TOPIC", "duo-telephony-batches"),
+        sources=_sources(e, lambda entry, source_id: _duo_source(e, entry, source_id, read_secret)),
+        window_topic=e.text("WINDOW_TOPIC", TopicNames.windows),
+        batch_topic=e.text("BATCH_TOPIC", TopicNames.batches),
         rate_per_minute=e.number("DUO_RATE_LIMIT_PER_MINUTE", 30, 0.1, 6000),
         burst=int(e.number("DUO_RATE_BURST", 1, 1, 100)),
         time_budget_seconds=budget,
@@ -279,20 +306,9 @@ def fetcher_settings(env: Mapping[str, str], read_secret: SecretReader) -> Fetch
 
 def writer_settings(env: Mapping[str, str]) -> WriterSettings:
     e = _Env(env)
-    prefix = e.text("GCS_PREFIX", "duo-telephony").strip("/")
-    if not re.match(r"^[A-Za-z0-9._/-]+$", prefix) or "//" in prefix:
-        raise ConfigError(f"GCS_PREFIX: {prefix!r} must be a plain path like duo/telephony")
     return WriterSettings(
         project=e.project(),
         bucket=e.text("GCS_BUCKET"),
-        prefix=prefix,
+        prefix=object_prefix(e.text("GCS_PREFIX", "duo-telephony"), "GCS_PREFIX"),
         gzip=e.flag("GCS_GZIP"),
     )
-
-
-def secret_manager_reader(name: str) -> str:
-    """Reads a secret version from Secret Manager (imported here: only production needs it)."""
-    from google.cloud import secretmanager
-
-    client = secretmanager.SecretManagerServiceClient()
-    return client.access_secret_version(name=name).payload.data.decode("utf-8")

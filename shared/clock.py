@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Clock(Protocol):
@@ -24,28 +26,10 @@ class SystemClock:
             time.sleep(seconds)
 
 
-class FakeClock:
-    """A clock for tests: sleeping advances time instantly and is recorded. Thread-safe, so a
-    test's threads (and a simulator's handler threads) can share it."""
-
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self._now = start
-        self._lock = threading.Lock()
-        self.sleeps: list[float] = []
-
-    def now(self) -> float:
-        with self._lock:
-            return self._now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.sleeps.append(seconds)
-            self._now += max(seconds, 0.0)
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._now += seconds
-
-
 def now_ms(clock: Clock) -> int:
     return int(clock.now() * 1000)
+
+
+def utc_from_us(us: int) -> datetime:
+    """Microseconds since the epoch (Duo's ``ts`` precision) as a UTC datetime."""
+    return EPOCH + timedelta(microseconds=us)

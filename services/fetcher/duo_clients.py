@@ -17,7 +17,10 @@ from shared.duo.retry import RetryPolicy
 from shared.duo.signing import Signer, SigningConfig
 from shared.duo.transport import DuoHttp
 from shared.gcp.rate_limiter import FirestoreRateLimiter
-from shared.pipeline.messages import MessageError
+
+
+class UnknownSourceError(LookupError):
+    """A task names a Duo account this deployment does not have."""
 
 
 class DuoClients:
@@ -35,7 +38,7 @@ class DuoClients:
     def _source(self, source_id: str) -> DuoSource:
         source = self._settings.sources.get(source_id)
         if source is None:
-            raise MessageError(f"source {source_id!r} is not configured in this deployment")
+            raise UnknownSourceError(f"source {source_id!r} is not configured in this deployment")
         return source
 
     def api(self, source_id: str) -> DuoApi:

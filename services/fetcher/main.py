@@ -9,21 +9,22 @@ from collections.abc import Mapping
 from flask import Flask
 
 from services import structured_log
-from services.fetcher.duo_clients import DuoClients
+from services.fetcher.duo_clients import DuoClients, UnknownSourceError
 from services.fetcher.window_fetch import WindowFetcher
 from services.push_app import build, create_app, stopping
-from services.settings import fetcher_settings, secret_manager_reader
+from services.settings import fetcher_settings
 from shared.clock import Clock, SystemClock
 from shared.gcp.clients import firestore_client, pubsub_publisher
 from shared.gcp.publisher import Publisher
+from shared.gcp.secret_manager import read_secret_version
 from shared.gcp.window_store import WindowStore
-from shared.pipeline.messages import WindowTask
+from shared.pipeline.messages import MessageError, WindowTask
 
 log = logging.getLogger("fetcher")
 
 
 def create_fetcher_app(env: Mapping[str, str] = os.environ, clock: Clock | None = None) -> Flask:
-    settings = fetcher_settings(env, secret_manager_reader)
+    settings = fetcher_settings(env, read_secret_version)
     clock = clock or SystemClock()
     db = firestore_client(settings.project)
     clients = DuoClients(settings, db, clock)
@@ -41,7 +42,11 @@ def create_fetcher_app(env: Mapping[str, str] = os.environ, clock: Clock | None 
     )
 
     def handle(task: WindowTask) -> None:
-        report = fetcher.fetch(task)
+        try:
+            report = fetcher.fetch(task)
+        except UnknownSourceError as error:
+            # No redelivery can make it valid: acknowledged and logged with its id.
+            raise MessageError(str(error)) from None
         level = logging.ERROR if report.outcome == "failed" else logging.INFO
         structured_log.event(
             log, level, f"window {task.window_id} {report.outcome}", **vars(report)

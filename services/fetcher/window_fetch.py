@@ -17,13 +17,11 @@ from shared.duo.api import DuoApi
 from shared.duo.errors import DuoError
 from shared.duo.paging import WindowError, read_window
 from shared.duo.records import enriched
-from shared.gcp.window_store import Claim, WindowStore
+from shared.gcp.window_store import WindowStore
 from shared.pipeline.messages import RecordBatch, WindowTask
+from shared.pipeline.windows import Claim, retry_at
 
 log = logging.getLogger(__name__)
-
-FAILED_RETRY_BASE_MS = 60_000
-FAILED_RETRY_CAP_MS = 3_600_000
 
 
 class BatchPublisher(Protocol):
@@ -81,7 +79,9 @@ class WindowFetcher:
             report.outcome = self._page_through(task, claim, duo, report, started)
         except (DuoError, WindowError) as error:
             report.outcome, report.error = "failed", str(error)
-            self._store.release(claim, error=str(error), retry_at_ms=self._retry_at(claim))
+            self._store.release(
+                claim, error=str(error), retry_at_ms=retry_at(claim.attempts, now_ms(self._clock))
+            )
         except BaseException as error:
             self._store.release(claim, error=f"{type(error).__name__}: {error}")
             raise
@@ -125,7 +125,3 @@ class WindowFetcher:
                 self._publisher.publish_tasks([task])
                 return "handed_on"
         raise AssertionError("read_window ended without a final page")
-
-    def _retry_at(self, claim: Claim) -> int:
-        delay = min(FAILED_RETRY_CAP_MS, FAILED_RETRY_BASE_MS * 2 ** min(claim.attempts - 1, 10))
-        return now_ms(self._clock) + delay

@@ -21,13 +21,14 @@ def create_planner_app(env: Mapping[str, str] = os.environ, clock: Clock | None 
     settings = planner_settings(env)
     clock = clock or SystemClock()
     db = firestore_client(settings.project)
-    cursors = CursorStore(db, WindowStore(db, clock), clock)
+    windows = WindowStore(db, clock)
+    cursors = CursorStore(db, windows, clock)
     publisher = Publisher(pubsub_publisher(), settings.project, settings.window_topic)
     app = create_app("planner", settings.project)
 
     @app.post("/run")
     def run():
-        results = run_planner(settings, cursors, publisher, clock)
+        results = run_planner(settings, cursors, windows, publisher, clock)
         return jsonify(results), 500 if any("error" in r for r in results) else 200
 
     return app

@@ -10,17 +10,22 @@ from services.settings import PlannerSettings
 from shared.clock import Clock, now_ms
 from shared.gcp.cursor_store import CursorStore
 from shared.gcp.publisher import Publisher
+from shared.gcp.window_store import WindowStore
 
 log = logging.getLogger(__name__)
 
 
 def run_planner(
-    settings: PlannerSettings, cursors: CursorStore, publisher: Publisher, clock: Clock
+    settings: PlannerSettings,
+    cursors: CursorStore,
+    windows: WindowStore,
+    publisher: Publisher,
+    clock: Clock,
 ) -> list[dict[str, Any]]:
     results = []
     for source in settings.sources:
         try:
-            results.append(_run_source(source, settings, cursors, publisher, clock))
+            results.append(_run_source(source, settings, cursors, windows, publisher, clock))
         except Exception as error:
             # One account's trouble (say, its windows cannot be published) must not stop the
             # others; the run still answers 500 so Cloud Scheduler shows the failure.
@@ -33,6 +38,7 @@ def _run_source(
     source: str,
     settings: PlannerSettings,
     cursors: CursorStore,
+    windows: WindowStore,
     publisher: Publisher,
     clock: Clock,
 ) -> dict[str, Any]:
@@ -44,7 +50,7 @@ def _run_source(
         delay_ms=int(settings.delay_seconds * 1000),
     )
     publisher.publish_tasks(planned)
-    swept = cursors.sweep(source, lease_ms)
+    swept = windows.sweep(source, lease_ms)
     publisher.publish_tasks(swept.republish)
     watermark = cursors.advance(source)
     result = {

@@ -11,9 +11,9 @@ import logging
 from google.cloud import storage
 
 from services import structured_log
+from shared.gcp.bucket_writer import WriteResult, write_batch
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.messages import RecordBatch
-from shared.pipeline.objects import WriteResult, write_batch
 
 log = logging.getLogger(__name__)
 

@@ -1,13 +1,15 @@
-"""Client-side limits on Duo requests.
+"""Client-side limits on Duo requests, as a GCRA (the token bucket in its one-timestamp form).
 
 The budget belongs to the Duo account, so every request of every instance must pass one
-limiter, and a 429 must pause all of them. The limiter here is the in-process one; the
-pipeline's shared limiter implements the same interface.
+limiter, and a 429 must pause all of them. The arithmetic is here, once: the in-process
+TokenBucket applies it under a lock, and the pipeline's shared limiter applies the same
+functions to state kept in Firestore.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Protocol
 
 from shared.clock import Clock, SystemClock
@@ -21,8 +23,42 @@ class RateLimiter(Protocol):
         """Nobody sends for ``seconds`` from now (after a 429)."""
 
 
+@dataclass(frozen=True)
+class LimitState:
+    """The shared GCRA state of one Duo account (epoch seconds)."""
+
+    tat: float = 0.0
+    paused_until: float = 0.0
+
+
+def reserve_slots(
+    state: LimitState, now: float, count: int, interval: float, tolerance: float
+) -> tuple[list[float], LimitState]:
+    """The next ``count`` GCRA start times from ``now`` on, and the state after them.
+
+    Exactly what ``count`` requests arriving at ``now`` would get from a TokenBucket with the
+    same interval and tolerance ((burst - 1) * interval).
+    """
+    tat = state.tat
+    slots = []
+    for _ in range(count):
+        arrival = max(tat, now)
+        start = max(arrival - tolerance, state.paused_until, now)
+        slots.append(start)
+        tat = max(arrival, start) + interval
+    return slots, LimitState(tat=tat, paused_until=state.paused_until)
+
+
+def paused_state(state: LimitState, now: float, seconds: float, tolerance: float) -> LimitState:
+    """The state after a pause of ``seconds`` from ``now``: nobody starts before
+    ``paused_until``, and after it the sustained rate resumes without a burst (the account
+    was just throttled)."""
+    paused_until = max(state.paused_until, now + seconds)
+    return LimitState(tat=max(state.tat, paused_until + tolerance), paused_until=paused_until)
+
+
 class TokenBucket:
-    """A token bucket in its GCRA form: one timestamp of state, exact under concurrency."""
+    """The GCRA under a lock: exact under concurrency within one process."""
 
     def __init__(self, rate: float = 0.5, burst: int = 1, clock: Clock | None = None) -> None:
         if rate <= 0:
@@ -33,17 +69,16 @@ class TokenBucket:
         self._tolerance = (burst - 1) * self._interval
         self._clock = clock or SystemClock()
         self._lock = threading.Lock()
-        self._theoretical_arrival = 0.0
-        self._paused_until = 0.0
+        self._state = LimitState()
 
     def acquire(self) -> None:
         with self._lock:
             now = self._clock.now()
-            arrival = max(self._theoretical_arrival, now)
-            start = max(arrival - self._tolerance, self._paused_until, now)
-            self._theoretical_arrival = max(arrival, start) + self._interval
+            (start,), self._state = reserve_slots(
+                self._state, now, 1, self._interval, self._tolerance
+            )
         self._clock.sleep(start - now)
 
     def pause(self, seconds: float) -> None:
         with self._lock:
-            self._paused_until = max(self._paused_until, self._clock.now() + seconds)
+            self._state = paused_state(self._state, self._clock.now(), seconds, self._tolerance)

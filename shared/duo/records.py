@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from shared.clock import EPOCH
 
 
 class RecordError(ValueError):
     """An item that lacks what every telephony record has."""
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def record_id(item: Any) -> str:
@@ -33,7 +32,7 @@ def record_time_us(item: dict[str, Any]) -> int:
         ) from None
     if parsed.tzinfo is None:
         raise RecordError(f"item {item.get('telephony_id')!r} has a ts with no offset")
-    delta = parsed - _EPOCH
+    delta = parsed - EPOCH
     return delta.days * 86_400_000_000 + delta.seconds * 1_000_000 + delta.microseconds
 
 

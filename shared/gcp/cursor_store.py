@@ -10,7 +10,6 @@ per planner run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from google.cloud import firestore
@@ -18,29 +17,14 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from shared.clock import Clock, now_ms
 from shared.duo.paging import AVAILABILITY_DELAY_MS
-from shared.gcp.window_store import (
-    DONE,
-    FAILED,
-    FETCHED,
-    FETCHING,
-    OPEN_STATES,
-    PLANNED,
-    WindowStore,
-    expiry,
-    window_doc,
-)
-from shared.pipeline.messages import WindowTask, window_id
+from shared.gcp.window_store import WindowStore
+from shared.pipeline.ids import window_id
+from shared.pipeline.messages import WindowTask
 from shared.pipeline.planning import first_planned_until, plan_windows, retention_gap
+from shared.pipeline.windows import DONE, FAILED, STATES, new_window
 
 ADVANCE_SCAN = 500
 PLAN_ATTEMPTS = 20
-
-
-@dataclass(frozen=True)
-class SweepResult:
-    republish: list[WindowTask]
-    completed: int
-    refetch: int
 
 
 class CursorStore:
@@ -50,7 +34,7 @@ class CursorStore:
         self._clock = clock
 
     def cursor(self, source: str) -> firestore.DocumentReference:
-        return self._db.collection(self._windows.root).document(source)
+        return self._windows.source(source)
 
     def plan(
         self,
@@ -86,7 +70,7 @@ class CursorStore:
             planned = plan_windows(cursor["planned_until_ms"], now, parallelism, delay_ms=delay_ms)
             for mintime, maxtime in planned:
                 window = self._windows.window(source, window_id(mintime, maxtime))
-                transaction.create(window, window_doc(mintime, maxtime, now))
+                transaction.create(window, new_window(mintime, maxtime, now))
             if planned:
                 update["planned_until_ms"] = planned[-1][1]
             if not snapshot.exists:
@@ -97,52 +81,6 @@ class CursorStore:
 
         # Planners racing (a scheduler retry over a slow run) only wait for each other.
         return plan_in(self._db.transaction(max_attempts=PLAN_ATTEMPTS))
-
-    def sweep(self, source: str, lease_ms: int) -> SweepResult:
-        """Finishes windows whose batches are all written and finds windows to send again:
-        never picked up, leased by a fetcher that died, failed and due, or missing batches."""
-        now = now_ms(self._clock)
-        republish: list[WindowTask] = []
-        completed = refetch = 0
-        query = self._windows.windows(source).where(
-            filter=FieldFilter("state", "in", list(OPEN_STATES))
-        )
-        for snapshot in query.stream():
-            doc = snapshot.to_dict()
-            task = WindowTask(source, doc["mintime"], doc["maxtime"])
-            state = doc["state"]
-            touch = {"updated_at_ms": now}
-            if state == FETCHED:
-                if self._windows.written_batches(source, snapshot.id) >= doc["pages"]:
-                    snapshot.reference.update(
-                        {"state": DONE, "done_at_ms": now, "expire_at": expiry(now)} | touch
-                    )
-                    completed += 1
-                elif doc.get("fetched_at_ms", now) + lease_ms < now:
-                    # Batches went missing (dead-lettered): fetch the window again; object
-                    # names are deterministic, so what was written is not written twice.
-                    snapshot.reference.update(
-                        {
-                            "state": PLANNED,
-                            "next_offset": None,
-                            "pages": 0,
-                            "records": 0,
-                            "error": "batches missing after the lease; fetching again",
-                        }
-                        | touch
-                    )
-                    refetch += 1
-                    republish.append(task)
-            elif (
-                (state == PLANNED and doc["updated_at_ms"] + lease_ms < now)
-                or (state == FETCHING and doc["lease_until_ms"] < now)
-                or (state == FAILED and doc["retry_at_ms"] <= now)
-            ):
-                if state == FAILED:
-                    touch["retry_at_ms"] = now + lease_ms
-                snapshot.reference.update(touch)
-                republish.append(task)
-        return SweepResult(republish, completed, refetch)
 
     def advance(self, source: str) -> int:
         """Moves the watermark over the contiguous finished windows; returns it."""
@@ -180,7 +118,7 @@ class CursorStore:
         cursor = snapshot.to_dict() if snapshot.exists else {}
         windows = self._windows.windows(source)
         counts = {}
-        for state in (PLANNED, FETCHING, FETCHED, DONE, FAILED):
+        for state in STATES:
             query = windows.where(filter=FieldFilter("state", "==", state))
             counts[state] = int(query.count().get()[0][0].value)
         records = windows.sum("records").get()[0][0].value or 0

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from google.cloud import pubsub_v1
 
 from shared.pipeline.messages import RecordBatch, WindowTask, encode
+from shared.pipeline.schemas import RECORD_BATCH, WINDOW_TASK
 
 PUBLISH_TIMEOUT_SECONDS = 60.0
 
@@ -28,7 +29,7 @@ class Publisher:
             self._client.publish(
                 self._window_topic,
                 encode(task),
-                type="window-task",
+                type=WINDOW_TASK,
                 source=task.source,
                 window_id=task.window_id,
             )
@@ -44,7 +45,7 @@ class Publisher:
         future = self._client.publish(
             self._batch_topic,
             encode(batch),
-            type="record-batch",
+            type=RECORD_BATCH,
             source=batch.source,
             window_id=batch.window_id,
             batch_id=batch.batch_id,

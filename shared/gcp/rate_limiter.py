@@ -31,13 +31,13 @@ import random
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 from google.api_core.exceptions import AlreadyExists, FailedPrecondition
 from google.cloud import firestore
 
 from shared.clock import Clock, SystemClock
+from shared.duo.rate_limit import LimitState, paused_state, reserve_slots
 
 DEFAULT_COLLECTION = "duo-telephony-rate-limits"
 # One reservation covers this much of the account's budget, so the document is written about
@@ -57,45 +57,11 @@ class SharedRateLimitError(RuntimeError):
     """The shared state could not be updated (too much contention)."""
 
 
-@dataclass(frozen=True)
-class LimitState:
-    """The shared GCRA state of one Duo account (epoch seconds)."""
-
-    tat: float = 0.0
-    paused_until: float = 0.0
-
-
 def batch_size(rate: float) -> int:
     """Slots per reservation: at least one second of budget (rounded up, so that the document
     is written at most once per BATCH_SECONDS), and at least one slot."""
     # The epsilon keeps an exact product such as 10.000000000000002 from rounding up to 11.
     return max(1, math.ceil(rate * BATCH_SECONDS - 1e-9))
-
-
-def reserve_slots(
-    state: LimitState, now: float, count: int, interval: float, tolerance: float
-) -> tuple[list[float], LimitState]:
-    """The next ``count`` GCRA start times from ``now`` on, and the state after them.
-
-    Exactly what ``count`` requests arriving at ``now`` would get from a TokenBucket with the
-    same interval and tolerance ((burst - 1) * interval).
-    """
-    tat = state.tat
-    slots = []
-    for _ in range(count):
-        arrival = max(tat, now)
-        start = max(arrival - tolerance, state.paused_until, now)
-        slots.append(start)
-        tat = max(arrival, start) + interval
-    return slots, LimitState(tat=tat, paused_until=state.paused_until)
-
-
-def paused_state(state: LimitState, now: float, seconds: float, tolerance: float) -> LimitState:
-    """The state after a pause of ``seconds`` from ``now``: nobody starts before
-    ``paused_until``, and after it the sustained rate resumes without a burst (the account
-    was just throttled)."""
-    paused_until = max(state.paused_until, now + seconds)
-    return LimitState(tat=max(state.tat, paused_until + tolerance), paused_until=paused_until)
 
 
 class FirestoreRateLimiter:

@@ -1,82 +1,52 @@
 """Window progress in Firestore: leases, paging checkpoints and written-batch markers.
 
 Layout (ROOT defaults to ``telephony_sources``):
+  ROOT/{source}                                      the source's cursor (CursorStore)
   ROOT/{source}/windows/{window_id}                  one document per planned window
   ROOT/{source}/windows/{window_id}/batches/{page}   one marker per batch durably in Storage
 A window is written by the one fetcher holding its lease, once per page (at most Duo's rate),
-and each marker once by a writer: no document is hot.
+and each marker once by a writer: no document is hot. What each write says is decided by the
+state machine in ``shared.pipeline.windows``; this module only reads and writes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import uuid
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass
 
 from google.api_core.exceptions import AlreadyExists
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 from shared.clock import Clock, now_ms
+from shared.pipeline import windows as rules
+from shared.pipeline.messages import WindowTask
+from shared.pipeline.windows import Claim
 
 ROOT = "telephony_sources"
-DONE_RETENTION_MS = 30 * 86_400_000
-
-PLANNED = "planned"
-FETCHING = "fetching"
-FETCHED = "fetched"  # every page is published; done once every batch is written
-DONE = "done"
-FAILED = "failed"
-OPEN_STATES = (PLANNED, FETCHING, FETCHED, FAILED)
 
 
 @dataclass(frozen=True)
-class Claim:
-    """A fetcher's lease on a window, with where to resume."""
-
-    source: str
-    window_id: str
-    owner: str
-    mintime: int
-    maxtime: int
-    next_offset: str | None
-    pages: int
-    records: int
-    attempts: int
-
-
-def window_doc(mintime: int, maxtime: int, planned_at_ms: int) -> dict[str, Any]:
-    return {
-        "mintime": mintime,
-        "maxtime": maxtime,
-        "state": PLANNED,
-        "next_offset": None,
-        "pages": 0,
-        "records": 0,
-        "attempts": 0,
-        "lease_owner": None,
-        "lease_until_ms": 0,
-        "retry_at_ms": 0,
-        "error": None,
-        "planned_at_ms": planned_at_ms,
-        "updated_at_ms": planned_at_ms,
-    }
-
-
-def expiry(now: int) -> datetime:
-    """When a finished document may go (a Firestore TTL policy on ``expire_at`` deletes it)."""
-    return datetime.fromtimestamp((now + DONE_RETENTION_MS) / 1000, UTC)
+class SweepResult:
+    republish: list[WindowTask]
+    completed: int
+    refetch: int
 
 
 class WindowStore:
     def __init__(self, db: firestore.Client, clock: Clock, root: str = ROOT) -> None:
         self._db = db
         self._clock = clock
-        self.root = root
+        self._root = root
+
+    def source(self, source: str) -> firestore.DocumentReference:
+        """The source's own document (its cursor); its windows live under it."""
+        return self._db.collection(self._root).document(source)
 
     def windows(self, source: str) -> firestore.CollectionReference:
-        return self._db.collection(self.root).document(source).collection("windows")
+        return self.source(source).collection("windows")
 
     def window(self, source: str, window_id: str) -> firestore.DocumentReference:
         return self.windows(source).document(window_id)
@@ -91,33 +61,18 @@ class WindowStore:
             snapshot = ref.get(transaction=transaction)
             if not snapshot.exists:
                 return None
-            doc = snapshot.to_dict()
-            now = now_ms(self._clock)
-            if doc["state"] in (FETCHED, DONE):
-                return None
-            if doc["state"] == FETCHING and doc["lease_until_ms"] > now:
-                return None
-            transaction.update(
-                ref,
-                {
-                    "state": FETCHING,
-                    "lease_owner": owner,
-                    "lease_until_ms": now + int(lease_seconds * 1000),
-                    "attempts": doc["attempts"] + 1,
-                    "updated_at_ms": now,
-                },
-            )
-            return Claim(
+            taken = rules.claim(
+                snapshot.to_dict(),
                 source,
                 window_id,
                 owner,
-                doc["mintime"],
-                doc["maxtime"],
-                doc["next_offset"],
-                doc["pages"],
-                doc["records"],
-                doc["attempts"] + 1,
+                now_ms(self._clock),
+                int(lease_seconds * 1000),
             )
+            if taken is None:
+                return None
+            transaction.update(ref, taken[1])
+            return taken[0]
 
         return take(self._db.transaction())
 
@@ -129,27 +84,13 @@ class WindowStore:
 
         @firestore.transactional
         def save(transaction: firestore.Transaction) -> Claim | None:
-            doc = ref.get(transaction=transaction).to_dict()
-            if doc is None or doc["lease_owner"] != claim.owner or doc["state"] != FETCHING:
+            if not rules.holds_lease(ref.get(transaction=transaction).to_dict(), claim):
                 return None
-            now = now_ms(self._clock)
-            update = {
-                "next_offset": next_offset,
-                "pages": claim.pages + 1,
-                "records": claim.records + records,
-                "lease_until_ms": now + int(lease_seconds * 1000),
-                "updated_at_ms": now,
-                "error": None,
-            }
-            if next_offset is None:
-                update |= {"state": FETCHED, "fetched_at_ms": now, "lease_owner": None}
-            transaction.update(ref, update)
-            return replace(
-                claim,
-                next_offset=next_offset,
-                pages=claim.pages + 1,
-                records=claim.records + records,
+            after, update = rules.checkpoint(
+                claim, next_offset, records, now_ms(self._clock), int(lease_seconds * 1000)
             )
+            transaction.update(ref, update)
+            return after
 
         return save(self._db.transaction())
 
@@ -159,21 +100,32 @@ class WindowStore:
 
         @firestore.transactional
         def give_back(transaction: firestore.Transaction) -> None:
-            doc = ref.get(transaction=transaction).to_dict()
-            if doc is None or doc["lease_owner"] != claim.owner or doc["state"] != FETCHING:
-                return
-            update: dict[str, Any] = {
-                "lease_owner": None,
-                "lease_until_ms": 0,
-                "updated_at_ms": now_ms(self._clock),
-            }
-            if error is not None:
-                update |= {"state": FAILED, "error": error, "retry_at_ms": retry_at_ms}
-            else:
-                update |= {"state": PLANNED}
-            transaction.update(ref, update)
+            if rules.holds_lease(ref.get(transaction=transaction).to_dict(), claim):
+                transaction.update(ref, rules.release(now_ms(self._clock), error, retry_at_ms))
 
         give_back(self._db.transaction())
+
+    def sweep(self, source: str, lease_ms: int) -> SweepResult:
+        """Applies the sweep's rule to every open window of ``source``; returns the tasks to
+        send again and what was finished."""
+        now = now_ms(self._clock)
+        republish: list[WindowTask] = []
+        completed = refetch = 0
+        query = self.windows(source).where(
+            filter=FieldFilter("state", "in", list(rules.OPEN_STATES))
+        )
+        for snapshot in query.stream():
+            doc = snapshot.to_dict()
+            landed = functools.partial(self.written_batches, source, snapshot.id)
+            step = rules.sweep_step(doc, now, lease_ms, landed)
+            if step is None:
+                continue
+            snapshot.reference.update(step.update)
+            completed += step.completed
+            refetch += step.refetch
+            if step.republish:
+                republish.append(WindowTask(source, doc["mintime"], doc["maxtime"]))
+        return SweepResult(republish, completed, refetch)
 
     def _marker(self, source: str, window_id: str, page: int) -> firestore.DocumentReference:
         return self.window(source, window_id).collection("batches").document(f"{page:05d}")
@@ -193,7 +145,7 @@ class WindowStore:
                     "records": records,
                     "objects": objects,
                     "written_at_ms": written,
-                    "expire_at": expiry(written),
+                    "expire_at": rules.expiry(written),
                 }
             )
 

@@ -11,14 +11,12 @@ import binascii
 import json
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any
 
 import jsonschema
 
-WINDOW_TASK = "window-task"
-RECORD_BATCH = "record-batch"
-SCHEMAS = {(WINDOW_TASK, 1): "window-task.v1.json", (RECORD_BATCH, 1): "record-batch.v1.json"}
+from shared.pipeline.ids import batch_id, window_id
+from shared.pipeline.schemas import RECORD_BATCH, SCHEMAS, WINDOW_TASK
 
 
 class MessageError(ValueError):
@@ -28,11 +26,6 @@ class MessageError(ValueError):
         super().__init__(f"message {message_id or '(no id)'}: {reason}")
         self.message_id = message_id
         self.reason = reason
-
-
-def window_id(mintime: int, maxtime: int) -> str:
-    """Deterministic: the same window always has the same id, whoever plans it."""
-    return f"{mintime:013d}-{maxtime:013d}"
 
 
 @dataclass(frozen=True)
@@ -65,7 +58,7 @@ class RecordBatch:
 
     @property
     def batch_id(self) -> str:
-        return f"{self.window_id}-p{self.page:05d}"
+        return batch_id(self.window_id, self.page)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -93,7 +86,7 @@ def decode(data: bytes, message_id: str | None = None) -> WindowTask | RecordBat
     key = (body.get("type"), body.get("version"))
     if key not in SCHEMAS:
         raise MessageError(f"unknown message type/version {key!r}", message_id)
-    error = jsonschema.exceptions.best_match(_validator(SCHEMAS[key]).iter_errors(body))
+    error = jsonschema.exceptions.best_match(_validator(key).iter_errors(body))
     if error is not None:
         where = "/".join(str(part) for part in error.absolute_path) or "(root)"
         raise MessageError(f"{key[0]} v{key[1]} invalid at {where}: {error.message}", message_id)
@@ -129,6 +122,5 @@ _StrictValidator = jsonschema.validators.extend(
 
 
 @cache
-def _validator(name: str) -> jsonschema.protocols.Validator:
-    schema = json.loads(resources.files("shared.pipeline.schemas").joinpath(name).read_text())
-    return _StrictValidator(schema)
+def _validator(key: tuple[str, int]) -> jsonschema.protocols.Validator:
+    return _StrictValidator(SCHEMAS[key])

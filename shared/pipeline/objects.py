@@ -1,9 +1,6 @@
-"""Writes one RecordBatch to Cloud Storage as NDJSON objects, exactly once, never overwriting.
-
-The SecOps feed re-ingests an object whole whenever its content changes, so every object is
-created in one create-only upload (``if_generation_match=0``) and never touched again. Names and
-bytes are deterministic for a (source, window, page), so a redelivered or re-fetched batch maps
-onto the objects it already wrote and is recognised by their MD5.
+"""The objects a RecordBatch becomes: their names and their bytes, deterministic for a
+(source, window, page), so a redelivered or re-fetched batch maps onto the objects it already
+wrote and is recognised by their MD5 (the writer uploads them create-only).
 
 Layout: ``<prefix>/YYYY/MM/DD/HH/<first ts>_<source>_<window_id>_p<page>.ndjson[.gz]``, one
 object per (batch, UTC hour of the records' ``ts``); ``<first ts>`` is the earliest record time
@@ -16,17 +13,14 @@ import base64
 import gzip as gzip_module
 import hashlib
 import json
-import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from google.api_core.exceptions import NotFound, PreconditionFailed
-from google.cloud import storage
-from google.cloud.storage.retry import DEFAULT_RETRY_IF_GENERATION_SPECIFIED
-
+from shared.clock import utc_from_us
 from shared.duo.records import record_time_us
+from shared.pipeline.ids import MAX_PAGE, SOURCE_ID_PATTERN, WINDOW_ID_PATTERN
 from shared.pipeline.messages import RecordBatch
 
 # The feed drops longer lines; "MB" read as 10**6 bytes, the stricter reading.
@@ -34,25 +28,17 @@ MAX_LINE_BYTES = 4_000_000
 NDJSON_CONTENT_TYPE = "application/x-ndjson"
 GZIP_CONTENT_TYPE = "application/gzip"
 
-_log = logging.getLogger(__name__)
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HOUR_US = 3_600_000_000
 _TS_FORMAT = "%Y%m%dT%H%M%S%fZ"
-_SOURCE = r"[a-z0-9][a-z0-9-]{0,62}"
-_WINDOW_ID = r"[0-9]{13}-[0-9]{13}"
 _FILE_NAME = re.compile(
-    rf"^(?P<ts>[0-9]{{8}}T[0-9]{{12}}Z)_(?P<source>{_SOURCE})_(?P<window_id>{_WINDOW_ID})"
+    rf"^(?P<ts>[0-9]{{8}}T[0-9]{{12}}Z)_(?P<source>{SOURCE_ID_PATTERN})"
+    rf"_(?P<window_id>{WINDOW_ID_PATTERN})"
     r"_p(?P<page>[0-9]{5})\.ndjson(?P<gz>\.gz)?$"
 )
 
 
 class LineTooLongError(ValueError):
     """A record whose NDJSON line exceeds what the SecOps feed accepts."""
-
-
-def _utc(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
 
 
 def _hour_folder(prefix: str, hour: datetime) -> str:
@@ -77,11 +63,11 @@ class ObjectName:
             raise ValueError(f"prefix {self.prefix!r} must not start or end with / or hold //")
         if self.first_ts.utcoffset() != timedelta(0):
             raise ValueError(f"first_ts {self.first_ts!r} must be a UTC datetime")
-        if not re.fullmatch(_SOURCE, self.source):
+        if not re.fullmatch(SOURCE_ID_PATTERN, self.source):
             raise ValueError(f"source {self.source!r} is not a source id")
-        if not re.fullmatch(_WINDOW_ID, self.window_id):
+        if not re.fullmatch(WINDOW_ID_PATTERN, self.window_id):
             raise ValueError(f"window_id {self.window_id!r} is not <mintime>-<maxtime>")
-        if not 0 <= self.page <= 99_999:
+        if not 0 <= self.page <= MAX_PAGE:
             raise ValueError(f"page {self.page} is outside 0..99999 (five digits keep the order)")
 
     @property
@@ -175,7 +161,7 @@ def encode_batch(batch: RecordBatch, prefix: str, gzip: bool) -> list[EncodedObj
         data = gzip_module.compress(body, mtime=0) if gzip else body
         name = ObjectName(
             prefix=prefix.strip("/"),
-            first_ts=_utc(first),
+            first_ts=utc_from_us(first),
             source=batch.source,
             window_id=batch.window_id,
             page=batch.page,
@@ -195,8 +181,8 @@ def encode_batch(batch: RecordBatch, prefix: str, gzip: bool) -> list[EncodedObj
                     "window_id": batch.window_id,
                     "page": str(batch.page),
                     "records": str(len(group)),
-                    "first_ts": _utc(first).isoformat(),
-                    "last_ts": _utc(last).isoformat(),
+                    "first_ts": utc_from_us(first).isoformat(),
+                    "last_ts": utc_from_us(last).isoformat(),
                     # MD5 of the uncompressed NDJSON: recognises the same content gzipped by
                     # another zlib build, whose bytes may differ.
                     "ndjson_md5": _md5_base64(body),
@@ -206,111 +192,3 @@ def encode_batch(batch: RecordBatch, prefix: str, gzip: bool) -> list[EncodedObj
             )
         )
     return sorted(objects, key=lambda obj: obj.name)
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    """What one batch gave. ``object_names`` lists all of the batch's objects, written or not.
-
-    An upload whose response was lost and that was retried finds its own object: it counts as
-    ``already_present`` and its records and bytes are not counted as written.
-    """
-
-    object_names: tuple[str, ...]
-    records_written: int
-    bytes_written: int
-    already_present: int
-    conflicting: int
-
-
-def write_batch(
-    bucket: storage.Bucket, batch: RecordBatch, *, prefix: str, gzip: bool
-) -> WriteResult:
-    """Creates the batch's objects that do not exist yet; existing ones are never rewritten.
-
-    An existing object with other content is logged at warning level and counted as
-    ``conflicting``. Transient Storage errors are retried by the client library; other errors
-    propagate (the objects created so far stay, and a redelivery completes the rest).
-    """
-    objects = encode_batch(batch, prefix, gzip)
-    records = size = present = conflicting = 0
-    for obj in objects:
-        if _create(bucket, obj):
-            records += obj.record_count
-            size += len(obj.data)
-        elif _same_content(bucket, obj):
-            present += 1
-        else:
-            conflicting += 1
-    return WriteResult(
-        object_names=tuple(obj.name for obj in objects),
-        records_written=records,
-        bytes_written=size,
-        already_present=present,
-        conflicting=conflicting,
-    )
-
-
-def _create(bucket: storage.Bucket, obj: EncodedObject) -> bool:
-    """Uploads ``obj`` if no object has its name; False if one has.
-
-    Up to 8 MiB (any Duo page) the library sends one multipart request; a larger object would
-    take a resumable upload, which is still finalised once and create-only.
-    """
-    blob = bucket.blob(obj.name)
-    blob.metadata = obj.metadata
-    try:
-        blob.upload_from_string(
-            obj.data,
-            content_type=obj.content_type,
-            if_generation_match=0,
-            # The sent MD5 lets Cloud Storage refuse a body damaged on the way.
-            checksum="md5",
-            # Retrying an upload is safe only because it is create-only: this policy retries
-            # only while the request carries the generation precondition.
-            retry=DEFAULT_RETRY_IF_GENERATION_SPECIFIED,
-        )
-    except PreconditionFailed:
-        return False
-    return True
-
-
-def _same_content(bucket: storage.Bucket, obj: EncodedObject) -> bool:
-    """Whether the object already under ``obj.name`` holds ``obj``'s records."""
-    existing = bucket.blob(obj.name)
-    try:
-        existing.reload()
-    except NotFound:
-        # It existed a moment ago: most likely the feed deleted it after transferring it.
-        # Writing it again would make SecOps ingest its records twice.
-        _log.warning(
-            "object %s existed but is gone now; not written again",
-            obj.name,
-            extra={"json_fields": {"event": "object_vanished", "object": obj.name}},
-        )
-        return True
-    if existing.md5_hash == obj.md5_base64:
-        return True
-    existing_ndjson_md5 = (existing.metadata or {}).get("ndjson_md5")
-    if obj.content_type == GZIP_CONTENT_TYPE and existing_ndjson_md5 == obj.metadata["ndjson_md5"]:
-        return True
-    _log.warning(
-        "object %s already exists with other content; left as it is, %d records not written",
-        obj.name,
-        obj.record_count,
-        extra={
-            "json_fields": {
-                "event": "object_conflict",
-                "bucket": bucket.name,
-                "object": obj.name,
-                "generation": existing.generation,
-                "existing_md5": existing.md5_hash,
-                "expected_md5": obj.md5_base64,
-                "source": obj.metadata["source"],
-                "window_id": obj.metadata["window_id"],
-                "page": int(obj.metadata["page"]),
-                "records_not_written": obj.record_count,
-            }
-        },
-    )
-    return False

@@ -33,10 +33,11 @@ import json
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from shared.clock import EPOCH
 from shared.duo.records import RecordError, record_id, record_time_us
 from shared.pipeline.objects import MAX_LINE_BYTES, ObjectName, parse_object_name
 from shared.secops.record_source import SourceError, SourceLine, read_records
@@ -61,7 +62,6 @@ CONTIGUITY_NOTE = (
 )
 FILE_SUFFIXES = (".ndjson", ".ndjson.gz")
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HOUR_US = 3_600_000_000
 # A location (object index, line number) packed into one int: half the memory of a tuple.
 _LINE_BITS = 32
@@ -249,7 +249,7 @@ class _Checker:
             self._object = None
             self._add("bad_name", {"object": name, "reason": str(exc)})
             return
-        self._hour_us = (self._object.hour - _EPOCH) // timedelta(microseconds=1)
+        self._hour_us = (self._object.hour - EPOCH) // timedelta(microseconds=1)
         mintime, maxtime = (int(ms) for ms in self._object.window_id.split("-"))
         self._window = (mintime, maxtime)
         self._windows.setdefault(self._object.source, set()).add(self._window)
@@ -389,7 +389,7 @@ def _example(example: dict[str, Any]) -> str:
 
 def _iso(ms: int) -> str:
     return (
-        (_EPOCH + timedelta(milliseconds=ms))
+        (EPOCH + timedelta(milliseconds=ms))
         .isoformat(timespec="milliseconds")
         .replace("+00:00", "Z")
     )

@@ -21,9 +21,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from shared.clock import EPOCH
 
 # Raw fields mapped as is, each to one or more UDM paths; a path ending in "[]" is a list.
 _AS_IS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -67,7 +69,6 @@ _ISO_8601 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?"
     r"(?:([Zz])|([+-])(\d{2})(?::?(\d{2}))?)?"
 )
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_EPOCH_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second UDM can hold
 
 
@@ -161,7 +162,7 @@ def _parse_iso(value: Any) -> tuple[int, int]:
         )
     except ValueError as exc:
         raise MappingError(f"ts is not a valid date-time: {value!r:.80} ({exc})") from None
-    seconds = (moment - _EPOCH) // timedelta(seconds=1)
+    seconds = (moment - EPOCH) // timedelta(seconds=1)
     return seconds, int((fraction or "").ljust(9, "0"))
 
 
@@ -187,7 +188,7 @@ def _parse_epoch(value: Any) -> tuple[int, int]:
 
 def _format(seconds: int, nanos: int) -> str:
     try:
-        moment = _EPOCH + timedelta(seconds=seconds)
+        moment = EPOCH + timedelta(seconds=seconds)
     except OverflowError:
         # UDM times are protobuf Timestamps, which also stop at years 1 and 9999.
         raise MappingError(f"event time is out of range: {seconds} s since the epoch") from None

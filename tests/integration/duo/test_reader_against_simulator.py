@@ -12,7 +12,7 @@ import random
 import pytest
 import requests
 
-from shared.clock import FakeClock, now_ms
+from shared.clock import now_ms
 from shared.duo.api import DuoApi
 from shared.duo.endpoint import DuoEndpoint
 from shared.duo.errors import DuoConfigurationError, DuoRateLimitedError, DuoTransientError
@@ -25,6 +25,7 @@ from shared.duo.transport import DuoHttp
 from simulator.api import ApiOptions, TelephonyApi
 from simulator.dataset import Dataset, DatasetSpec
 from simulator.server import SimulatorServer
+from tests.fakes import FakeClock
 
 pytestmark = pytest.mark.integration
 

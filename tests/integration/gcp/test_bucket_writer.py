@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from google.cloud import storage
 
+from shared.gcp.bucket_writer import WriteResult, write_batch
 from shared.pipeline.messages import RecordBatch
-from shared.pipeline.objects import WriteResult, encode_batch, write_batch
+from shared.pipeline.objects import encode_batch
 
 pytestmark = pytest.mark.integration
 
@@ -118,7 +119,7 @@ def test_an_existing_object_with_other_content_is_left_alone_and_reported(
     other.upload_from_string(b'{"telephony_id":"other"}\n', if_generation_match=0)
     before = stored(gcs_bucket)
 
-    with caplog.at_level(logging.WARNING, logger="shared.pipeline.objects"):
+    with caplog.at_level(logging.WARNING, logger="shared.gcp.bucket_writer"):
         result = write_batch(gcs_bucket, BATCH, prefix=PREFIX, gzip=False)
 
     assert result == WriteResult(tuple(NAMES), 4, result.bytes_written, 0, 1)
@@ -168,7 +169,7 @@ def test_an_object_deleted_after_the_refused_upload_is_not_written_again(
         reload(blob, *args, **kwargs)
 
     monkeypatch.setattr(storage.Blob, "reload", deleted_meanwhile)
-    with caplog.at_level(logging.WARNING, logger="shared.pipeline.objects"):
+    with caplog.at_level(logging.WARNING, logger="shared.gcp.bucket_writer"):
         result = write_batch(gcs_bucket, BATCH, prefix=PREFIX, gzip=False)
 
     assert (result.records_written, result.already_present, result.conflicting) == (3, 1, 0)

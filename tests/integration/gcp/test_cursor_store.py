@@ -16,11 +16,14 @@ import pytest
 from google.cloud import firestore
 
 from harness.emulators import LocalCloud
-from shared.clock import FakeClock, now_ms
+from shared.clock import now_ms
 from shared.duo.paging import AVAILABILITY_DELAY_MS, RETENTION_MS
 from shared.gcp.clients import firestore_client
 from shared.gcp.cursor_store import CursorStore
-from shared.gcp.window_store import (
+from shared.gcp.window_store import WindowStore
+from shared.pipeline.ids import window_id
+from shared.pipeline.messages import WindowTask
+from shared.pipeline.windows import (
     DONE,
     DONE_RETENTION_MS,
     FAILED,
@@ -28,9 +31,8 @@ from shared.gcp.window_store import (
     FETCHING,
     PLANNED,
     Claim,
-    WindowStore,
 )
-from shared.pipeline.messages import WindowTask, window_id
+from tests.fakes import FakeClock
 
 pytestmark = pytest.mark.integration
 
@@ -240,13 +242,13 @@ def test_watermark_moves_only_over_contiguous_done_windows(
 
     _finish(windows, w2)
     _finish(windows, w3, pages=2)
-    assert cursors.sweep(SOURCE, LEASE_MS).completed == 2
+    assert windows.sweep(SOURCE, LEASE_MS).completed == 2
     assert _doc(windows, w2)["state"] == DONE
     assert cursors.advance(SOURCE) == start
     assert _cursor(cursors)["watermark_ms"] == start
 
     _finish(windows, w1)
-    assert cursors.sweep(SOURCE, LEASE_MS).completed == 1
+    assert windows.sweep(SOURCE, LEASE_MS).completed == 1
 
     assert cursors.advance(SOURCE) == w3.maxtime
     assert _cursor(cursors)["watermark_ms"] == w3.maxtime
@@ -259,14 +261,14 @@ def test_a_failed_window_in_the_middle_stops_the_watermark(
     _finish(windows, w1)
     _fail(windows, w2, "DuoError: 500", retry_at_ms=now_ms(clock) + HOUR_MS)
     _finish(windows, w3)
-    assert cursors.sweep(SOURCE, LEASE_MS).completed == 2
+    assert windows.sweep(SOURCE, LEASE_MS).completed == 2
 
     assert cursors.advance(SOURCE) == w1.maxtime
     assert _cursor(cursors)["watermark_ms"] == w1.maxtime
 
     # Once the failed window is retried and written, the watermark catches up.
     _finish(windows, w2)
-    assert cursors.sweep(SOURCE, LEASE_MS).completed == 1
+    assert windows.sweep(SOURCE, LEASE_MS).completed == 1
     assert cursors.advance(SOURCE) == w3.maxtime
 
 
@@ -277,19 +279,19 @@ def test_sweep_republishes_a_planned_window_nobody_picked_up(
     cursors: CursorStore, windows: WindowStore, clock: FakeClock
 ) -> None:
     (task,) = cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
-    assert cursors.sweep(SOURCE, LEASE_MS).republish == []
+    assert windows.sweep(SOURCE, LEASE_MS).republish == []
 
     clock.advance(LEASE_MS / 1000 + 1)
-    result = cursors.sweep(SOURCE, LEASE_MS)
+    result = windows.sweep(SOURCE, LEASE_MS)
 
     assert result.republish == [task]
     assert (result.completed, result.refetch) == (0, 0)
     assert _doc(windows, task)["updated_at_ms"] == now_ms(clock)
     assert _doc(windows, task)["state"] == PLANNED
     # Touched: not sent again on the next sweep, only after another lease.
-    assert cursors.sweep(SOURCE, LEASE_MS).republish == []
+    assert windows.sweep(SOURCE, LEASE_MS).republish == []
     clock.advance(LEASE_MS / 1000 + 1)
-    assert cursors.sweep(SOURCE, LEASE_MS).republish == [task]
+    assert windows.sweep(SOURCE, LEASE_MS).republish == [task]
 
 
 def test_sweep_republishes_a_fetching_window_whose_lease_expired(
@@ -301,10 +303,10 @@ def test_sweep_republishes_a_fetching_window_whose_lease_expired(
     assert claim is not None
 
     clock.advance(LEASE_S - 1)
-    assert cursors.sweep(SOURCE, LEASE_MS).republish == []
+    assert windows.sweep(SOURCE, LEASE_MS).republish == []
 
     clock.advance(2)
-    assert cursors.sweep(SOURCE, LEASE_MS).republish == [task]
+    assert windows.sweep(SOURCE, LEASE_MS).republish == [task]
     doc = _doc(windows, task)
     assert doc["state"] == FETCHING  # the next fetcher's claim takes it over
     resumed = _claim(windows, task)
@@ -317,16 +319,16 @@ def test_sweep_republishes_a_failed_window_once_its_retry_is_due(
     (task,) = cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
     _fail(windows, task, "DuoError: 429", retry_at_ms=now_ms(clock) + 120_000)
 
-    assert cursors.sweep(SOURCE, LEASE_MS).republish == []
+    assert windows.sweep(SOURCE, LEASE_MS).republish == []
     clock.advance(119)
-    assert cursors.sweep(SOURCE, LEASE_MS).republish == []
+    assert windows.sweep(SOURCE, LEASE_MS).republish == []
 
     clock.advance(1)
-    assert cursors.sweep(SOURCE, LEASE_MS).republish == [task]
+    assert windows.sweep(SOURCE, LEASE_MS).republish == [task]
     doc = _doc(windows, task)
     assert doc["state"] == FAILED
     assert doc["retry_at_ms"] == now_ms(clock) + LEASE_MS
-    assert cursors.sweep(SOURCE, LEASE_MS).republish == []
+    assert windows.sweep(SOURCE, LEASE_MS).republish == []
 
 
 def test_sweep_completes_a_fetched_window_once_every_batch_is_written(
@@ -336,13 +338,13 @@ def test_sweep_completes_a_fetched_window_once_every_batch_is_written(
     _fetch_all(windows, task, pages=2)
     windows.record_batch(SOURCE, task.window_id, 0, 10, ["obj-0"])
 
-    result = cursors.sweep(SOURCE, LEASE_MS)
+    result = windows.sweep(SOURCE, LEASE_MS)
     assert (result.completed, result.refetch, result.republish) == (0, 0, [])
     assert _doc(windows, task)["state"] == FETCHED
 
     windows.record_batch(SOURCE, task.window_id, 1, 10, ["obj-1"])
     clock.advance(5)
-    result = cursors.sweep(SOURCE, LEASE_MS)
+    result = windows.sweep(SOURCE, LEASE_MS)
 
     assert (result.completed, result.refetch, result.republish) == (1, 0, [])
     doc = _doc(windows, task)
@@ -350,7 +352,7 @@ def test_sweep_completes_a_fetched_window_once_every_batch_is_written(
     assert doc["done_at_ms"] == now_ms(clock)
     expected = datetime.fromtimestamp((now_ms(clock) + DONE_RETENTION_MS) / 1000, UTC)
     assert doc["expire_at"] == expected
-    assert cursors.sweep(SOURCE, LEASE_MS).completed == 0
+    assert windows.sweep(SOURCE, LEASE_MS).completed == 0
 
 
 def test_sweep_refetches_a_window_missing_batches_after_the_lease_only(
@@ -363,7 +365,7 @@ def test_sweep_refetches_a_window_missing_batches_after_the_lease_only(
     _fetch_all(windows, recent, pages=1)  # its batch is still on its way
     clock.advance(150)  # stale: fetched 350 s ago; recent: 150 s ago; lease 300 s
 
-    result = cursors.sweep(SOURCE, LEASE_MS)
+    result = windows.sweep(SOURCE, LEASE_MS)
 
     assert (result.republish, result.refetch, result.completed) == ([stale], 1, 0)
     doc = _doc(windows, stale)
@@ -420,7 +422,7 @@ def test_status_counts_windows_by_state_and_names_the_newest_failure(
     assert len(tasks) == 6
     done, fetched, fetching, failed_a, failed_b, _planned = tasks
     _finish(windows, done)
-    assert cursors.sweep(SOURCE, LEASE_MS).completed == 1
+    assert windows.sweep(SOURCE, LEASE_MS).completed == 1
     _fetch_all(windows, fetched)
     _claim(windows, fetching)
     _fail(windows, failed_a, "first failure", retry_at_ms=now_ms(clock) + HOUR_MS)

@@ -12,8 +12,9 @@ import pytest
 from google.cloud import firestore
 from google.cloud.firestore_v1.document import DocumentReference
 
-from shared.clock import FakeClock, SystemClock
+from shared.clock import SystemClock
 from shared.gcp.rate_limiter import DEFAULT_COLLECTION, LATE_FRACTION, FirestoreRateLimiter
+from tests.fakes import FakeClock
 
 pytestmark = pytest.mark.integration
 

@@ -11,18 +11,19 @@ from typing import Any
 import pytest
 from google.cloud import firestore
 
-from shared.clock import FakeClock, now_ms
-from shared.gcp.window_store import (
+from shared.clock import now_ms
+from shared.gcp.window_store import WindowStore
+from shared.pipeline.ids import window_id
+from shared.pipeline.windows import (
     DONE_RETENTION_MS,
     FAILED,
     FETCHED,
     FETCHING,
     PLANNED,
     Claim,
-    WindowStore,
-    window_doc,
+    new_window,
 )
-from shared.pipeline.messages import window_id
+from tests.fakes import FakeClock
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +43,7 @@ def clock() -> FakeClock:
 def store(firestore_db: firestore.Client, clock: FakeClock) -> WindowStore:
     """A store with one planned window, ``WID``, for SOURCE."""
     windows = WindowStore(firestore_db, clock)
-    windows.window(SOURCE, WID).create(window_doc(MINTIME, MAXTIME, now_ms(clock)))
+    windows.window(SOURCE, WID).create(new_window(MINTIME, MAXTIME, now_ms(clock)))
     return windows
 
 

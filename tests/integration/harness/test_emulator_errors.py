@@ -19,7 +19,7 @@ from harness.emulators import (
     pubsub_spec,
     storage_spec,
 )
-from shared.clock import FakeClock
+from tests.fakes import FakeClock
 
 INSTALL_ADVICE = (
     "gcloud components install pubsub-emulator cloud-firestore-emulator",

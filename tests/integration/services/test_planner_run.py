@@ -7,12 +7,12 @@ import pytest
 from harness.pubsub_setup import ensure_pull_subscription, ensure_topic
 from services.planner.run import run_planner
 from services.settings import PlannerSettings
-from shared.clock import FakeClock
 from shared.gcp.clients import pubsub_publisher, pubsub_subscriber
 from shared.gcp.cursor_store import CursorStore
 from shared.gcp.publisher import Publisher
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.messages import decode
+from tests.fakes import FakeClock
 
 pytestmark = pytest.mark.integration
 
@@ -39,15 +39,23 @@ def setup(local_cloud, firestore_db, pubsub_names, sources):
         parallelism=2,
         lease_seconds=600,
     )
-    cursors = CursorStore(firestore_db, WindowStore(firestore_db, clock), clock)
-    return settings, cursors, Publisher(pubsub_publisher(), project, topic_name), copies, clock
+    windows = WindowStore(firestore_db, clock)
+    cursors = CursorStore(firestore_db, windows, clock)
+    return (
+        settings,
+        cursors,
+        windows,
+        Publisher(pubsub_publisher(), project, topic_name),
+        copies,
+        clock,
+    )
 
 
 def test_each_source_gets_its_own_windows_and_cursor(local_cloud, firestore_db, pubsub_names):
-    settings, cursors, publisher, copies, clock = setup(
+    settings, cursors, windows, publisher, copies, clock = setup(
         local_cloud, firestore_db, pubsub_names, ("emea", "amer")
     )
-    results = run_planner(settings, cursors, publisher, clock)
+    results = run_planner(settings, cursors, windows, publisher, clock)
     tasks = published_tasks(copies)
     assert [r["source"] for r in results] == ["emea", "amer"]
     assert [r["planned"] for r in results] == [2, 2]
@@ -57,11 +65,11 @@ def test_each_source_gets_its_own_windows_and_cursor(local_cloud, firestore_db, 
 
 
 def test_one_broken_source_does_not_stop_the_others(local_cloud, firestore_db, pubsub_names):
-    settings, cursors, publisher, copies, clock = setup(
+    settings, cursors, windows, publisher, copies, clock = setup(
         local_cloud, firestore_db, pubsub_names, ("broken", "healthy")
     )
     cursors.cursor("broken").set({"planned_until_ms": "not a number", "watermark_ms": 0})
-    results = run_planner(settings, cursors, publisher, clock)
+    results = run_planner(settings, cursors, windows, publisher, clock)
     tasks = published_tasks(copies)
     assert results[0]["source"] == "broken" and "error" in results[0]
     assert results[1]["source"] == "healthy" and results[1]["planned"] == 2

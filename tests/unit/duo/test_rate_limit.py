@@ -3,8 +3,8 @@ import threading
 
 import pytest
 
-from shared.clock import FakeClock
 from shared.duo.rate_limit import TokenBucket
+from tests.fakes import FakeClock
 
 
 def test_default_is_one_request_every_two_seconds():
@@ -40,6 +40,17 @@ def test_pause_holds_everyone():
     bucket.pause(30)
     bucket.acquire()
     assert clock.sleeps[-1] == pytest.approx(30)
+
+
+def test_after_a_pause_the_rate_resumes_without_a_burst():
+    # The account was just throttled: a full burst the moment the pause ends would meet
+    # another 429, so callers resume one interval apart.
+    clock = FakeClock(1000)
+    bucket = TokenBucket(rate=10, burst=5, clock=clock)
+    bucket.pause(30)
+    for _ in range(3):
+        bucket.acquire()
+    assert clock.sleeps == pytest.approx([30, 0.1, 0.1])
 
 
 def test_concurrent_callers_never_exceed_the_rate():

@@ -2,7 +2,6 @@ import random
 
 import pytest
 
-from shared.clock import FakeClock
 from shared.duo.errors import (
     DuoClockSkewError,
     DuoConfigurationError,
@@ -11,6 +10,7 @@ from shared.duo.errors import (
     DuoTransientError,
 )
 from shared.duo.retry import RetryPolicy
+from tests.fakes import FakeClock
 
 
 class Script:

@@ -6,7 +6,6 @@ import hashlib
 import pytest
 from duo_client import client as duo_client
 
-from shared.clock import FakeClock
 from shared.duo.secret import Secret
 from shared.duo.signing import (
     Signer,
@@ -15,6 +14,7 @@ from shared.duo.signing import (
     canonical_string_v2,
     rfc2822_date,
 )
+from tests.fakes import FakeClock
 
 IKEY = "DIWJ8X6AEYOR5OMC6TQ1"
 SKEY = "Zh5eGmUq9zpfQnyUIu5OL9iWoMMv5ZNmk3zLJ4Ep"

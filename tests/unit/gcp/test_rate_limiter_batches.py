@@ -1,8 +1,8 @@
 import pytest
 
-from shared.clock import FakeClock
-from shared.duo.rate_limit import TokenBucket
-from shared.gcp.rate_limiter import LimitState, batch_size, paused_state, reserve_slots
+from shared.duo.rate_limit import LimitState, TokenBucket, paused_state, reserve_slots
+from shared.gcp.rate_limiter import batch_size
+from tests.fakes import FakeClock
 
 T0 = 1_800_000_000.0
 

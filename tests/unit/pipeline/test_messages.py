@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from shared.pipeline.ids import window_id
 from shared.pipeline.messages import (
     MessageError,
     RecordBatch,
@@ -13,7 +14,6 @@ from shared.pipeline.messages import (
     decode,
     decode_push,
     encode,
-    window_id,
 )
 
 MINTIME = 1_700_000_000_000

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from services.cli import main
-from shared.pipeline.messages import RecordBatch, window_id
+from shared.pipeline.ids import window_id
+from shared.pipeline.messages import RecordBatch
 from shared.pipeline.objects import MAX_LINE_BYTES, ObjectName, encode_batch
 from shared.secops.bucket_audit import audit
 

@@ -1,7 +1,8 @@
 """What ``duo-telephony status`` prints for an operator."""
 
 from services.status import render
-from shared.clock import FakeClock, now_ms
+from shared.clock import now_ms
+from tests.fakes import FakeClock
 
 NOW = now_ms(FakeClock(1_800_000_000))  # 2027-01-15T08:00:00Z
 

@@ -10,11 +10,11 @@ from urllib.parse import urlencode
 
 import pytest
 
-from shared.clock import FakeClock
 from shared.duo.secret import Secret
 from shared.duo.signing import Signer, SigningConfig
 from simulator.api import TELEPHONY_PATH, ApiOptions, Response, TelephonyApi
 from simulator.dataset import Dataset, DatasetSpec
+from tests.fakes import FakeClock
 
 IKEY = "DIUNITTESTSIMULATOR1"
 SKEY = Secret("UnitTestSecretKeyForTheSimulator00000000")

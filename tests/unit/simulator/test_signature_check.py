@@ -11,10 +11,10 @@ from urllib.parse import urlencode
 
 import pytest
 
-from shared.clock import FakeClock
 from shared.duo.secret import Secret
 from shared.duo.signing import Signer, SigningConfig
 from simulator.signature_check import AuthError, SignatureChecker, signed_host
+from tests.fakes import FakeClock
 
 IKEY = "DIUNITTESTSIMULATOR1"
 SKEY = Secret("UnitTestSecretKeyForTheSimulator00000000")

@@ -1,0 +1,61 @@
+"""JSON Schemas of the messages between the services, built from the pipeline's own constants
+so a pattern or a limit is never written twice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.duo.paging import PAGE_LIMIT
+from shared.pipeline.ids import MAX_PAGE, MIN_EPOCH_MS, SOURCE_ID_PATTERN, WINDOW_ID_PATTERN
+
+WINDOW_TASK = "window-task"
+RECORD_BATCH = "record-batch"
+
+_DRAFT = "https://json-schema.org/draft/2020-12/schema"
+_SOURCE = {"type": "string", "pattern": f"^{SOURCE_ID_PATTERN}$"}
+_WINDOW_ID = {"type": "string", "pattern": f"^{WINDOW_ID_PATTERN}$"}
+_EPOCH_MS = {"type": "integer", "minimum": MIN_EPOCH_MS}
+
+
+def _envelope(kind: str, version: int, title: str, fields: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "$schema": _DRAFT,
+        "$id": f"duo-telephony/{kind}.v{version}.json",
+        "title": title,
+        "type": "object",
+        "required": ["type", "version", *fields],
+        "additionalProperties": False,
+        "properties": {"type": {"const": kind}, "version": {"const": version}, **fields},
+    }
+
+
+SCHEMAS: dict[tuple[str, int], dict[str, Any]] = {
+    (WINDOW_TASK, 1): _envelope(
+        WINDOW_TASK,
+        1,
+        "A time window of one Duo account's telephony logs to fetch",
+        {"source": _SOURCE, "window_id": _WINDOW_ID, "mintime": _EPOCH_MS, "maxtime": _EPOCH_MS},
+    ),
+    (RECORD_BATCH, 1): _envelope(
+        RECORD_BATCH,
+        1,
+        "One page of telephony records fetched from a window, to be written to Cloud Storage",
+        {
+            "source": _SOURCE,
+            "window_id": _WINDOW_ID,
+            "page": {"type": "integer", "minimum": 0, "maximum": MAX_PAGE},
+            "records": {
+                "type": "array",
+                "maxItems": PAGE_LIMIT,
+                "items": {
+                    "type": "object",
+                    "required": ["telephony_id", "ts"],
+                    "properties": {
+                        "telephony_id": {"type": "string", "minLength": 1},
+                        "ts": {"type": "string", "minLength": 20},
+                    },
+                },
+            },
+        },
+    ),
+}

@@ -1,0 +1,44 @@
+"""The demo refuses options it cannot run before it starts anything, naming the flag."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness import demo
+from harness.catchup import RunOptions
+from services.cli import main
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--lookback", "200d"], "--lookback: Duo keeps 180 days of logs; use at most 180d"),
+        (["--lookback", "yesterday"], "--lookback: 'yesterday' is not a duration"),
+        (["--days", "0"], "--days"),
+        (["--days", "181"], "--days"),
+        (["--records", "-1"], "--records"),
+        (["--rate-limit", "0"], "--rate-limit"),
+        (["--fail-rate", "1.5"], "--fail-rate"),
+        (["--malformed-rate", "-0.1"], "--malformed-rate"),
+        (["--live", "-5"], "--live"),
+        (["--timeout", "0"], "--timeout"),
+        (["--bucket", "Not_A_Bucket"], "--bucket"),
+        (["--prefix", "a//b"], "--prefix"),
+    ],
+)
+def test_a_bad_option_is_named_and_nothing_starts(argv, named, monkeypatch, capsys):
+    def must_not_start(*_args, **_kwargs):
+        raise AssertionError("the demo started the pipeline with options it should refuse")
+
+    monkeypatch.setattr(demo, "run_catchup", must_not_start)
+    assert main(["demo", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("duo-telephony demo: ")
+    assert named in err
+
+
+def test_the_default_lookback_covers_the_simulated_days_within_retention():
+    assert RunOptions(days=2).first_lookback == "49h"
+    assert RunOptions(days=180).first_lookback == "4320h"
+    assert RunOptions(days=2, lookback="7d").first_lookback == "7d"
+    RunOptions(days=180).check()
