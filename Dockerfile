@@ -2,26 +2,32 @@
 # one that runs; Cloud Run sets PORT. GUNICORN_THREADS should equal the service's Cloud Run
 # concurrency (cloudbuild.yaml sets both), since services/gunicorn.conf.py runs one gthread
 # worker per instance.
-FROM python:3.11-slim
+#
+# The Python version is the repository's .python-version, passed by the build:
+#   docker build --build-arg PYTHON_VERSION="$(cat .python-version)" .
+ARG PYTHON_VERSION
+FROM python:${PYTHON_VERSION}-slim
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore \
+    PYTHONPATH=/app \
     PORT=8080 \
     GUNICORN_THREADS=8
 
 WORKDIR /app
 
-# .dockerignore keeps the virtual environment, caches, tests, bench and .git out.
-COPY . .
+# The runtime dependencies first, pinned with hashes: a change to the code alone reuses this
+# layer instead of reinstalling them.
+COPY requirements.lock .
+RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock
 
-# The runtime dependencies only (no test extras); the source stays in /app for gunicorn's
-# config file and the app modules, compiled now because the user owns nothing in /app (the
-# code is read-only). The user gets a home: gunicorn 25.1+ puts its control socket there.
-RUN pip install --no-cache-dir . \
-    && rm -rf build ./*.egg-info \
-    && python -m compileall -q /app \
+# The code (.dockerignore keeps out the local harness, the simulator, tests, bench and docs),
+# run from /app by gunicorn; compiled now because the user owns nothing in /app. The user
+# gets a home: gunicorn 25.1+ puts its control socket there.
+COPY . .
+RUN python -m compileall -q /app \
     && useradd --system --uid 10001 --user-group --create-home --home-dir /home/app \
         --shell /usr/sbin/nologin app
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from shared.duo.endpoint import DuoEndpoint, EndpointError
-from shared.duo.paging import RETENTION_MS
 from shared.duo.secret import Secret
+from shared.duo.telephony import RETENTION_MS
 from shared.pipeline.ids import SOURCE_ID_PATTERN
 from shared.pipeline.topics import TopicNames
 

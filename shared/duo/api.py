@@ -15,7 +15,6 @@ from shared.duo.retry import RetryPolicy
 from shared.duo.signing import Signer
 from shared.duo.transport import DuoHttp
 
-TELEPHONY_PATH = "/admin/v2/logs/telephony"
 T = TypeVar("T")
 
 

@@ -12,13 +12,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from shared.duo.api import TELEPHONY_PATH
 from shared.duo.errors import DuoProtocolError, DuoTransientError
 from shared.duo.records import RecordError, record_id, record_time_ms
-
-PAGE_LIMIT = 1000
-RETENTION_MS = 180 * 86_400_000
-AVAILABILITY_DELAY_MS = 120_000  # Duo serves nothing newer than two minutes (not 120 ms)
+from shared.duo.telephony import (
+    AVAILABILITY_DELAY_MS,
+    PAGE_LIMIT,
+    RETENTION_MS,
+    TELEPHONY_PATH,
+)
 
 T = TypeVar("T")
 

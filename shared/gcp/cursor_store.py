@@ -16,7 +16,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from shared.clock import Clock, now_ms
-from shared.duo.paging import AVAILABILITY_DELAY_MS
+from shared.duo.telephony import AVAILABILITY_DELAY_MS
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.ids import window_id
 from shared.pipeline.messages import WindowTask

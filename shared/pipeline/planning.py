@@ -8,7 +8,7 @@ any length costs a handful of requests, a dense one close to ceil(N / 1000).
 
 from __future__ import annotations
 
-from shared.duo.paging import AVAILABILITY_DELAY_MS, RETENTION_MS
+from shared.duo.telephony import AVAILABILITY_DELAY_MS, RETENTION_MS
 
 MIN_SPLIT_MS = 3_600_000
 MIN_WINDOW_MS = 1_000

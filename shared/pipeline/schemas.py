@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.duo.paging import PAGE_LIMIT
+from shared.duo.telephony import PAGE_LIMIT
 from shared.pipeline.ids import MAX_PAGE, MIN_EPOCH_MS, SOURCE_ID_PATTERN, WINDOW_ID_PATTERN
 
 WINDOW_TASK = "window-task"

@@ -13,6 +13,7 @@ that ships in the image imports the local harness, the simulator or the tests.
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,41 @@ def test_the_rule_catches_a_module_that_breaks_it() -> None:
         "shared.duo.probe imports harness.demo, which is not in the production image",
         "shared.duo.probe (shared.duo) imports shared.pipeline.windows",
     ]
+
+
+def _transitive_imports(module: str) -> set[str]:
+    """Every module reached from ``module`` through the project's own imports."""
+    reached: set[str] = set()
+    read: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        path = _source_path(name)
+        if name in read or path is None:
+            continue
+        read.add(name)
+        for imported in imports_of(path.read_text()):
+            reached.add(imported)
+            if imported.split(".")[0] in PROJECT:
+                todo.append(imported)
+    return reached
+
+
+def _source_path(module: str) -> Path | None:
+    base = ROOT.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def test_the_settings_check_needs_only_the_standard_library() -> None:
+    # cloudbuild.yaml checks the deployment's settings with services.settings in a bare Python
+    # image, before any package is installed.
+    third_party = {
+        name
+        for name in _transitive_imports("services.settings")
+        if name.split(".")[0] not in (*PROJECT, "__future__")
+        and name.split(".")[0] not in sys.stdlib_module_names
+    }
+    assert third_party == set()

@@ -6,7 +6,7 @@ import json
 import pytest
 import requests
 
-from shared.duo.api import TELEPHONY_PATH, DuoApi
+from shared.duo.api import DuoApi
 from shared.duo.endpoint import DuoEndpoint
 from shared.duo.errors import (
     DuoConfigurationError,
@@ -18,6 +18,7 @@ from shared.duo.rate_limit import TokenBucket
 from shared.duo.retry import RetryPolicy
 from shared.duo.secret import Secret
 from shared.duo.signing import Signer, SigningConfig, rfc2822_date
+from shared.duo.telephony import TELEPHONY_PATH
 from shared.duo.transport import DuoHttp, Timeouts
 from tests.fakes import FakeClock
 
