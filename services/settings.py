@@ -291,13 +291,18 @@ def fetcher_settings(env: Mapping[str, str], read_secret: SecretReader) -> Fetch
     if lease < budget + 10:
         # The page in flight when the budget runs out, retries included, must end in the lease.
         raise ConfigError("WINDOW_LEASE must exceed FETCH_TIME_BUDGET by at least 10 s")
+    rate = e.number("DUO_RATE_LIMIT_PER_MINUTE", 30, 0.1, 6000)
+    burst = int(e.number("DUO_RATE_BURST", 1, 1, 100))
+    if burst > max(rate, 1):
+        # The limit is per minute: a burst larger than a minute's budget would break it.
+        raise ConfigError(f"DUO_RATE_BURST: {burst} exceeds DUO_RATE_LIMIT_PER_MINUTE ({rate:g})")
     return FetcherSettings(
         project=e.project(),
         sources=_sources(e, lambda entry, source_id: _duo_source(e, entry, source_id, read_secret)),
         window_topic=e.text("WINDOW_TOPIC", TopicNames.windows),
         batch_topic=e.text("BATCH_TOPIC", TopicNames.batches),
-        rate_per_minute=e.number("DUO_RATE_LIMIT_PER_MINUTE", 30, 0.1, 6000),
-        burst=int(e.number("DUO_RATE_BURST", 1, 1, 100)),
+        rate_per_minute=rate,
+        burst=burst,
         time_budget_seconds=budget,
         lease_seconds=lease,
         enrich=e.flag("ENRICH_RECORDS"),

@@ -23,6 +23,28 @@ class RateLimiter(Protocol):
         """Nobody sends for ``seconds`` from now (after a 429)."""
 
 
+# Duo counts an account's requests per minute: a limit of R means at most R requests in any
+# 60-second window.
+WINDOW_SECONDS = 60.0
+# Slots end this much more than the window apart, so clock granularity cannot close the gap.
+_WINDOW_MARGIN_SECONDS = 0.001
+
+
+def strict_interval(rate: float, burst: int, lateness: float) -> float:
+    """The slot spacing that keeps any 60-second window within ``rate * 60`` requests when
+    each request may start up to ``lateness`` seconds after its slot.
+
+    A GCRA with spacing T and burst b has at most b + floor(W / T) slots in any span W; a span
+    of 60 s of starts is at most 60 s + lateness of slots, so b + (60 + lateness) / T must
+    stay below R + 1. With no lateness and b = 1 this is just over 60 / R.
+    """
+    per_window = rate * WINDOW_SECONDS
+    spans = per_window + 1 - burst
+    if spans <= 0:
+        raise ValueError(f"a burst of {burst} exceeds the limit of {per_window:g} a minute")
+    return max(1.0 / rate, (WINDOW_SECONDS + lateness + _WINDOW_MARGIN_SECONDS) / spans)
+
+
 @dataclass(frozen=True)
 class LimitState:
     """The shared GCRA state of one Duo account (epoch seconds)."""

@@ -14,10 +14,10 @@ to all.
 
 Guarantees and their limits:
 - The reserved slots of all instances together form one GCRA-conforming sequence (at most
-  ``burst`` at once, ``rate`` sustained). A request starts at its slot, or up to a quarter of
-  an interval later (thread wake-up, write latency); a slot later than that is dropped, never
-  used in a burst. So the sustained rate is exact, and two requests are at least 3/4 of an
-  interval apart when ``burst`` is 1.
+  ``burst`` at once). A request starts at its slot, or up to a quarter of an interval (at most
+  MAX_LATE_SECONDS) later (thread wake-up, write latency); a slot later than that is dropped,
+  never used in a burst. The slots are spaced so that, lateness included, no 60-second window
+  holds more than ``rate * 60`` requests (``strict_interval``): a strict Duo never sees R + 1.
 - Unused slots are wasted, which only lowers the achieved rate.
 - A ``pause`` (after a 429) reaches the other instances on their next reservation: until then
   they may still use the slots they already hold (at most one batch, about one second of
@@ -37,14 +37,16 @@ from google.api_core.exceptions import AlreadyExists, FailedPrecondition
 from google.cloud import firestore
 
 from shared.clock import Clock, SystemClock
-from shared.duo.rate_limit import LimitState, paused_state, reserve_slots
+from shared.duo.rate_limit import LimitState, paused_state, reserve_slots, strict_interval
 
 DEFAULT_COLLECTION = "duo-telephony-rate-limits"
 # One reservation covers this much of the account's budget, so the document is written about
 # once per this many seconds, whatever the rate.
 BATCH_SECONDS = 1.0
-# A slot may be used this fraction of an interval after its time, and no later.
+# A slot may be used this fraction of an interval after its time, and no later...
 LATE_FRACTION = 0.25
+# ...nor more than this: lateness is paid for by spacing every slot a little wider.
+MAX_LATE_SECONDS = 1.0
 # Contention is low (about one write per second in total), but instances starting together
 # conflict a few times; every attempt re-reads the state, so retrying is safe.
 _UPDATE_ATTEMPTS = 10
@@ -88,9 +90,9 @@ class FirestoreRateLimiter:
             raise ValueError("the source id names the rate-limit document and must be set")
         self._client = client
         self._ref = client.collection(collection).document(source_id)
-        self._interval = 1.0 / rate
+        self._lateness = min(LATE_FRACTION / rate, MAX_LATE_SECONDS)
+        self._interval = strict_interval(rate, burst, self._lateness)
         self._tolerance = (burst - 1) * self._interval
-        self._lateness = LATE_FRACTION * self._interval
         self._batch = batch_size(rate)
         self._clock = clock or SystemClock()
         self._slots: deque[float] = deque()

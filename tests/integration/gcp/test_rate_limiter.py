@@ -30,6 +30,14 @@ def _at(moment: float) -> object:
     return pytest.approx(moment, abs=1e-5)
 
 
+def spacing(per_second: float, burst: int = 1) -> float:
+    """The limiter's slot spacing, restated from its rule: so that no 60-second window holds
+    more than a minute's budget, 60 s plus the lateness it accepts (a quarter interval, at most
+    1 s) plus 1 ms, over the requests a minute beyond the burst's first."""
+    lateness = min(0.25 / per_second, 1.0)
+    return (60 + lateness + 0.001) / (per_second * 60 + 1 - burst)
+
+
 def _document(db: firestore.Client) -> dict:
     return db.collection(DEFAULT_COLLECTION).document(SOURCE).get().to_dict()
 
@@ -126,9 +134,9 @@ def test_a_pause_elsewhere_reaches_an_instance_at_its_next_reservation(firestore
     # without a burst after the pause.
     throttled.acquire()
     assert clock.now() == T0 + 30
-    # The other instance's next reservation sees the pause, after that batch.
+    # The other instance's next reservation sees the pause, after that batch (ten slots).
     other.acquire()
-    assert clock.now() == _at(T0 + 31)
+    assert clock.now() == _at(T0 + 30 + 10 * spacing(10, burst=20))
 
 
 def test_a_pause_delays_another_instance_with_the_real_clock(firestore_db):
@@ -147,18 +155,23 @@ def test_a_reservation_is_a_batch_of_evenly_spaced_slots(firestore_db):
     first = FirestoreRateLimiter(firestore_db, SOURCE, rate=4, burst=1, clock=clock)
     second = FirestoreRateLimiter(firestore_db, SOURCE, rate=4, burst=1, clock=clock)
 
+    step = spacing(4)  # just over 0.25 s
     times = []
     for _ in range(4):
         first.acquire()
         times.append(clock.now())
-    assert times == [T0, T0 + 0.25, T0 + 0.5, T0 + 0.75]
-    assert _document(firestore_db) == {"tat": T0 + 1.0, "paused_until": 0.0, "writes": 1}
+    assert times == [_at(T0 + n * step) for n in range(4)]
+    assert _document(firestore_db) == {"tat": _at(T0 + 4 * step), "paused_until": 0.0, "writes": 1}
 
     second.acquire()  # the next batch is the other instance's
-    assert clock.now() == T0 + 1.0
+    assert clock.now() == _at(T0 + 4 * step)
     first.acquire()  # its own next batch comes after that one
-    assert clock.now() == T0 + 2.0
-    assert _document(firestore_db) == {"tat": T0 + 3.0, "paused_until": 0.0, "writes": 3}
+    assert clock.now() == _at(T0 + 8 * step)
+    assert _document(firestore_db) == {
+        "tat": _at(T0 + 12 * step),
+        "paused_until": 0.0,
+        "writes": 3,
+    }
 
 
 def test_burst_slots_are_shared_out_once(firestore_db):
@@ -171,20 +184,21 @@ def test_burst_slots_are_shared_out_once(firestore_db):
         limiter.acquire()
         times.append(clock.now())
     # Two slots per batch: the burst of three at T0 goes to the first two instances (the
-    # second's other slot is T0+0.5); each later batch starts one second further on.
-    assert times == [T0, T0, T0 + 1.0, T0 + 2.0]
+    # second's other slot is one step later); each later batch starts two steps further on.
+    step = spacing(2, burst=3)
+    assert times == [_at(T0), _at(T0), _at(T0 + 2 * step), _at(T0 + 4 * step)]
 
 
 def test_late_slots_are_dropped_not_used_in_a_burst(firestore_db):
     clock = FakeClock(T0)
     limiter = FirestoreRateLimiter(firestore_db, SOURCE, rate=10, burst=1, clock=clock)
-    limiter.acquire()  # reserves T0 .. T0+0.9
-    clock.advance(0.52)  # the slot at T0+0.5 is 0.02 s late: still usable; earlier ones not
+    limiter.acquire()  # reserves ten slots from T0, one step (just over 0.1 s) apart
+    clock.advance(0.52)  # the sixth slot is 0.02 s late: still usable; earlier ones not
 
     limiter.acquire()
     assert clock.now() == T0 + 0.52
     limiter.acquire()
-    assert clock.now() == _at(T0 + 0.6)
+    assert clock.now() == _at(T0 + 6 * spacing(10))
     assert _document(firestore_db)["writes"] == 1
 
 
@@ -205,7 +219,7 @@ def test_an_instance_that_writes_between_a_read_and_a_write_wins(
     def read_then_race(self, *args, **kwargs):
         snapshot = read(self, *args, **kwargs)
         if races:
-            races.pop()()  # the other instance reserves T0 .. T0+0.9 right now
+            races.pop()()  # the other instance reserves ten slots from T0 right now
         return snapshot
 
     monkeypatch.setattr(DocumentReference, "get", read_then_race)
@@ -214,6 +228,6 @@ def test_an_instance_that_writes_between_a_read_and_a_write_wins(
     # Its write was refused, it backed off briefly, read again and took the next batch.
     assert len(clock.sleeps) == 2
     assert 0 <= clock.sleeps[0] <= 0.01
-    assert clock.now() == _at(T0 + 1.0)
+    assert clock.now() == _at(T0 + 10 * spacing(10))
     assert _document(firestore_db)["writes"] == 2
-    assert _document(firestore_db)["tat"] == _at(T0 + 2.0)
+    assert _document(firestore_db)["tat"] == _at(T0 + 20 * spacing(10))

@@ -485,3 +485,8 @@ def test_planner_source_ids_from_duo_sources_in_order():
 def test_planner_source_errors_are_named(env, variable):
     with pytest.raises(ConfigError, match=variable):
         planner_settings({"GOOGLE_CLOUD_PROJECT": "p", **env})
+
+
+def test_a_burst_above_a_minute_of_budget_is_refused():
+    message = fetcher_error(fetcher_env(DUO_RATE_LIMIT_PER_MINUTE="2", DUO_RATE_BURST="3"))
+    assert "DUO_RATE_BURST" in message
