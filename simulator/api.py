@@ -78,7 +78,9 @@ class ApiOptions:
     # The page after a token starts with the token's own event (so with limit=1 paging never
     # advances, as it would not on a server that behaved like this).
     repeat_boundary: bool = False
-    final_offset: Literal["absent", "null"] = "absent"  # next_offset on the last page
+    # next_offset on the last page: left out, null, or "echo": the last page still carries
+    # its last event's token, and the page after it is empty and hands that token back.
+    final_offset: Literal["absent", "null", "echo"] = "absent"
 
     def __post_init__(self) -> None:
         if self.rate_limit_per_minute < 0:
@@ -88,8 +90,8 @@ class ApiOptions:
                 raise ValueError(f"{name} must be within [0, 1]")
         if self.slow_seconds < 0:
             raise ValueError("slow_seconds must be >= 0")
-        if self.final_offset not in ("absent", "null"):
-            raise ValueError("final_offset must be 'absent' or 'null'")
+        if self.final_offset not in ("absent", "null", "echo"):
+            raise ValueError("final_offset must be 'absent', 'null' or 'echo'")
 
 
 @dataclass
@@ -326,6 +328,11 @@ class TelephonyApi:
             metadata["next_offset"] = token_for(page[-1])
         elif self.options.final_offset == "null":
             metadata["next_offset"] = None
+        elif self.options.final_offset == "echo" and (page or request.token is not None):
+            # An empty page after the last one: the token it was given, unchanged.
+            metadata["next_offset"] = (
+                token_for(page[-1]) if page else "{},{}".format(*request.token)
+            )
         metadata["total_objects"] = hi - lo
         return {
             "stat": "OK",

@@ -110,9 +110,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--final-offset",
-        choices=("absent", "null"),
+        choices=("absent", "null", "echo"),
         default="absent",
-        help="next_offset on the last page: left out, or null",
+        help="next_offset on the last page: left out, null, or echo (the last page has a "
+        "token and the page after it is empty and hands it back)",
     )
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
 

@@ -1,7 +1,8 @@
 """Reads one time window of telephony logs, page by page, the way Duo documents paging.
 
 The window ``[mintime, maxtime]`` (ms, both inclusive) is sent unchanged on every page, the
-token comes back verbatim, and an absent or null ``next_offset`` ends the window. Whether the
+token comes back verbatim, and an absent or null ``next_offset`` ends the window, as does an
+empty page that hands back the token it was given. Whether the
 page after a token repeats the token's own event is not confirmed, so ids of the page before
 (or the id named by the resume token) are dropped.
 """
@@ -84,7 +85,10 @@ def read_window(
             params["next_offset"] = next_offset
         items, following = duo.get(TELEPHONY_PATH, params, parse_page)
         if following is not None and following == next_offset:
-            raise DuoProtocolError(f"Duo returned the paging token it was given: {following!r}")
+            if items:
+                raise DuoProtocolError(f"Duo returned the paging token it was given: {following!r}")
+            # Nothing after the token, and the token again: the window is exhausted.
+            following = None
         kept: list[dict[str, Any]] = []
         page_ids: set[str] = set()
         for item, event, ms in items:

@@ -157,3 +157,16 @@ def _params(clock) -> dict[str, str]:
         "limit": "1000",
         "sort": "ts:asc",
     }
+
+
+def test_an_empty_last_page_that_hands_the_token_back_ends_the_window():
+    # Issue 8, case 11: a server that answers past the last page with no items and the same
+    # token. The window ends with every record, instead of failing for ever.
+    clock = FakeClock()
+    sim = start_simulator(clock, final_offset="echo")
+    try:
+        duo = client(sim, clock)
+        assert read_everything(duo, clock) == truth(sim)
+        assert duo.stats.requests == 4  # three full pages, then the empty one
+    finally:
+        sim.stop()

@@ -166,14 +166,40 @@ def test_windows_duo_would_refuse_are_refused_before_any_request(mintime, maxtim
     assert duo.requests == []
 
 
-def test_a_token_that_does_not_move_is_an_error_not_a_loop():
+def test_a_token_that_does_not_move_over_records_is_an_error_not_a_loop():
+    item = record(MINTIME + 5, 1)
+    token = f"{MINTIME + 5},{item['telephony_id']}"
+
     class Stuck(ScriptedDuo):
         def get(self, path, params, parse):
             self.requests.append(params)
-            return parse({"items": [], "metadata": {"next_offset": "1,a"}})
+            if len(self.requests) > 3:
+                raise AssertionError("the reader kept asking for the same page")
+            return parse({"items": [item], "metadata": {"next_offset": token}})
 
+    duo = Stuck([])
     with pytest.raises(DuoProtocolError, match="paging token"):
-        read_all(Stuck([]))
+        read_all(duo)
+    assert len(duo.requests) == 2
+
+
+def test_an_empty_page_that_hands_the_token_back_ends_the_window():
+    # Some servers answer the page after the last one with no items and the same token.
+    items = [record(MINTIME + n, n) for n in range(3)]
+    token = f"{MINTIME + 2},{items[-1]['telephony_id']}"
+
+    class EchoesAtTheEnd(ScriptedDuo):
+        def get(self, path, params, parse):
+            self.requests.append(params)
+            if "next_offset" not in params:
+                return parse({"items": items, "metadata": {"next_offset": token}})
+            return parse({"items": [], "metadata": {"next_offset": params["next_offset"]}})
+
+    duo = EchoesAtTheEnd([])
+    pages = list(read_window(duo, MINTIME, MAXTIME, now_ms=NOW_MS))
+    assert [len(page.items) for page in pages] == [3, 0]
+    assert pages[-1].next_offset is None
+    assert len(duo.requests) == 2
 
 
 @pytest.mark.parametrize(
