@@ -1,4 +1,10 @@
-"""Verifies Duo HMAC request signatures the way Duo's servers do.
+"""Verifies Duo HMAC request signatures the way Duo's servers do, independently of our client.
+
+The canonical strings are built here from Duo's documentation and nothing else: no code of
+``shared.duo.signing`` and not ``duo_hmac``, which our client signs with. A mistake in our
+client's signing therefore shows as a 401 from the simulator instead of being repeated on both
+sides. tests/fixtures/duo_signature_vectors.json (requests signed by Duo's own libraries) holds
+this module to Duo's reference.
 
 Accepted: version 5 (seven-line canonical string, HMAC-SHA512, line 7 hashing every ``x-duo-*``
 header present) and version 2 (five lines, HMAC-SHA1 per Duo's documentation or HMAC-SHA512 as
@@ -18,15 +24,17 @@ import datetime
 import email.utils
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from urllib.parse import parse_qs
 
 from shared.clock import Clock
 from shared.duo.secret import Secret
-from shared.duo.signing import canonical_string_v2, canonical_string_v5
 
 MAX_CLOCK_SKEW_SECONDS = 300.0
-_EMPTY_BODY = ""  # the simulator serves GET only: the signed body is always empty
+_EMPTY_BODY = b""  # the simulator serves GET only: the signed body is always empty
+_X_DUO_PREFIX = "x-duo-"
+# RFC 3986's unreserved characters, the only ones Duo leaves unencoded (OAuth 1.0's rule).
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 
 class AuthError(Exception):
@@ -54,6 +62,52 @@ def signed_host(host_header: str) -> str:
     if host.startswith("["):  # IPv6 literal, e.g. [::1]:8443
         return host[: host.find("]") + 1] if "]" in host else host
     return host.rsplit(":", 1)[0] if ":" in host else host
+
+
+def _percent_encode(text: str) -> str:
+    # Upper-case hex over the UTF-8 bytes, as Duo's documentation shows (':' is %3A).
+    return "".join(chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in text.encode("utf-8"))
+
+
+def canonical_params(params: Mapping[str, Iterable[str]]) -> str:
+    """Duo's parameter line: ``key=value`` pairs encoded, sorted by key then value, ``&``-joined."""
+    encoded = sorted(
+        (_percent_encode(key), sorted(_percent_encode(value) for value in values))
+        for key, values in params.items()
+    )
+    return "&".join(f"{key}={value}" for key, values in encoded for value in values)
+
+
+def canonical_v2(
+    date: str, method: str, host: str, path: str, params: Mapping[str, Iterable[str]]
+) -> str:
+    """Version 2: date, method, host, path and parameters, one per line."""
+    return "\n".join([date, method.upper(), host.lower(), path, canonical_params(params)])
+
+
+def _x_duo_digest(headers: Mapping[str, str]) -> str:
+    lowered = sorted((name.lower(), value) for name, value in headers.items())
+    joined = "\0".join(part for pair in lowered for part in pair)
+    return hashlib.sha512(joined.encode("utf-8")).hexdigest()
+
+
+def canonical_v5(
+    date: str,
+    method: str,
+    host: str,
+    path: str,
+    params: Mapping[str, Iterable[str]],
+    body: bytes,
+    x_duo_headers: Mapping[str, str],
+) -> str:
+    """Version 5: version 2's lines, then the SHA-512 of the body and of the x-duo headers."""
+    return "\n".join(
+        [
+            canonical_v2(date, method, host, path, params),
+            hashlib.sha512(body).hexdigest(),
+            _x_duo_digest(x_duo_headers),
+        ]
+    )
 
 
 def _parse_authorization(value: str | None) -> tuple[str, str] | None:
@@ -120,9 +174,9 @@ class SignatureChecker:
 
         params = parse_qs(query, keep_blank_values=True)
         host = signed_host(lower.get("host", ""))
-        x_duo = {name: value for name, value in lower.items() if name.startswith("x-duo-")}
-        v5 = canonical_string_v5(date, method, host, path, params, _EMPTY_BODY, x_duo)
-        v2 = canonical_string_v2(date, method, host, path, params)
+        x_duo = {name: value for name, value in lower.items() if name.startswith(_X_DUO_PREFIX)}
+        v5 = canonical_v5(date, method, host, path, params, _EMPTY_BODY, x_duo)
+        v2 = canonical_v2(date, method, host, path, params)
         candidates = _hexdigests(skey, v5, ("sha512",)) + _hexdigests(skey, v2, ("sha1", "sha512"))
         given = signature.lower().encode()
         # Compare with every candidate (no early exit) so timing tells nothing about which.

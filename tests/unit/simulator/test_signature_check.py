@@ -1,4 +1,8 @@
-"""The simulator checks signatures as Duo does: versions 5 and 2, Date or X-Duo-Date, 5 minutes."""
+"""The simulator checks signatures as Duo does: versions 5 and 2, Date or X-Duo-Date, 5 minutes.
+
+Its canonicalization is its own: requests signed by Duo's own libraries (the fixed vectors in
+tests/fixtures) are what hold it to Duo, not our client's signing code.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,26 @@ import datetime
 import email.utils
 import hashlib
 import hmac
-from urllib.parse import urlencode
+import json
+import string
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode
 
 import pytest
 
 from shared.duo.secret import Secret
 from shared.duo.signing import Signer, SigningConfig
-from simulator.signature_check import AuthError, SignatureChecker, signed_host
+from simulator import signature_check
+from simulator.signature_check import (
+    AuthError,
+    SignatureChecker,
+    canonical_v2,
+    canonical_v5,
+    signed_host,
+)
 from tests.fakes import FakeClock
+from tests.fixtures import make_signature_vectors
+from tests.unit.test_layers import imports_of
 
 IKEY = "DIUNITTESTSIMULATOR1"
 SKEY = Secret("UnitTestSecretKeyForTheSimulator00000000")
@@ -191,3 +207,174 @@ def test_hand_built_v2_sha1_with_a_plus_encoded_query() -> None:
 )
 def test_signed_host_drops_the_port(header, host) -> None:
     assert signed_host(header) == host
+
+
+# --- independence from our client's signing --------------------------------------------------
+
+# The checker may use our Clock and Secret types (its interface), nothing that signs.
+INTERFACE_MODULES = {"shared.clock", "shared.duo.secret"}
+SIGNING_CODE = ("shared.duo.signing", "duo_hmac")  # our client's signer and the library it uses
+
+
+def test_the_checker_imports_no_signing_code() -> None:
+    imported = imports_of(Path(signature_check.__file__).read_text())
+    assert {name for name in imported if name.split(".")[0] == "shared"} <= INTERFACE_MODULES
+    assert not [
+        name
+        for name in imported
+        for code in SIGNING_CODE
+        if name == code or name.startswith(code + ".")
+    ]
+
+
+# --- fixed vectors signed by Duo's own libraries ---------------------------------------------
+
+FIXTURE = Path(make_signature_vectors.__file__).with_name("duo_signature_vectors.json")
+VECTOR_FILE = json.loads(FIXTURE.read_text(encoding="utf-8"))
+VECTORS = VECTOR_FILE["vectors"]
+VECTOR_IKEY = VECTOR_FILE["ikey"]
+VECTOR_KEYS = {VECTOR_IKEY: Secret(VECTOR_FILE["skey"])}
+
+
+def by_name(vectors: list[dict]) -> list:
+    return [pytest.param(vector, id=vector["name"]) for vector in vectors]
+
+
+def vector_checker(vector: dict) -> SignatureChecker:
+    """A checker whose clock reads the vector's date, so only the signature can fail."""
+    sent_at = email.utils.parsedate_to_datetime(vector["date"]).replace(tzinfo=datetime.UTC)
+    return SignatureChecker(VECTOR_KEYS, FakeClock(sent_at.timestamp()))
+
+
+def verify_vector(vector: dict) -> str:
+    return vector_checker(vector).verify(
+        vector["method"], vector["path"], vector["query"], vector["headers"]
+    )
+
+
+def test_the_vectors_cover_every_version_and_digest() -> None:
+    kinds = {(v["sig_version"], v["digest"]) for v in VECTORS}
+    assert kinds == {(2, "sha1"), (2, "sha512"), (5, "sha512")}
+    assert any("next_offset" in v["params"] for v in VECTORS)
+    assert any("next_offset" not in v["params"] for v in VECTORS)
+
+
+def test_the_vectors_are_what_duos_libraries_make() -> None:
+    # Regenerating with the installed duo_client and duo_hmac gives the committed file: the
+    # vectors are Duo's, not edited by hand.
+    assert make_signature_vectors.build_vectors() == VECTOR_FILE
+
+
+@pytest.mark.parametrize("vector", by_name(VECTORS))
+def test_our_canonical_string_is_duos(vector) -> None:
+    headers = {name.lower(): value for name, value in vector["headers"].items()}
+    date = headers.get("x-duo-date") or headers["date"]
+    params = parse_qs(vector["query"], keep_blank_values=True)
+    host = signed_host(headers["host"])
+    v2 = canonical_v2(date, vector["method"], host, vector["path"], params)
+    if vector["sig_version"] == 2:
+        assert v2 == vector["canonical"]
+    else:
+        x_duo = {name: value for name, value in headers.items() if name.startswith("x-duo-")}
+        v5 = canonical_v5(date, vector["method"], host, vector["path"], params, b"", x_duo)
+        assert v5 == vector["canonical"]
+
+
+@pytest.mark.parametrize("vector", by_name(VECTORS))
+def test_every_vector_is_accepted(vector) -> None:
+    assert verify_vector(vector) == VECTOR_IKEY
+
+
+def bump(text: str, index: int) -> str:
+    """``text`` with the character at ``index`` replaced by the next one of its kind."""
+    for alphabet in (string.digits, string.ascii_lowercase, string.ascii_uppercase):
+        if text[index] in alphabet:
+            replacement = alphabet[(alphabet.index(text[index]) + 1) % len(alphabet)]
+            return text[:index] + replacement + text[index + 1 :]
+    raise ValueError(f"{text[index]!r} in {text!r} is not a letter or a digit")
+
+
+def _date_header(headers: dict) -> str:
+    return next(name for name in ("x-duo-date", "Date") if name in headers)
+
+
+def _change_method(vector: dict) -> None:
+    vector["method"] = bump(vector["method"], 0)
+
+
+def _change_host(vector: dict) -> None:
+    vector["headers"]["Host"] = bump(vector["headers"]["Host"], 0)
+
+
+def _change_path(vector: dict) -> None:
+    vector["path"] = bump(vector["path"], 1)
+
+
+def _change_parameter_name(vector: dict) -> None:
+    vector["query"] = bump(vector["query"], 0)
+
+
+def _change_parameter_value(vector: dict) -> None:
+    query = vector["query"]
+    last = max(i for i, c in enumerate(query) if c.isascii() and c.isalnum())
+    vector["query"] = bump(query, last)
+
+
+def _change_date(vector: dict) -> None:
+    # The seconds' last digit: still a valid date, well within the clock skew.
+    name = _date_header(vector["headers"])
+    date = vector["headers"][name]
+    vector["headers"][name] = bump(date, date.rindex(":") + 2)
+
+
+def _change_signature(vector: dict) -> None:
+    token = vector["headers"]["Authorization"].removeprefix("Basic ")
+    ikey, _, signature = base64.b64decode(token).decode().partition(":")
+    flipped = signature[:-1] + ("0" if signature[-1] != "0" else "1")
+    vector["headers"]["Authorization"] = (
+        "Basic " + base64.b64encode(f"{ikey}:{flipped}".encode()).decode()
+    )
+
+
+def _change_x_duo_header(vector: dict) -> None:
+    name = next(n for n in vector["headers"] if n.lower().startswith("x-duo-") and "date" not in n)
+    vector["headers"][name] = bump(vector["headers"][name], 0)
+
+
+def _add_x_duo_header(vector: dict) -> None:
+    vector["headers"]["X-Duo-Extra"] = "injected"
+
+
+CHANGES = {
+    "method": (_change_method, lambda v: True),
+    "host": (_change_host, lambda v: True),
+    "path": (_change_path, lambda v: True),
+    "parameter name": (_change_parameter_name, lambda v: v["query"] != ""),
+    "parameter value": (_change_parameter_value, lambda v: v["query"] != ""),
+    "date": (_change_date, lambda v: True),
+    "signature": (_change_signature, lambda v: True),
+    "x-duo header": (
+        _change_x_duo_header,
+        lambda v: any(n.lower().startswith("x-duo-") and "date" not in n for n in v["headers"]),
+    ),
+    # Version 2 does not sign x-duo headers; version 5 signs every one present.
+    "x-duo header added": (_add_x_duo_header, lambda v: v["sig_version"] == 5),
+}
+
+
+@pytest.mark.parametrize(
+    ("vector", "change"),
+    [
+        pytest.param(vector, change, id=f"{vector['name']}-{change}")
+        for vector in VECTORS
+        for change, (_, applies) in CHANGES.items()
+        if applies(vector)
+    ],
+)
+def test_a_vector_with_one_thing_changed_is_refused(vector, change) -> None:
+    changed = json.loads(json.dumps(vector))
+    CHANGES[change][0](changed)
+    assert changed != vector
+    with pytest.raises(AuthError) as raised:
+        verify_vector(changed)
+    assert raised.value.code == 40103
