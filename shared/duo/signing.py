@@ -43,26 +43,6 @@ def canonical_string_v2(
     return "\n".join([date, method.upper(), host.lower(), path, canonical_parameters(params)])
 
 
-def canonical_string_v5(
-    date: str,
-    method: str,
-    host: str,
-    path: str,
-    params: Mapping[str, str | list[str]],
-    body: str,
-    x_duo_headers: Mapping[str, str],
-) -> str:
-    return duo_canonicalize.generate_canonical_string(
-        date,
-        method,
-        host,
-        path,
-        duo_hmac_utils.normalize_parameters(params),
-        body,
-        dict(x_duo_headers),
-    )
-
-
 def authorization(ikey: str, skey: Secret, canonical: str, digest: Digest) -> str:
     mac = hmac.new(skey.reveal().encode(), canonical.encode(), getattr(hashlib, digest))
     token = base64.b64encode(f"{ikey}:{mac.hexdigest()}".encode()).decode()
