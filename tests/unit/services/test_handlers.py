@@ -181,3 +181,15 @@ def test_a_planner_run_answers_500_when_one_source_failed_and_still_plans_the_ot
     }
     assert (healthy["source"], healthy["planned"]) == ("healthy", 2)
     assert {task.source for task in planner.publisher.tasks} == {"healthy"}
+
+
+def test_a_planner_run_sends_again_the_windows_no_fetcher_took_within_the_lease():
+    planner = Planner(("emea",))
+    planner.client.post("/run")
+    first = list(planner.publisher.tasks)
+    planner.clock.advance(600 + 1)
+    assert planner.client.post("/run").status_code == 200
+    again = planner.publisher.tasks[len(first) :]
+    assert len(first) == 2
+    assert again[0].mintime == first[-1].maxtime + 1  # planned on from where the last run ended
+    assert again[1:] == first
