@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from datetime import UTC, datetime
+from typing import Any, TextIO
 
 from services.settings import ConfigError, planner_settings
-from shared.clock import SystemClock, now_ms
+from shared.clock import Clock, SystemClock, now_ms
 from shared.gcp.clients import firestore_client
 from shared.gcp.cursor_store import CursorStore
 from shared.gcp.window_store import WindowStore
@@ -33,14 +35,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"duo-telephony status: {error}")
         return 2
     clock = SystemClock()
+    reports = read_reports(project, sources, clock)
+    return show(reports, now_ms(clock), as_json=args.json, out=sys.stdout)
+
+
+def read_reports(project: str, sources: list[str], clock: Clock) -> list[dict[str, Any]]:
+    """Each source's status as read from Firestore."""
     db = firestore_client(project)
     store = CursorStore(db, WindowStore(db, clock), clock)
-    reports = [store.status(source) for source in sources]
-    if args.json:
-        print(json.dumps(reports, indent=2))
+    return [store.status(source) for source in sources]
+
+
+def show(reports: list[dict[str, Any]], now: int, *, as_json: bool, out: TextIO) -> int:
+    """Prints the reports; the exit code is 1 when a window failed or a source has no cursor
+    yet, so a script or a probe can tell without reading the text."""
+    if as_json:
+        print(json.dumps(reports, indent=2), file=out)
     else:
         for report in reports:
-            print(render(report, now_ms(clock)))
+            print(render(report, now), file=out)
     return 1 if any(not r["exists"] or r["windows"]["failed"] for r in reports) else 0
 
 

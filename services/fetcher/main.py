@@ -40,6 +40,11 @@ def create_fetcher_app(env: Mapping[str, str] = os.environ, clock: Clock | None 
         enrich_host=clients.host if settings.enrich else None,
         should_stop=stopping.is_set,
     )
+    return fetcher_app(settings.project, fetcher)
+
+
+def fetcher_app(project: str, fetcher: WindowFetcher) -> Flask:
+    """The push endpoint around the fetcher's work, given its fetcher."""
 
     def handle(task: WindowTask) -> None:
         try:
@@ -52,7 +57,7 @@ def create_fetcher_app(env: Mapping[str, str] = os.environ, clock: Clock | None 
             log, level, f"window {task.window_id} {report.outcome}", **vars(report)
         )
 
-    return create_app("fetcher", settings.project, {"/": (WindowTask, handle)})
+    return create_app("fetcher", project, {"/": (WindowTask, handle)})
 
 
 def app() -> Flask:

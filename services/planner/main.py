@@ -9,7 +9,7 @@ from flask import Flask, jsonify
 
 from services.planner.run import run_planner
 from services.push_app import build, create_app
-from services.settings import planner_settings
+from services.settings import PlannerSettings, planner_settings
 from shared.clock import Clock, SystemClock
 from shared.gcp.clients import firestore_client, pubsub_publisher
 from shared.gcp.cursor_store import CursorStore
@@ -24,6 +24,17 @@ def create_planner_app(env: Mapping[str, str] = os.environ, clock: Clock | None 
     windows = WindowStore(db, clock)
     cursors = CursorStore(db, windows, clock)
     publisher = Publisher(pubsub_publisher(), settings.project, settings.window_topic)
+    return planner_app(settings, cursors, windows, publisher, clock)
+
+
+def planner_app(
+    settings: PlannerSettings,
+    cursors: CursorStore,
+    windows: WindowStore,
+    publisher: Publisher,
+    clock: Clock,
+) -> Flask:
+    """The ``/run`` endpoint around the planner's work, given its collaborators."""
     app = create_app("planner", settings.project)
 
     @app.post("/run")

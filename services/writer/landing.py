@@ -7,11 +7,10 @@ lets the planner call a window finished and move the watermark past it.
 from __future__ import annotations
 
 import logging
-
-from google.cloud import storage
+from collections.abc import Callable
 
 from services import structured_log
-from shared.gcp.bucket_writer import WriteResult, write_batch
+from shared.gcp.bucket_writer import WriteResult
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.messages import RecordBatch
 
@@ -19,17 +18,17 @@ log = logging.getLogger(__name__)
 
 
 def land_batch(
-    batch: RecordBatch, bucket: storage.Bucket, prefix: str, gzip: bool, store: WindowStore
+    batch: RecordBatch, write: Callable[[RecordBatch], WriteResult], store: WindowStore
 ) -> WriteResult | None:
-    """Writes the batch unless its marker says it already landed (None then): the feed may
-    have deleted the objects after transferring them, and writing them again would make
-    SecOps ingest them twice."""
+    """Writes the batch with ``write`` (``write_batch`` bound to the bucket) unless its marker
+    says it already landed (None then): the feed may have deleted the objects after
+    transferring them, and writing them again would make SecOps ingest them twice."""
     if store.batch_landed(batch.source, batch.window_id, batch.page):
         structured_log.event(
             log, logging.INFO, f"batch {batch.batch_id} already landed", source=batch.source
         )
         return None
-    result = write_batch(bucket, batch, prefix=prefix, gzip=gzip)
+    result = write(batch)
     store.record_batch(
         batch.source, batch.window_id, batch.page, len(batch.records), list(result.object_names)
     )

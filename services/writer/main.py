@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from flask import Flask
 
@@ -12,6 +13,7 @@ from services.push_app import build, create_app
 from services.settings import writer_settings
 from services.writer.landing import land_batch
 from shared.clock import Clock, SystemClock
+from shared.gcp.bucket_writer import WriteResult, write_batch
 from shared.gcp.clients import firestore_client, storage_client
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.messages import RecordBatch
@@ -24,11 +26,19 @@ def create_writer_app(env: Mapping[str, str] = os.environ, clock: Clock | None =
     clock = clock or SystemClock()
     store = WindowStore(firestore_client(settings.project), clock)
     bucket = storage_client(settings.project).bucket(settings.bucket)
+    write = functools.partial(write_batch, bucket, prefix=settings.prefix, gzip=settings.gzip)
+    return writer_app(settings.project, write, store)
+
+
+def writer_app(
+    project: str, write: Callable[[RecordBatch], WriteResult], store: WindowStore
+) -> Flask:
+    """The push endpoint around the writer's work, given its collaborators."""
 
     def handle(batch: RecordBatch) -> None:
-        land_batch(batch, bucket, settings.prefix, settings.gzip, store)
+        land_batch(batch, write, store)
 
-    return create_app("writer", settings.project, {"/": (RecordBatch, handle)})
+    return create_app("writer", project, {"/": (RecordBatch, handle)})
 
 
 def app() -> Flask:

@@ -1,0 +1,284 @@
+"""In-memory stand-ins for the services' collaborators: the window and cursor stores, the
+publisher, Duo's telephony endpoint and the bucket writer.
+
+The stores keep plain dict documents and apply the same pure rules as the Firestore ones
+(``shared.pipeline.windows``, ``shared.pipeline.planning``), so a service under test meets the
+real state machine. Every fake appends what it did to one shared ``events`` list, which is how
+tests check the order of publishing, checkpoints and markers across collaborators.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from shared.clock import now_ms
+from shared.duo.api import CallStats
+from shared.duo.paging import AVAILABILITY_DELAY_MS
+from shared.duo.records import record_time_ms
+from shared.gcp.bucket_writer import WriteResult
+from shared.gcp.window_store import SweepResult
+from shared.pipeline import windows as rules
+from shared.pipeline.messages import RecordBatch, WindowTask
+from shared.pipeline.planning import first_planned_until, plan_windows
+from shared.pipeline.windows import Claim
+from tests.fakes import FakeClock
+
+T = TypeVar("T")
+Events = list[tuple[Any, ...]]
+
+
+class FakeWindowStore:
+    """WindowStore's methods over dict documents keyed by (source, window id)."""
+
+    def __init__(self, clock: FakeClock, events: Events) -> None:
+        self.clock = clock
+        self.events = events
+        self.docs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.markers: dict[tuple[str, str, int], dict[str, Any]] = {}
+        self.failing_checkpoints: set[int] = set()  # pages whose checkpoint raises
+        self._owners = itertools.count(1)
+
+    def add(self, task: WindowTask) -> None:
+        """A window as the planner creates it."""
+        self.docs[task.source, task.window_id] = rules.new_window(
+            task.mintime, task.maxtime, now_ms(self.clock)
+        )
+
+    def doc(self, task: WindowTask) -> dict[str, Any]:
+        return self.docs[task.source, task.window_id]
+
+    def claim(self, source: str, window_id: str, lease_seconds: float) -> Claim | None:
+        doc = self.docs.get((source, window_id))
+        if doc is None:
+            return None
+        owner = f"owner-{next(self._owners)}"
+        taken = rules.claim(
+            doc, source, window_id, owner, now_ms(self.clock), int(lease_seconds * 1000)
+        )
+        if taken is None:
+            return None
+        doc.update(taken[1])
+        self.events.append(("claim", owner))
+        return taken[0]
+
+    def checkpoint(
+        self, claim: Claim, next_offset: str | None, records: int, lease_seconds: float
+    ) -> Claim | None:
+        if claim.pages in self.failing_checkpoints:
+            raise ConnectionError("Firestore is unavailable")
+        doc = self.docs.get((claim.source, claim.window_id))
+        if not rules.holds_lease(doc, claim):
+            return None
+        after, update = rules.checkpoint(
+            claim, next_offset, records, now_ms(self.clock), int(lease_seconds * 1000)
+        )
+        doc.update(update)
+        self.events.append(("checkpoint", claim.pages, next_offset))
+        return after
+
+    def release(self, claim: Claim, *, error: str | None = None, retry_at_ms: int = 0) -> None:
+        doc = self.docs.get((claim.source, claim.window_id))
+        if rules.holds_lease(doc, claim):
+            doc.update(rules.release(now_ms(self.clock), error, retry_at_ms))
+            self.events.append(("release", error))
+
+    def sweep(self, source: str, lease_ms: int) -> SweepResult:
+        now = now_ms(self.clock)
+        republish: list[WindowTask] = []
+        completed = refetch = 0
+        for (doc_source, window_id), doc in self.docs.items():
+            if doc_source != source or doc["state"] not in rules.OPEN_STATES:
+                continue
+            step = rules.sweep_step(
+                doc, now, lease_ms, lambda w=window_id: self.written_batches(source, w)
+            )
+            if step is None:
+                continue
+            doc.update(step.update)
+            completed += step.completed
+            refetch += step.refetch
+            if step.republish:
+                republish.append(WindowTask(source, doc["mintime"], doc["maxtime"]))
+        return SweepResult(republish, completed, refetch)
+
+    def batch_landed(self, source: str, window_id: str, page: int) -> bool:
+        return (source, window_id, page) in self.markers
+
+    def record_batch(
+        self, source: str, window_id: str, page: int, records: int, objects: list[str]
+    ) -> None:
+        # Like Firestore's create(): a repeat of the same marker changes nothing.
+        self.markers.setdefault((source, window_id, page), {"records": records, "objects": objects})
+        self.events.append(("marker", page))
+
+    def written_batches(self, source: str, window_id: str) -> int:
+        return sum(1 for key in self.markers if key[:2] == (source, window_id))
+
+
+class FakeCursorStore:
+    """CursorStore's plan and advance over dict cursors, windows created in a FakeWindowStore."""
+
+    def __init__(self, windows: FakeWindowStore, clock: FakeClock) -> None:
+        self.windows = windows
+        self.clock = clock
+        self.cursors: dict[str, dict[str, int]] = {}
+
+    def plan(
+        self,
+        source: str,
+        lookback_ms: int,
+        parallelism: int,
+        delay_ms: int = AVAILABILITY_DELAY_MS,
+    ) -> list[WindowTask]:
+        now = now_ms(self.clock)
+        start = first_planned_until(now, lookback_ms)
+        cursor = self.cursors.setdefault(source, {"planned_until_ms": start, "watermark_ms": start})
+        planned = [
+            WindowTask(source, mintime, maxtime)
+            for mintime, maxtime in plan_windows(
+                cursor["planned_until_ms"], now, parallelism, delay_ms=delay_ms
+            )
+        ]
+        for task in planned:
+            self.windows.add(task)
+        if planned:
+            cursor["planned_until_ms"] = planned[-1].maxtime
+        return planned
+
+    def advance(self, source: str) -> int:
+        cursor = self.cursors.get(source)
+        if cursor is None:
+            return 0
+        moved = cursor["watermark_ms"]
+        ordered = sorted(
+            (doc for (s, _), doc in self.windows.docs.items() if s == source),
+            key=lambda doc: doc["mintime"],
+        )
+        for doc in ordered:
+            if doc["mintime"] <= moved:
+                continue
+            if doc["mintime"] != moved + 1 or doc["state"] != rules.DONE:
+                break
+            moved = doc["maxtime"]
+        cursor["watermark_ms"] = moved
+        return moved
+
+
+class FakePublisher:
+    """Publisher's methods; what is published stays in ``batches`` and ``tasks``."""
+
+    def __init__(self, events: Events) -> None:
+        self.events = events
+        self.batches: list[RecordBatch] = []
+        self.tasks: list[WindowTask] = []
+        self.failing_pages: set[int] = set()  # batch pages whose publish raises
+        self.failing_sources: set[str] = set()  # sources whose tasks cannot be published
+
+    def publish_batch(self, batch: RecordBatch) -> str:
+        if batch.page in self.failing_pages:
+            raise TimeoutError("Pub/Sub did not acknowledge the publish in 60 s")
+        self.batches.append(batch)
+        self.events.append(("publish_batch", batch.page))
+        return str(len(self.batches))
+
+    def publish_tasks(self, tasks: Iterable[WindowTask]) -> int:
+        tasks = list(tasks)
+        if any(task.source in self.failing_sources for task in tasks):
+            raise PermissionError("the window topic refused the publish")
+        self.tasks.extend(tasks)
+        self.events.append(("publish_tasks", tasks))
+        return len(tasks)
+
+
+class FakeDuo:
+    """Duo's telephony endpoint, scripted: the answer to each paging token (None for the first
+    page) is a response ``{"items": [...], "metadata": {...}}``, given to the caller's ``parse``
+    as DuoApi does, or an error, raised as DuoApi raises it once its retries are spent. Each
+    call takes ``seconds_per_call`` of the clock, counts the 429s and 5xx it waited through in
+    ``stats`` as DuoApi does, and then runs ``during_call``, if any."""
+
+    def __init__(
+        self,
+        answers: dict[str | None, dict[str, Any] | Exception],
+        events: Events,
+        clock: FakeClock,
+        *,
+        seconds_per_call: float = 0.0,
+        rate_limited_per_call: int = 0,
+        transient_per_call: int = 0,
+        during_call: Callable[[], None] | None = None,
+    ) -> None:
+        self.answers = answers
+        self.events = events
+        self.clock = clock
+        self.seconds_per_call = seconds_per_call
+        self.rate_limited_per_call = rate_limited_per_call
+        self.transient_per_call = transient_per_call
+        self.during_call = during_call
+        self.stats = CallStats()
+
+    def get(self, path: str, params: dict[str, str], parse: Callable[[dict[str, Any]], T]) -> T:
+        token = params.get("next_offset")
+        self.stats.requests += 1 + self.rate_limited_per_call + self.transient_per_call
+        self.stats.rate_limited += self.rate_limited_per_call
+        self.stats.transient_failures += self.transient_per_call
+        self.events.append(("duo", token))
+        self.clock.advance(self.seconds_per_call)
+        if self.during_call is not None:
+            self.during_call()
+        answer = self.answers[token]
+        if isinstance(answer, Exception):
+            raise answer
+        return parse(answer)
+
+
+def telephony_item(telephony_id: str, ms: int) -> dict[str, Any]:
+    """One telephony record the way Duo returns it, at ``ms``."""
+    ts = datetime.fromtimestamp(ms / 1000, UTC)
+    return {
+        "context": "authentication",
+        "credits": 1,
+        "phone": "+12125550100",
+        "telephony_id": telephony_id,
+        "ts": ts.isoformat(),
+        "type": "sms",
+    }
+
+
+def paged(pages: list[list[dict[str, Any]]]) -> dict[str | None, dict[str, Any]]:
+    """Duo's answers for a window served in ``pages``: each page's token is
+    ``"<ms>,<telephony_id>"`` of its last item, the last page has none."""
+    answers: dict[str | None, dict[str, Any]] = {}
+    token = None
+    for number, items in enumerate(pages):
+        last = number == len(pages) - 1
+        following = None if last else f"{record_time_ms(items[-1])},{items[-1]['telephony_id']}"
+        answers[token] = {"items": items, "metadata": {"next_offset": following}}
+        token = following
+    return answers
+
+
+class FakeWrite:
+    """``write_batch`` bound to a bucket: records each write, can fail or find a conflict."""
+
+    def __init__(self, events: Events, *, error: Exception | None = None, conflicting: int = 0):
+        self.events = events
+        self.error = error
+        self.conflicting = conflicting
+        self.written: list[RecordBatch] = []
+
+    def __call__(self, batch: RecordBatch) -> WriteResult:
+        if self.error is not None:
+            raise self.error
+        self.written.append(batch)
+        self.events.append(("write", batch.page))
+        return WriteResult(
+            object_names=(f"duo-telephony/{batch.source}/{batch.batch_id}.ndjson",),
+            records_written=len(batch.records),
+            bytes_written=100 * len(batch.records),
+            already_present=0,
+            conflicting=self.conflicting,
+        )

@@ -1,0 +1,115 @@
+"""The writer's work on one batch: objects first, then the marker that lets the planner call
+the window finished; a batch already landed is not written again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from services.writer.landing import land_batch
+from shared.pipeline.messages import RecordBatch
+from tests.fakes import FakeClock
+from tests.unit.services.fakes import FakeWindowStore, FakeWrite
+
+BATCH = RecordBatch(
+    "eu-prod",
+    "1799992800000-1799996399999",
+    3,
+    [{"telephony_id": "t-1", "ts": "2027-01-15T06:00:01+00:00"}, {"telephony_id": "t-2"}],
+)
+
+
+FIELDS = (
+    "component",
+    "source",
+    "window_id",
+    "page",
+    "records",
+    "records_written",
+    "bytes_written",
+    "objects",
+    "already_present",
+    "conflicting",
+)
+
+
+def make_store(events: list[tuple[Any, ...]]) -> FakeWindowStore:
+    return FakeWindowStore(FakeClock(), events)
+
+
+def test_a_batch_is_written_then_marked_with_its_objects():
+    events: list[tuple[Any, ...]] = []
+    store = make_store(events)
+    result = land_batch(BATCH, FakeWrite(events), store)
+    assert events == [("write", 3), ("marker", 3)]
+    assert store.markers[BATCH.source, BATCH.window_id, 3] == {
+        "records": 2,
+        "objects": list(result.object_names),
+    }
+
+
+def test_a_batch_whose_marker_exists_is_not_written_again():
+    # The feed may have deleted the objects after transferring them: writing them again
+    # would make SecOps ingest the records twice.
+    events: list[tuple[Any, ...]] = []
+    store = make_store(events)
+    store.record_batch(BATCH.source, BATCH.window_id, BATCH.page, 2, ["already/there.ndjson"])
+    write = FakeWrite(events)
+    assert land_batch(BATCH, write, store) is None
+    assert write.written == []
+
+
+def test_a_marker_of_another_page_does_not_stop_the_write():
+    events: list[tuple[Any, ...]] = []
+    store = make_store(events)
+    store.record_batch(BATCH.source, BATCH.window_id, BATCH.page - 1, 2, ["p2.ndjson"])
+    write = FakeWrite(events)
+    land_batch(BATCH, write, store)
+    assert write.written == [BATCH]
+
+
+def test_a_write_that_fails_leaves_no_marker_so_pubsub_redelivers():
+    events: list[tuple[Any, ...]] = []
+    store = make_store(events)
+    with pytest.raises(ConnectionError):
+        land_batch(BATCH, FakeWrite(events, error=ConnectionError("Storage timed out")), store)
+    assert store.markers == {}
+    assert not store.batch_landed(BATCH.source, BATCH.window_id, BATCH.page)
+
+
+def test_the_landed_line_carries_the_batch_and_what_was_written(logs_of):
+    read = logs_of("writer")
+    land_batch(BATCH, FakeWrite([]), make_store([]))
+    [line] = read()
+    assert line["severity"] == "INFO"
+    assert line["message"] == f"batch {BATCH.batch_id} landed"
+    assert {key: line[key] for key in FIELDS} == {
+        "component": "writer",
+        "source": "eu-prod",
+        "window_id": BATCH.window_id,
+        "page": 3,
+        "records": 2,
+        "records_written": 2,
+        "bytes_written": 200,
+        "objects": 1,
+        "already_present": 0,
+        "conflicting": 0,
+    }
+
+
+def test_a_conflicting_object_is_a_warning(logs_of):
+    read = logs_of("writer")
+    land_batch(BATCH, FakeWrite([], conflicting=1), make_store([]))
+    [line] = read()
+    assert (line["severity"], line["conflicting"]) == ("WARNING", 1)
+
+
+def test_a_batch_already_landed_says_so(logs_of):
+    read = logs_of("writer")
+    store = make_store([])
+    store.record_batch(BATCH.source, BATCH.window_id, BATCH.page, 2, [])
+    land_batch(BATCH, FakeWrite([]), store)
+    [line] = read()
+    assert line["message"] == f"batch {BATCH.batch_id} already landed"
+    assert line["source"] == "eu-prod"

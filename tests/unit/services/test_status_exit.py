@@ -1,0 +1,118 @@
+"""``duo-telephony status`` exit codes, for scripts and probes: 0 all is well, 1 a window failed
+or a source has no cursor yet, 2 the configuration is wrong."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pytest
+
+from services import cli, status
+from shared.clock import Clock, now_ms
+from tests.fakes import FakeClock
+
+NOW = now_ms(FakeClock())
+SETTINGS = (
+    "GOOGLE_CLOUD_PROJECT",
+    "DUO_SOURCES",
+    "SOURCE_ID",
+    "LOOKBACK",
+    "PLAN_DELAY",
+    "PLAN_PARALLELISM",
+    "WINDOW_LEASE",
+    "WINDOW_TOPIC",
+)
+
+
+def report(source: str = "eu-prod", *, exists: bool = True, failed: int = 0) -> dict[str, Any]:
+    return {
+        "source": source,
+        "exists": exists,
+        "watermark_ms": NOW - 300_000 if exists else None,
+        "planned_until_ms": NOW - 120_000 if exists else None,
+        "windows": {"planned": 1, "fetching": 1, "fetched": 0, "done": 40, "failed": failed},
+        "records": 1234,
+        "last_error": None,
+        "gap_ms": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("reports", "code"),
+    [
+        ([report()], 0),
+        ([report("emea"), report("amer")], 0),
+        ([report(failed=1)], 1),
+        ([report(exists=False)], 1),
+        ([report("emea"), report("amer", failed=3)], 1),
+        ([report("emea", exists=False), report("amer")], 1),
+    ],
+)
+def test_the_exit_code_says_whether_every_source_is_well(reports, code):
+    assert status.show(reports, NOW, as_json=False, out=io.StringIO()) == code
+
+
+def test_each_source_is_printed_as_text():
+    out = io.StringIO()
+    status.show([report("emea"), report("amer", exists=False)], NOW, as_json=False, out=out)
+    text = out.getvalue()
+    assert text.startswith(status.render(report("emea"), NOW) + "\n")
+    assert "source amer: no cursor yet" in text
+
+
+def test_json_prints_the_reports_as_they_are():
+    out = io.StringIO()
+    reports = [report("emea"), report("amer", failed=2)]
+    assert status.show(reports, NOW, as_json=True, out=out) == 1
+    assert json.loads(out.getvalue()) == reports
+
+
+@pytest.fixture
+def env(monkeypatch):
+    """No settings from the machine running the tests; Firestore is never reached."""
+    for name in SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+
+    def no_firestore(project: str, sources: list[str], clock: Clock) -> list[dict[str, Any]]:
+        raise AssertionError("status read Firestore")
+
+    monkeypatch.setattr(status, "read_reports", no_firestore)
+    return monkeypatch
+
+
+@pytest.mark.parametrize(
+    ("settings", "args", "says"),
+    [
+        ({}, ["--source", "eu-prod"], "GOOGLE_CLOUD_PROJECT is required but not set"),
+        (
+            {"GOOGLE_CLOUD_PROJECT": "acme", "DUO_SOURCES": "[eu-prod"},
+            [],
+            "DUO_SOURCES is not JSON",
+        ),
+        ({"GOOGLE_CLOUD_PROJECT": "acme", "SOURCE_ID": "EU prod"}, [], "SOURCE_ID: 'EU prod'"),
+    ],
+    ids=["no project", "sources not JSON", "bad source id"],
+)
+def test_a_configuration_error_exits_2_naming_the_setting(env, capsys, settings, args, says):
+    for name, value in settings.items():
+        env.setenv(name, value)
+    assert cli.main(["status", *args]) == 2
+    assert says in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("reports", "code"), [([report()], 0), ([report(failed=1)], 1)])
+def test_the_command_exits_with_the_code_of_what_it_read(env, capsys, reports, code):
+    env.setenv("GOOGLE_CLOUD_PROJECT", "acme-prod")
+    asked = []
+
+    def read(project: str, sources: list[str], clock: Clock) -> list[dict[str, Any]]:
+        asked.append((project, sources))
+        return reports
+
+    env.setattr(status, "read_reports", read)
+    env.setattr(status, "SystemClock", FakeClock)
+    assert cli.main(["status", "--source", "eu-prod"]) == code
+    assert asked == [("acme-prod", ["eu-prod"])]
+    assert capsys.readouterr().out == status.render(reports[0], NOW) + "\n"

@@ -1,0 +1,290 @@
+"""The fetcher's work on one window task, against in-memory stores, publisher and Duo.
+
+What matters to the pipeline: a page's batch is in Pub/Sub before its checkpoint says so, so a
+crash re-sends at most one page, under the same batch id; a window too long for one request is
+handed on; a Duo failure parks the window until a retry time that backs off.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from services.fetcher.window_fetch import FetchReport, WindowFetcher
+from shared.clock import now_ms
+from shared.duo.errors import DuoTransientError
+from shared.pipeline.messages import WindowTask
+from tests.fakes import FakeClock
+from tests.unit.services.fakes import (
+    FakeDuo,
+    FakePublisher,
+    FakeWindowStore,
+    paged,
+    telephony_item,
+)
+
+NOW_MS = now_ms(FakeClock())
+HOUR = 3_600_000
+TASK = WindowTask("eu-prod", NOW_MS - 2 * HOUR, NOW_MS - HOUR - 1)
+LEASE = 600.0
+MINUTE_MS = 60_000
+
+
+def item(n: int) -> dict[str, Any]:
+    return telephony_item(f"t-{n:04d}", TASK.mintime + n * 1000)
+
+
+def page(*numbers: int) -> list[dict[str, Any]]:
+    return [item(n) for n in numbers]
+
+
+class Rig:
+    """A WindowFetcher on fakes sharing one event log; each delivery gets a new Duo client, as
+    DuoClients.api gives one with its own counters."""
+
+    def __init__(
+        self,
+        answers: dict[str | None, Any],
+        *,
+        budget: float = 240.0,
+        should_stop: bool = False,
+        enrich_host: dict[str, str] | None = None,
+        **duo_options: Any,
+    ) -> None:
+        self.answers = answers
+        self.duo_options = duo_options
+        self.events: list[tuple[Any, ...]] = []
+        self.clock = FakeClock()
+        self.store = FakeWindowStore(self.clock, self.events)
+        self.store.add(TASK)
+        self.publisher = FakePublisher(self.events)
+        self.fetcher = WindowFetcher(
+            self.store,
+            self.publisher,
+            self._duo_for,
+            self.clock,
+            lease_seconds=LEASE,
+            time_budget_seconds=budget,
+            enrich_host=enrich_host.__getitem__ if enrich_host else None,
+            should_stop=lambda: should_stop,
+        )
+
+    def _duo_for(self, source: str) -> FakeDuo:
+        return FakeDuo(self.answers, self.events, self.clock, **self.duo_options)
+
+    def fetch(self, task: WindowTask = TASK) -> FetchReport:
+        return self.fetcher.fetch(task)
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        return self.store.doc(TASK)
+
+    def published_pages(self) -> list[int]:
+        return [batch.page for batch in self.publisher.batches]
+
+    def published_ids(self) -> list[list[str]]:
+        return [[r["telephony_id"] for r in batch.records] for batch in self.publisher.batches]
+
+    def after_claim(self) -> list[tuple[Any, ...]]:
+        """The events, owners left out (they are random in Firestore)."""
+        return [event for event in self.events if event[0] != "claim"]
+
+
+THREE_PAGES = paged([page(1, 2), page(3, 4), page(5)])
+FIRST, SECOND, THIRD = THREE_PAGES  # the tokens that ask for each page (None, then two)
+
+
+def test_each_page_is_published_before_its_checkpoint():
+    rig = Rig(THREE_PAGES)
+    report = rig.fetch()
+    assert rig.after_claim() == [
+        ("duo", None),
+        ("publish_batch", 0),
+        ("checkpoint", 0, SECOND),
+        ("duo", SECOND),
+        ("publish_batch", 1),
+        ("checkpoint", 1, THIRD),
+        ("duo", THIRD),
+        ("publish_batch", 2),
+        ("checkpoint", 2, None),
+    ]
+    assert report.outcome == "fetched"
+    assert [b.batch_id for b in rig.publisher.batches] == [
+        f"{TASK.window_id}-p00000",
+        f"{TASK.window_id}-p00001",
+        f"{TASK.window_id}-p00002",
+    ]
+    assert (rig.doc["state"], rig.doc["pages"], rig.doc["records"]) == ("fetched", 3, 5)
+
+
+def test_a_crash_while_publishing_leaves_no_checkpoint_and_the_redelivery_resumes_there():
+    rig = Rig(THREE_PAGES)
+    rig.publisher.failing_pages = {1}
+    with pytest.raises(TimeoutError):
+        rig.fetch()
+    assert ("checkpoint", 1, THIRD) not in rig.events
+    assert (rig.doc["pages"], rig.doc["next_offset"]) == (1, SECOND)
+    # Given back at once, so Pub/Sub's redelivery need not wait for the lease to run out.
+    assert rig.doc["lease_owner"] is None
+
+    rig.publisher.failing_pages.clear()
+    rig.events.clear()
+    report = rig.fetch()
+    assert report.outcome == "fetched"
+    assert rig.after_claim()[0] == ("duo", SECOND)
+    assert rig.published_pages() == [0, 1, 2]
+    assert rig.published_ids() == [["t-0001", "t-0002"], ["t-0003", "t-0004"], ["t-0005"]]
+
+
+def test_a_page_published_but_not_checkpointed_is_published_again_under_the_same_batch_id():
+    rig = Rig(THREE_PAGES)
+    rig.store.failing_checkpoints = {1}
+    with pytest.raises(ConnectionError):
+        rig.fetch()
+    rig.store.failing_checkpoints.clear()
+    report = rig.fetch()
+    assert report.outcome == "fetched"
+    # The writer finds page 1's objects by the same names and does not land them twice.
+    assert rig.published_pages() == [0, 1, 1, 2]
+    assert rig.publisher.batches[1] == rig.publisher.batches[2]
+    assert rig.doc["records"] == 5
+
+
+def test_past_its_time_budget_a_fetch_hands_the_rest_of_the_window_on():
+    four_pages = paged([page(1), page(2), page(3), page(4)])
+    tokens = list(four_pages)
+    rig = Rig(four_pages, budget=10.0, seconds_per_call=4.0)
+    report = rig.fetch()
+    assert (report.outcome, report.pages, report.error) == ("handed_on", 3, None)
+    # Checkpointed, then given back, then sent again: the next delivery can claim it.
+    assert rig.after_claim()[-3:] == [
+        ("checkpoint", 2, tokens[3]),
+        ("release", None),
+        ("publish_tasks", [TASK]),
+    ]
+    assert rig.doc["state"] == "planned"
+    assert rig.doc["error"] is None
+
+    rig.events.clear()
+    report = rig.fetch(rig.publisher.tasks[0])
+    assert report.outcome == "fetched"
+    assert rig.after_claim()[0] == ("duo", tokens[3])
+    assert rig.published_pages() == [0, 1, 2, 3]
+
+
+def test_a_stopping_instance_hands_the_window_on_after_the_page_in_hand():
+    rig = Rig(THREE_PAGES, should_stop=True)
+    report = rig.fetch()
+    assert (report.outcome, report.pages) == ("handed_on", 1)
+    assert rig.after_claim() == [
+        ("duo", None),
+        ("publish_batch", 0),
+        ("checkpoint", 0, SECOND),
+        ("release", None),
+        ("publish_tasks", [TASK]),
+    ]
+
+
+def test_a_fetch_that_lost_its_lease_stops_and_leaves_the_new_owner_alone():
+    rig = Rig(THREE_PAGES)
+    taken_over = []
+
+    def lease_runs_out_and_another_fetcher_claims() -> None:
+        if not taken_over:
+            rig.clock.advance(LEASE + 1)
+            taken_over.append(rig.store.claim(TASK.source, TASK.window_id, LEASE))
+
+    rig.duo_options["during_call"] = lease_runs_out_and_another_fetcher_claims
+    report = rig.fetch()
+    assert (report.outcome, report.pages) == ("lost_lease", 0)
+    assert [event[0] for event in rig.events].count("duo") == 1
+    assert rig.doc["lease_owner"] == taken_over[0].owner
+    assert (rig.doc["state"], rig.doc["pages"]) == ("fetching", 0)
+    assert rig.publisher.tasks == []
+
+
+def test_a_duo_failure_parks_the_window_until_a_retry_time_in_the_future():
+    error = DuoTransientError("Duo answered HTTP 503")
+    rig = Rig({FIRST: THREE_PAGES[FIRST], SECOND: error})
+    report = rig.fetch()
+    assert (report.outcome, report.error, report.pages) == ("failed", str(error), 1)
+    assert rig.doc["state"] == "failed"
+    assert rig.doc["error"] == str(error)
+    assert rig.doc["retry_at_ms"] > now_ms(rig.clock)
+    assert rig.doc["lease_owner"] is None
+    assert (rig.doc["pages"], rig.doc["next_offset"]) == (1, SECOND)  # page 0 stays done
+
+
+def test_the_retry_delay_doubles_with_each_failed_attempt_up_to_an_hour():
+    rig = Rig({FIRST: DuoTransientError("Duo answered HTTP 500")})
+    delays = []
+    for _ in range(9):
+        assert rig.fetch().outcome == "failed"
+        delays.append((rig.doc["retry_at_ms"] - now_ms(rig.clock)) / MINUTE_MS)
+    assert delays == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+
+
+def test_a_window_duo_would_refuse_fails_without_a_request():
+    too_recent = WindowTask(TASK.source, NOW_MS - 5 * MINUTE_MS, NOW_MS - MINUTE_MS)
+    rig = Rig(THREE_PAGES)
+    rig.store.add(too_recent)
+    report = rig.fetch(too_recent)
+    assert report.outcome == "failed"
+    assert "Duo has not published those logs yet" in report.error
+    assert rig.store.doc(too_recent)["state"] == "failed"
+    assert report.requests == 0
+
+
+def test_enrichment_adds_the_event_type_and_the_sources_api_host():
+    rig = Rig(THREE_PAGES, enrich_host={"eu-prod": "api-eu01.duosecurity.com"})
+    rig.fetch()
+    first = rig.publisher.batches[0].records[0]
+    assert first == item(1) | {"eventtype": "telephony", "host": "api-eu01.duosecurity.com"}
+
+
+def test_without_enrichment_records_are_published_as_duo_sent_them():
+    rig = Rig(THREE_PAGES)
+    rig.fetch()
+    assert rig.publisher.batches[0].records == page(1, 2)
+
+
+def test_an_id_repeated_in_a_page_or_across_pages_is_published_once():
+    # Duo may serve the token's own event again at the top of the next page.
+    rig = Rig(paged([page(1, 2, 2), page(2, 3)]))
+    report = rig.fetch()
+    assert rig.published_ids() == [["t-0001", "t-0002"], ["t-0003"]]
+    assert (report.records, report.dropped) == (3, 2)
+    assert rig.doc["records"] == 3
+
+
+def test_the_report_counts_this_delivery_and_the_whole_window():
+    four_pages = paged([page(1), page(2, 3), page(4, 5), page(6)])
+    rig = Rig(
+        four_pages, budget=2.0, seconds_per_call=1.25, rate_limited_per_call=2, transient_per_call=1
+    )
+    assert rig.fetch().outcome == "handed_on"
+    report = rig.fetch()
+    assert report == FetchReport(
+        source="eu-prod",
+        window_id=TASK.window_id,
+        outcome="fetched",
+        pages=2,
+        records=3,
+        dropped=0,
+        requests=8,  # each answer came after two 429s and one 5xx
+        rate_limited=4,
+        transient_failures=2,
+        seconds=2.5,
+        error=None,
+        window_records=6,
+    )
+
+
+def test_a_finished_window_is_skipped_without_asking_duo():
+    rig = Rig(THREE_PAGES)
+    rig.fetch()
+    rig.events.clear()
+    report = rig.fetch()
+    assert report == FetchReport("eu-prod", TASK.window_id, "skipped")
+    assert rig.events == []
