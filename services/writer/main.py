@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import logging
 import os
 from collections.abc import Callable, Mapping
 
@@ -17,8 +16,6 @@ from shared.gcp.bucket_writer import WriteResult, write_batch
 from shared.gcp.clients import firestore_client, storage_client
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.messages import RecordBatch
-
-log = logging.getLogger("writer")
 
 
 def create_writer_app(env: Mapping[str, str] = os.environ, clock: Clock | None = None) -> Flask:
