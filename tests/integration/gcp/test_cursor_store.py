@@ -1,8 +1,7 @@
 """CursorStore against the Firestore emulator: planning (also by two planners at once), the
 watermark, the sweep, Duo's retention and status.
 
-Time is a FakeClock (thread-safe, so the racing planners share one): nothing sleeps for
-time to pass.
+Time is a FakeClock (each racing planner has its own): nothing sleeps for time to pass.
 """
 
 from __future__ import annotations
@@ -18,11 +17,13 @@ from google.cloud import firestore
 from harness.emulators import LocalCloud
 from shared.clock import now_ms
 from shared.duo.paging import AVAILABILITY_DELAY_MS, RETENTION_MS
+from shared.gcp import cursor_store
 from shared.gcp.clients import firestore_client
 from shared.gcp.cursor_store import CursorStore
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.ids import window_id
 from shared.pipeline.messages import WindowTask
+from shared.pipeline.planning import retention_gap
 from shared.pipeline.windows import (
     DONE,
     DONE_RETENTION_MS,
@@ -160,67 +161,88 @@ def test_plan_right_after_plans_nothing_and_later_plans_one_window_onwards(
     _assert_contiguous([(d["mintime"], d["maxtime"]) for d in stored])
 
 
+class HeldAfterRead:
+    """Wraps ``retention_gap``, which ``CursorStore.plan`` calls on every transaction attempt
+    right after reading the cursor and before writing anything. Counts each planner thread's
+    attempts, and holds the first attempt of each until both have read the cursor: so both
+    plan from the same cursor and one commit must conflict."""
+
+    def __init__(self, planners: int) -> None:
+        self._both_read = threading.Barrier(planners)
+        self._lock = threading.Lock()
+        self.attempts: dict[str, int] = {}
+
+    def __call__(self, planned_until: int, now: int) -> tuple[int, int] | None:
+        name = threading.current_thread().name
+        with self._lock:
+            self.attempts[name] = self.attempts.get(name, 0) + 1
+            first = self.attempts[name] == 1
+        if first:
+            self._both_read.wait(timeout=30)
+        return retention_gap(planned_until, now)
+
+
 def test_two_planners_racing_never_plan_overlapping_windows(
-    local_cloud: LocalCloud, firestore_db: firestore.Client
+    local_cloud: LocalCloud, firestore_db: firestore.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two planner instances (each its own client) plan the same source at the same time.
+    """Two planner instances (each its own client and clock: the second 45 s later, as a
+    scheduler retry over a slow run) plan the same source from the same cursor.
 
-    Each conflict costs the emulator's ~2 s lock wait. A call that loses all of its
-    PLAN_ATTEMPTS transaction attempts raises ValueError: allowed, as long as it committed
-    nothing (the next scheduled run plans that time instead); anything else is an error.
+    Without the transaction they would plan overlapping windows. With it one commit conflicts
+    and is retried: the retry re-reads the moved cursor and plans only what is left.
     """
-    clock = FakeClock()  # thread-safe: both planners read and advance it
-    calls = 8
-    returned: dict[int, list[list[WindowTask]]] = {0: [], 1: []}
-    gave_up: dict[int, int] = {0: 0, 1: 0}
+    start = FakeClock()
+    windows = WindowStore(firestore_db, start)
+    cursors = CursorStore(firestore_db, windows, start)
+    cursors.plan(SOURCE, lookback_ms=3 * HOUR_MS, parallelism=3)
+    planned_until = _cursor(cursors)["planned_until_ms"]
+    held = HeldAfterRead(planners=2)
+    monkeypatch.setattr(cursor_store, "retention_gap", held)
+    clocks = {"planner-0": FakeClock(start.now() + 600), "planner-1": FakeClock(start.now() + 645)}
+    returned: dict[str, list[WindowTask]] = {}
     errors: list[BaseException] = []
-    start = threading.Barrier(2)
 
-    def planner(index: int) -> None:
+    def planner(clock: FakeClock) -> None:
         client = firestore_client(local_cloud.project)  # its own client, like another instance
         try:
             store = CursorStore(client, WindowStore(client, clock), clock)
-            start.wait(timeout=30)
-            for _ in range(calls):
-                clock.advance(30)
-                try:
-                    plan = store.plan(SOURCE, lookback_ms=3 * HOUR_MS, parallelism=3)
-                except ValueError as error:
-                    if "Failed to commit transaction" not in str(error):
-                        raise
-                    gave_up[index] += 1
-                else:
-                    returned[index].append(plan)
+            returned[threading.current_thread().name] = store.plan(
+                SOURCE, lookback_ms=3 * HOUR_MS, parallelism=3
+            )
         except BaseException as error:
             errors.append(error)
         finally:
             client.close()
 
-    threads = [threading.Thread(target=planner, args=(i,), daemon=True) for i in (0, 1)]
+    threads = [
+        threading.Thread(target=planner, args=(clock,), name=name, daemon=True)
+        for name, clock in clocks.items()
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
     assert not any(thread.is_alive() for thread in threads), "a planner hung"
     assert errors == [], [repr(e) for e in errors]
-    for index in (0, 1):
-        assert len(returned[index]) + gave_up[index] == calls
-        assert returned[index], f"planner {index} never got a plan through"
+    # Both were held after their read, so at least one commit conflicted and was retried.
+    assert set(held.attempts) == set(clocks)
+    assert sum(held.attempts.values()) > len(clocks), f"no transaction conflicted: {held.attempts}"
+    assert set(returned) == set(clocks)
 
-    windows = WindowStore(firestore_db, clock)
     stored = _stored_windows(windows)
-    cursor = CursorStore(firestore_db, windows, clock).cursor(SOURCE).get().to_dict()
     spans = [(d["mintime"], d["maxtime"]) for d in stored]
     assert [d["id"] for d in stored] == [window_id(*span) for span in spans]
+    cursor = _cursor(cursors)
     assert spans[0][0] == cursor["watermark_ms"] + 1  # from where the source began
     _assert_contiguous(spans)
-    assert cursor["planned_until_ms"] == spans[-1][1]
-    assert spans[-1][1] <= now_ms(clock) - AVAILABILITY_DELAY_MS
+    # Up to the later planner's now - 2 min, whichever of them committed first.
+    end = now_ms(clocks["planner-1"]) - AVAILABILITY_DELAY_MS
+    assert cursor["planned_until_ms"] == end
+    raced = [(t.mintime, t.maxtime) for tasks in returned.values() for t in tasks]
+    assert all(t.source == SOURCE for tasks in returned.values() for t in tasks)
     # What the planners were told to publish is exactly what was committed, each window once.
-    tasks = [t for per_planner in returned.values() for plan in per_planner for t in plan]
-    assert len(tasks) == len({t.window_id for t in tasks})
-    assert sorted((t.mintime, t.maxtime) for t in tasks) == spans
-    assert all(t.source == SOURCE for t in tasks)
+    assert sorted(raced) == [span for span in spans if span[0] > planned_until]
+    assert min(raced)[0] == planned_until + 1 and max(raced)[1] == end
 
 
 # --- the watermark -----------------------------------------------------------------------
