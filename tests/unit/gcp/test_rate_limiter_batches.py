@@ -1,15 +1,26 @@
 import pytest
 
-from shared.duo.rate_limit import LimitState, TokenBucket, paused_state, reserve_slots
+from shared.duo.rate_limit import LimitState, paused_state, reserve_slots
 from shared.gcp.rate_limiter import batch_size
-from tests.fakes import FakeClock
 
 T0 = 1_800_000_000.0
 
 
 @pytest.mark.parametrize(
     ("rate", "expected"),
-    [(0.5, 1), (1, 1), (1.5, 2), (1.9, 2), (10, 10), (1 / 0.1, 10), (33.3, 34)],
+    [
+        (0.5, 1),
+        (1, 1),
+        (1.5, 2),
+        (1.9, 2),
+        (10, 10),
+        # 0.1 * 3 * 10 is 3.0000000000000004 in floating point: still three slots.
+        (0.1 * 3 * 10, 3),
+        (10.000000000000002, 10),
+        # The epsilon forgives rounding error only, not a real fraction of a request.
+        (10.000001, 11),
+        (33.3, 34),
+    ],
 )
 def test_a_batch_is_at_least_one_second_of_budget_and_one_slot(rate, expected):
     assert batch_size(rate) == expected
@@ -40,23 +51,24 @@ def test_no_slot_before_paused_until():
     assert state == LimitState(tat=T0 + 32, paused_until=T0 + 30)
 
 
-@pytest.mark.parametrize(("rate", "burst", "idle"), [(0.5, 1, 100), (4, 3, 100), (10, 2, 0.05)])
-def test_a_batch_is_what_a_token_bucket_gives_requests_arriving_together(rate, burst, idle):
-    clock = FakeClock(T0)
-    bucket = TokenBucket(rate=rate, burst=burst, clock=clock)
-    bucket.acquire()
-    clock.advance(idle)
-    now = clock.now()
-    expected = []
-    for _ in range(6):
-        bucket.acquire()
-        expected.append(clock.now())
-
-    interval = 1 / rate
-    first, state = reserve_slots(LimitState(), T0, 1, interval, (burst - 1) * interval)
-    slots, _ = reserve_slots(state, now, 6, interval, (burst - 1) * interval)
+@pytest.mark.parametrize(
+    ("interval", "tolerance", "idle", "offsets"),
+    [
+        # One every 2 s, no burst, long idle: from now, one interval apart.
+        (2.0, 0.0, 100, [100, 102, 104, 106, 108, 110]),
+        # 4/s with a burst of 3, long idle: three at once, then the rate.
+        (0.25, 0.5, 100, [100, 100, 100, 100.25, 100.5, 100.75]),
+        # 10/s with a burst of 2, idle half an interval: only the spent token is back.
+        (0.1, 0.1, 0.05, [0.05, 0.1, 0.2, 0.3, 0.4, 0.5]),
+    ],
+)
+def test_a_batch_after_one_request_and_idle_time_starts_as_the_budget_allows(
+    interval, tolerance, idle, offsets
+):
+    first, state = reserve_slots(LimitState(), T0, 1, interval, tolerance)
+    slots, _ = reserve_slots(state, T0 + idle, 6, interval, tolerance)
     assert first == [T0]
-    assert slots == pytest.approx(expected, abs=1e-6)
+    assert slots == pytest.approx([T0 + offset for offset in offsets], abs=1e-6)
 
 
 def test_a_pause_holds_everyone_then_resumes_without_a_burst():

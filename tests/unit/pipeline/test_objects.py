@@ -139,12 +139,24 @@ def test_gzip_bytes_carry_no_timestamp_and_are_fixed() -> None:
     assert obj.metadata["ndjson_md5"] == base64.b64encode(hashlib.md5(body).digest()).decode()
 
 
+# Two records' NDJSON and its MD5 in base64, worked out outside the code under test with
+# `openssl md5 -binary | base64`.
+BODY_AB = (
+    b'{"context":"authentication","telephony_id":"a","ts":"2024-03-05T07:08:09+00:00"}\n'
+    b'{"context":"authentication","telephony_id":"b","ts":"2024-03-05T07:09:00+00:00"}\n'
+)
+BODY_AB_MD5 = "dmkGg5Yfpxt5SUpwoxHPhQ=="
+
+
+def records_ab() -> RecordBatch:
+    return batch(record("2024-03-05T07:08:09+00:00", "a"), record("2024-03-05T07:09:00+00:00", "b"))
+
+
 def test_metadata_describes_the_object() -> None:
-    (obj,) = encode_batch(
-        batch(record("2024-03-05T07:08:09+00:00", "a"), record("2024-03-05T07:09:00+00:00", "b")),
-        "p",
-        False,
-    )
+    (obj,) = encode_batch(records_ab(), "p", False)
+    assert obj.data == BODY_AB
+    assert obj.md5_base64 == BODY_AB_MD5
+    assert obj.record_count == 2
     assert obj.metadata == {
         "source": "acme-1",
         "window_id": WINDOW,
@@ -152,8 +164,17 @@ def test_metadata_describes_the_object() -> None:
         "records": "2",
         "first_ts": "2024-03-05T07:08:09+00:00",
         "last_ts": "2024-03-05T07:09:00+00:00",
-        "ndjson_md5": obj.md5_base64,
+        "ndjson_md5": BODY_AB_MD5,
     }
+
+
+def test_a_gzip_object_names_the_md5_of_its_ndjson_and_of_its_bytes() -> None:
+    (obj,) = encode_batch(records_ab(), "p", True)
+    assert gzip.decompress(obj.data) == BODY_AB
+    assert obj.metadata["ndjson_md5"] == BODY_AB_MD5
+    # Cloud Storage checks an upload against the MD5 of the bytes sent: the gzip bytes.
+    assert obj.md5_base64 == base64.b64encode(hashlib.md5(obj.data).digest()).decode()
+    assert obj.md5_base64 != BODY_AB_MD5
 
 
 def test_a_line_keeps_key_order_and_unicode_compact() -> None:
