@@ -191,6 +191,8 @@ def test_an_empty_page_that_hands_the_token_back_ends_the_window():
     class EchoesAtTheEnd(ScriptedDuo):
         def get(self, path, params, parse):
             self.requests.append(params)
+            if len(self.requests) > 3:
+                raise AssertionError("the reader kept asking after the window ended")
             if "next_offset" not in params:
                 return parse({"items": items, "metadata": {"next_offset": token}})
             return parse({"items": [], "metadata": {"next_offset": params["next_offset"]}})
@@ -200,6 +202,18 @@ def test_an_empty_page_that_hands_the_token_back_ends_the_window():
     assert [len(page.items) for page in pages] == [3, 0]
     assert pages[-1].next_offset is None
     assert len(duo.requests) == 2
+
+
+def test_an_id_repeated_within_one_page_is_kept_once():
+    first, second = record(MINTIME + 1000, 1), record(MINTIME + 2000, 2)
+    again = dict(first, phone="+12125550199")  # the same telephony_id, even with other fields
+
+    class Repeating(ScriptedDuo):
+        def get(self, path, params, parse):
+            return parse({"items": self.records, "metadata": {}})
+
+    pages = read_all(Repeating([first, again, second]))
+    assert pages == [Page([first, second], None, dropped=1)]
 
 
 @pytest.mark.parametrize(

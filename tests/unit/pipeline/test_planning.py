@@ -66,3 +66,26 @@ def test_a_longer_delay_plans_less_recent_time_and_never_under_two_minutes():
     assert plan_windows(NOW - 180_000, NOW, parallelism=1, delay_ms=0) == [
         (NOW - 179_999, NOW - 120_000)
     ]
+
+
+def test_a_span_of_exactly_min_window_ms_is_planned_and_one_ms_less_is_not():
+    # Up to now - 2 min: 1000 ms of span ends at NOW - 120_000 and starts 999 ms before it.
+    assert plan_windows(NOW - 121_000, NOW, parallelism=4) == [(NOW - 120_999, NOW - 120_000)]
+    assert plan_windows(NOW - 120_999, NOW, parallelism=4) == []
+
+
+# Duo keeps 180 days; planning stays an hour inside: the oldest time still planned is
+# NOW - 180 * 86_400_000 + 3_600_000.
+OLDEST = 1_784_451_600_000
+
+
+def test_retention_gap_starts_one_ms_past_the_oldest_time_still_planned():
+    assert retention_gap(OLDEST - 1, NOW) is None
+    assert retention_gap(OLDEST - 2, NOW) == (OLDEST - 1, OLDEST - 1)
+    assert retention_gap(OLDEST - 1001, NOW) == (OLDEST - 1000, OLDEST - 1)
+
+
+def test_a_new_source_with_the_longest_lookback_has_no_gap():
+    planned_until = first_planned_until(NOW, 400 * DAY)
+    assert planned_until == OLDEST - 1
+    assert retention_gap(planned_until, NOW) is None
