@@ -11,7 +11,8 @@ import pytest
 
 from shared.secops.record_source import SourceError, SourceLine, parse_stream, read_records
 
-SAMPLE = Path("/work/shared/samples/duo-docs-telephony-v2.json")
+# The example response of Duo's telephony v2 documentation.
+SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "duo-docs-telephony-v2.json"
 SAMPLE_IDS = [
     "220f89ff-bff8-4466-b6cb-b7787940ce68",
     "60799fee-f08f-4ba8-971f-4e53b3473e9a",
@@ -178,9 +179,9 @@ def test_ndjson_is_streamed_not_read_whole() -> None:
     assert sum(1 for _ in lines) == 19_999
 
 
-def test_a_missing_file_raises() -> None:
+def test_a_missing_file_raises(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
-        list(read_records("/nonexistent/records.ndjson"))
+        list(read_records(str(tmp_path / "missing.ndjson")))
 
 
 # The gs:// path against the Storage emulator is tested in the integration tests; these fakes

@@ -9,7 +9,8 @@ import pytest
 
 from shared.secops.udm_mapping import FILLABLE_FIELDS, MappingError, empty_fields, to_udm
 
-SAMPLE = Path("/work/shared/samples/duo-docs-telephony-v2.json")
+# The example response of Duo's telephony v2 documentation.
+SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "duo-docs-telephony-v2.json"
 
 # What every event carries whatever the record holds.
 STATIC = {

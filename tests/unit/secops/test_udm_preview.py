@@ -12,7 +12,8 @@ from services.cli import main
 from shared.secops.record_source import SourceLine
 from shared.secops.udm_preview import Summary, render_table, summarize, write_events
 
-SAMPLE = Path("/work/shared/samples/duo-docs-telephony-v2.json")
+# The example response of Duo's telephony v2 documentation.
+SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "duo-docs-telephony-v2.json"
 
 ENRICHED = {
     "context": "authentication",
@@ -140,9 +141,10 @@ def test_the_command_table_format(tmp_path: Path, capsys: pytest.CaptureFixture)
 
 
 def test_the_command_exits_2_when_the_source_cannot_be_read(
-    capsys: pytest.CaptureFixture,
+    capsys: pytest.CaptureFixture, tmp_path: Path
 ) -> None:
-    assert main(["udm", "/nonexistent/records.ndjson"]) == 2
+    missing = tmp_path / "missing.ndjson"
+    assert main(["udm", str(missing)]) == 2
     out, err = capsys.readouterr()
     assert out == ""
-    assert err.startswith("duo-telephony udm: cannot read /nonexistent/records.ndjson: ")
+    assert err.startswith(f"duo-telephony udm: cannot read {missing}: ")
