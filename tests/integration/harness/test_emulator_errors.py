@@ -59,9 +59,9 @@ def test_missing_java_says_what_to_install(make_spec, platform_with_jars: Path) 
         make_spec(platform_with_jars, java=str(platform_with_jars / "no" / "java"))
 
 
-def test_no_java_on_path_or_java_home() -> None:
+def test_no_java_on_path_or_java_home(tmp_path: Path) -> None:
     with pytest.raises(EmulatorNotInstalledError, match="Java 17 or newer"):
-        find_java(environ={"PATH": "/nonexistent"})
+        find_java(environ={"PATH": str(tmp_path)})  # an empty directory: certainly no java
 
 
 def test_pubsub_jar_found_by_glob(platform_with_jars: Path) -> None:
