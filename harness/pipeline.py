@@ -49,7 +49,7 @@ class PipelineConfig:
     lookback: str = "24h"
     parallelism: int = 4
     time_budget: str = "4m"
-    lease: str = "10m"
+    lease: str = "60s"
     topics: TopicNames = field(default_factory=TopicNames)
     fetcher_threads: int = 8
     writer_threads: int = 8

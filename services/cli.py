@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "services.status",
         "show each source's watermark, lag, windows and last error",
     ),
+    "retry": ("services.retry", "put a quarantined or failed window back to be fetched again"),
     "simulate": ("simulator.command", "run the Duo Admin API telephony simulator on 127.0.0.1"),
     "udm": ("shared.secops.udm_preview", "show the UDM events SecOps will make of raw records"),
     "verify": (

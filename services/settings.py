@@ -73,7 +73,6 @@ class PlannerSettings:
     window_topic: str
     lookback_seconds: float
     parallelism: int
-    lease_seconds: float
     delay_seconds: float = 120.0
 
 
@@ -279,7 +278,6 @@ def planner_settings(env: Mapping[str, str]) -> PlannerSettings:
         window_topic=e.text("WINDOW_TOPIC", TopicNames.windows),
         lookback_seconds=lookback,
         parallelism=int(e.number("PLAN_PARALLELISM", 4, 1, 64)),
-        lease_seconds=parse_duration(e.text("WINDOW_LEASE", "10m"), "WINDOW_LEASE"),
         delay_seconds=delay,
     )
 
@@ -287,10 +285,13 @@ def planner_settings(env: Mapping[str, str]) -> PlannerSettings:
 def fetcher_settings(env: Mapping[str, str], read_secret: SecretReader) -> FetcherSettings:
     e = _Env(env)
     budget = parse_duration(e.text("FETCH_TIME_BUDGET", "4m"), "FETCH_TIME_BUDGET")
-    lease = parse_duration(e.text("WINDOW_LEASE", "10m"), "WINDOW_LEASE")
-    if lease < budget + 10:
-        # The page in flight when the budget runs out, retries included, must end in the lease.
-        raise ConfigError("WINDOW_LEASE must exceed FETCH_TIME_BUDGET by at least 10 s")
+    if budget > 300:
+        # With a page's retries (up to 5 min) the request must end within Pub/Sub's 10 min.
+        raise ConfigError("FETCH_TIME_BUDGET: use at most 5m (Pub/Sub waits 10 minutes)")
+    lease = parse_duration(e.text("WINDOW_LEASE", "60s"), "WINDOW_LEASE")
+    if not 30 <= lease <= 600:
+        # Renewed every third of it while a fetch runs; a dead fetcher's window waits for it.
+        raise ConfigError("WINDOW_LEASE: use between 30s and 10m (60s takes a window back fast)")
     rate = e.number("DUO_RATE_LIMIT_PER_MINUTE", 30, 0.1, 6000)
     burst = int(e.number("DUO_RATE_BURST", 1, 1, 100))
     if burst > max(rate, 1):

@@ -47,14 +47,17 @@ def read_reports(project: str, sources: list[str], clock: Clock) -> list[dict[st
 
 
 def show(reports: list[dict[str, Any]], now: int, *, as_json: bool, out: TextIO) -> int:
-    """Prints the reports; the exit code is 1 when a window failed or a source has no cursor
-    yet, so a script or a probe can tell without reading the text."""
+    """Prints the reports; the exit code is 1 when a window failed or is quarantined or a
+    source has no cursor yet, so a script or a probe can tell without reading the text."""
     if as_json:
         print(json.dumps(reports, indent=2), file=out)
     else:
         for report in reports:
             print(render(report, now), file=out)
-    return 1 if any(not r["exists"] or r["windows"]["failed"] for r in reports) else 0
+    troubled = (
+        not r["exists"] or r["windows"]["failed"] or r["windows"]["quarantined"] for r in reports
+    )
+    return 1 if any(troubled) else 0
 
 
 def render(report: dict, now: int) -> str:
@@ -70,11 +73,24 @@ def render(report: dict, now: int) -> str:
         "  windows     "
         + ", ".join(
             f"{state} {windows[state]}"
-            for state in ("planned", "fetching", "fetched", "done", "failed")
+            for state in ("planned", "fetching", "fetched", "done", "failed", "quarantined")
         ),
         f"  records     {report['records']:,} fetched by the windows kept (30 days)",
+        f"  re-reads    {report['rereads']} (windows read again because batches did not land)",
         f"  last error  {report['last_error'] or 'none'}",
     ]
+    for window in report["quarantined"]:
+        lines.append(
+            f"  quarantined {window['window_id']} after {window['failures']} failures: "
+            f"{window['error']}\n"
+            f"              put it back: duo-telephony retry {report['source']} "
+            f"{window['window_id']}"
+        )
+    for first, last in report["retention_lost_ms"]:
+        lines.append(
+            f"  lost        {_time(first)} to {_time(last)}: left Duo's 180-day retention "
+            "before it was fetched"
+        )
     return "\n".join(lines)
 
 

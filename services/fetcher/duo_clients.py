@@ -30,10 +30,9 @@ class DuoClients:
         self._clock = clock
         self._lock = threading.Lock()
         self._shared: dict[str, tuple[DuoHttp, Signer, FirestoreRateLimiter]] = {}
-        # A page's retries must end while the window's lease still holds, or another fetcher
-        # could take the window over and publish the same page again.
-        spare = settings.lease_seconds - settings.time_budget_seconds - 5
-        self._retry = RetryPolicy(max_elapsed=max(5.0, min(300.0, spare)))
+        # A page's retries (at most 5 minutes, the lease renewed meanwhile) and the fetch
+        # budget together end within Pub/Sub's 10-minute ack deadline.
+        self._retry = RetryPolicy()
 
     def _source(self, source_id: str) -> DuoSource:
         source = self._settings.sources.get(source_id)

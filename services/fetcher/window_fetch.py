@@ -2,24 +2,37 @@
 
 Each page is published and acknowledged by Pub/Sub before its checkpoint is saved, so a
 fetcher that dies re-fetches at most the one page it had not checkpointed, and that page's
-batch keeps its number (and so its object names): the writer finds it already written.
+batch keeps its number (and so its object names): the writer finds it already written. The
+lease is renewed while the fetch runs, so only a dead fetcher lets it run out.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from types import TracebackType
+from typing import Any, Protocol
 
 from shared.clock import Clock, now_ms
 from shared.duo.api import DuoApi
-from shared.duo.errors import DuoError
-from shared.duo.paging import WindowError, read_window
-from shared.duo.records import enriched
+from shared.duo.errors import (
+    DuoConfigurationError,
+    DuoError,
+    DuoRateLimitedError,
+    DuoTransientError,
+)
+from shared.duo.paging import Page, WindowError, read_window, token_position_ms
+from shared.duo.records import enriched, record_id, record_time_us
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.messages import RecordBatch, WindowTask
-from shared.pipeline.windows import Claim, retry_at
+from shared.pipeline.planning import retention_start
+from shared.pipeline.windows import Claim
+
+# Duo trouble that concerns every window of the account alike: it backs off, never
+# quarantines a window.
+ACCOUNT_WIDE = (DuoConfigurationError, DuoRateLimitedError, DuoTransientError)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +57,44 @@ class FetchReport:
     seconds: float = 0.0
     error: str | None = None
     window_records: int = 0
+    already_landed: int = 0  # a re-read's records that were in the bucket already
+    retention_lost_ms: tuple[int, int] | None = None
+
+
+class LeaseKeeper:
+    """Renews a window's lease every third of it while a fetch runs (a daemon thread), so the
+    lease runs out only when the fetcher has died; ``lost`` tells the fetch to stop."""
+
+    def __init__(self, renew: Callable[[], bool], every_seconds: float) -> None:
+        self._renew = renew
+        self._every = every_seconds
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
+        self.lost = False
+
+    def beat(self) -> None:
+        try:
+            self.lost = self.lost or not self._renew()
+        except Exception:
+            # Firestore hiccup: the next beat tries again, well before the lease runs out.
+            log.warning("could not renew a window lease", exc_info=True)
+
+    def _run(self) -> None:
+        while not self._done.wait(self._every) and not self.lost:
+            self.beat()
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._done.set()
+        self._thread.join()
 
 
 class WindowFetcher:
@@ -75,12 +126,15 @@ class WindowFetcher:
         if claim is None:
             return report
         started = self._clock.now()
+        held = claim
+        keeper = LeaseKeeper(lambda: self._store.renew(held, self._lease), self._lease / 3)
         try:
-            report.outcome = self._page_through(task, claim, duo, report, started)
+            with keeper:
+                report.outcome = self._page_through(task, claim, duo, report, started, keeper)
         except (DuoError, WindowError) as error:
             report.outcome, report.error = "failed", str(error)
             self._store.release(
-                claim, error=str(error), retry_at_ms=retry_at(claim.attempts, now_ms(self._clock))
+                claim, error=str(error), account_wide=isinstance(error, ACCOUNT_WIDE)
             )
         except BaseException as error:
             self._store.release(claim, error=f"{type(error).__name__}: {error}")
@@ -93,30 +147,54 @@ class WindowFetcher:
         return report
 
     def _page_through(
-        self, task: WindowTask, claim: Claim, duo: DuoApi, report: FetchReport, started: float
+        self,
+        task: WindowTask,
+        claim: Claim,
+        duo: DuoApi,
+        report: FetchReport,
+        started: float,
+        keeper: LeaseKeeper,
     ) -> str:
         host = self._enrich_host(task.source) if self._enrich_host else None
-        pages = read_window(
-            duo,
-            claim.mintime,
-            claim.maxtime,
-            now_ms=now_ms(self._clock),
-            next_offset=claim.next_offset,
-        )
+        now = now_ms(self._clock)
+        start = retention_start(claim.mintime, now)
+        next_offset = claim.next_offset
+        if start > claim.mintime:
+            # Duo no longer keeps the window's start: fetch what it still has, and name what
+            # was lost (nothing, when the checkpoint is already past it).
+            done_until = token_position_ms(next_offset) if next_offset else claim.mintime - 1
+            if done_until < start - 1:
+                report.retention_lost_ms = (done_until + 1, min(start - 1, claim.maxtime))
+                log.error(
+                    "window %s: logs between %s and %s ms left Duo's 180-day retention before "
+                    "they were fetched",
+                    task.window_id,
+                    *report.retention_lost_ms,
+                )
+                next_offset = None
+        if start > claim.maxtime:
+            pages: Iterator[Page] = iter([Page([], None)])  # nothing left: an empty batch ends it
+        else:
+            pages = read_window(duo, start, claim.maxtime, now_ms=now, next_offset=next_offset)
         for page in pages:
-            records = [enriched(item, host) for item in page.items] if host else page.items
+            items, following = page.items, page.next_offset
+            if claim.reread_from and items:
+                items = self._not_landed(claim, items, report)
+            records = [enriched(item, host) for item in items] if host else items
             self._publisher.publish_batch(
                 RecordBatch(task.source, task.window_id, claim.pages, records)
             )
-            saved = self._store.checkpoint(claim, page.next_offset, len(records), self._lease)
-            if saved is None:
+            saved = self._store.checkpoint(
+                claim, following, len(records), self._lease, lost_ms=report.retention_lost_ms
+            )
+            if saved is None or keeper.lost:
                 return "lost_lease"
             claim = saved
             report.pages += 1
             report.records += len(records)
             report.dropped += page.dropped
             report.window_records = claim.records
-            if page.next_offset is None:
+            if following is None:
                 return "fetched"
             if self._clock.now() - started >= self._budget or self._should_stop():
                 # Past the request's budget, or the instance is stopping: checkpointed, and
@@ -125,3 +203,14 @@ class WindowFetcher:
                 self._publisher.publish_tasks([task])
                 return "handed_on"
         raise AssertionError("read_window ended without a final page")
+
+    def _not_landed(
+        self, claim: Claim, items: list[dict[str, Any]], report: FetchReport
+    ) -> list[dict[str, Any]]:
+        """A re-read page without the records the window's landed batches already hold,
+        whatever the page boundaries were the first time."""
+        times = [record_time_us(item) for item in items]
+        landed = self._store.landed_ids(claim.source, claim.window_id, min(times), max(times))
+        kept = [item for item in items if record_id(item) not in landed]
+        report.already_landed += len(items) - len(kept)
+        return kept

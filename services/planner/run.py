@@ -42,7 +42,6 @@ def _run_source(
     publisher: Publisher,
     clock: Clock,
 ) -> dict[str, Any]:
-    lease_ms = int(settings.lease_seconds * 1000)
     planned = cursors.plan(
         source,
         int(settings.lookback_seconds * 1000),
@@ -50,7 +49,7 @@ def _run_source(
         delay_ms=int(settings.delay_seconds * 1000),
     )
     publisher.publish_tasks(planned)
-    swept = windows.sweep(source, lease_ms)
+    swept = windows.sweep(source)
     publisher.publish_tasks(swept.republish)
     watermark = cursors.advance(source)
     result = {
@@ -58,7 +57,7 @@ def _run_source(
         "planned": len(planned),
         "republished": len(swept.republish),
         "completed": swept.completed,
-        "refetch": swept.refetch,
+        "rereads": swept.rereads,
         "watermark_ms": watermark,
         "lag_seconds": round((now_ms(clock) - watermark) / 1000, 1) if watermark else None,
     }

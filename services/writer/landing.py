@@ -1,7 +1,10 @@
 """The writer's work on one record batch: its objects in Cloud Storage, then its marker.
 
-The marker is written only after every object of the batch is durably stored, and it is what
-lets the planner call a window finished and move the watermark past it.
+The marker is written only after every object of the batch is durably stored with the
+batch's records, and it is what lets the planner call a window finished and move the
+watermark past it. An object found with other records under the batch's name is never
+overwritten, and the batch is not marked: Pub/Sub redelivers it, dead-letters it, and the
+planner reads the window again, landing the missing records under new names.
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ from shared.pipeline.messages import RecordBatch
 log = logging.getLogger(__name__)
 
 
+class BatchConflictError(RuntimeError):
+    """Objects of the batch's names already hold other records; the batch did not land."""
+
+
 def land_batch(
     batch: RecordBatch, write: Callable[[RecordBatch], WriteResult], store: WindowStore
 ) -> WriteResult | None:
@@ -29,12 +36,15 @@ def land_batch(
         )
         return None
     result = write(batch)
-    store.record_batch(
-        batch.source, batch.window_id, batch.page, len(batch.records), list(result.object_names)
-    )
+    if result.conflicting:
+        raise BatchConflictError(
+            f"batch {batch.batch_id}: {result.conflicting} of its objects already exist with "
+            "other records; not marked landed, so the window is read again"
+        )
+    store.record_batch(batch, list(result.object_names))
     structured_log.event(
         log,
-        logging.WARNING if result.conflicting else logging.INFO,
+        logging.INFO,
         f"batch {batch.batch_id} landed",
         source=batch.source,
         window_id=batch.window_id,

@@ -62,6 +62,13 @@ def token_event(next_offset: str) -> str | None:
     return event if sep and event else None
 
 
+def token_position_ms(next_offset: str) -> int:
+    """The time, in ms, up to which a token ``"<ms>,<telephony_id>"`` has read the window; a
+    token of another shape counts as not having read anything past the window's start."""
+    head, sep, _ = next_offset.partition(",")
+    return int(head) if sep and head.isdigit() else 0
+
+
 def read_window(
     duo: DuoGetter,
     mintime: int,

@@ -21,10 +21,14 @@ from shared.gcp.window_store import WindowStore
 from shared.pipeline.ids import window_id
 from shared.pipeline.messages import WindowTask
 from shared.pipeline.planning import first_planned_until, plan_windows, retention_gap
-from shared.pipeline.windows import DONE, FAILED, STATES, new_window
+from shared.pipeline.windows import DONE, FAILED, QUARANTINED, STATES, expiry, new_window
 
-ADVANCE_SCAN = 500
+# Windows the watermark may pass in one run: each gets its expiry in the same transaction,
+# which takes at most 500 writes.
+ADVANCE_SCAN = 400
 PLAN_ATTEMPTS = 20
+# Stopped windows and retention losses listed by status, at most.
+STATUS_LIST = 50
 
 
 class CursorStore:
@@ -99,21 +103,27 @@ class CursorStore:
                 .limit(ADVANCE_SCAN)
             )
             moved = watermark
+            now = now_ms(self._clock)
+            passed = []
             for window in transaction.get(query):
                 doc = window.to_dict()
                 if doc["mintime"] != moved + 1 or doc["state"] != DONE:
                     break
                 moved = doc["maxtime"]
+                passed.append(window.reference)
             if moved != watermark:
-                transaction.update(
-                    ref, {"watermark_ms": moved, "updated_at_ms": now_ms(self._clock)}
-                )
+                transaction.update(ref, {"watermark_ms": moved, "updated_at_ms": now})
+                # Only a window behind the watermark may expire: one deleted ahead of it
+                # would leave a hole the watermark could never cross.
+                for window_ref in passed:
+                    transaction.update(window_ref, {"expire_at": expiry(now)})
             return moved
 
         return advance_in(self._db.transaction())
 
     def status(self, source: str) -> dict[str, Any]:
-        """The cursor, window counts by state and the newest error, for operators."""
+        """The cursor, window counts by state, the stopped windows, what left Duo's retention
+        before it was fetched, and the newest error, for operators."""
         snapshot = self.cursor(source).get()
         cursor = snapshot.to_dict() if snapshot.exists else {}
         windows = self._windows.windows(source)
@@ -122,11 +132,25 @@ class CursorStore:
             query = windows.where(filter=FieldFilter("state", "==", state))
             counts[state] = int(query.count().get()[0][0].value)
         records = windows.sum("records").get()[0][0].value or 0
-        failed = windows.where(filter=FieldFilter("state", "==", FAILED)).limit(50).stream()
-        newest = max((w.to_dict() for w in failed), key=lambda d: d["updated_at_ms"], default=None)
+        rereads = windows.sum("rereads").get()[0][0].value or 0
+        stopped = [
+            _described(w.id, w.to_dict())
+            for w in windows.where(filter=FieldFilter("state", "in", [FAILED, QUARANTINED]))
+            .limit(STATUS_LIST)
+            .stream()
+        ]
+        lost = [
+            w.to_dict()["retention_lost_ms"]
+            for w in windows.where(filter=FieldFilter("retention_lost", "==", True))
+            .limit(STATUS_LIST)
+            .stream()
+        ]
+        if cursor.get("gap_ms"):
+            lost.insert(0, cursor["gap_ms"])
+        newest = max(stopped, key=lambda w: w["updated_at_ms"], default=None)
         last_error = cursor.get("last_error")
         if newest is not None:
-            last_error = f"window {newest['mintime']}-{newest['maxtime']}: {newest['error']}"
+            last_error = f"window {newest['window_id']}: {newest['error']}"
         return {
             "source": source,
             "exists": snapshot.exists,
@@ -134,6 +158,19 @@ class CursorStore:
             "planned_until_ms": cursor.get("planned_until_ms"),
             "windows": counts,
             "records": int(records),
+            "rereads": int(rereads),
+            "quarantined": [w for w in stopped if w["state"] == QUARANTINED],
+            "retention_lost_ms": lost,
             "last_error": last_error,
             "gap_ms": cursor.get("gap_ms"),
         }
+
+
+def _described(window_id: str, doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "window_id": window_id,
+        "state": doc["state"],
+        "error": doc.get("error"),
+        "failures": doc.get("failures", 0),
+        "updated_at_ms": doc["updated_at_ms"],
+    }

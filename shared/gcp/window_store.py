@@ -22,7 +22,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from shared.clock import Clock, now_ms
 from shared.pipeline import windows as rules
-from shared.pipeline.messages import WindowTask
+from shared.pipeline.messages import RecordBatch, WindowTask
 from shared.pipeline.windows import Claim
 
 ROOT = "telephony_sources"
@@ -32,7 +32,7 @@ ROOT = "telephony_sources"
 class SweepResult:
     republish: list[WindowTask]
     completed: int
-    refetch: int
+    rereads: int
 
 
 class WindowStore:
@@ -52,7 +52,8 @@ class WindowStore:
         return self.windows(source).document(window_id)
 
     def claim(self, source: str, window_id: str, lease_seconds: float) -> Claim | None:
-        """Takes the window's lease, or None when it is finished, unknown or leased elsewhere."""
+        """Takes the window's lease, or None when it is finished, unknown, leased elsewhere,
+        not yet due or (its fetchers dying once too often) quarantined now."""
         ref = self.window(source, window_id)
         owner = uuid.uuid4().hex
 
@@ -61,7 +62,7 @@ class WindowStore:
             snapshot = ref.get(transaction=transaction)
             if not snapshot.exists:
                 return None
-            taken = rules.claim(
+            taken, update = rules.claim(
                 snapshot.to_dict(),
                 source,
                 window_id,
@@ -69,15 +70,33 @@ class WindowStore:
                 now_ms(self._clock),
                 int(lease_seconds * 1000),
             )
-            if taken is None:
-                return None
-            transaction.update(ref, taken[1])
-            return taken[0]
+            if update is not None:
+                transaction.update(ref, update)
+            return taken
 
         return take(self._db.transaction())
 
+    def renew(self, claim: Claim, lease_seconds: float) -> bool:
+        """Extends the lease while its holder works; False once it is lost."""
+        ref = self.window(claim.source, claim.window_id)
+
+        @firestore.transactional
+        def extend(transaction: firestore.Transaction) -> bool:
+            if not rules.holds_lease(ref.get(transaction=transaction).to_dict(), claim):
+                return False
+            transaction.update(ref, rules.renew(now_ms(self._clock), int(lease_seconds * 1000)))
+            return True
+
+        return extend(self._db.transaction())
+
     def checkpoint(
-        self, claim: Claim, next_offset: str | None, records: int, lease_seconds: float
+        self,
+        claim: Claim,
+        next_offset: str | None,
+        records: int,
+        lease_seconds: float,
+        *,
+        lost_ms: tuple[int, int] | None = None,
     ) -> Claim | None:
         """Records one published page; None if the lease was lost (someone else resumes)."""
         ref = self.window(claim.source, claim.window_id)
@@ -87,68 +106,109 @@ class WindowStore:
             if not rules.holds_lease(ref.get(transaction=transaction).to_dict(), claim):
                 return None
             after, update = rules.checkpoint(
-                claim, next_offset, records, now_ms(self._clock), int(lease_seconds * 1000)
+                claim,
+                next_offset,
+                records,
+                now_ms(self._clock),
+                int(lease_seconds * 1000),
+                lost_ms,
             )
             transaction.update(ref, update)
             return after
 
         return save(self._db.transaction())
 
-    def release(self, claim: Claim, *, error: str | None = None, retry_at_ms: int = 0) -> None:
-        """Gives the lease back: to hand the rest on, or after a failure (state ``failed``)."""
+    def release(
+        self, claim: Claim, *, error: str | None = None, account_wide: bool = False
+    ) -> None:
+        """Gives the lease back: to hand the rest on, or after a failure (failed, or
+        quarantined when the window has failed too often for its own reasons)."""
         ref = self.window(claim.source, claim.window_id)
 
         @firestore.transactional
         def give_back(transaction: firestore.Transaction) -> None:
-            if rules.holds_lease(ref.get(transaction=transaction).to_dict(), claim):
-                transaction.update(ref, rules.release(now_ms(self._clock), error, retry_at_ms))
+            doc = ref.get(transaction=transaction).to_dict()
+            if rules.holds_lease(doc, claim):
+                update = rules.release(doc, now_ms(self._clock), error, account_wide=account_wide)
+                transaction.update(ref, update)
 
         give_back(self._db.transaction())
 
-    def sweep(self, source: str, lease_ms: int) -> SweepResult:
+    def requeue(self, source: str, window_id: str) -> bool:
+        """Puts a quarantined or failed window back (``duo-telephony retry``); False when
+        there is no such stopped window."""
+        ref = self.window(source, window_id)
+
+        @firestore.transactional
+        def put_back(transaction: firestore.Transaction) -> bool:
+            snapshot = ref.get(transaction=transaction)
+            update = (
+                rules.requeue(snapshot.to_dict(), now_ms(self._clock)) if snapshot.exists else None
+            )
+            if update is None:
+                return False
+            transaction.update(ref, update)
+            return True
+
+        return put_back(self._db.transaction())
+
+    def sweep(self, source: str) -> SweepResult:
         """Applies the sweep's rule to every open window of ``source``; returns the tasks to
         send again and what was finished."""
         now = now_ms(self._clock)
         republish: list[WindowTask] = []
-        completed = refetch = 0
+        completed = rereads = 0
         query = self.windows(source).where(
             filter=FieldFilter("state", "in", list(rules.OPEN_STATES))
         )
         for snapshot in query.stream():
             doc = snapshot.to_dict()
-            landed = functools.partial(self.written_batches, source, snapshot.id)
-            step = rules.sweep_step(doc, now, lease_ms, landed)
+            landed = functools.partial(self.landed_batches, source, snapshot.id)
+            step = rules.sweep_step(doc, now, landed)
             if step is None:
                 continue
             snapshot.reference.update(step.update)
             completed += step.completed
-            refetch += step.refetch
+            rereads += step.reread
             if step.republish:
                 republish.append(WindowTask(source, doc["mintime"], doc["maxtime"]))
-        return SweepResult(republish, completed, refetch)
+        return SweepResult(republish, completed, rereads)
+
+    def _batches(self, source: str, window_id: str) -> firestore.CollectionReference:
+        return self.window(source, window_id).collection("batches")
 
     def _marker(self, source: str, window_id: str, page: int) -> firestore.DocumentReference:
-        return self.window(source, window_id).collection("batches").document(f"{page:05d}")
+        return self._batches(source, window_id).document(f"{page:05d}")
 
     def batch_landed(self, source: str, window_id: str, page: int) -> bool:
         return self._marker(source, window_id, page).get().exists
 
-    def record_batch(
-        self, source: str, window_id: str, page: int, records: int, objects: list[str]
-    ) -> None:
-        """Marks one batch as durably in Storage; a repeat of the same batch changes nothing."""
-        marker = self._marker(source, window_id, page)
+    def record_batch(self, batch: RecordBatch, objects: list[str]) -> None:
+        """Marks one batch as durably in Storage, with the ids it landed (a re-read of the
+        window leaves them out); a repeat of the same batch changes nothing."""
+        marker = self._marker(batch.source, batch.window_id, batch.page)
         with contextlib.suppress(AlreadyExists):
-            written = now_ms(self._clock)
-            marker.create(
-                {
-                    "records": records,
-                    "objects": objects,
-                    "written_at_ms": written,
-                    "expire_at": rules.expiry(written),
-                }
-            )
+            marker.create(rules.landed_marker(batch, objects, now_ms(self._clock)))
 
-    def written_batches(self, source: str, window_id: str) -> int:
-        batches = self.window(source, window_id).collection("batches")
+    def landed_batches(self, source: str, window_id: str, from_page: int = 0) -> int:
+        """How many of the window's batches numbered ``from_page`` or more have landed."""
+        batches = self._batches(source, window_id)
+        if from_page:
+            batches = batches.where(filter=FieldFilter("page", ">=", from_page))
         return int(batches.count().get()[0][0].value)
+
+    def landed_ids(self, source: str, window_id: str, first_us: int, last_us: int) -> set[str]:
+        """The ids the window's landed batches hold between two record times: what a re-read
+        page must not land again. Reads only the markers whose span overlaps."""
+        spans = self._batches(source, window_id).select(["first_us", "last_us"]).stream()
+        overlapping = [
+            s.reference
+            for s in spans
+            if s.get("first_us") is not None
+            and s.get("first_us") <= last_us
+            and s.get("last_us") >= first_us
+        ]
+        ids: set[str] = set()
+        for marker in self._db.get_all(overlapping, field_paths=["ids"]):
+            ids.update(marker.get("ids") or [])
+        return ids

@@ -1,10 +1,12 @@
-"""The objects a RecordBatch becomes: their names and their bytes, deterministic for a
-(source, window, page), so a redelivered or re-fetched batch maps onto the objects it already
-wrote and is recognised by their MD5 (the writer uploads them create-only).
+"""The object a RecordBatch becomes: its name and its bytes, deterministic for a
+(source, window, page), so a redelivered batch maps onto the object it already wrote and is
+recognised by its MD5 (the writer uploads it create-only).
 
 Layout: ``<prefix>/YYYY/MM/DD/HH/<first ts>_<source>_<window_id>_p<page>.ndjson[.gz]``, one
-object per (batch, UTC hour of the records' ``ts``); ``<first ts>`` is the earliest record time
-of the object as ``YYYYMMDDTHHMMSSffffffZ``, so names sort by time within and across folders.
+object per batch (a page of at most 1,000 records), in the folder of the UTC hour of its
+earliest record; ``<first ts>`` is that record's time as ``YYYYMMDDTHHMMSSffffffZ``, so names
+sort by time within and across folders. One object per batch keeps a batch's landing to one
+upload whatever span its records cover (a sparse page may cover days).
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ MAX_LINE_BYTES = 4_000_000
 NDJSON_CONTENT_TYPE = "application/x-ndjson"
 GZIP_CONTENT_TYPE = "application/gzip"
 
-_HOUR_US = 3_600_000_000
 _TS_FORMAT = "%Y%m%dT%H%M%S%fZ"
 _FILE_NAME = re.compile(
     rf"^(?P<ts>[0-9]{{8}}T[0-9]{{12}}Z)_(?P<source>{SOURCE_ID_PATTERN})"
@@ -144,17 +145,16 @@ class EncodedObject:
 
 
 def encode_batch(batch: RecordBatch, prefix: str, gzip: bool) -> list[EncodedObject]:
-    """The batch's objects, one per UTC hour of its records, in name (time) order.
+    """The batch's object: one for the whole batch (none for an empty one), in the folder of
+    its earliest record's UTC hour, so landing a batch is one create-only upload however many
+    hours its records span.
 
     Raises RecordError for a record without a valid ``ts`` and LineTooLongError for a record
     the feed would drop: such a batch can never be written as it is.
     """
-    groups: dict[int, list[tuple[int, dict[str, Any]]]] = {}
-    for record in batch.records:
-        us = record_time_us(record)
-        groups.setdefault(us // _HOUR_US, []).append((us, record))
+    group = [(record_time_us(record), record) for record in batch.records]
     objects = []
-    for group in groups.values():
+    if group:
         first, last = min(us for us, _ in group), max(us for us, _ in group)
         body = b"".join(encode_line(record) for _, record in group)
         # mtime=0: the same batch must give the same bytes, or a redelivery looks like a conflict.
@@ -191,4 +191,4 @@ def encode_batch(batch: RecordBatch, prefix: str, gzip: bool) -> list[EncodedObj
                 md5_base64=_md5_base64(data),
             )
         )
-    return sorted(objects, key=lambda obj: obj.name)
+    return objects

@@ -14,6 +14,8 @@ MIN_SPLIT_MS = 3_600_000
 MIN_WINDOW_MS = 1_000
 # Planning stays a little inside Duo's limits so a window is still valid when fetched later.
 RETENTION_MARGIN_MS = 3_600_000
+# A fetch starting now stays this far inside the retention edge, for the pages that follow.
+FETCH_RETENTION_MARGIN_MS = 600_000
 
 
 def first_planned_until(now_ms: int, lookback_ms: int) -> int:
@@ -47,3 +49,9 @@ def retention_gap(planned_until: int, now_ms: int) -> tuple[int, int] | None:
     if planned_until + 1 >= oldest:
         return None
     return planned_until + 1, oldest - 1
+
+
+def retention_start(mintime: int, now_ms: int) -> int:
+    """Where a window's fetch may start now: its mintime, or, once Duo no longer keeps that,
+    the oldest millisecond it still keeps (with a margin for the pages that follow)."""
+    return max(mintime, now_ms - RETENTION_MS + FETCH_RETENTION_MARGIN_MS)

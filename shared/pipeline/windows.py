@@ -2,10 +2,17 @@
 planner's sweep does with each open window. Pure rules; the Firestore store applies them.
 
   planned ──claim──▶ fetching ──last page checkpointed──▶ fetched ──all batches landed──▶ done
-     ▲                 │  │
-     └──hand on────────┘  └──failure──▶ failed ──retry_at──▶ (sent again, claimed again)
-A lease not renewed in time lets another fetcher claim the window; a fetched window whose
-batches went missing is planned again from its start.
+     ▲                 │  │                                  │
+     └──hand on────────┘  └──failure──▶ failed ──due──▶ planned
+                                           │                 └─batches lost: read again─▶ planned
+                          too many failures or re-reads ──▶ quarantined ──operator: retry──▶ planned
+
+A fetcher holds a short lease and renews it while it works, so a window whose fetcher died is
+taken up again within about a lease and a planner period. Only real failures count: an error,
+or a fetcher that died without saving a page since the last claim; a hand-off does not, and a
+saved page clears the count. Pages are numbered for the window's whole life (a re-read goes on
+from the last number), so a batch id, and the objects it names, is never reused for other
+records.
 """
 
 from __future__ import annotations
@@ -15,19 +22,34 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.duo.records import record_id, record_time_us
+from shared.pipeline.messages import RecordBatch
+
 PLANNED = "planned"
 FETCHING = "fetching"
-FETCHED = "fetched"  # every page is published; done once every batch is written
+FETCHED = "fetched"  # every page is published; done once every batch has landed
 DONE = "done"
 FAILED = "failed"
-STATES = (PLANNED, FETCHING, FETCHED, DONE, FAILED)
+QUARANTINED = "quarantined"  # stopped after too many failures; an operator puts it back
+STATES = (PLANNED, FETCHING, FETCHED, DONE, FAILED, QUARANTINED)
 OPEN_STATES = (PLANNED, FETCHING, FETCHED, FAILED)
 
-# Finished windows and batch markers are kept this long (a TTL policy on expire_at).
+# Finished windows (once the watermark has passed them) and batch markers are kept this long,
+# then a Firestore TTL policy on expire_at deletes them.
 DONE_RETENTION_MS = 30 * 86_400_000
-# A failed window is tried again after 1 min, doubling per attempt, at most after an hour.
+# A failed window is tried again after 1 min, doubling per failure, at most after an hour.
 FAILED_RETRY_BASE_MS = 60_000
 FAILED_RETRY_CAP_MS = 3_600_000
+# Failures in a row, without a page saved in between, that quarantine a window (about three
+# hours of backoff). Account-wide Duo trouble (credentials, throttling, outages) only backs off.
+MAX_FAILURES = 8
+# Times a window is read again because its batches never landed, before it is quarantined.
+MAX_REREADS = 3
+# A planned window nobody claimed is sent again after this (its task may have been lost).
+RESEND_AFTER_MS = 600_000
+# A fetched window whose batches have not all landed by then is read again: by then Pub/Sub
+# has dead-lettered what kept failing (5 attempts, backoff up to a minute).
+LANDING_TIMEOUT_MS = 900_000
 
 Update = dict[str, Any]
 
@@ -42,9 +64,10 @@ class Claim:
     mintime: int
     maxtime: int
     next_offset: str | None
-    pages: int
+    pages: int  # batches published for this window so far: the next batch's number
     records: int
     attempts: int
+    reread_from: int = 0  # > 0: a re-read, whose pages land only records not yet landed
 
 
 def new_window(mintime: int, maxtime: int, planned_at_ms: int) -> Update:
@@ -57,6 +80,9 @@ def new_window(mintime: int, maxtime: int, planned_at_ms: int) -> Update:
         "pages": 0,
         "records": 0,
         "attempts": 0,
+        "failures": 0,
+        "rereads": 0,
+        "reread_from": 0,
         "lease_owner": None,
         "lease_until_ms": 0,
         "retry_at_ms": 0,
@@ -66,32 +92,72 @@ def new_window(mintime: int, maxtime: int, planned_at_ms: int) -> Update:
     }
 
 
+def landed_marker(batch: RecordBatch, objects: list[str], now: int) -> Update:
+    """The marker of a batch durably in Storage: its objects, and the ids and time span of its
+    records, which a re-read of the window reads to land only what is missing."""
+    times = [record_time_us(record) for record in batch.records]
+    return {
+        "page": batch.page,
+        "records": len(batch.records),
+        "objects": objects,
+        "ids": [record_id(record) for record in batch.records],
+        "first_us": min(times, default=None),
+        "last_us": max(times, default=None),
+        "written_at_ms": now,
+        "expire_at": expiry(now),
+    }
+
+
 def expiry(now: int) -> datetime:
     """When a finished document may go (a Firestore TTL policy on ``expire_at`` deletes it)."""
     return datetime.fromtimestamp((now + DONE_RETENTION_MS) / 1000, UTC)
 
 
-def retry_at(attempts: int, now: int) -> int:
-    """When a window that failed on its ``attempts``-th claim is tried again."""
-    delay = min(FAILED_RETRY_CAP_MS, FAILED_RETRY_BASE_MS * 2 ** min(attempts - 1, 10))
+def retry_at(failures: int, now: int) -> int:
+    """When a window that has failed ``failures`` times in a row is tried again."""
+    delay = min(FAILED_RETRY_CAP_MS, FAILED_RETRY_BASE_MS * 2 ** min(failures - 1, 10))
     return now + delay
+
+
+def _quarantine(reason: str, now: int) -> Update:
+    return {
+        "state": QUARANTINED,
+        "error": reason,
+        "quarantined_at_ms": now,
+        "lease_owner": None,
+        "lease_until_ms": 0,
+        "updated_at_ms": now,
+    }
 
 
 def claim(
     doc: Update, source: str, window_id: str, owner: str, now: int, lease_ms: int
-) -> tuple[Claim, Update] | None:
-    """The lease ``owner`` takes and the update that records it; None when the window is
-    finished or leased by someone else."""
-    if doc["state"] in (FETCHED, DONE):
-        return None
-    if doc["state"] == FETCHING and doc["lease_until_ms"] > now:
-        return None
+) -> tuple[Claim | None, Update | None]:
+    """The lease ``owner`` takes, and the update to write. No claim when the window is
+    finished, quarantined, leased by someone else or failed and not yet due; an update without
+    a claim when the claim finds the window's last fetcher dead once too often."""
+    state = doc["state"]
+    if state in (FETCHED, DONE, QUARANTINED):
+        return None, None
+    if state == FETCHING and doc["lease_until_ms"] > now:
+        return None, None
+    if state == FAILED and doc["retry_at_ms"] > now:
+        return None, None
+    failures = doc.get("failures", 0)
+    if state == FETCHING:
+        # The lease ran out: its fetcher died without saving a page since it claimed.
+        failures += 1
+        if failures >= MAX_FAILURES:
+            return None, _quarantine(
+                f"its fetcher stopped {failures} times in a row without saving a page", now
+            ) | {"failures": failures}
     attempts = doc["attempts"] + 1
     update = {
         "state": FETCHING,
         "lease_owner": owner,
         "lease_until_ms": now + lease_ms,
         "attempts": attempts,
+        "failures": failures,
         "updated_at_ms": now,
     }
     taken = Claim(
@@ -104,6 +170,7 @@ def claim(
         doc["pages"],
         doc["records"],
         attempts,
+        doc.get("reread_from", 0),
     )
     return taken, update
 
@@ -112,33 +179,73 @@ def holds_lease(doc: Update | None, held: Claim) -> bool:
     return doc is not None and doc["lease_owner"] == held.owner and doc["state"] == FETCHING
 
 
+def renew(now: int, lease_ms: int) -> Update:
+    """The lease extended while its holder works (between pages, during long waits)."""
+    return {"lease_until_ms": now + lease_ms, "updated_at_ms": now}
+
+
 def checkpoint(
-    held: Claim, next_offset: str | None, records: int, now: int, lease_ms: int
+    held: Claim,
+    next_offset: str | None,
+    records: int,
+    now: int,
+    lease_ms: int,
+    lost_ms: tuple[int, int] | None = None,
 ) -> tuple[Claim, Update]:
-    """One more page published: where to resume, the lease renewed; the last page (no
-    ``next_offset``) makes the window fetched."""
+    """One more page published: where to resume, the lease renewed, the failure count cleared;
+    the last page (no ``next_offset``) makes the window fetched. ``lost_ms``: the span that
+    left Duo's retention before it was fetched, kept on the window for operators."""
     update: Update = {
         "next_offset": next_offset,
         "pages": held.pages + 1,
         "records": held.records + records,
         "lease_until_ms": now + lease_ms,
         "updated_at_ms": now,
+        "failures": 0,
         "error": None,
     }
     if next_offset is None:
         update |= {"state": FETCHED, "fetched_at_ms": now, "lease_owner": None}
+    if lost_ms is not None:
+        update |= {"retention_lost": True, "retention_lost_ms": list(lost_ms)}
     after = replace(
         held, next_offset=next_offset, pages=held.pages + 1, records=held.records + records
     )
     return after, update
 
 
-def release(now: int, error: str | None, retry_at_ms: int) -> Update:
-    """The lease given back: planned again (handed on), or failed until ``retry_at_ms``."""
+def release(doc: Update, now: int, error: str | None, *, account_wide: bool = False) -> Update:
+    """The lease given back: planned again (handed on), or failed and backing off; a window
+    failing for its own reasons too often is quarantined. ``account_wide`` failures (Duo
+    credentials, throttling, outages) concern every window alike and only back off."""
     update: Update = {"lease_owner": None, "lease_until_ms": 0, "updated_at_ms": now}
-    if error is not None:
-        return update | {"state": FAILED, "error": error, "retry_at_ms": retry_at_ms}
-    return update | {"state": PLANNED}
+    if error is None:
+        return update | {"state": PLANNED}
+    failures = doc.get("failures", 0) + 1
+    if failures >= MAX_FAILURES and not account_wide:
+        return update | _quarantine(error, now) | {"failures": failures}
+    return update | {
+        "state": FAILED,
+        "error": error,
+        "failures": failures,
+        "retry_at_ms": retry_at(failures, now),
+    }
+
+
+def requeue(doc: Update, now: int) -> Update | None:
+    """An operator puts a quarantined or failed window back: planned, counts cleared, sent by
+    the next planner run. None when the window is not stopped."""
+    if doc["state"] not in (QUARANTINED, FAILED):
+        return None
+    return {
+        "state": PLANNED,
+        "failures": 0,
+        "rereads": 0,
+        "retry_at_ms": 0,
+        "error": f"put back by an operator after: {doc.get('error')}",
+        "updated_at_ms": 0,  # overdue: the next sweep sends it
+        "requeued_at_ms": now,
+    }
 
 
 @dataclass(frozen=True)
@@ -149,45 +256,47 @@ class SweepStep:
     update: Update = field(default_factory=dict)
     republish: bool = False
     completed: bool = False
-    refetch: bool = False
+    reread: bool = False
 
 
-def sweep_step(
-    doc: Update, now: int, lease_ms: int, landed_batches: Callable[[], int]
-) -> SweepStep | None:
+def sweep_step(doc: Update, now: int, landed_batches: Callable[[int], int]) -> SweepStep | None:
     """Finishes a fetched window whose batches have all landed; sends again a window never
-    picked up, leased by a fetcher that died, failed and due, or missing batches after the
-    lease. None: leave it. ``landed_batches`` is asked only for a fetched window."""
+    picked up, leased by a fetcher that died, or failed and due; reads again a window whose
+    batches did not land in time. None: leave it. ``landed_batches(from_page)`` counts the
+    landed batches numbered ``from_page`` or more; it is asked only for a fetched window."""
     state = doc["state"]
     touch = {"updated_at_ms": now}
     if state == FETCHED:
-        if landed_batches() >= doc["pages"]:
+        start = doc.get("reread_from", 0)
+        if landed_batches(start) >= doc["pages"] - start:
+            return SweepStep({"state": DONE, "done_at_ms": now} | touch, completed=True)
+        if doc.get("fetched_at_ms", now) + LANDING_TIMEOUT_MS >= now:
+            return None
+        rereads = doc.get("rereads", 0) + 1
+        if rereads > MAX_REREADS:
             return SweepStep(
-                {"state": DONE, "done_at_ms": now, "expire_at": expiry(now)} | touch,
-                completed=True,
+                _quarantine(f"its batches did not land after {MAX_REREADS} re-reads", now)
             )
-        if doc.get("fetched_at_ms", now) + lease_ms < now:
-            # Batches went missing (dead-lettered): fetch the window again; object names are
-            # deterministic, so what was written is not written twice.
-            return SweepStep(
-                {
-                    "state": PLANNED,
-                    "next_offset": None,
-                    "pages": 0,
-                    "records": 0,
-                    "error": "batches missing after the lease; fetching again",
-                }
-                | touch,
-                republish=True,
-                refetch=True,
-            )
-        return None
+        # Read the window again from its start, numbering on; its pages land only the
+        # records that are not in the bucket yet, whatever the page boundaries are now.
+        return SweepStep(
+            {
+                "state": PLANNED,
+                "next_offset": None,
+                "reread_from": doc["pages"],
+                "rereads": rereads,
+                "error": "batches missing after the landing timeout; reading the window again",
+            }
+            | touch,
+            republish=True,
+            reread=True,
+        )
     if (
-        (state == PLANNED and doc["updated_at_ms"] + lease_ms < now)
+        (state == PLANNED and doc["updated_at_ms"] + RESEND_AFTER_MS < now)
         or (state == FETCHING and doc["lease_until_ms"] < now)
         or (state == FAILED and doc["retry_at_ms"] <= now)
     ):
         if state == FAILED:
-            touch["retry_at_ms"] = now + lease_ms
+            touch["state"] = PLANNED  # due: claimable again
         return SweepStep(touch, republish=True)
     return None

@@ -11,8 +11,8 @@ named relative to it). Objects are streamed one at a time, sorted by name, one l
 - ``duplicate_id``: a ``telephony_id`` on more than one line, in one object or across objects
   (SecOps would ingest it twice);
 - ``bad_name``: an object name outside the writer's layout (:func:`parse_object_name`);
-- ``outside_hour`` / ``outside_window``: a record whose ``ts`` is not in its object's hour folder
-  or not inside its window's ``[mintime, maxtime]``.
+- ``before_object`` / ``outside_window``: a record whose ``ts`` is earlier than the first ts
+  its object's name gives, or not inside its window's ``[mintime, maxtime]``.
 
 It also reports the gaps in time coverage between the windows named by the objects, per source,
 and the UDM event type of every record. Gaps are not defects: a window with no records leaves
@@ -48,7 +48,7 @@ DEFECT_KINDS: dict[str, str] = {
     "oversized_line": f"lines over {MAX_LINE_BYTES:,} bytes, which the feed drops",
     "duplicate_id": "telephony_ids on more than one line, which SecOps would ingest twice",
     "bad_name": "objects whose name does not follow the pipeline's layout",
-    "outside_hour": "records whose ts is not in their object's hour folder",
+    "before_object": "records earlier than the first ts their object's name gives",
     "outside_window": "records whose ts is outside their object's window",
 }
 DEFAULT_EXAMPLES = 10
@@ -62,7 +62,6 @@ CONTIGUITY_NOTE = (
 )
 FILE_SUFFIXES = (".ndjson", ".ndjson.gz")
 
-_HOUR_US = 3_600_000_000
 # A location (object index, line number) packed into one int: half the memory of a tuple.
 _LINE_BITS = 32
 
@@ -233,7 +232,7 @@ class _Checker:
         self._examples = examples
         self._names: list[str] = []
         self._object: ObjectName | None = None
-        self._hour_us = 0
+        self._first_us = 0
         self._window = (0, 0)
         self._first_seen: dict[str, int] = {}
         self._duplicates: dict[str, list[int]] = {}
@@ -249,7 +248,7 @@ class _Checker:
             self._object = None
             self._add("bad_name", {"object": name, "reason": str(exc)})
             return
-        self._hour_us = (self._object.hour - EPOCH) // timedelta(microseconds=1)
+        self._first_us = (self._object.first_ts - EPOCH) // timedelta(microseconds=1)
         mintime, maxtime = (int(ms) for ms in self._object.window_id.split("-"))
         self._window = (mintime, maxtime)
         self._windows.setdefault(self._object.source, set()).add(self._window)
@@ -302,9 +301,9 @@ class _Checker:
         return self.report
 
     def _check_time(self, obj: ObjectName, line: SourceLine, ts: str, ts_us: int) -> None:
-        if not self._hour_us <= ts_us < self._hour_us + _HOUR_US:
-            folder = obj.hour.strftime("%Y/%m/%d/%H")
-            self._line_defect("outside_hour", line, f"ts {ts} is not in the hour folder {folder}")
+        if ts_us < self._first_us:
+            first = obj.first_ts.isoformat()
+            self._line_defect("before_object", line, f"ts {ts} is before the object's {first}")
         mintime, maxtime = self._window
         if not mintime <= ts_us // 1000 <= maxtime:
             reason = (

@@ -1,4 +1,5 @@
-"""The object writer against fake-gcs-server: create-only uploads, redeliveries, conflicts."""
+"""The object writer against fake-gcs-server: one create-only upload per batch, redeliveries,
+conflicts."""
 
 from __future__ import annotations
 
@@ -43,11 +44,8 @@ BATCH = RecordBatch(
         record("2024-03-05T10:45:00.000000+00:00", "e"),
     ],
 )
-NAMES = [
-    f"{PREFIX}/2024/03/05/07/20240305T071000000001Z_acme_{WINDOW}_p00007.ndjson",
-    f"{PREFIX}/2024/03/05/08/20240305T080000000000Z_acme_{WINDOW}_p00007.ndjson",
-    f"{PREFIX}/2024/03/05/10/20240305T103000250000Z_acme_{WINDOW}_p00007.ndjson",
-]
+# One object for the batch, in the hour folder of its earliest record.
+NAME = f"{PREFIX}/2024/03/05/07/20240305T071000000001Z_acme_{WINDOW}_p00007.ndjson"
 
 
 def ndjson_line(telephony_id: str, ts: str) -> bytes:
@@ -60,14 +58,14 @@ def ndjson_line(telephony_id: str, ts: str) -> bytes:
     )
 
 
-# Each hour's object holds that hour's records, in the batch's order.
-CONTENTS = [
+# The object holds the batch's records, in the batch's order.
+CONTENT = (
     ndjson_line("a", "2024-03-05T07:10:00.000001+00:00")
-    + ndjson_line("b", "2024-03-05T07:59:59.999999+00:00"),
-    ndjson_line("c", "2024-03-05T08:00:00.000000+00:00"),
-    ndjson_line("d", "2024-03-05T10:30:00.250000+00:00")
-    + ndjson_line("e", "2024-03-05T10:45:00.000000+00:00"),
-]
+    + ndjson_line("b", "2024-03-05T07:59:59.999999+00:00")
+    + ndjson_line("c", "2024-03-05T08:00:00.000000+00:00")
+    + ndjson_line("d", "2024-03-05T10:30:00.250000+00:00")
+    + ndjson_line("e", "2024-03-05T10:45:00.000000+00:00")
+)
 
 
 def stored(bucket: storage.Bucket) -> dict[str, tuple[int, bytes]]:
@@ -79,23 +77,21 @@ def stored(bucket: storage.Bucket) -> dict[str, tuple[int, bytes]]:
 
 
 @pytest.mark.parametrize("use_gzip", [False, True])
-def test_a_batch_becomes_one_object_per_hour_holding_exactly_its_records(
+def test_a_batch_becomes_one_object_holding_exactly_its_records(
     gcs_bucket: storage.Bucket, use_gzip: bool
 ) -> None:
-    suffix = ".gz" if use_gzip else ""
+    name = NAME + (".gz" if use_gzip else "")
     result = write_batch(gcs_bucket, BATCH, prefix=PREFIX, gzip=use_gzip)
 
-    names = [name + suffix for name in NAMES]
     objects = stored(gcs_bucket)
-    assert sorted(objects) == names
-    contents = [objects[name][1] for name in names]
-    ndjson = [gzip.decompress(data) for data in contents] if use_gzip else contents
-    assert ndjson == CONTENTS
+    assert sorted(objects) == [name]
+    content = objects[name][1]
+    assert (gzip.decompress(content) if use_gzip else content) == CONTENT
     # The bytes written are the bytes stored: 5 lines of 145 bytes when not compressed.
-    assert result == WriteResult(tuple(names), 5, sum(map(len, contents)), 0, 0)
+    assert result == WriteResult((name,), 5, len(content), 0, 0)
     if not use_gzip:
         assert result.bytes_written == 725
-    blob = gcs_bucket.get_blob(names[0])
+    blob = gcs_bucket.get_blob(name)
     assert blob is not None
     assert blob.content_type == ("application/gzip" if use_gzip else "application/x-ndjson")
     assert blob.content_encoding is None
@@ -104,11 +100,11 @@ def test_a_batch_becomes_one_object_per_hour_holding_exactly_its_records(
         "source": "acme",
         "window_id": WINDOW,
         "page": "7",
-        "records": "2",
+        "records": "5",
     }
     assert (blob.metadata["first_ts"], blob.metadata["last_ts"]) == (
         "2024-03-05T07:10:00.000001+00:00",
-        "2024-03-05T07:59:59.999999+00:00",
+        "2024-03-05T10:45:00+00:00",
     )
 
 
@@ -121,38 +117,37 @@ def test_writing_the_same_batch_again_writes_nothing(
 
     again = write_batch(gcs_bucket, BATCH, prefix=PREFIX, gzip=use_gzip)
 
-    assert again == WriteResult(first.object_names, 0, 0, 3, 0)
+    assert again == WriteResult(first.object_names, 0, 0, 1, 0)
     assert stored(gcs_bucket) == before
 
 
 def test_an_existing_object_with_other_content_is_left_alone_and_reported(
     gcs_bucket: storage.Bucket, caplog: pytest.LogCaptureFixture
 ) -> None:
-    other = gcs_bucket.blob(NAMES[1])
+    other = gcs_bucket.blob(NAME)
     other.upload_from_string(b'{"telephony_id":"other"}\n', if_generation_match=0)
     before = stored(gcs_bucket)
 
     with caplog.at_level(logging.WARNING, logger="shared.gcp.bucket_writer"):
         result = write_batch(gcs_bucket, BATCH, prefix=PREFIX, gzip=False)
 
-    assert result == WriteResult(tuple(NAMES), 4, result.bytes_written, 0, 1)
-    assert stored(gcs_bucket)[NAMES[1]] == before[NAMES[1]]
-    assert sorted(stored(gcs_bucket)) == NAMES
+    assert result == WriteResult((NAME,), 0, 0, 0, 1)
+    assert stored(gcs_bucket) == before
     (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert NAMES[1] in warning.getMessage()
+    assert NAME in warning.getMessage()
     fields = warning.json_fields  # type: ignore[attr-defined]
     assert (fields["event"], fields["object"], fields["generation"]) == (
         "object_conflict",
-        NAMES[1],
-        before[NAMES[1]][0],
+        NAME,
+        before[NAME][0],
     )
-    assert fields["records_not_written"] == 1
+    assert fields["records_not_written"] == 5
 
 
 def test_the_same_records_gzipped_by_another_zlib_count_as_present(
     gcs_bucket: storage.Bucket,
 ) -> None:
-    (obj,) = encode_batch(RecordBatch("acme", WINDOW, 7, BATCH.records[2:3]), PREFIX, True)
+    (obj,) = encode_batch(BATCH, PREFIX, True)
     body = gzip.decompress(obj.data)
     # Other compressed bytes for the same NDJSON, as another zlib build could give.
     recompressed = gzip.compress(body, compresslevel=1, mtime=1)
@@ -163,7 +158,7 @@ def test_the_same_records_gzipped_by_another_zlib_count_as_present(
 
     result = write_batch(gcs_bucket, BATCH, prefix=PREFIX, gzip=True)
 
-    assert (result.records_written, result.already_present, result.conflicting) == (4, 1, 0)
+    assert (result.records_written, result.already_present, result.conflicting) == (0, 1, 0)
     assert stored(gcs_bucket)[obj.name][1] == recompressed
 
 
@@ -172,12 +167,12 @@ def test_an_object_deleted_after_the_refused_upload_is_not_written_again(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    gcs_bucket.blob(NAMES[2]).upload_from_string(b"transferred\n", if_generation_match=0)
+    gcs_bucket.blob(NAME).upload_from_string(b"transferred\n", if_generation_match=0)
     reload = storage.Blob.reload
 
     def deleted_meanwhile(blob: storage.Blob, *args: Any, **kwargs: Any) -> None:
         # As the feed's delete-after-transfer would, between the 412 and the check.
-        if blob.name == NAMES[2]:
+        if blob.name == NAME:
             blob.delete()
         reload(blob, *args, **kwargs)
 
@@ -185,27 +180,25 @@ def test_an_object_deleted_after_the_refused_upload_is_not_written_again(
     with caplog.at_level(logging.WARNING, logger="shared.gcp.bucket_writer"):
         result = write_batch(gcs_bucket, BATCH, prefix=PREFIX, gzip=False)
 
-    assert (result.records_written, result.already_present, result.conflicting) == (3, 1, 0)
-    assert sorted(stored(gcs_bucket)) == NAMES[:2]
+    assert (result.records_written, result.already_present, result.conflicting) == (0, 1, 0)
+    assert stored(gcs_bucket) == {}
     events = [getattr(r, "json_fields", {}).get("event") for r in caplog.records]
     assert events == ["object_vanished"]
 
 
-def test_a_batch_over_three_hours_gives_three_objects_in_three_folders(
-    gcs_bucket: storage.Bucket,
-) -> None:
-    write_batch(gcs_bucket, BATCH, prefix=PREFIX, gzip=False)
-
-    folders = {
-        hour: [b.name for b in gcs_bucket.client.list_blobs(gcs_bucket, prefix=f"{PREFIX}/{hour}/")]
-        for hour in ("2024/03/05/07", "2024/03/05/08", "2024/03/05/09", "2024/03/05/10")
-    }
-    assert folders == {
-        "2024/03/05/07": [NAMES[0]],
-        "2024/03/05/08": [NAMES[1]],
-        "2024/03/05/09": [],
-        "2024/03/05/10": [NAMES[2]],
-    }
+def test_a_sparse_page_over_a_thousand_hours_is_one_upload(gcs_bucket: storage.Bucket) -> None:
+    # Issue 8, case 8: one object per hour made this page 1,000 sequential uploads in one
+    # writer request, past the ack deadline. It is one object, in its first record's folder.
+    records = [
+        record(f"2024-01-{1 + n // 24:02d}T{n % 24:02d}:05:00.000000+00:00", f"r{n}")
+        for n in range(0, 744)
+    ]
+    result = write_batch(
+        gcs_bucket, RecordBatch("acme", WINDOW, 0, records), prefix=PREFIX, gzip=False
+    )
+    assert result.records_written == 744
+    (name,) = stored(gcs_bucket)
+    assert name.startswith(f"{PREFIX}/2024/01/01/00/20240101T000500000000Z_acme_")
 
 
 def test_an_empty_batch_writes_nothing(gcs_bucket: storage.Bucket) -> None:

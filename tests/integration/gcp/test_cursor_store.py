@@ -22,7 +22,7 @@ from shared.gcp.clients import firestore_client
 from shared.gcp.cursor_store import CursorStore
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.ids import window_id
-from shared.pipeline.messages import WindowTask
+from shared.pipeline.messages import RecordBatch, WindowTask
 from shared.pipeline.planning import retention_gap
 from shared.pipeline.windows import (
     DONE,
@@ -30,7 +30,11 @@ from shared.pipeline.windows import (
     FAILED,
     FETCHED,
     FETCHING,
+    LANDING_TIMEOUT_MS,
+    MAX_REREADS,
     PLANNED,
+    QUARANTINED,
+    RESEND_AFTER_MS,
     Claim,
 )
 from tests.fakes import FakeClock
@@ -41,7 +45,6 @@ SOURCE = "acme"
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 LEASE_S = 60.0
-LEASE_MS = 300_000  # the sweep's lease
 
 
 @pytest.fixture
@@ -104,11 +107,16 @@ def _finish(windows: WindowStore, task: WindowTask, pages: int = 1) -> None:
     """Fetched with every batch marker written: the next sweep makes it done."""
     _fetch_all(windows, task, pages)
     for page in range(pages):
-        windows.record_batch(task.source, task.window_id, page, 10, [f"obj-{page}"])
+        _land(windows, task, page)
 
 
-def _fail(windows: WindowStore, task: WindowTask, error: str, retry_at_ms: int) -> None:
-    windows.release(_claim(windows, task), error=error, retry_at_ms=retry_at_ms)
+def _land(windows: WindowStore, task: WindowTask, page: int) -> None:
+    windows.record_batch(RecordBatch(task.source, task.window_id, page, []), [f"obj-{page}"])
+
+
+def _fail(windows: WindowStore, task: WindowTask, error: str) -> None:
+    """A failure of Duo's own (it backs off: a minute for a first failure)."""
+    windows.release(_claim(windows, task), error=error, account_wide=True)
 
 
 # --- planning ----------------------------------------------------------------------------
@@ -264,13 +272,13 @@ def test_watermark_moves_only_over_contiguous_done_windows(
 
     _finish(windows, w2)
     _finish(windows, w3, pages=2)
-    assert windows.sweep(SOURCE, LEASE_MS).completed == 2
+    assert windows.sweep(SOURCE).completed == 2
     assert _doc(windows, w2)["state"] == DONE
     assert cursors.advance(SOURCE) == start
     assert _cursor(cursors)["watermark_ms"] == start
 
     _finish(windows, w1)
-    assert windows.sweep(SOURCE, LEASE_MS).completed == 1
+    assert windows.sweep(SOURCE).completed == 1
 
     assert cursors.advance(SOURCE) == w3.maxtime
     assert _cursor(cursors)["watermark_ms"] == w3.maxtime
@@ -281,16 +289,17 @@ def test_a_failed_window_in_the_middle_stops_the_watermark(
 ) -> None:
     w1, w2, w3 = _three_windows(cursors)
     _finish(windows, w1)
-    _fail(windows, w2, "DuoError: 500", retry_at_ms=now_ms(clock) + HOUR_MS)
+    _fail(windows, w2, "DuoError: 500")
     _finish(windows, w3)
-    assert windows.sweep(SOURCE, LEASE_MS).completed == 2
+    assert windows.sweep(SOURCE).completed == 2
 
     assert cursors.advance(SOURCE) == w1.maxtime
     assert _cursor(cursors)["watermark_ms"] == w1.maxtime
 
-    # Once the failed window is retried and written, the watermark catches up.
+    # Once the failed window is retried (when due) and written, the watermark catches up.
+    clock.advance(60)
     _finish(windows, w2)
-    assert windows.sweep(SOURCE, LEASE_MS).completed == 1
+    assert windows.sweep(SOURCE).completed == 1
     assert cursors.advance(SOURCE) == w3.maxtime
 
 
@@ -301,34 +310,36 @@ def test_sweep_republishes_a_planned_window_nobody_picked_up(
     cursors: CursorStore, windows: WindowStore, clock: FakeClock
 ) -> None:
     (task,) = cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
-    assert windows.sweep(SOURCE, LEASE_MS).republish == []
+    assert windows.sweep(SOURCE).republish == []
 
-    clock.advance(LEASE_MS / 1000 + 1)
-    result = windows.sweep(SOURCE, LEASE_MS)
+    clock.advance(RESEND_AFTER_MS / 1000 + 1)
+    result = windows.sweep(SOURCE)
 
     assert result.republish == [task]
-    assert (result.completed, result.refetch) == (0, 0)
+    assert (result.completed, result.rereads) == (0, 0)
     assert _doc(windows, task)["updated_at_ms"] == now_ms(clock)
     assert _doc(windows, task)["state"] == PLANNED
-    # Touched: not sent again on the next sweep, only after another lease.
-    assert windows.sweep(SOURCE, LEASE_MS).republish == []
-    clock.advance(LEASE_MS / 1000 + 1)
-    assert windows.sweep(SOURCE, LEASE_MS).republish == [task]
+    # Touched: not sent again on the next sweep, only after another while.
+    assert windows.sweep(SOURCE).republish == []
+    clock.advance(RESEND_AFTER_MS / 1000 + 1)
+    assert windows.sweep(SOURCE).republish == [task]
 
 
 def test_sweep_republishes_a_fetching_window_whose_lease_expired(
     cursors: CursorStore, windows: WindowStore, clock: FakeClock
 ) -> None:
+    # Issue 8, case 6: with a one-minute lease, a dead fetcher's window is sent again by the
+    # first planner run after the minute, not ten minutes later.
     (task,) = cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
     claim = _claim(windows, task, lease_s=LEASE_S)
     claim = windows.checkpoint(claim, "offset-1", 10, LEASE_S)
     assert claim is not None
 
     clock.advance(LEASE_S - 1)
-    assert windows.sweep(SOURCE, LEASE_MS).republish == []
+    assert windows.sweep(SOURCE).republish == []
 
     clock.advance(2)
-    assert windows.sweep(SOURCE, LEASE_MS).republish == [task]
+    assert windows.sweep(SOURCE).republish == [task]
     doc = _doc(windows, task)
     assert doc["state"] == FETCHING  # the next fetcher's claim takes it over
     resumed = _claim(windows, task)
@@ -339,18 +350,18 @@ def test_sweep_republishes_a_failed_window_once_its_retry_is_due(
     cursors: CursorStore, windows: WindowStore, clock: FakeClock
 ) -> None:
     (task,) = cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
-    _fail(windows, task, "DuoError: 429", retry_at_ms=now_ms(clock) + 120_000)
+    _fail(windows, task, "DuoError: 429")  # a first failure: due in a minute
 
-    assert windows.sweep(SOURCE, LEASE_MS).republish == []
-    clock.advance(119)
-    assert windows.sweep(SOURCE, LEASE_MS).republish == []
+    assert windows.sweep(SOURCE).republish == []
+    clock.advance(59)
+    assert windows.sweep(SOURCE).republish == []
 
     clock.advance(1)
-    assert windows.sweep(SOURCE, LEASE_MS).republish == [task]
+    assert windows.sweep(SOURCE).republish == [task]
     doc = _doc(windows, task)
-    assert doc["state"] == FAILED
-    assert doc["retry_at_ms"] == now_ms(clock) + LEASE_MS
-    assert windows.sweep(SOURCE, LEASE_MS).republish == []
+    assert doc["state"] == PLANNED  # due: claimable again
+    assert windows.sweep(SOURCE).republish == []
+    assert _claim(windows, task).attempts == 2
 
 
 def test_sweep_completes_a_fetched_window_once_every_batch_is_written(
@@ -358,47 +369,96 @@ def test_sweep_completes_a_fetched_window_once_every_batch_is_written(
 ) -> None:
     (task,) = cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
     _fetch_all(windows, task, pages=2)
-    windows.record_batch(SOURCE, task.window_id, 0, 10, ["obj-0"])
+    _land(windows, task, 0)
 
-    result = windows.sweep(SOURCE, LEASE_MS)
-    assert (result.completed, result.refetch, result.republish) == (0, 0, [])
+    result = windows.sweep(SOURCE)
+    assert (result.completed, result.rereads, result.republish) == (0, 0, [])
     assert _doc(windows, task)["state"] == FETCHED
 
-    windows.record_batch(SOURCE, task.window_id, 1, 10, ["obj-1"])
+    _land(windows, task, 1)
     clock.advance(5)
-    result = windows.sweep(SOURCE, LEASE_MS)
+    result = windows.sweep(SOURCE)
 
-    assert (result.completed, result.refetch, result.republish) == (1, 0, [])
+    assert (result.completed, result.rereads, result.republish) == (1, 0, [])
     doc = _doc(windows, task)
     assert doc["state"] == DONE
     assert doc["done_at_ms"] == now_ms(clock)
-    expected = datetime.fromtimestamp((now_ms(clock) + DONE_RETENTION_MS) / 1000, UTC)
-    assert doc["expire_at"] == expected
-    assert windows.sweep(SOURCE, LEASE_MS).completed == 0
+    assert windows.sweep(SOURCE).completed == 0
 
 
-def test_sweep_refetches_a_window_missing_batches_after_the_lease_only(
+def test_a_done_window_expires_only_once_the_watermark_has_passed_it(
     cursors: CursorStore, windows: WindowStore, clock: FakeClock
 ) -> None:
+    # Issue 8, case 9: a window deleted by TTL ahead of the watermark would leave a hole the
+    # watermark could never cross.
+    w1, w2, w3 = _three_windows(cursors)
+    _finish(windows, w2)
+    assert windows.sweep(SOURCE).completed == 1
+    assert "expire_at" not in _doc(windows, w2)  # w1 is still open: the watermark waits
+
+    _finish(windows, w1)
+    windows.sweep(SOURCE)
+    clock.advance(5)
+    assert cursors.advance(SOURCE) == w2.maxtime
+    expected = datetime.fromtimestamp((now_ms(clock) + DONE_RETENTION_MS) / 1000, UTC)
+    assert _doc(windows, w1)["expire_at"] == _doc(windows, w2)["expire_at"] == expected
+    assert "expire_at" not in _doc(windows, w3)
+
+
+def test_a_reread_after_the_landing_timeout_numbers_on_and_counts_only_its_own_batches(
+    cursors: CursorStore, windows: WindowStore, clock: FakeClock
+) -> None:
+    # Issue 8, case 3: page 1 never landed (dead-lettered). The window is read again from its
+    # start, its pages numbered from 2 on, so no batch id, and no object name, is reused.
     stale, recent = cursors.plan(SOURCE, lookback_ms=3 * HOUR_MS, parallelism=2)
     _fetch_all(windows, stale, pages=2)
-    windows.record_batch(SOURCE, stale.window_id, 0, 10, ["obj-0"])  # page 1 never landed
-    clock.advance(200)
+    _land(windows, stale, 0)
+    clock.advance(LANDING_TIMEOUT_MS / 1000 - 100)
     _fetch_all(windows, recent, pages=1)  # its batch is still on its way
-    clock.advance(150)  # stale: fetched 350 s ago; recent: 150 s ago; lease 300 s
+    clock.advance(101)
 
-    result = windows.sweep(SOURCE, LEASE_MS)
+    result = windows.sweep(SOURCE)
 
-    assert (result.republish, result.refetch, result.completed) == ([stale], 1, 0)
+    assert (result.republish, result.rereads, result.completed) == ([stale], 1, 0)
     doc = _doc(windows, stale)
     assert doc["state"] == PLANNED
-    assert (doc["next_offset"], doc["pages"], doc["records"]) == (None, 0, 0)
+    assert (doc["next_offset"], doc["pages"], doc["reread_from"], doc["rereads"]) == (
+        None,
+        2,
+        2,
+        1,
+    )
     assert "missing" in doc["error"]
-    assert doc["updated_at_ms"] == now_ms(clock)
     left = _doc(windows, recent)
     assert (left["state"], left["pages"]) == (FETCHED, 1)
     again = _claim(windows, stale)
-    assert (again.next_offset, again.pages, again.records, again.attempts) == (None, 0, 0, 2)
+    assert (again.next_offset, again.pages, again.reread_from) == (None, 2, 2)
+
+    # The re-read's one page lands: done, though page 1 of the first read never will.
+    again = windows.checkpoint(again, None, 10, LEASE_S)
+    assert again is not None
+    _land(windows, stale, 2)
+    assert windows.sweep(SOURCE).completed == 1
+    assert _doc(windows, stale)["state"] == DONE
+
+
+def test_batches_that_never_land_quarantine_the_window_after_a_few_rereads(
+    cursors: CursorStore, windows: WindowStore, clock: FakeClock
+) -> None:
+    # Issue 8, case 7: not a re-read of the whole window every lease period for ever.
+    (task,) = cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    for _ in range(MAX_REREADS):
+        _fetch_all(windows, task, pages=1)  # its batch never lands
+        clock.advance(LANDING_TIMEOUT_MS / 1000 + 1)
+        assert windows.sweep(SOURCE).rereads == 1
+    _fetch_all(windows, task, pages=1)
+    clock.advance(LANDING_TIMEOUT_MS / 1000 + 1)
+    result = windows.sweep(SOURCE)
+    assert (result.rereads, result.republish) == (0, [])
+    doc = _doc(windows, task)
+    assert doc["state"] == QUARANTINED
+    assert "did not land" in doc["error"]
+    assert cursors.status(SOURCE)["quarantined"][0]["window_id"] == task.window_id
 
 
 # --- Duo's retention ---------------------------------------------------------------------
@@ -444,26 +504,35 @@ def test_status_counts_windows_by_state_and_names_the_newest_failure(
     assert len(tasks) == 6
     done, fetched, fetching, failed_a, failed_b, _planned = tasks
     _finish(windows, done)
-    assert windows.sweep(SOURCE, LEASE_MS).completed == 1
+    assert windows.sweep(SOURCE).completed == 1
     _fetch_all(windows, fetched)
     _claim(windows, fetching)
-    _fail(windows, failed_a, "first failure", retry_at_ms=now_ms(clock) + HOUR_MS)
+    _fail(windows, failed_a, "first failure")
     clock.advance(10)
-    _fail(windows, failed_b, "second failure", retry_at_ms=now_ms(clock) + HOUR_MS)
+    _fail(windows, failed_b, "second failure")
 
     status = cursors.status(SOURCE)
 
-    assert status["windows"] == {PLANNED: 1, FETCHING: 1, FETCHED: 1, DONE: 1, FAILED: 2}
+    assert status["windows"] == {
+        PLANNED: 1,
+        FETCHING: 1,
+        FETCHED: 1,
+        DONE: 1,
+        FAILED: 2,
+        QUARANTINED: 0,
+    }
     assert status["exists"] is True
     assert status["source"] == SOURCE
     cursor = _cursor(cursors)
     assert status["planned_until_ms"] == cursor["planned_until_ms"] == tasks[-1].maxtime
     assert status["watermark_ms"] == cursor["watermark_ms"]
-    assert status["last_error"] == (f"window {failed_b.mintime}-{failed_b.maxtime}: second failure")
+    assert status["last_error"] == (
+        f"window {failed_b.mintime:013d}-{failed_b.maxtime}: second failure"
+    )
 
     # The earlier window fails again, later: now it is the newest error.
-    clock.advance(10)
-    _fail(windows, failed_a, "third failure", retry_at_ms=now_ms(clock) + HOUR_MS)
+    clock.advance(HOUR_MS / 1000)
+    _fail(windows, failed_a, "third failure")
     assert cursors.status(SOURCE)["last_error"] == (
         f"window {failed_a.mintime}-{failed_a.maxtime}: third failure"
     )
@@ -473,6 +542,13 @@ def test_status_of_an_unknown_source(cursors: CursorStore) -> None:
     status = cursors.status("nobody")
 
     assert status["exists"] is False
-    assert status["windows"] == {PLANNED: 0, FETCHING: 0, FETCHED: 0, DONE: 0, FAILED: 0}
+    assert status["windows"] == {
+        PLANNED: 0,
+        FETCHING: 0,
+        FETCHED: 0,
+        DONE: 0,
+        FAILED: 0,
+        QUARANTINED: 0,
+    }
     assert status["last_error"] is None
     assert status["watermark_ms"] is None

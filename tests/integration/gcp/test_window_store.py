@@ -14,12 +14,15 @@ from google.cloud import firestore
 from shared.clock import now_ms
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.ids import window_id
+from shared.pipeline.messages import RecordBatch
 from shared.pipeline.windows import (
     DONE_RETENTION_MS,
     FAILED,
     FETCHED,
     FETCHING,
+    MAX_FAILURES,
     PLANNED,
+    QUARANTINED,
     Claim,
     new_window,
 )
@@ -45,6 +48,20 @@ def store(firestore_db: firestore.Client, clock: FakeClock) -> WindowStore:
     windows = WindowStore(firestore_db, clock)
     windows.window(SOURCE, WID).create(new_window(MINTIME, MAXTIME, now_ms(clock)))
     return windows
+
+
+def _batch(page: int, *seconds: int) -> RecordBatch:
+    """A batch of the window whose records are ``seconds`` after MINTIME, id ``r<second>``."""
+    records = [
+        {
+            "telephony_id": f"r{s}",
+            "ts": datetime.fromtimestamp(MINTIME / 1000 + s, UTC).isoformat(
+                timespec="microseconds"
+            ),
+        }
+        for s in seconds
+    ]
+    return RecordBatch(SOURCE, WID, page, records)
 
 
 def _doc(store: WindowStore, wid: str = WID) -> dict[str, Any]:
@@ -89,15 +106,19 @@ def test_after_the_lease_expires_another_claim_wins_and_the_first_owner_is_refus
     assert second.attempts == 2
     taken = _doc(store)
 
-    # The first owner comes back from a pause: it may neither save progress nor give back.
+    # The first owner comes back from a pause: it may neither save progress, renew nor give
+    # back.
     assert store.checkpoint(first, "offset-1", 10, LEASE_S) is None
+    assert store.renew(first, LEASE_S) is False
     store.release(first)
-    store.release(first, error="boom", retry_at_ms=now_ms(clock) + 5_000)
+    store.release(first, error="boom")
     assert _doc(store) == taken
     assert taken["state"] == FETCHING
     assert taken["lease_owner"] == second.owner
     assert taken["pages"] == 0
     assert taken["next_offset"] is None
+    # Its lease ran out without a page saved: that fetcher died, a real failure.
+    assert taken["failures"] == 1
 
 
 def test_checkpoint_saves_progress_and_renews_the_lease(
@@ -170,20 +191,91 @@ def test_release_without_error_hands_the_window_on(store: WindowStore, clock: Fa
 def test_release_with_error_marks_the_window_failed(store: WindowStore, clock: FakeClock) -> None:
     claim = store.claim(SOURCE, WID, LEASE_S)
     assert claim is not None
-    retry_at = now_ms(clock) + 30_000
 
-    store.release(claim, error="DuoError: 503 from Duo", retry_at_ms=retry_at)
+    store.release(claim, error="DuoError: 503 from Duo", account_wide=True)
 
     doc = _doc(store)
     assert doc["state"] == FAILED
     assert doc["error"] == "DuoError: 503 from Duo"
-    assert doc["retry_at_ms"] == retry_at
+    assert doc["retry_at_ms"] == now_ms(clock) + 60_000  # the first failure waits a minute
+    assert doc["failures"] == 1
     assert doc["lease_owner"] is None
     assert doc["lease_until_ms"] == 0
-    # A failed window can be claimed again (the sweep decides when to send it).
+    # Not before it is due, then claimable again.
+    assert store.claim(SOURCE, WID, LEASE_S) is None
+    clock.advance(60)
     again = store.claim(SOURCE, WID, LEASE_S)
     assert again is not None
     assert again.attempts == 2
+
+
+def test_a_renewed_lease_outlasts_its_first_term(store: WindowStore, clock: FakeClock) -> None:
+    claim = store.claim(SOURCE, WID, LEASE_S)
+    assert claim is not None
+    for _ in range(5):
+        clock.advance(LEASE_S / 3)
+        assert store.renew(claim, LEASE_S) is True
+    # Well past the first lease: still held, because its fetcher is alive and renewing.
+    assert store.claim(SOURCE, WID, LEASE_S) is None
+    assert _doc(store)["lease_until_ms"] == now_ms(clock) + int(LEASE_S * 1000)
+
+
+def test_hand_offs_are_not_failures(store: WindowStore, clock: FakeClock) -> None:
+    # Issue 8, case 5: a long window is handed on every few minutes; that is routine.
+    for page in range(MAX_FAILURES + 2):
+        claim = store.claim(SOURCE, WID, LEASE_S)
+        assert claim is not None
+        claim = store.checkpoint(claim, f"offset-{page + 1}", 1000, LEASE_S)
+        assert claim is not None
+        store.release(claim)
+    doc = _doc(store)
+    assert (doc["state"], doc["failures"], doc["attempts"]) == (PLANNED, 0, MAX_FAILURES + 2)
+    # Its first real failure then waits a minute, not an hour.
+    claim = store.claim(SOURCE, WID, LEASE_S)
+    assert claim is not None
+    store.release(claim, error="DuoError: 503", account_wide=True)
+    assert _doc(store)["retry_at_ms"] == now_ms(clock) + 60_000
+
+
+def test_a_window_failing_for_its_own_reasons_is_quarantined_then_put_back(
+    store: WindowStore, clock: FakeClock
+) -> None:
+    # Issue 8, case 7: a poison window ends instead of being retried for ever.
+    for _ in range(MAX_FAILURES):
+        clock.advance(3600)
+        claim = store.claim(SOURCE, WID, LEASE_S)
+        assert claim is not None
+        store.release(claim, error="DuoProtocolError: an item without an id")
+    doc = _doc(store)
+    assert (doc["state"], doc["failures"]) == (QUARANTINED, MAX_FAILURES)
+    assert doc["error"] == "DuoProtocolError: an item without an id"
+    clock.advance(10 * 3600)
+    assert store.claim(SOURCE, WID, LEASE_S) is None  # nobody takes it up again...
+
+    assert store.requeue(SOURCE, WID) is True  # ...until an operator puts it back
+    doc = _doc(store)
+    assert (doc["state"], doc["failures"], doc["updated_at_ms"]) == (PLANNED, 0, 0)
+    assert store.claim(SOURCE, WID, LEASE_S) is not None
+    assert store.requeue(SOURCE, WID) is False  # only a stopped window is put back
+
+
+def test_account_wide_trouble_only_backs_off(store: WindowStore, clock: FakeClock) -> None:
+    for _ in range(MAX_FAILURES + 2):
+        clock.advance(3600)
+        claim = store.claim(SOURCE, WID, LEASE_S)
+        assert claim is not None
+        store.release(claim, error="DuoRateLimitedError: 429", account_wide=True)
+    assert _doc(store)["state"] == FAILED
+
+
+def test_a_fetcher_dying_on_the_same_page_again_and_again_quarantines_the_window(
+    store: WindowStore, clock: FakeClock
+) -> None:
+    for _ in range(MAX_FAILURES):
+        assert store.claim(SOURCE, WID, LEASE_S) is not None
+        clock.advance(LEASE_S + 1)  # it died: the lease runs out
+    assert store.claim(SOURCE, WID, LEASE_S) is None
+    assert _doc(store)["state"] == QUARANTINED
 
 
 def test_unknown_window_is_never_claimed(store: WindowStore) -> None:
@@ -195,35 +287,52 @@ def test_unknown_window_is_never_claimed(store: WindowStore) -> None:
     ghost = Claim(SOURCE, unknown, "someone", MINTIME - 3_600_000, MINTIME - 1, None, 0, 0, 1)
     assert store.checkpoint(ghost, "offset-1", 5, LEASE_S) is None
     store.release(ghost, error="boom")
+    assert store.renew(ghost, LEASE_S) is False
+    assert store.requeue(SOURCE, unknown) is False
     assert not store.window(SOURCE, unknown).get().exists
 
 
 def test_record_batch_is_idempotent(store: WindowStore, clock: FakeClock) -> None:
-    assert store.written_batches(SOURCE, WID) == 0
+    assert store.landed_batches(SOURCE, WID) == 0
     assert not store.batch_landed(SOURCE, WID, 0)
 
-    store.record_batch(SOURCE, WID, 0, 1000, ["a/0.ndjson"])
+    store.record_batch(_batch(0, 1, 2), ["a/0.ndjson"])
     first_written_at = now_ms(clock)
     clock.advance(5)
-    store.record_batch(SOURCE, WID, 0, 999, ["other.ndjson"])
+    store.record_batch(_batch(0, 3), ["other.ndjson"])
 
-    assert store.written_batches(SOURCE, WID) == 1
+    assert store.landed_batches(SOURCE, WID) == 1
     markers = list(store.window(SOURCE, WID).collection("batches").stream())
     assert [m.id for m in markers] == ["00000"]
     assert markers[0].to_dict() == {
-        "records": 1000,
+        "page": 0,
+        "records": 2,
         "objects": ["a/0.ndjson"],
+        "ids": ["r1", "r2"],
+        "first_us": (MINTIME + 1000) * 1000,
+        "last_us": (MINTIME + 2000) * 1000,
         "written_at_ms": first_written_at,
         # Markers expire like finished windows (a Firestore TTL policy on expire_at).
         "expire_at": datetime.fromtimestamp((first_written_at + DONE_RETENTION_MS) / 1000, UTC),
     }
 
-    store.record_batch(SOURCE, WID, 1, 17, ["a/1.ndjson", "b/1.ndjson"])
-    assert store.written_batches(SOURCE, WID) == 2
+    store.record_batch(_batch(1, 4), ["a/1.ndjson", "b/1.ndjson"])
+    assert store.landed_batches(SOURCE, WID) == 2
+    assert store.landed_batches(SOURCE, WID, from_page=1) == 1
+
+
+def test_landed_ids_come_only_from_batches_whose_span_overlaps(store: WindowStore) -> None:
+    store.record_batch(_batch(0, 1, 2, 3), [])
+    store.record_batch(_batch(1, 10, 11), [])
+    store.record_batch(_batch(2), [])  # an empty batch has no span
+    second = lambda s: (MINTIME + 1000 * s) * 1000  # noqa: E731
+    assert store.landed_ids(SOURCE, WID, second(3), second(10)) == {"r1", "r2", "r3", "r10", "r11"}
+    assert store.landed_ids(SOURCE, WID, second(4), second(9)) == set()
+    assert store.landed_ids(SOURCE, WID, second(11), second(50)) == {"r10", "r11"}
 
 
 def test_batch_landed_reports_each_page(store: WindowStore) -> None:
-    store.record_batch(SOURCE, WID, 3, 10, ["a/3.ndjson"])
+    store.record_batch(_batch(3, 1), ["a/3.ndjson"])
 
     assert store.batch_landed(SOURCE, WID, 3)
     assert not store.batch_landed(SOURCE, WID, 2)

@@ -37,7 +37,6 @@ def setup(local_cloud, firestore_db, pubsub_names, sources):
         window_topic=topic_name,
         lookback_seconds=6 * 3600,
         parallelism=2,
-        lease_seconds=600,
     )
     windows = WindowStore(firestore_db, clock)
     cursors = CursorStore(firestore_db, windows, clock)

@@ -66,51 +66,46 @@ def test_first_ts_is_the_earliest_record_and_in_utc_whatever_the_offset() -> Non
     assert obj.metadata["last_ts"] == "2024-03-05T07:30:00.000001+00:00"
 
 
-def test_records_are_grouped_by_utc_hour_and_keep_the_batch_order() -> None:
+def test_a_batch_is_one_object_in_its_first_records_hour_keeping_the_batch_order() -> None:
     records = [
         record("2024-03-05T07:59:59.999999+00:00", "a"),
         record("2024-03-05T08:00:00.000000+00:00", "b"),
         record("2024-03-05T07:00:00.000000+00:00", "c"),
         record("2024-03-05T08:30:00.000000+00:00", "d"),
     ]
-    objects = encode_batch(batch(*records), "p", False)
-    assert [obj.name.split("/")[1:5] for obj in objects] == [
-        ["2024", "03", "05", "07"],
-        ["2024", "03", "05", "08"],
-    ]
-    assert [[r["telephony_id"] for r in lines(obj.data)] for obj in objects] == [
-        ["a", "c"],
-        ["b", "d"],
-    ]
-    assert [obj.record_count for obj in objects] == [2, 2]
-    assert objects[0].name.split("/")[-1].startswith("20240305T070000000000Z_")
+    (obj,) = encode_batch(batch(*records), "p", False)
+    assert obj.name.split("/")[1:5] == ["2024", "03", "05", "07"]
+    assert [r["telephony_id"] for r in lines(obj.data)] == ["a", "b", "c", "d"]
+    assert obj.record_count == 4
+    assert obj.name.split("/")[-1].startswith("20240305T070000000000Z_")
+    assert (obj.metadata["first_ts"], obj.metadata["last_ts"]) == (
+        "2024-03-05T07:00:00+00:00",
+        "2024-03-05T08:30:00+00:00",
+    )
 
 
-def test_a_sparse_page_spanning_days_and_a_year_gives_one_object_per_hour() -> None:
-    records = [
-        record("2023-12-31T23:15:00.000000+00:00", "a"),
-        record("2024-01-01T00:15:00.000000+00:00", "b"),
-        record("2024-01-03T05:00:00.000000+00:00", "c"),
-    ]
-    objects = encode_batch(batch(*records), "p", False)
-    assert [obj.name.rsplit("/", 1)[0] for obj in objects] == [
-        "p/2023/12/31/23",
-        "p/2024/01/01/00",
-        "p/2024/01/03/05",
-    ]
+def test_a_sparse_page_spanning_a_thousand_hours_is_still_one_object() -> None:
+    # Issue 8, case 8: one object per hour made a sparse page up to 1,000 uploads in one
+    # writer request, past the ack deadline. A batch is one upload whatever it spans.
+    hours = [f"2024-01-{1 + n // 24:02d}T{n % 24:02d}:15:00.000000+00:00" for n in range(0, 744, 3)]
+    records = [record(ts, f"r{n}") for n, ts in enumerate(hours)]
+    (obj,) = encode_batch(batch(*records), "p", False)
+    assert obj.name.rsplit("/", 1)[0] == "p/2024/01/01/00"
+    assert obj.record_count == len(hours) == 248
+
+
+def test_an_empty_batch_is_no_object() -> None:
+    assert encode_batch(batch(), "p", False) == []
 
 
 def test_names_sort_by_time_across_hour_folders_days_and_batches() -> None:
-    earlier = encode_batch(
-        batch(record("2024-01-09T23:59:00.000000+00:00"), record("2024-01-10T01:00:00+00:00")),
-        "p",
-        False,
-    )
+    earlier = encode_batch(batch(record("2024-01-09T23:59:00.000000+00:00")), "p", False)
     later = encode_batch(batch(record("2024-01-10T00:30:00.000000+00:00"), page=0), "p", False)
-    names = [obj.name for obj in earlier + later]
+    latest = encode_batch(batch(record("2024-01-10T01:00:00.000000+00:00"), page=2), "p", False)
+    names = [obj.name for obj in later + latest + earlier]
     times = [parse_object_name(name).first_ts for name in names]
-    assert sorted(names) == [names[0], names[2], names[1]]
-    assert sorted(times) == [times[0], times[2], times[1]]
+    assert sorted(names) == [names[2], names[0], names[1]]
+    assert sorted(times) == [times[2], times[0], times[1]]
 
 
 def test_the_same_batch_gives_the_same_names_and_bytes() -> None:

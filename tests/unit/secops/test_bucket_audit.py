@@ -65,7 +65,7 @@ def verify(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
 
 
 def clean_bucket(root: Path) -> None:
-    """Two sources, a window over two hours, gzip and plain objects: 7 records, 4 objects."""
+    """Two sources, a window over two hours, gzip and plain objects: 7 records, 3 objects."""
     write_window(root, 0, 60, [record(1, 1), record(2, 30)])
     write_window(root, 60, 180, [record(3, 61), record(4, 121)], gzip=True)
     write_window(root, 0, 60, [record(5, 2), record(6, 3), record(7, 59)], source="other")
@@ -77,7 +77,7 @@ def test_a_bucket_the_writer_made_passes(tmp_path: Path, capsys) -> None:
     code, out = verify(str(tmp_path), capsys=capsys)
     report = audit(str(tmp_path))
     assert code == 0
-    assert (report.objects, report.records, report.defect_count) == (4, 7, 0)
+    assert (report.objects, report.records, report.defect_count) == (3, 7, 0)
     stored = sum(p.stat().st_size for p in tmp_path.rglob("*.ndjson*"))
     assert report.bytes == stored
     assert "defects: 0 - the feed can read everything" in out
@@ -91,7 +91,8 @@ def test_planted_defects_are_each_named_with_their_object_and_line(tmp_path: Pat
     # A record fetched twice (two windows) and one written twice in one object.
     [first] = write_window(tmp_path, 180, 240, [record(8, 200), record(1, 201), record(8, 202)])
     first_name = first.relative_to(tmp_path).as_posix()
-    # A broken line and records outside their hour folder / their window, appended to an object.
+    # A broken line and records before their object's first ts / outside their window, appended
+    # to an object.
     [hour14] = write_window(tmp_path, 250, 300, [record(9, 255)])
     hour14_name = hour14.relative_to(tmp_path).as_posix()
     with hour14.open("ab") as stream:
@@ -120,11 +121,11 @@ def test_planted_defects_are_each_named_with_their_object_and_line(tmp_path: Pat
         "oversized_line": 1,
         "duplicate_id": 2,
         "bad_name": 1,
-        "outside_hour": 1,
+        "before_object": 1,
         "outside_window": 2,
     }
     assert report["defects"]["total"] == 8
-    assert report["objects"] == 8 and report["records"] == 7 + 3 + 3 + 1 + 1
+    assert report["objects"] == 7 and report["records"] == 7 + 3 + 3 + 1 + 1
     [bad] = kinds["bad_line"]["examples"]
     assert (bad["object"], bad["line"]) == (hour14_name, 2)
     assert bad["reason"].startswith("not valid JSON")
@@ -145,9 +146,9 @@ def test_planted_defects_are_each_named_with_their_object_and_line(tmp_path: Pat
     }
     [named] = kinds["bad_name"]["examples"]
     assert named["object"] == "2024/05/01/10/export.ndjson"
-    [hour] = kinds["outside_hour"]["examples"]
-    assert (hour["object"], hour["line"]) == (hour14_name, 3)
-    assert "is not in the hour folder 2024/05/01/14" in hour["reason"]
+    [early] = kinds["before_object"]["examples"]
+    assert (early["object"], early["line"]) == (hour14_name, 4)
+    assert "is before the object's 2024-05-01T14:15:00+00:00" in early["reason"]
     assert [(w["object"], w["line"]) for w in kinds["outside_window"]["examples"]] == [
         (hour14_name, 3),
         (hour14_name, 4),

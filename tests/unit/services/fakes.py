@@ -55,17 +55,31 @@ class FakeWindowStore:
         if doc is None:
             return None
         owner = f"owner-{next(self._owners)}"
-        taken = rules.claim(
+        taken, update = rules.claim(
             doc, source, window_id, owner, now_ms(self.clock), int(lease_seconds * 1000)
         )
-        if taken is None:
-            return None
-        doc.update(taken[1])
-        self.events.append(("claim", owner))
-        return taken[0]
+        if update is not None:
+            doc.update(update)
+        if taken is not None:
+            self.events.append(("claim", owner))
+        return taken
+
+    def renew(self, claim: Claim, lease_seconds: float) -> bool:
+        doc = self.docs.get((claim.source, claim.window_id))
+        if not rules.holds_lease(doc, claim):
+            return False
+        doc.update(rules.renew(now_ms(self.clock), int(lease_seconds * 1000)))
+        self.events.append(("renew", claim.owner))
+        return True
 
     def checkpoint(
-        self, claim: Claim, next_offset: str | None, records: int, lease_seconds: float
+        self,
+        claim: Claim,
+        next_offset: str | None,
+        records: int,
+        lease_seconds: float,
+        *,
+        lost_ms: tuple[int, int] | None = None,
     ) -> Claim | None:
         if claim.pages in self.failing_checkpoints:
             raise ConnectionError("Firestore is unavailable")
@@ -73,49 +87,65 @@ class FakeWindowStore:
         if not rules.holds_lease(doc, claim):
             return None
         after, update = rules.checkpoint(
-            claim, next_offset, records, now_ms(self.clock), int(lease_seconds * 1000)
+            claim, next_offset, records, now_ms(self.clock), int(lease_seconds * 1000), lost_ms
         )
         doc.update(update)
         self.events.append(("checkpoint", claim.pages, next_offset))
         return after
 
-    def release(self, claim: Claim, *, error: str | None = None, retry_at_ms: int = 0) -> None:
+    def release(
+        self, claim: Claim, *, error: str | None = None, account_wide: bool = False
+    ) -> None:
         doc = self.docs.get((claim.source, claim.window_id))
         if rules.holds_lease(doc, claim):
-            doc.update(rules.release(now_ms(self.clock), error, retry_at_ms))
+            doc.update(rules.release(doc, now_ms(self.clock), error, account_wide=account_wide))
             self.events.append(("release", error))
 
-    def sweep(self, source: str, lease_ms: int) -> SweepResult:
+    def sweep(self, source: str) -> SweepResult:
         now = now_ms(self.clock)
         republish: list[WindowTask] = []
-        completed = refetch = 0
+        completed = rereads = 0
         for (doc_source, window_id), doc in self.docs.items():
             if doc_source != source or doc["state"] not in rules.OPEN_STATES:
                 continue
             step = rules.sweep_step(
-                doc, now, lease_ms, lambda w=window_id: self.written_batches(source, w)
+                doc, now, lambda start, w=window_id: self.landed_batches(source, w, start)
             )
             if step is None:
                 continue
             doc.update(step.update)
             completed += step.completed
-            refetch += step.refetch
+            rereads += step.reread
             if step.republish:
                 republish.append(WindowTask(source, doc["mintime"], doc["maxtime"]))
-        return SweepResult(republish, completed, refetch)
+        return SweepResult(republish, completed, rereads)
 
     def batch_landed(self, source: str, window_id: str, page: int) -> bool:
         return (source, window_id, page) in self.markers
 
-    def record_batch(
-        self, source: str, window_id: str, page: int, records: int, objects: list[str]
-    ) -> None:
+    def record_batch(self, batch: RecordBatch, objects: list[str]) -> None:
         # Like Firestore's create(): a repeat of the same marker changes nothing.
-        self.markers.setdefault((source, window_id, page), {"records": records, "objects": objects})
-        self.events.append(("marker", page))
+        self.markers.setdefault(
+            (batch.source, batch.window_id, batch.page),
+            rules.landed_marker(batch, objects, now_ms(self.clock)),
+        )
+        self.events.append(("marker", batch.page))
 
-    def written_batches(self, source: str, window_id: str) -> int:
-        return sum(1 for key in self.markers if key[:2] == (source, window_id))
+    def landed_batches(self, source: str, window_id: str, from_page: int = 0) -> int:
+        return sum(
+            1 for key in self.markers if key[:2] == (source, window_id) and key[2] >= from_page
+        )
+
+    def landed_ids(self, source: str, window_id: str, first_us: int, last_us: int) -> set[str]:
+        return {
+            landed_id
+            for key, marker in self.markers.items()
+            if key[:2] == (source, window_id)
+            and marker["first_us"] is not None
+            and marker["first_us"] <= last_us
+            and marker["last_us"] >= first_us
+            for landed_id in marker["ids"]
+        }
 
 
 class FakeCursorStore:
@@ -219,9 +249,11 @@ class FakeDuo:
         self.transient_per_call = transient_per_call
         self.during_call = during_call
         self.stats = CallStats()
+        self.params: list[dict[str, str]] = []  # every request's parameters
 
     def get(self, path: str, params: dict[str, str], parse: Callable[[dict[str, Any]], T]) -> T:
         token = params.get("next_offset")
+        self.params.append(dict(params))
         self.stats.requests += 1 + self.rate_limited_per_call + self.transient_per_call
         self.stats.rate_limited += self.rate_limited_per_call
         self.stats.transient_failures += self.transient_per_call

@@ -3,11 +3,12 @@ the window finished; a batch already landed is not written again."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from services.writer.landing import land_batch
+from services.writer.landing import BatchConflictError, land_batch
 from shared.pipeline.messages import RecordBatch
 from tests.fakes import FakeClock
 from tests.unit.services.fakes import FakeWindowStore, FakeWrite
@@ -16,8 +17,13 @@ BATCH = RecordBatch(
     "eu-prod",
     "1799992800000-1799996399999",
     3,
-    [{"telephony_id": "t-1", "ts": "2027-01-15T06:00:01+00:00"}, {"telephony_id": "t-2"}],
+    [
+        {"telephony_id": "t-1", "ts": "2027-01-15T06:00:01.000000+00:00"},
+        {"telephony_id": "t-2", "ts": "2027-01-15T06:00:02.500000+00:00"},
+    ],
 )
+# 2027-01-15T06:00:01Z and 06:00:02.5Z in microseconds since the epoch.
+FIRST_US, LAST_US = 1_799_992_801_000_000, 1_799_992_802_500_000
 
 
 FIELDS = (
@@ -43,10 +49,16 @@ def test_a_batch_is_written_then_marked_with_its_objects():
     store = make_store(events)
     result = land_batch(BATCH, FakeWrite(events), store)
     assert events == [("write", 3), ("marker", 3)]
-    assert store.markers[BATCH.source, BATCH.window_id, 3] == {
+    marker = store.markers[BATCH.source, BATCH.window_id, 3]
+    # What a re-read of the window needs to land only what is missing: the ids and their span.
+    assert {key: marker[key] for key in ("page", "records", "objects", "ids", "first_us")} == {
+        "page": 3,
         "records": 2,
         "objects": list(result.object_names),
+        "ids": ["t-1", "t-2"],
+        "first_us": FIRST_US,
     }
+    assert marker["last_us"] == LAST_US
 
 
 def test_a_batch_whose_marker_exists_is_not_written_again():
@@ -54,7 +66,7 @@ def test_a_batch_whose_marker_exists_is_not_written_again():
     # would make SecOps ingest the records twice.
     events: list[tuple[Any, ...]] = []
     store = make_store(events)
-    store.record_batch(BATCH.source, BATCH.window_id, BATCH.page, 2, ["already/there.ndjson"])
+    store.record_batch(BATCH, ["already/there.ndjson"])
     write = FakeWrite(events)
     assert land_batch(BATCH, write, store) is None
     assert write.written == []
@@ -63,7 +75,7 @@ def test_a_batch_whose_marker_exists_is_not_written_again():
 def test_a_marker_of_another_page_does_not_stop_the_write():
     events: list[tuple[Any, ...]] = []
     store = make_store(events)
-    store.record_batch(BATCH.source, BATCH.window_id, BATCH.page - 1, 2, ["p2.ndjson"])
+    store.record_batch(replace(BATCH, page=BATCH.page - 1), ["p2.ndjson"])
     write = FakeWrite(events)
     land_batch(BATCH, write, store)
     assert write.written == [BATCH]
@@ -98,17 +110,19 @@ def test_the_landed_line_carries_the_batch_and_what_was_written(logs_of):
     }
 
 
-def test_a_conflicting_object_is_a_warning(logs_of):
-    read = logs_of("writer")
-    land_batch(BATCH, FakeWrite([], conflicting=1), make_store([]))
-    [line] = read()
-    assert (line["severity"], line["conflicting"]) == ("WARNING", 1)
+def test_a_conflicting_object_leaves_the_batch_unlanded():
+    # Issue 8, case 4: an object of the batch's name holding other records means some of the
+    # batch's records are not in the bucket; marking it landed would finish the window.
+    store = make_store([])
+    with pytest.raises(BatchConflictError, match="not marked landed"):
+        land_batch(BATCH, FakeWrite([], conflicting=1), store)
+    assert not store.batch_landed(BATCH.source, BATCH.window_id, BATCH.page)
 
 
 def test_a_batch_already_landed_says_so(logs_of):
     read = logs_of("writer")
     store = make_store([])
-    store.record_batch(BATCH.source, BATCH.window_id, BATCH.page, 2, [])
+    store.record_batch(BATCH, [])
     land_batch(BATCH, FakeWrite([]), store)
     [line] = read()
     assert line["message"] == f"batch {BATCH.batch_id} already landed"

@@ -13,8 +13,18 @@ def report(**changes):
         "exists": True,
         "watermark_ms": NOW - 3_725_000,
         "planned_until_ms": NOW - 60_000,
-        "windows": {"planned": 3, "fetching": 1, "fetched": 0, "done": 1234, "failed": 2},
+        "windows": {
+            "planned": 3,
+            "fetching": 1,
+            "fetched": 0,
+            "done": 1234,
+            "failed": 2,
+            "quarantined": 0,
+        },
         "records": 1_234_567,
+        "rereads": 0,
+        "quarantined": [],
+        "retention_lost_ms": [],
         "last_error": "window 1799996000000-1799996300000: Duo answered HTTP 500",
         "gap_ms": None,
     }
@@ -28,9 +38,31 @@ def test_a_source_with_a_cursor():
         "  watermark   2027-01-15T06:57:55.000+00:00 (everything up to here is in Cloud Storage)",
         "  lag         3,725 s behind now",
         "  planned to  2027-01-15T07:59:00.000+00:00",
-        "  windows     planned 3, fetching 1, fetched 0, done 1234, failed 2",
+        "  windows     planned 3, fetching 1, fetched 0, done 1234, failed 2, quarantined 0",
         "  records     1,234,567 fetched by the windows kept (30 days)",
+        "  re-reads    0 (windows read again because batches did not land)",
         "  last error  window 1799996000000-1799996300000: Duo answered HTTP 500",
+    ]
+
+
+def test_quarantined_windows_and_retention_losses_are_named_with_what_to_do():
+    quarantined = {
+        "window_id": "1799996000000-1799996300000",
+        "state": "quarantined",
+        "error": "DuoProtocolError: an item without an id",
+        "failures": 8,
+        "updated_at_ms": NOW,
+    }
+    lines = render(
+        report(quarantined=[quarantined], retention_lost_ms=[[NOW - 7_200_000, NOW - 3_600_001]]),
+        NOW,
+    ).splitlines()
+    assert lines[-3:] == [
+        "  quarantined 1799996000000-1799996300000 after 8 failures: "
+        "DuoProtocolError: an item without an id",
+        "              put it back: duo-telephony retry eu-prod 1799996000000-1799996300000",
+        "  lost        2027-01-15T06:00:00.000+00:00 to 2027-01-15T06:59:59.999+00:00: left "
+        "Duo's 180-day retention before it was fetched",
     ]
 
 

@@ -26,14 +26,26 @@ SETTINGS = (
 )
 
 
-def report(source: str = "eu-prod", *, exists: bool = True, failed: int = 0) -> dict[str, Any]:
+def report(
+    source: str = "eu-prod", *, exists: bool = True, failed: int = 0, quarantined: int = 0
+) -> dict[str, Any]:
     return {
         "source": source,
         "exists": exists,
         "watermark_ms": NOW - 300_000 if exists else None,
         "planned_until_ms": NOW - 120_000 if exists else None,
-        "windows": {"planned": 1, "fetching": 1, "fetched": 0, "done": 40, "failed": failed},
+        "windows": {
+            "planned": 1,
+            "fetching": 1,
+            "fetched": 0,
+            "done": 40,
+            "failed": failed,
+            "quarantined": quarantined,
+        },
         "records": 1234,
+        "rereads": 0,
+        "quarantined": [],
+        "retention_lost_ms": [],
         "last_error": None,
         "gap_ms": None,
     }
@@ -45,6 +57,7 @@ def report(source: str = "eu-prod", *, exists: bool = True, failed: int = 0) -> 
         ([report()], 0),
         ([report("emea"), report("amer")], 0),
         ([report(failed=1)], 1),
+        ([report(quarantined=1)], 1),
         ([report(exists=False)], 1),
         ([report("emea"), report("amer", failed=3)], 1),
         ([report("emea", exists=False), report("amer")], 1),

@@ -14,7 +14,7 @@ import pytest
 from services.fetcher.window_fetch import FetchReport, WindowFetcher
 from shared.clock import now_ms
 from shared.duo.errors import DuoTransientError
-from shared.pipeline.messages import WindowTask
+from shared.pipeline.messages import RecordBatch, WindowTask
 from tests.fakes import FakeClock
 from tests.unit.services.fakes import (
     FakeDuo,
@@ -54,6 +54,7 @@ class Rig:
     ) -> None:
         self.answers = answers
         self.duo_options = duo_options
+        self.duos: list[FakeDuo] = []
         self.events: list[tuple[Any, ...]] = []
         self.clock = FakeClock()
         self.store = FakeWindowStore(self.clock, self.events)
@@ -71,7 +72,13 @@ class Rig:
         )
 
     def _duo_for(self, source: str) -> FakeDuo:
-        return FakeDuo(self.answers, self.events, self.clock, **self.duo_options)
+        duo = FakeDuo(self.answers, self.events, self.clock, **self.duo_options)
+        self.duos.append(duo)
+        return duo
+
+    @property
+    def duo_requests(self) -> list[dict[str, str]]:
+        return [params for duo in self.duos for params in duo.params]
 
     def fetch(self, task: WindowTask = TASK) -> FetchReport:
         return self.fetcher.fetch(task)
@@ -130,6 +137,8 @@ def test_a_crash_while_publishing_leaves_no_checkpoint_and_the_redelivery_resume
 
     rig.publisher.failing_pages.clear()
     rig.events.clear()
+    assert rig.fetch().outcome == "skipped"  # a failure backs off: not before it is due
+    rig.clock.advance(60)
     report = rig.fetch()
     assert report.outcome == "fetched"
     assert rig.after_claim()[0] == ("duo", SECOND)
@@ -143,6 +152,7 @@ def test_a_page_published_but_not_checkpointed_is_published_again_under_the_same
     with pytest.raises(ConnectionError):
         rig.fetch()
     rig.store.failing_checkpoints.clear()
+    rig.clock.advance(60)  # the failure's backoff
     report = rig.fetch()
     assert report.outcome == "fetched"
     # The writer finds page 1's objects by the same names and does not land them twice.
@@ -222,7 +232,10 @@ def test_the_retry_delay_doubles_with_each_failed_attempt_up_to_an_hour():
     for _ in range(9):
         assert rig.fetch().outcome == "failed"
         delays.append((rig.doc["retry_at_ms"] - now_ms(rig.clock)) / MINUTE_MS)
+        rig.clock.advance(delays[-1] * 60)
+    # Duo's own trouble (a 5xx) only backs off: it never quarantines a window.
     assert delays == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+    assert rig.doc["state"] == "failed"
 
 
 def test_a_window_duo_would_refuse_fails_without_a_request():
@@ -288,3 +301,103 @@ def test_a_finished_window_is_skipped_without_asking_duo():
     report = rig.fetch()
     assert report == FetchReport("eu-prod", TASK.window_id, "skipped")
     assert rig.events == []
+
+
+# --- issue 8: re-reads, the retention edge, the lease, poison windows ----------------------
+
+
+def test_a_reread_lands_only_records_not_in_the_bucket_whatever_the_page_boundaries():
+    # Issue 8, case 3. The first read's pages were [1 2] [3 4] [5]; page 1 ([3 4]) never
+    # landed. Since then a late record 6 arrived between 2 and 3, so the re-read's pages are
+    # [1 2 6] [3 4] [5]: page boundaries moved. Only 6, 3 and 4 may land again.
+    late = telephony_item("t-0006", TASK.mintime + 2500)
+    rig = Rig(paged([[item(1), item(2), late], page(3, 4), page(5)]))
+    rig.store.docs[TASK.source, TASK.window_id] |= {"pages": 3, "reread_from": 3}
+    rig.store.record_batch(RecordBatch(TASK.source, TASK.window_id, 0, page(1, 2)), ["p0"])
+    rig.store.record_batch(RecordBatch(TASK.source, TASK.window_id, 2, page(5)), ["p2"])
+
+    report = rig.fetch()
+
+    assert report.outcome == "fetched"
+    # Numbered on from 3: no batch id, no object name, is reused.
+    assert rig.published_pages() == [3, 4, 5]
+    assert rig.published_ids() == [["t-0006"], ["t-0003", "t-0004"], []]
+    assert report.already_landed == 3
+
+
+def test_a_window_older_than_duos_retention_is_shrunk_and_the_loss_named():
+    # Issue 8, case 2: the first window of a 180-day backlog still being fetched when its
+    # start leaves the retention: fetch what Duo still has instead of failing for ever.
+    from shared.duo.telephony import RETENTION_MS
+    from shared.pipeline.planning import FETCH_RETENTION_MARGIN_MS
+
+    edge = NOW_MS - RETENTION_MS + FETCH_RETENTION_MARGIN_MS
+    old = WindowTask(TASK.source, edge - HOUR, edge + HOUR)
+    inside = [telephony_item("t-in", edge + 1000)]
+    rig = Rig({None: {"items": inside, "metadata": {}}})
+    rig.store.add(old)
+
+    report = rig.fetch(old)
+
+    assert report.outcome == "fetched"
+    assert report.retention_lost_ms == (old.mintime, edge - 1)
+    assert rig.published_ids() == [["t-in"]]
+    doc = rig.store.doc(old)
+    assert (doc["retention_lost"], doc["retention_lost_ms"]) == (True, [old.mintime, edge - 1])
+    assert rig.duo_requests[0]["mintime"] == str(edge)
+
+
+def test_a_window_wholly_past_duos_retention_ends_with_an_empty_batch_and_no_request():
+    from shared.duo.telephony import RETENTION_MS
+
+    gone = WindowTask(TASK.source, NOW_MS - RETENTION_MS - 2 * HOUR, NOW_MS - RETENTION_MS - HOUR)
+    rig = Rig({})
+    rig.store.add(gone)
+    report = rig.fetch(gone)
+    assert (report.outcome, report.requests) == ("fetched", 0)
+    assert report.retention_lost_ms == (gone.mintime, gone.maxtime)
+    assert rig.published_ids() == [[]]
+    assert rig.store.doc(gone)["state"] == "fetched"
+
+
+def test_a_lease_lost_while_paging_stops_the_fetch_after_the_page_in_hand():
+    from services.fetcher.window_fetch import LeaseKeeper
+
+    renewals = iter([True, False])
+    keeper = LeaseKeeper(lambda: next(renewals), every_seconds=3600)
+    keeper.beat()
+    assert not keeper.lost
+    keeper.beat()
+    assert keeper.lost
+    keeper.beat()  # no further renewal is asked for once lost
+    assert keeper.lost
+
+
+def test_a_renewal_that_raises_is_tried_again_at_the_next_beat():
+    from services.fetcher.window_fetch import LeaseKeeper
+
+    answers = iter([ConnectionError("Firestore hiccup"), True])
+
+    def renew() -> bool:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    keeper = LeaseKeeper(renew, every_seconds=3600)
+    keeper.beat()
+    keeper.beat()
+    assert not keeper.lost
+
+
+def test_a_window_duo_answers_with_broken_data_for_is_quarantined_not_retried_for_ever():
+    # Issue 8, case 7: a protocol error is the window's own: after MAX_FAILURES it stops.
+    from shared.duo.errors import DuoProtocolError
+    from shared.pipeline.windows import MAX_FAILURES
+
+    rig = Rig({FIRST: DuoProtocolError("an item without an id")})
+    for _ in range(MAX_FAILURES):
+        assert rig.fetch().outcome == "failed"
+        rig.clock.advance(3600)
+    assert rig.doc["state"] == "quarantined"
+    assert rig.fetch().outcome == "skipped"
