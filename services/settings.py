@@ -289,9 +289,9 @@ def fetcher_settings(env: Mapping[str, str], read_secret: SecretReader) -> Fetch
         # With a page's retries (up to 5 min) the request must end within Pub/Sub's 10 min.
         raise ConfigError("FETCH_TIME_BUDGET: use at most 5m (Pub/Sub waits 10 minutes)")
     lease = parse_duration(e.text("WINDOW_LEASE", "60s"), "WINDOW_LEASE")
-    if not 30 <= lease <= 600:
+    if not 10 <= lease <= 600:
         # Renewed every third of it while a fetch runs; a dead fetcher's window waits for it.
-        raise ConfigError("WINDOW_LEASE: use between 30s and 10m (60s takes a window back fast)")
+        raise ConfigError("WINDOW_LEASE: use between 10s and 10m (60s takes a window back fast)")
     rate = e.number("DUO_RATE_LIMIT_PER_MINUTE", 30, 0.1, 6000)
     burst = int(e.number("DUO_RATE_BURST", 1, 1, 100))
     if burst > max(rate, 1):

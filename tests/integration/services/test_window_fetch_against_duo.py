@@ -1,0 +1,196 @@
+"""The fetcher's window work against the Duo simulator, on the Firestore and Pub/Sub emulators:
+what Duo's real behaviour asks of it (issue 8): windows past the retention edge, re-reads whose
+pages fall differently.
+
+The simulator, the fetcher and the stores share one fake clock, so time jumps, never sleeps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from google.cloud import firestore
+
+from harness.pubsub_setup import ensure_pull_subscription, ensure_topic
+from services.fetcher.window_fetch import WindowFetcher
+from shared.clock import now_ms
+from shared.duo.api import DuoApi
+from shared.duo.endpoint import DuoEndpoint
+from shared.duo.rate_limit import TokenBucket
+from shared.duo.retry import RetryPolicy
+from shared.duo.secret import Secret
+from shared.duo.signing import Signer, SigningConfig
+from shared.duo.telephony import RETENTION_MS
+from shared.duo.transport import DuoHttp
+from shared.gcp.clients import pubsub_publisher, pubsub_subscriber
+from shared.gcp.publisher import Publisher
+from shared.gcp.window_store import WindowStore
+from shared.pipeline.messages import RecordBatch, WindowTask, decode
+from shared.pipeline.planning import FETCH_RETENTION_MARGIN_MS
+from shared.pipeline.windows import LANDING_TIMEOUT_MS, new_window
+from simulator.api import ApiOptions, TelephonyApi
+from simulator.dataset import Dataset, DatasetSpec
+from simulator.server import SimulatorServer
+from tests.fakes import FakeClock
+
+pytestmark = pytest.mark.integration
+
+IKEY = "DIFETCHSIMULATOR0001"
+SKEY = "FetcherSecretKeyForTheSimulatorTests0000"
+SOURCE = "acme"
+HOUR_MS = 3_600_000
+LEASE_S = 60.0
+
+
+@dataclasses.dataclass
+class Rig:
+    clock: FakeClock
+    simulator: SimulatorServer
+    store: WindowStore
+    fetcher: WindowFetcher
+    batches: str  # a pull subscription on the batch topic
+
+    def plan(self, mintime: int, maxtime: int) -> WindowTask:
+        task = WindowTask(SOURCE, mintime, maxtime)
+        self.store.window(SOURCE, task.window_id).create(
+            new_window(mintime, maxtime, now_ms(self.clock))
+        )
+        return task
+
+    def published(self) -> list[RecordBatch]:
+        subscriber = pubsub_subscriber()
+        batches: list[Any] = []
+        while True:
+            response = subscriber.pull(
+                request={"subscription": self.batches, "max_messages": 100}, timeout=10
+            )
+            if not response.received_messages:
+                return sorted(batches, key=lambda b: b.page)
+            batches += [decode(m.message.data) for m in response.received_messages]
+            subscriber.acknowledge(
+                request={
+                    "subscription": self.batches,
+                    "ack_ids": [m.ack_id for m in response.received_messages],
+                }
+            )
+
+    def doc(self, task: WindowTask) -> dict[str, Any]:
+        return self.store.window(SOURCE, task.window_id).get().to_dict()
+
+    def truth(self, mintime: int, maxtime: int) -> list[str]:
+        data = self.simulator.api.dataset
+        return [
+            r.telephony_id
+            for r in data.iter_range(0, data.visible_end(self.clock.now()))
+            if mintime <= r.ts_ms <= maxtime
+        ]
+
+
+@pytest.fixture
+def make_rig(
+    local_cloud, firestore_db: firestore.Client, pubsub_names: str
+) -> Iterator[Callable[[int, float], Rig]]:
+    """A rig over ``records`` simulated records spread over the past ``days``."""
+    started: list[SimulatorServer] = []
+
+    def make(records: int, days: float) -> Rig:
+        rig = _rig(local_cloud, firestore_db, pubsub_names, records, days)
+        started.append(rig.simulator)
+        return rig
+
+    yield make
+    for simulator in started:
+        simulator.stop()
+
+
+def _rig(local_cloud, firestore_db, pubsub_names: str, records: int, days: float) -> Rig:
+    clock = FakeClock()
+    dataset = Dataset(DatasetSpec(records=records, days=days, seed=11), clock.now())
+    api = TelephonyApi(dataset, {IKEY: Secret(SKEY)}, clock, random.Random(1), ApiOptions())
+    simulator = SimulatorServer(api, port=0).start()
+    project = local_cloud.project
+    publisher_client = pubsub_publisher()
+    windows = ensure_topic(publisher_client, project, f"windows-{pubsub_names}")
+    batches = ensure_topic(publisher_client, project, f"batches-{pubsub_names}")
+    subscriber = pubsub_subscriber()
+    ensure_pull_subscription(subscriber, project, f"w-{pubsub_names}", windows)
+    copies = ensure_pull_subscription(subscriber, project, f"b-{pubsub_names}", batches)
+    endpoint = DuoEndpoint.parse(simulator.base_url)
+
+    def duo_for(_source: str) -> DuoApi:
+        signer = Signer(SigningConfig(IKEY, Secret(SKEY), endpoint.host), clock)
+        return DuoApi(
+            DuoHttp(endpoint),
+            signer,
+            limiter=TokenBucket(rate=1000, clock=clock),
+            retry=RetryPolicy(max_attempts=4),
+            clock=clock,
+            rng=random.Random(2),
+        )
+
+    store = WindowStore(firestore_db, clock)
+    fetcher = WindowFetcher(
+        store,
+        Publisher(publisher_client, project, f"windows-{pubsub_names}", f"batches-{pubsub_names}"),
+        duo_for,
+        clock,
+        lease_seconds=LEASE_S,
+        time_budget_seconds=3600,
+    )
+    return Rig(clock, simulator, store, fetcher, copies)
+
+
+def test_a_window_whose_start_left_duos_retention_is_fetched_from_what_duo_keeps(make_rig):
+    # Issue 8, case 2: the first window of a 180-day backlog, still being fetched when its
+    # start crossed the retention edge. Duo refuses its mintime; before, every claim failed it
+    # for ever. Now it is fetched from the edge, and the lost span is named.
+    rig = make_rig(40_000, 180)
+    planned_at = now_ms(rig.clock)
+    task = rig.plan(planned_at - RETENTION_MS + HOUR_MS, planned_at - RETENTION_MS + 30 * HOUR_MS)
+    rig.clock.advance(2 * 3600)  # two hours later: its first hour is past the edge
+    edge = now_ms(rig.clock) - RETENTION_MS + FETCH_RETENTION_MARGIN_MS
+
+    report = rig.fetcher.fetch(task)
+
+    assert (report.outcome, report.error) == ("fetched", None)
+    assert report.retention_lost_ms == (task.mintime, edge - 1)
+    published = [r["telephony_id"] for b in rig.published() for r in b.records]
+    assert published == rig.truth(edge, task.maxtime)
+    assert published and len(published) < len(rig.truth(task.mintime, task.maxtime))
+    doc = rig.doc(task)
+    assert (doc["state"], doc["retention_lost_ms"]) == ("fetched", [task.mintime, edge - 1])
+
+
+def test_a_reread_lands_only_what_is_missing_though_the_pages_fall_differently(make_rig):
+    # Issue 8, case 3. The first read's page 1 never landed (dead-lettered). When the window
+    # is read again, Duo's pages start one record earlier (each repeats its token's event),
+    # so a second read by page number would land some records twice and lose others.
+    rig = make_rig(2500, 2)
+    now = now_ms(rig.clock)
+    task = rig.plan(now - 3 * 24 * HOUR_MS, now - 180_000)
+    expected = rig.truth(task.mintime, task.maxtime)
+    assert 1500 < len(expected) < 3000  # three pages at least
+    assert rig.fetcher.fetch(task).outcome == "fetched"
+    first = rig.published()
+    for batch in first:
+        if batch.page != 1:
+            rig.store.record_batch(batch, [f"object-{batch.page}"])
+    rig.clock.advance(LANDING_TIMEOUT_MS / 1000 + 1)
+    assert rig.store.sweep(SOURCE).rereads == 1
+    api = rig.simulator.api
+    api.options = dataclasses.replace(api.options, repeat_boundary=True)
+
+    report = rig.fetcher.fetch(task)
+
+    assert report.outcome == "fetched"
+    again = rig.published()
+    assert min(b.page for b in again) == len(first)  # numbered on: no name is reused
+    landed = [r["telephony_id"] for b in first if b.page != 1 for r in b.records]
+    relanded = [r["telephony_id"] for b in again for r in b.records]
+    assert sorted(relanded) == sorted(r["telephony_id"] for r in first[1].records)
+    assert sorted(landed + relanded) == sorted(expected)
+    assert report.already_landed == len(landed)
