@@ -339,7 +339,7 @@ def _ground_truth(simulator: SimulatorServer, watermark_ms: int) -> set[str]:
     ids = set()
     for line in response.iter_lines():
         record = json.loads(line)
-        if record_time_ms(record) <= watermark_ms:
+        if record_time_ms(record) < watermark_ms:
             ids.add(record["telephony_id"])
     return ids
 

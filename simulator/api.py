@@ -81,6 +81,9 @@ class ApiOptions:
     # next_offset on the last page: left out, null, or "echo": the last page still carries
     # its last event's token, and the page after it is empty and hands that token back.
     final_offset: Literal["absent", "null", "echo"] = "absent"
+    # How maxtime is compared with the records' microsecond ts: "ms" takes in its whole
+    # millisecond; "us" compares maxtime.000000, leaving out what falls later in it.
+    boundary_precision: Literal["ms", "us"] = "ms"
 
     def __post_init__(self) -> None:
         if self.rate_limit_per_minute < 0:
@@ -92,6 +95,8 @@ class ApiOptions:
             raise ValueError("slow_seconds must be >= 0")
         if self.final_offset not in ("absent", "null", "echo"):
             raise ValueError("final_offset must be 'absent', 'null' or 'echo'")
+        if self.boundary_precision not in ("ms", "us"):
+            raise ValueError("boundary_precision must be 'ms' or 'us'")
 
 
 @dataclass
@@ -305,7 +310,10 @@ class TelephonyApi:
         data = self.dataset
         visible = data.visible_end(now)  # caps maxtime at now - 2 minutes, silently
         lo = data.first_at_or_after_ms(request.mintime, visible)
-        hi = data.first_at_or_after_ms(request.maxtime + 1, visible)
+        if self.options.boundary_precision == "us":
+            hi = data.first_after_us(request.maxtime * 1000, visible)
+        else:
+            hi = data.first_at_or_after_ms(request.maxtime + 1, visible)
         position = None
         if request.token is not None:
             position = data.index_of(*request.token, visible)

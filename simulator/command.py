@@ -115,6 +115,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="next_offset on the last page: left out, null, or echo (the last page has a "
         "token and the page after it is empty and hands it back)",
     )
+    parser.add_argument(
+        "--boundary-precision",
+        choices=("ms", "us"),
+        default="ms",
+        help="compare maxtime with the records' microseconds (us) or take in its whole "
+        "millisecond (ms, the default)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
 
 
@@ -143,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         malformed_rate=args.malformed_rate,
         repeat_boundary=args.repeat_boundary,
         final_offset=args.final_offset,
+        boundary_precision=args.boundary_precision,
     )
     # Faults get their own RNG stream so they never change the data set.
     api = TelephonyApi(

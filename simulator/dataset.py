@@ -221,6 +221,9 @@ class Dataset:
     def first_at_or_after_ms(self, ms: int, hi: int) -> int:
         return bisect.bisect_left(self._records, ms * 1000, hi=hi, key=lambda r: r.ts_us)
 
+    def first_after_us(self, us: int, hi: int) -> int:
+        return bisect.bisect_right(self._records, us, hi=hi, key=lambda r: r.ts_us)
+
     def index_of(self, ts_ms: int, telephony_id: str, hi: int) -> int | None:
         """Index of the record a paging token names, among the first ``hi`` records."""
         i = self.first_at_or_after_ms(ts_ms, hi)

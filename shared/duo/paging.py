@@ -1,10 +1,12 @@
 """Reads one time window of telephony logs, page by page, the way Duo documents paging.
 
-The window ``[mintime, maxtime]`` (ms, both inclusive) is sent unchanged on every page, the
-token comes back verbatim, and an absent or null ``next_offset`` ends the window, as does an
-empty page that hands back the token it was given. Whether the
-page after a token repeats the token's own event is not confirmed, so ids of the page before
-(or the id named by the resume token) are dropped.
+The window ``[mintime, maxtime]`` (ms) is sent unchanged on every page, as Duo takes it (both
+ends inclusive), and the records kept are those of ``[mintime, maxtime)``: windows are read
+half-open, so that adjacent windows share their boundary millisecond and a record in it,
+at whatever microsecond, belongs to exactly one of them. The token comes back verbatim, and an
+absent or null ``next_offset`` ends the window, as does an empty page that hands back the token
+it was given. Whether the page after a token repeats the token's own event is not confirmed,
+so ids of the page before (or the id named by the resume token) are dropped.
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ def read_window(
         kept: list[dict[str, Any]] = []
         page_ids: set[str] = set()
         for item, event, ms in items:
-            if event not in previous_ids and event not in page_ids and mintime <= ms <= maxtime:
+            if event not in previous_ids and event not in page_ids and mintime <= ms < maxtime:
                 kept.append(item)
             page_ids.add(event)
         yield Page(kept, following, dropped=len(items) - len(kept))

@@ -1,5 +1,5 @@
-"""A source's cursor in Firestore: what is planned, and the watermark below which everything
-Duo served is durably in Cloud Storage.
+"""A source's cursor in Firestore: what is planned, and the watermark before which everything
+Duo served is durably in Cloud Storage (both exclusive ends, in ms: windows are half-open).
 
   ROOT/{source}   planned_until_ms, watermark_ms, last_error
 Planning reads and moves ``planned_until_ms`` in one transaction together with creating the
@@ -68,9 +68,9 @@ class CursorStore:
                 )
                 update["last_error_at_ms"] = now
                 update["gap_ms"] = list(gap)
-                cursor["planned_until_ms"] = gap[1]
-                if cursor["watermark_ms"] < gap[1]:
-                    update["watermark_ms"] = gap[1]
+                cursor["planned_until_ms"] = gap[1] + 1
+                if cursor["watermark_ms"] <= gap[1]:
+                    update["watermark_ms"] = gap[1] + 1
             planned = plan_windows(cursor["planned_until_ms"], now, parallelism, delay_ms=delay_ms)
             for mintime, maxtime in planned:
                 window = self._windows.window(source, window_id(mintime, maxtime))
@@ -98,7 +98,7 @@ class CursorStore:
             watermark = snapshot.get("watermark_ms")
             query = (
                 self._windows.windows(source)
-                .where(filter=FieldFilter("mintime", ">", watermark))
+                .where(filter=FieldFilter("mintime", ">=", watermark))
                 .order_by("mintime")
                 .limit(ADVANCE_SCAN)
             )
@@ -107,7 +107,7 @@ class CursorStore:
             passed = []
             for window in transaction.get(query):
                 doc = window.to_dict()
-                if doc["mintime"] != moved + 1 or doc["state"] != DONE:
+                if doc["mintime"] != moved or doc["state"] != DONE:
                     break
                 moved = doc["maxtime"]
                 passed.append(window.reference)

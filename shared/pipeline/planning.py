@@ -4,6 +4,12 @@ A window costs at least one Duo request even when empty, and pages inside a wind
 sequential. So the backlog is cut into at most ``parallelism`` windows (parallel fetchers, one
 shared rate limit) and never into windows shorter than ``min_split_ms``: a sparse backlog of
 any length costs a handful of requests, a dense one close to ceil(N / 1000).
+
+Windows are half-open, ``[mintime, maxtime)`` in milliseconds, and the next one starts at the
+previous one's ``maxtime``: Duo is asked for both ends inclusive, and a record is kept by the
+window whose span holds the millisecond of its ``ts``. Duo's ``ts`` has microseconds; whether
+it compares them with the millisecond bounds or not, a record at ``maxtime`` ms + 500 µs is
+returned by the next window and kept there, never lost between two windows.
 """
 
 from __future__ import annotations
@@ -19,9 +25,9 @@ FETCH_RETENTION_MARGIN_MS = 600_000
 
 
 def first_planned_until(now_ms: int, lookback_ms: int) -> int:
-    """The cursor of a new source: everything up to here counts as done."""
+    """The cursor of a new source: everything before here counts as done."""
     oldest = now_ms - RETENTION_MS + RETENTION_MARGIN_MS
-    return max(now_ms - lookback_ms, oldest) - 1
+    return max(now_ms - lookback_ms, oldest)
 
 
 def plan_windows(
@@ -31,24 +37,25 @@ def plan_windows(
     min_split_ms: int = MIN_SPLIT_MS,
     delay_ms: int = AVAILABILITY_DELAY_MS,
 ) -> list[tuple[int, int]]:
-    """Windows ``[mintime, maxtime]`` (inclusive ms) covering (planned_until, now - delay];
-    the delay is Duo's two minutes at least, more where its logs are seen to arrive late."""
-    start = planned_until + 1
+    """Half-open windows ``[mintime, maxtime)`` (ms) covering [planned_until, now - delay); the
+    delay is Duo's two minutes at least, more where its logs are seen to arrive late."""
+    start = planned_until
     end = now_ms - max(delay_ms, AVAILABILITY_DELAY_MS)
-    if end - start + 1 < MIN_WINDOW_MS:
+    span = end - start
+    if span < MIN_WINDOW_MS:
         return []
-    span = end - start + 1
     count = max(1, min(parallelism, span // min_split_ms))
     bounds = [start + span * i // count for i in range(count + 1)]
-    return [(bounds[i], bounds[i + 1] - 1) for i in range(count)]
+    return [(bounds[i], bounds[i + 1]) for i in range(count)]
 
 
 def retention_gap(planned_until: int, now_ms: int) -> tuple[int, int] | None:
-    """After an outage longer than Duo keeps logs, the part that can no longer be fetched."""
+    """After an outage longer than Duo keeps logs, the part that can no longer be fetched:
+    ``[first, last]`` ms, both inclusive; planning goes on from ``last + 1``."""
     oldest = now_ms - RETENTION_MS + RETENTION_MARGIN_MS
-    if planned_until + 1 >= oldest:
+    if planned_until >= oldest:
         return None
-    return planned_until + 1, oldest - 1
+    return planned_until, oldest - 1
 
 
 def retention_start(mintime: int, now_ms: int) -> int:

@@ -12,7 +12,8 @@ named relative to it). Objects are streamed one at a time, sorted by name, one l
   (SecOps would ingest it twice);
 - ``bad_name``: an object name outside the writer's layout (:func:`parse_object_name`);
 - ``before_object`` / ``outside_window``: a record whose ``ts`` is earlier than the first ts
-  its object's name gives, or not inside its window's ``[mintime, maxtime]``.
+  its object's name gives, or not inside its window's ``[mintime, maxtime)`` (windows are
+  half-open: each starts where the one before it ends).
 
 It also reports the gaps in time coverage between the windows named by the objects, per source,
 and the UDM event type of every record. Gaps are not defects: a window with no records leaves
@@ -294,8 +295,8 @@ class _Checker:
             # A running end, so that a window inside an earlier one hides no gap.
             covered_to = windows[0][1]
             for mintime, maxtime in windows[1:]:
-                if mintime > covered_to + 1:
-                    self.report.gaps.append(Gap(source, covered_to + 1, mintime))
+                if mintime > covered_to:
+                    self.report.gaps.append(Gap(source, covered_to, mintime))
                 covered_to = max(covered_to, maxtime)
             self.report.coverage[source] = (len(windows), windows[0][0], covered_to)
         return self.report
@@ -305,10 +306,10 @@ class _Checker:
             first = obj.first_ts.isoformat()
             self._line_defect("before_object", line, f"ts {ts} is before the object's {first}")
         mintime, maxtime = self._window
-        if not mintime <= ts_us // 1000 <= maxtime:
+        if not mintime <= ts_us // 1000 < maxtime:
             reason = (
                 f"ts {ts} is outside the window {obj.window_id} "
-                f"({_iso(mintime)} to {_iso(maxtime)} inclusive)"
+                f"({_iso(mintime)} to {_iso(maxtime)}, that end excluded)"
             )
             self._line_defect("outside_window", line, reason)
 
@@ -357,7 +358,7 @@ def render(report: AuditReport) -> str:
         f"gaps: {len(report.gaps):,}",
     ]
     for source, (windows, start, end) in report.coverage.items():
-        rows.append(f"  {source}: {windows:,} windows from {_iso(start)} to {_iso(end + 1)}")
+        rows.append(f"  {source}: {windows:,} windows from {_iso(start)} to {_iso(end)}")
         for gap in (gap for gap in report.gaps if gap.source == source):
             span = timedelta(milliseconds=gap.end_ms - gap.start_ms)
             rows.append(

@@ -83,7 +83,7 @@ def _doc(windows: WindowStore, task: WindowTask) -> dict[str, Any]:
 def _assert_contiguous(spans: list[tuple[int, int]]) -> None:
     assert all(mintime < maxtime for mintime, maxtime in spans)
     for (_, previous_max), (mintime, _) in itertools.pairwise(spans):
-        assert mintime == previous_max + 1, f"gap or overlap at {previous_max} -> {mintime}"
+        assert mintime == previous_max, f"gap or overlap at {previous_max} -> {mintime}"
 
 
 def _claim(windows: WindowStore, task: WindowTask, lease_s: float = LEASE_S) -> Claim:
@@ -144,7 +144,7 @@ def test_plan_on_a_new_source_covers_the_lookback_in_parallel_windows(
     assert all(d["planned_at_ms"] == now and d["attempts"] == 0 for d in stored)
     cursor = _cursor(cursors)
     assert cursor["planned_until_ms"] == now - AVAILABILITY_DELAY_MS
-    assert cursor["watermark_ms"] == now - lookback - 1
+    assert cursor["watermark_ms"] == now - lookback
     assert "last_error" not in cursor
 
 
@@ -161,8 +161,8 @@ def test_plan_right_after_plans_nothing_and_later_plans_one_window_onwards(
     clock.advance(90)
     later = cursors.plan(SOURCE, lookback_ms=6 * HOUR_MS, parallelism=4)
 
-    assert later == [WindowTask(SOURCE, planned_until + 1, now_ms(clock) - AVAILABILITY_DELAY_MS)]
-    assert later[0].maxtime - later[0].mintime + 1 == 90_000
+    assert later == [WindowTask(SOURCE, planned_until, now_ms(clock) - AVAILABILITY_DELAY_MS)]
+    assert later[0].maxtime - later[0].mintime == 90_000
     assert _cursor(cursors)["planned_until_ms"] == later[0].maxtime
     stored = _stored_windows(windows)
     assert len(stored) == len(first) + 1
@@ -241,7 +241,7 @@ def test_two_planners_racing_never_plan_overlapping_windows(
     spans = [(d["mintime"], d["maxtime"]) for d in stored]
     assert [d["id"] for d in stored] == [window_id(*span) for span in spans]
     cursor = _cursor(cursors)
-    assert spans[0][0] == cursor["watermark_ms"] + 1  # from where the source began
+    assert spans[0][0] == cursor["watermark_ms"]  # from where the source began
     _assert_contiguous(spans)
     # Up to the later planner's now - 2 min, whichever of them committed first.
     end = now_ms(clocks["planner-1"]) - AVAILABILITY_DELAY_MS
@@ -249,8 +249,8 @@ def test_two_planners_racing_never_plan_overlapping_windows(
     raced = [(t.mintime, t.maxtime) for tasks in returned.values() for t in tasks]
     assert all(t.source == SOURCE for tasks in returned.values() for t in tasks)
     # What the planners were told to publish is exactly what was committed, each window once.
-    assert sorted(raced) == [span for span in spans if span[0] > planned_until]
-    assert min(raced)[0] == planned_until + 1 and max(raced)[1] == end
+    assert sorted(raced) == [span for span in spans if span[0] >= planned_until]
+    assert min(raced)[0] == planned_until and max(raced)[1] == end
 
 
 # --- the watermark -----------------------------------------------------------------------
@@ -267,7 +267,7 @@ def test_watermark_moves_only_over_contiguous_done_windows(
 ) -> None:
     w1, w2, w3 = _three_windows(cursors)
     start = _cursor(cursors)["watermark_ms"]
-    assert start == w1.mintime - 1
+    assert start == w1.mintime
     assert cursors.advance(SOURCE) == start
 
     _finish(windows, w2)
@@ -477,13 +477,13 @@ def test_a_cursor_older_than_duos_retention_records_the_gap_and_plans_inside_it(
 
     cursor = _cursor(cursors)
     gap = cursor["gap_ms"]
-    assert gap[0] == old_planned_until + 1
+    assert gap[0] == old_planned_until
     assert now - RETENTION_MS < gap[1] < now - RETENTION_MS + 2 * HOUR_MS
     assert str(gap[0]) in cursor["last_error"]
     assert str(gap[1]) in cursor["last_error"]
     assert "retention" in cursor["last_error"]
     assert cursor["last_error_at_ms"] == now
-    assert cursor["watermark_ms"] == gap[1]
+    assert cursor["watermark_ms"] == gap[1] + 1
     assert len(tasks) == 4
     assert tasks[0].mintime == gap[1] + 1
     assert tasks[-1].maxtime == now - AVAILABILITY_DELAY_MS == cursor["planned_until_ms"]

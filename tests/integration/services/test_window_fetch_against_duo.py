@@ -24,13 +24,13 @@ from shared.duo.rate_limit import TokenBucket
 from shared.duo.retry import RetryPolicy
 from shared.duo.secret import Secret
 from shared.duo.signing import Signer, SigningConfig
-from shared.duo.telephony import RETENTION_MS
+from shared.duo.telephony import AVAILABILITY_DELAY_MS, RETENTION_MS
 from shared.duo.transport import DuoHttp
 from shared.gcp.clients import pubsub_publisher, pubsub_subscriber
 from shared.gcp.publisher import Publisher
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.messages import RecordBatch, WindowTask, decode
-from shared.pipeline.planning import FETCH_RETENTION_MARGIN_MS
+from shared.pipeline.planning import FETCH_RETENTION_MARGIN_MS, plan_windows
 from shared.pipeline.windows import LANDING_TIMEOUT_MS, new_window
 from simulator.api import ApiOptions, TelephonyApi
 from simulator.dataset import Dataset, DatasetSpec
@@ -93,12 +93,12 @@ class Rig:
 @pytest.fixture
 def make_rig(
     local_cloud, firestore_db: firestore.Client, pubsub_names: str
-) -> Iterator[Callable[[int, float], Rig]]:
+) -> Iterator[Callable[..., Rig]]:
     """A rig over ``records`` simulated records spread over the past ``days``."""
     started: list[SimulatorServer] = []
 
-    def make(records: int, days: float) -> Rig:
-        rig = _rig(local_cloud, firestore_db, pubsub_names, records, days)
+    def make(records: int, days: float, **options: Any) -> Rig:
+        rig = _rig(local_cloud, firestore_db, pubsub_names, records, days, ApiOptions(**options))
         started.append(rig.simulator)
         return rig
 
@@ -107,10 +107,12 @@ def make_rig(
         simulator.stop()
 
 
-def _rig(local_cloud, firestore_db, pubsub_names: str, records: int, days: float) -> Rig:
+def _rig(
+    local_cloud, firestore_db, pubsub_names: str, records: int, days: float, options: ApiOptions
+) -> Rig:
     clock = FakeClock()
     dataset = Dataset(DatasetSpec(records=records, days=days, seed=11), clock.now())
-    api = TelephonyApi(dataset, {IKEY: Secret(SKEY)}, clock, random.Random(1), ApiOptions())
+    api = TelephonyApi(dataset, {IKEY: Secret(SKEY)}, clock, random.Random(1), options)
     simulator = SimulatorServer(api, port=0).start()
     project = local_cloud.project
     publisher_client = pubsub_publisher()
@@ -194,3 +196,26 @@ def test_a_reread_lands_only_what_is_missing_though_the_pages_fall_differently(m
     assert sorted(relanded) == sorted(r["telephony_id"] for r in first[1].records)
     assert sorted(landed + relanded) == sorted(expected)
     assert report.already_landed == len(landed)
+
+
+@pytest.mark.parametrize("precision", ["ms", "us"])
+def test_a_record_in_the_millisecond_two_windows_share_lands_once(make_rig, precision: str):
+    # Issue 8, case 10: Duo's ts has microseconds. Windows planned a minute apart meet at a
+    # millisecond b; a record at b ms + some microseconds must be in exactly one of them,
+    # whether Duo compares maxtime with the microseconds ("us") or not ("ms").
+    rig = make_rig(2000, 1, boundary_precision=precision)
+    data = rig.simulator.api.dataset
+    records = data.slice(0, data.visible_end(rig.clock.now()))
+    on_the_boundary = next(r for r in records[100:] if r.ts_us % 1000)
+    start, boundary = records[0].ts_ms, on_the_boundary.ts_ms
+    # The planner's two runs: the first up to now - 2 min = b, the second a minute later.
+    (first,) = plan_windows(start, boundary + AVAILABILITY_DELAY_MS, parallelism=1)
+    (second,) = plan_windows(first[1], boundary + AVAILABILITY_DELAY_MS + 60_000, parallelism=1)
+    tasks = [rig.plan(*first), rig.plan(*second)]
+
+    for task in tasks:
+        assert rig.fetcher.fetch(task).outcome == "fetched"
+
+    landed = [r["telephony_id"] for b in rig.published() for r in b.records]
+    assert on_the_boundary.telephony_id in landed
+    assert sorted(landed) == sorted(r.telephony_id for r in records if start <= r.ts_ms < second[1])

@@ -11,9 +11,11 @@ DAY = 24 * HOUR
 
 
 def covers_exactly(windows, start, end):
+    """Half-open windows, each starting where the previous one ends: no millisecond between
+    two windows, none in two."""
     assert windows[0][0] == start and windows[-1][1] == end
     for (_, previous_max), (next_min, _) in itertools.pairwise(windows):
-        assert next_min == previous_max + 1
+        assert next_min == previous_max
     assert all(mintime < maxtime for mintime, maxtime in windows)
 
 
@@ -26,7 +28,7 @@ def test_a_first_start_plans_the_lookback_in_parallel_windows():
 
 def test_steady_state_plans_one_window_up_to_two_minutes_ago():
     windows = plan_windows(NOW - 180_000, NOW, parallelism=4)
-    assert windows == [(NOW - 179_999, NOW - 120_000)]
+    assert windows == [(NOW - 180_000, NOW - 120_000)]
 
 
 def test_nothing_to_plan_when_caught_up():
@@ -42,12 +44,12 @@ def test_short_backlogs_are_not_split_below_an_hour():
 def test_a_long_sparse_backlog_costs_at_most_parallelism_windows():
     windows = plan_windows(NOW - 170 * DAY, NOW, parallelism=4)
     assert len(windows) == 4
-    covers_exactly(windows, NOW - 170 * DAY + 1, NOW - 120_000)
+    covers_exactly(windows, NOW - 170 * DAY, NOW - 120_000)
 
 
 def test_lookback_is_clamped_inside_duo_retention():
     planned_until = first_planned_until(NOW, 400 * DAY)
-    assert planned_until + 1 > NOW - RETENTION_MS
+    assert planned_until > NOW - RETENTION_MS
 
 
 @pytest.mark.parametrize(("outage_days", "gap"), [(10, False), (200, True)])
@@ -55,22 +57,22 @@ def test_outages_longer_than_retention_are_reported_as_a_gap(outage_days, gap):
     found = retention_gap(NOW - outage_days * DAY, NOW)
     assert (found is not None) is gap
     if gap:
-        assert found[0] == NOW - outage_days * DAY + 1
+        assert found[0] == NOW - outage_days * DAY
         assert found[1] < NOW - RETENTION_MS + 2 * HOUR
 
 
 def test_a_longer_delay_plans_less_recent_time_and_never_under_two_minutes():
     assert plan_windows(NOW - 900_000, NOW, parallelism=1, delay_ms=600_000) == [
-        (NOW - 899_999, NOW - 600_000)
+        (NOW - 900_000, NOW - 600_000)
     ]
     assert plan_windows(NOW - 180_000, NOW, parallelism=1, delay_ms=0) == [
-        (NOW - 179_999, NOW - 120_000)
+        (NOW - 180_000, NOW - 120_000)
     ]
 
 
 def test_a_span_of_exactly_min_window_ms_is_planned_and_one_ms_less_is_not():
-    # Up to now - 2 min: 1000 ms of span ends at NOW - 120_000 and starts 999 ms before it.
-    assert plan_windows(NOW - 121_000, NOW, parallelism=4) == [(NOW - 120_999, NOW - 120_000)]
+    # Up to now - 2 min: 1000 ms of span ends at NOW - 120_000 and starts 1000 ms before it.
+    assert plan_windows(NOW - 121_000, NOW, parallelism=4) == [(NOW - 121_000, NOW - 120_000)]
     assert plan_windows(NOW - 120_999, NOW, parallelism=4) == []
 
 
@@ -79,13 +81,20 @@ def test_a_span_of_exactly_min_window_ms_is_planned_and_one_ms_less_is_not():
 OLDEST = 1_784_451_600_000
 
 
-def test_retention_gap_starts_one_ms_past_the_oldest_time_still_planned():
-    assert retention_gap(OLDEST - 1, NOW) is None
-    assert retention_gap(OLDEST - 2, NOW) == (OLDEST - 1, OLDEST - 1)
-    assert retention_gap(OLDEST - 1001, NOW) == (OLDEST - 1000, OLDEST - 1)
+def test_retention_gap_is_what_lies_before_the_oldest_time_still_planned():
+    assert retention_gap(OLDEST, NOW) is None
+    assert retention_gap(OLDEST - 1, NOW) == (OLDEST - 1, OLDEST - 1)
+    assert retention_gap(OLDEST - 1000, NOW) == (OLDEST - 1000, OLDEST - 1)
 
 
 def test_a_new_source_with_the_longest_lookback_has_no_gap():
     planned_until = first_planned_until(NOW, 400 * DAY)
-    assert planned_until == OLDEST - 1
+    assert planned_until == OLDEST
     assert retention_gap(planned_until, NOW) is None
+
+
+def test_consecutive_plans_share_their_boundary_millisecond():
+    # Issue 8, case 10: the next plan starts where the last window ended, not 1 ms later.
+    (first,) = plan_windows(NOW - 180_000, NOW, parallelism=1)
+    (second,) = plan_windows(first[1], NOW + 60_000, parallelism=1)
+    assert second[0] == first[1]

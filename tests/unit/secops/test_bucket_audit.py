@@ -49,7 +49,7 @@ def write_window(
     gzip: bool = False,
 ) -> list[Path]:
     """The objects the writer makes of one page of the window [start, end) (minutes)."""
-    batch = RecordBatch(source, window_id(ms(start), ms(end) - 1), 0, records)
+    batch = RecordBatch(source, window_id(ms(start), ms(end)), 0, records)
     paths = []
     for obj in encode_batch(batch, "", gzip):
         path = root / obj.name
@@ -83,7 +83,7 @@ def test_a_bucket_the_writer_made_passes(tmp_path: Path, capsys) -> None:
     assert "defects: 0 - the feed can read everything" in out
     assert f"bytes    {stored:,} (as stored)" in out
     assert report.gaps == []
-    assert report.coverage == {"main": (2, ms(0), ms(180) - 1), "other": (1, ms(0), ms(60) - 1)}
+    assert report.coverage == {"main": (2, ms(0), ms(180)), "other": (1, ms(0), ms(60))}
 
 
 def test_planted_defects_are_each_named_with_their_object_and_line(tmp_path: Path, capsys) -> None:
@@ -101,7 +101,7 @@ def test_planted_defects_are_each_named_with_their_object_and_line(tmp_path: Pat
         stream.write(json.dumps(record(12, 245)).encode() + b"\n")  # this hour, before window
     # A line the feed would drop, in a gzip object: counted decompressed.
     huge = record(13, 400, padding="x" * MAX_LINE_BYTES)
-    window = window_id(ms(360), ms(420) - 1)
+    window = window_id(ms(360), ms(420))
     name = ObjectName("", BASE + timedelta(minutes=400), SOURCE, window, 0, True)
     oversized = tmp_path / name.name
     oversized.parent.mkdir(parents=True)
@@ -136,7 +136,7 @@ def test_planted_defects_are_each_named_with_their_object_and_line(tmp_path: Pat
     assert duplicates == {
         "id-0001": [
             {
-                "object": "2024/05/01/10/20240501T100100000000Z_main_1714557600000-1714561199999"
+                "object": "2024/05/01/10/20240501T100100000000Z_main_1714557600000-1714561200000"
                 "_p00000.ndjson",
                 "line": 1,
             },
@@ -177,7 +177,7 @@ def test_lines_that_are_not_one_record_each_are_bad(tmp_path: Path) -> None:
         stream.write(json.dumps(record(5, 5, ts="noon")).encode() + b"\n")
     pretty = (
         tmp_path
-        / "2024/05/01/10/20240501T100600000000Z_main_1714557600000-1714561199999_p00001.ndjson"
+        / "2024/05/01/10/20240501T100600000000Z_main_1714557600000-1714561200000_p00001.ndjson"
     )
     pretty.write_text(json.dumps(record(6, 6), indent=2))
     report = audit(str(tmp_path))

@@ -46,7 +46,9 @@ LANDED = re.compile(r"^batch .* landed$")
 NOW_MS = now_ms(FakeClock())
 HOUR = 3_600_000
 TASK = WindowTask("eu-prod", NOW_MS - 2 * HOUR, NOW_MS - HOUR - 1)
-TWO_PAGES = paged([[telephony_item("t-1", TASK.mintime)], [telephony_item("t-2", TASK.maxtime)]])
+TWO_PAGES = paged(
+    [[telephony_item("t-1", TASK.mintime)], [telephony_item("t-2", TASK.maxtime - 1)]]
+)
 LEASE_SECONDS = 600
 
 LogReader = Callable[[], list[dict[str, Any]]]
