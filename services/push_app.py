@@ -16,11 +16,12 @@ from flask import Flask, request
 
 from services import structured_log
 from services.settings import ConfigError
-from shared.pipeline.messages import MessageError, RecordBatch, WindowTask, decode_push
+from shared.pipeline.messages import Message, MessageError, decode_push
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Any], None]
+Kinds = type[Message] | tuple[type[Message], ...]
 
 # Set when the platform asks the instance to stop (SIGTERM): long work ends at a safe point.
 stopping = threading.Event()
@@ -42,9 +43,10 @@ def build(component: str, factory: Callable[[], Flask]) -> Flask:
 def create_app(
     component: str,
     project: str,
-    routes: dict[str, tuple[type[WindowTask] | type[RecordBatch], Handler]] | None = None,
+    routes: dict[str, tuple[Kinds, Handler]] | None = None,
 ) -> Flask:
-    """An app with ``/healthz`` and one push endpoint per route (path → message type, handler)."""
+    """An app with ``/healthz`` and one push endpoint per route (path → the message type, or
+    types, it takes, and their handler)."""
     app = Flask(component)
 
     @app.before_request
@@ -56,23 +58,26 @@ def create_app(
         return ("stopping", 503) if stopping.is_set() else ("ok", 200)
 
     for path, (kind, handler) in (routes or {}).items():
+        kinds = kind if isinstance(kind, tuple) else (kind,)
         app.add_url_rule(
             path,
-            endpoint=f"push_{kind.__name__}",
-            view_func=_push_view(kind, handler),
+            endpoint="push_" + "_".join(k.__name__ for k in kinds),
+            view_func=_push_view(kinds, handler),
             methods=["POST"],
         )
     return app
 
 
-def _push_view(kind: type, handler: Handler) -> Callable[[], tuple[str, int]]:
+def _push_view(kinds: tuple[type, ...], handler: Handler) -> Callable[[], tuple[str, int]]:
+    expected = " or ".join(k.__name__ for k in kinds)
+
     def view() -> tuple[str, int]:
         envelope = request.get_json(silent=True)
         message_id = None
         try:
             message_id, message = decode_push(envelope)
-            if not isinstance(message, kind):
-                raise MessageError(f"expected a {kind.__name__}, got a {type(message).__name__}")
+            if not isinstance(message, kinds):
+                raise MessageError(f"expected a {expected}, got a {type(message).__name__}")
             handler(message)
         except MessageError as error:
             structured_log.event(

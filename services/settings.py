@@ -16,6 +16,7 @@ from shared.duo.endpoint import DuoEndpoint, EndpointError
 from shared.duo.secret import Secret
 from shared.duo.telephony import RETENTION_MS
 from shared.pipeline.ids import SOURCE_ID_PATTERN
+from shared.pipeline.repair import DEFAULT_CHECKS_MS
 from shared.pipeline.topics import TopicNames
 
 SecretReader = Callable[[str], str]
@@ -74,6 +75,7 @@ class PlannerSettings:
     lookback_seconds: float
     parallelism: int
     delay_seconds: float = 120.0
+    repair_checks_ms: tuple[int, ...] = DEFAULT_CHECKS_MS
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ class FetcherSettings:
     time_budget_seconds: float
     lease_seconds: float
     enrich: bool
+    repair_checks_ms: tuple[int, ...] = DEFAULT_CHECKS_MS
 
 
 @dataclass(frozen=True)
@@ -266,6 +269,20 @@ def _duo_source(env: _Env, entry: _Entry, source_id: str, read: SecretReader) ->
     )
 
 
+def repair_checks(e: _Env) -> tuple[int, ...]:
+    """REPAIR_CHECKS: when finished windows are counted again by Duo, after their end, e.g.
+    ``15m,24h`` (the default); ``none`` turns late-record repair off."""
+    raw = e.text("REPAIR_CHECKS", "15m,24h")
+    if raw.lower() == "none":
+        return ()
+    ages = tuple(int(parse_duration(part, "REPAIR_CHECKS") * 1000) for part in raw.split(","))
+    if list(ages) != sorted(set(ages)) or len(ages) > 9:
+        raise ConfigError("REPAIR_CHECKS: list at most 9 growing ages, like 15m,24h")
+    if ages[-1] > RETENTION_MS // 2:
+        raise ConfigError("REPAIR_CHECKS: check within 90 days, while Duo still keeps the logs")
+    return ages
+
+
 def planner_settings(env: Mapping[str, str]) -> PlannerSettings:
     e = _Env(env)
     lookback = lookback_seconds(e.text("LOOKBACK", "24h"), "LOOKBACK")
@@ -279,6 +296,7 @@ def planner_settings(env: Mapping[str, str]) -> PlannerSettings:
         lookback_seconds=lookback,
         parallelism=int(e.number("PLAN_PARALLELISM", 4, 1, 64)),
         delay_seconds=delay,
+        repair_checks_ms=repair_checks(e),
     )
 
 
@@ -307,6 +325,7 @@ def fetcher_settings(env: Mapping[str, str], read_secret: SecretReader) -> Fetch
         time_budget_seconds=budget,
         lease_seconds=lease,
         enrich=e.flag("ENRICH_RECORDS"),
+        repair_checks_ms=repair_checks(e),
     )
 
 

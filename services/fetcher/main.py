@@ -18,7 +18,7 @@ from shared.gcp.clients import firestore_client, pubsub_publisher
 from shared.gcp.publisher import Publisher
 from shared.gcp.secret_manager import read_secret_version
 from shared.gcp.window_store import WindowStore
-from shared.pipeline.messages import MessageError, WindowTask
+from shared.pipeline.messages import MessageError, SpanCheck, WindowTask
 
 log = logging.getLogger("fetcher")
 
@@ -39,6 +39,7 @@ def create_fetcher_app(env: Mapping[str, str] = os.environ, clock: Clock | None 
         time_budget_seconds=settings.time_budget_seconds,
         enrich_host=clients.host if settings.enrich else None,
         should_stop=stopping.is_set,
+        repair_checks=settings.repair_checks_ms,
     )
     return fetcher_app(settings.project, fetcher)
 
@@ -46,18 +47,24 @@ def create_fetcher_app(env: Mapping[str, str] = os.environ, clock: Clock | None 
 def fetcher_app(project: str, fetcher: WindowFetcher) -> Flask:
     """The push endpoint around the fetcher's work, given its fetcher."""
 
-    def handle(task: WindowTask) -> None:
+    def handle(message: WindowTask | SpanCheck) -> None:
         try:
-            report = fetcher.fetch(task)
+            if isinstance(message, SpanCheck):
+                checked = fetcher.check(message)
+                structured_log.event(
+                    log, logging.INFO, f"span check {checked.outcome}", **vars(checked)
+                )
+                return
+            report = fetcher.fetch(message)
         except UnknownSourceError as error:
             # No redelivery can make it valid: acknowledged and logged with its id.
             raise MessageError(str(error)) from None
         level = logging.ERROR if report.outcome == "failed" else logging.INFO
         structured_log.event(
-            log, level, f"window {task.window_id} {report.outcome}", **vars(report)
+            log, level, f"window {message.window_id} {report.outcome}", **vars(report)
         )
 
-    return create_app("fetcher", project, {"/": (WindowTask, handle)})
+    return create_app("fetcher", project, {"/": ((WindowTask, SpanCheck), handle)})
 
 
 def app() -> Flask:

@@ -23,12 +23,12 @@ from shared.duo.errors import (
     DuoRateLimitedError,
     DuoTransientError,
 )
-from shared.duo.paging import Page, WindowError, read_window, token_position_ms
+from shared.duo.paging import Page, WindowError, count_records, read_window, token_position_ms
 from shared.duo.records import enriched, record_id, record_time_us
 from shared.gcp.window_store import WindowStore
-from shared.pipeline.messages import RecordBatch, WindowTask
+from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask
 from shared.pipeline.planning import retention_start
-from shared.pipeline.windows import Claim
+from shared.pipeline.windows import DONE, Claim
 
 # Duo trouble that concerns every window of the account alike: it backs off, never
 # quarantines a window.
@@ -59,6 +59,22 @@ class FetchReport:
     window_records: int = 0
     already_landed: int = 0  # a re-read's records that were in the bucket already
     retention_lost_ms: tuple[int, int] | None = None
+
+
+@dataclass
+class CheckReport:
+    """What one late-record check found: Duo's count of the span against the records landed."""
+
+    source: str
+    level: int
+    windows: int
+    outcome: str  # matched | repairing | stale
+    mintime: int = 0
+    maxtime: int = 0
+    landed: int = 0
+    duo_count: int | None = None  # None: Duo gave no exact count
+    rereads: int = 0
+    requests: int = 0
 
 
 class LeaseKeeper:
@@ -109,6 +125,7 @@ class WindowFetcher:
         time_budget_seconds: float,
         enrich_host: Callable[[str], str] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
+        repair_checks: tuple[int, ...] = (),
     ) -> None:
         self._store = store
         self._publisher = publisher
@@ -118,6 +135,7 @@ class WindowFetcher:
         self._budget = time_budget_seconds
         self._enrich_host = enrich_host
         self._should_stop = should_stop
+        self._checks = repair_checks
 
     def fetch(self, task: WindowTask) -> FetchReport:
         report = FetchReport(task.source, task.window_id, "skipped")
@@ -214,3 +232,38 @@ class WindowFetcher:
         kept = [item for item in items if record_id(item) not in landed]
         report.already_landed += len(items) - len(kept)
         return kept
+
+    def check(self, message: SpanCheck) -> CheckReport:
+        """Counts a span of finished windows again with Duo (one request) and compares the
+        count with what landed for them; windows whose span Duo counts otherwise are read
+        again, landing only the records that are missing."""
+        report = CheckReport(message.source, message.level, len(message.windows), "stale")
+        docs = self._store.window_docs(message.source, message.windows)
+        if any(
+            doc is None or doc["state"] != DONE or doc.get("check_level") != message.level
+            for doc in docs
+        ):
+            return report  # moved on since it was sent; the planner sends what is still due
+        spans = [(doc["mintime"], doc["maxtime"]) for doc in docs if doc is not None]
+        report.mintime, report.maxtime = spans[0][0], spans[-1][1]
+        report.landed = sum(
+            self._store.landed_records(message.source, window) for window in message.windows
+        )
+        duo = self._duo_for(message.source)
+        try:
+            # Duo's ends are inclusive; the span is half-open.
+            report.duo_count = count_records(
+                duo, report.mintime, report.maxtime - 1, now_ms=now_ms(self._clock)
+            )
+        finally:
+            report.requests = duo.stats.requests
+        matched = report.duo_count == report.landed
+        again = [
+            WindowTask(message.source, mintime, maxtime)
+            for window, (mintime, maxtime) in zip(message.windows, spans, strict=True)
+            if self._store.apply_check(message.source, window, message.level, matched, self._checks)
+        ]
+        self._publisher.publish_tasks(again)
+        report.rereads = len(again)
+        report.outcome = "matched" if matched else "repairing"
+        return report

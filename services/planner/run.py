@@ -11,8 +11,14 @@ from shared.clock import Clock, now_ms
 from shared.gcp.cursor_store import CursorStore
 from shared.gcp.publisher import Publisher
 from shared.gcp.window_store import WindowStore
+from shared.pipeline.messages import SpanCheck
+from shared.pipeline.repair import spans_due
+from shared.pipeline.schemas import MAX_CHECK_WINDOWS
 
 log = logging.getLogger(__name__)
+
+# Finished windows read per run when looking for late-record checks that are due.
+CHECK_SCAN = 1000
 
 
 def run_planner(
@@ -49,8 +55,14 @@ def _run_source(
         delay_ms=int(settings.delay_seconds * 1000),
     )
     publisher.publish_tasks(planned)
-    swept = windows.sweep(source)
+    swept = windows.sweep(source, settings.repair_checks_ms)
     publisher.publish_tasks(swept.republish)
+    checks = spans_due(
+        windows.due_checks(source, limit=CHECK_SCAN), now_ms(clock), max_windows=MAX_CHECK_WINDOWS
+    )
+    for span in checks:
+        publisher.publish_check(SpanCheck(source, span.level, span.window_ids))
+        windows.checks_sent(source, span)
     watermark = cursors.advance(source)
     result = {
         "source": source,
@@ -58,6 +70,7 @@ def _run_source(
         "republished": len(swept.republish),
         "completed": swept.completed,
         "rereads": swept.rereads,
+        "checks_sent": len(checks),
         "watermark_ms": watermark,
         "lag_seconds": round((now_ms(clock) - watermark) / 1000, 1) if watermark else None,
     }

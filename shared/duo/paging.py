@@ -110,6 +110,31 @@ def read_window(
         previous_ids, next_offset = page_ids, following
 
 
+def count_records(duo: DuoGetter, mintime: int, maxtime: int, *, now_ms: int) -> int | None:
+    """How many records Duo holds in ``[mintime, maxtime]`` (ms, Duo's inclusive ends), from one
+    request's ``metadata.total_objects``; None when Duo does not say exactly."""
+    check_window(mintime, maxtime, now_ms)
+    params = {
+        "mintime": str(mintime),
+        "maxtime": str(maxtime),
+        "limit": "1",
+        "sort": "ts:asc",
+    }
+    return duo.get(TELEPHONY_PATH, params, exact_total)
+
+
+def exact_total(response: dict[str, Any]) -> int | None:
+    """``metadata.total_objects`` when it is exact: an integer, or ``{"relation": "eq",
+    "value": n}``; a lower bound (``"gte"``) or anything else counts as not known."""
+    metadata = response.get("metadata")
+    total = metadata.get("total_objects") if isinstance(metadata, dict) else None
+    if isinstance(total, dict):
+        total = total.get("value") if total.get("relation") == "eq" else None
+    if isinstance(total, bool) or not isinstance(total, int) or total < 0:
+        return None
+    return total
+
+
 def parse_page(
     response: dict[str, Any],
 ) -> tuple[list[tuple[dict[str, Any], str, int]], str | None]:

@@ -133,6 +133,8 @@ class CursorStore:
             counts[state] = int(query.count().get()[0][0].value)
         records = windows.sum("records").get()[0][0].value or 0
         rereads = windows.sum("rereads").get()[0][0].value or 0
+        checks = windows.sum("checks").get()[0][0].value or 0
+        repairs = windows.sum("repairs").get()[0][0].value or 0
         stopped = [
             _described(w.id, w.to_dict())
             for w in windows.where(filter=FieldFilter("state", "in", [FAILED, QUARANTINED]))
@@ -159,6 +161,8 @@ class CursorStore:
             "windows": counts,
             "records": int(records),
             "rereads": int(rereads),
+            "checks": int(checks),
+            "repairs": int(repairs),
             "quarantined": [w for w in stopped if w["state"] == QUARANTINED],
             "retention_lost_ms": lost,
             "last_error": last_error,

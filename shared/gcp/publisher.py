@@ -6,8 +6,8 @@ from collections.abc import Iterable
 
 from google.cloud import pubsub_v1
 
-from shared.pipeline.messages import RecordBatch, WindowTask, encode
-from shared.pipeline.schemas import RECORD_BATCH, WINDOW_TASK
+from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask, encode
+from shared.pipeline.schemas import RECORD_BATCH, SPAN_CHECK, WINDOW_TASK
 
 PUBLISH_TIMEOUT_SECONDS = 60.0
 
@@ -38,6 +38,13 @@ class Publisher:
         for future in futures:
             future.result(timeout=PUBLISH_TIMEOUT_SECONDS)
         return len(futures)
+
+    def publish_check(self, check: SpanCheck) -> str:
+        """A late-record check, on the window topic: the fetchers do it."""
+        future = self._client.publish(
+            self._window_topic, encode(check), type=SPAN_CHECK, source=check.source
+        )
+        return future.result(timeout=PUBLISH_TIMEOUT_SECONDS)
 
     def publish_batch(self, batch: RecordBatch) -> str:
         if self._batch_topic is None:

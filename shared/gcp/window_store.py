@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from google.api_core.exceptions import AlreadyExists
 from google.cloud import firestore
@@ -23,6 +25,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from shared.clock import Clock, now_ms
 from shared.pipeline import windows as rules
 from shared.pipeline.messages import RecordBatch, WindowTask
+from shared.pipeline.repair import CHECK_RESEND_MS, Span, after_check
 from shared.pipeline.windows import Claim
 
 ROOT = "telephony_sources"
@@ -152,9 +155,9 @@ class WindowStore:
 
         return put_back(self._db.transaction())
 
-    def sweep(self, source: str) -> SweepResult:
+    def sweep(self, source: str, checks: tuple[int, ...] = ()) -> SweepResult:
         """Applies the sweep's rule to every open window of ``source``; returns the tasks to
-        send again and what was finished."""
+        send again and what was finished (given its first late-record check, ``checks``)."""
         now = now_ms(self._clock)
         republish: list[WindowTask] = []
         completed = rereads = 0
@@ -164,7 +167,7 @@ class WindowStore:
         for snapshot in query.stream():
             doc = snapshot.to_dict()
             landed = functools.partial(self.landed_batches, source, snapshot.id)
-            step = rules.sweep_step(doc, now, landed)
+            step = rules.sweep_step(doc, now, landed, checks)
             if step is None:
                 continue
             snapshot.reference.update(step.update)
@@ -173,6 +176,57 @@ class WindowStore:
             if step.republish:
                 republish.append(WindowTask(source, doc["mintime"], doc["maxtime"]))
         return SweepResult(republish, completed, rereads)
+
+    def due_checks(self, source: str, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        """Finished windows whose late-record check is due, ``(window id, document)``."""
+        now = now_ms(self._clock)
+        query = (
+            self.windows(source)
+            .where(filter=FieldFilter("next_check_at_ms", "<=", now))
+            .limit(limit)
+        )
+        return [
+            (snapshot.id, doc)
+            for snapshot in query.stream()
+            if (doc := snapshot.to_dict())["state"] == rules.DONE
+        ]
+
+    def checks_sent(self, source: str, span: Span) -> None:
+        """Holds the span's windows back from the next selections until their check is due to
+        be sent again (the check itself moves them on)."""
+        batch = self._db.batch()
+        again = now_ms(self._clock) + CHECK_RESEND_MS
+        for window_id in span.window_ids:
+            batch.update(self.window(source, window_id), {"next_check_at_ms": again})
+        batch.commit()
+
+    def window_docs(self, source: str, window_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        """The documents of the windows, in order; None for one that does not exist."""
+        refs = [self.window(source, window_id) for window_id in window_ids]
+        found = {s.id: s.to_dict() for s in self._db.get_all(refs) if s.exists}
+        return [found.get(window_id) for window_id in window_ids]
+
+    def landed_records(self, source: str, window_id: str) -> int:
+        """How many records the window's landed batches hold."""
+        total = self._batches(source, window_id).sum("records").get()[0][0].value
+        return int(total or 0)
+
+    def apply_check(
+        self, source: str, window_id: str, level: int, matched: bool, checks: tuple[int, ...]
+    ) -> bool:
+        """Moves a checked window on (``repair.after_check``); True when it is to be read
+        again. A window no longer finished, or checked at that level already, is left alone."""
+        ref = self.window(source, window_id)
+
+        @firestore.transactional
+        def move_on(transaction: firestore.Transaction) -> bool:
+            doc = ref.get(transaction=transaction).to_dict()
+            if doc is None or doc["state"] != rules.DONE or doc.get("check_level") != level:
+                return False
+            transaction.update(ref, after_check(doc, level, checks, matched))
+            return not matched
+
+        return move_on(self._db.transaction())
 
     def _batches(self, source: str, window_id: str) -> firestore.CollectionReference:
         return self.window(source, window_id).collection("batches")

@@ -16,7 +16,7 @@ from typing import Any
 import jsonschema
 
 from shared.pipeline.ids import batch_id, window_id
-from shared.pipeline.schemas import RECORD_BATCH, SCHEMAS, WINDOW_TASK
+from shared.pipeline.schemas import RECORD_BATCH, SCHEMAS, SPAN_CHECK, WINDOW_TASK
 
 
 class MessageError(ValueError):
@@ -50,6 +50,26 @@ class WindowTask:
 
 
 @dataclass(frozen=True)
+class SpanCheck:
+    """Contiguous finished windows of a source whose records are counted again by Duo, at a
+    check ``level`` (0: minutes after they finished, 1: a day after): records Duo published
+    late show as a difference, and the windows are read again."""
+
+    source: str
+    level: int
+    windows: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": SPAN_CHECK,
+            "version": 1,
+            "source": self.source,
+            "level": self.level,
+            "windows": list(self.windows),
+        }
+
+
+@dataclass(frozen=True)
 class RecordBatch:
     source: str
     window_id: str
@@ -71,11 +91,14 @@ class RecordBatch:
         }
 
 
-def encode(message: WindowTask | RecordBatch) -> bytes:
+Message = WindowTask | SpanCheck | RecordBatch
+
+
+def encode(message: Message) -> bytes:
     return json.dumps(message.to_json(), separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def decode(data: bytes, message_id: str | None = None) -> WindowTask | RecordBatch:
+def decode(data: bytes, message_id: str | None = None) -> Message:
     """Parses and validates one message body; raises MessageError saying what is wrong."""
     try:
         body = json.loads(data)
@@ -95,10 +118,12 @@ def decode(data: bytes, message_id: str | None = None) -> WindowTask | RecordBat
         if task.maxtime <= task.mintime or task.window_id != body["window_id"]:
             raise MessageError("window_id does not match an ordered [mintime, maxtime]", message_id)
         return task
+    if body["type"] == SPAN_CHECK:
+        return SpanCheck(body["source"], body["level"], tuple(body["windows"]))
     return RecordBatch(body["source"], body["window_id"], body["page"], body["records"])
 
 
-def decode_push(envelope: Any) -> tuple[str | None, WindowTask | RecordBatch]:
+def decode_push(envelope: Any) -> tuple[str | None, Message]:
     """Unwraps a Pub/Sub push request body; returns (message id, message)."""
     if not isinstance(envelope, dict) or not isinstance(envelope.get("message"), dict):
         raise MessageError("not a Pub/Sub push envelope (no 'message' object)")

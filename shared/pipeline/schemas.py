@@ -10,6 +10,9 @@ from shared.pipeline.ids import MAX_PAGE, MIN_EPOCH_MS, SOURCE_ID_PATTERN, WINDO
 
 WINDOW_TASK = "window-task"
 RECORD_BATCH = "record-batch"
+SPAN_CHECK = "span-check"
+# Finished windows checked together against Duo's count, at most.
+MAX_CHECK_WINDOWS = 500
 
 _DRAFT = "https://json-schema.org/draft/2020-12/schema"
 _SOURCE = {"type": "string", "pattern": f"^{SOURCE_ID_PATTERN}$"}
@@ -35,6 +38,21 @@ SCHEMAS: dict[tuple[str, int], dict[str, Any]] = {
         1,
         "A time window of one Duo account's telephony logs to fetch",
         {"source": _SOURCE, "window_id": _WINDOW_ID, "mintime": _EPOCH_MS, "maxtime": _EPOCH_MS},
+    ),
+    (SPAN_CHECK, 1): _envelope(
+        SPAN_CHECK,
+        1,
+        "Finished, contiguous windows to check again against Duo's count of their span",
+        {
+            "source": _SOURCE,
+            "level": {"type": "integer", "minimum": 0, "maximum": 9},
+            "windows": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_CHECK_WINDOWS,
+                "items": _WINDOW_ID,
+            },
+        },
     ),
     (RECORD_BATCH, 1): _envelope(
         RECORD_BATCH,

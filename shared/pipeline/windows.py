@@ -24,6 +24,7 @@ from typing import Any
 
 from shared.duo.records import record_id, record_time_us
 from shared.pipeline.messages import RecordBatch
+from shared.pipeline.repair import first_check
 
 PLANNED = "planned"
 FETCHING = "fetching"
@@ -259,17 +260,26 @@ class SweepStep:
     reread: bool = False
 
 
-def sweep_step(doc: Update, now: int, landed_batches: Callable[[int], int]) -> SweepStep | None:
+def sweep_step(
+    doc: Update,
+    now: int,
+    landed_batches: Callable[[int], int],
+    checks: tuple[int, ...] = (),
+) -> SweepStep | None:
     """Finishes a fetched window whose batches have all landed; sends again a window never
     picked up, leased by a fetcher that died, or failed and due; reads again a window whose
     batches did not land in time. None: leave it. ``landed_batches(from_page)`` counts the
-    landed batches numbered ``from_page`` or more; it is asked only for a fetched window."""
+    landed batches numbered ``from_page`` or more; it is asked only for a fetched window. A
+    window finishing for the first time is given its first late-record check (``checks``)."""
     state = doc["state"]
     touch = {"updated_at_ms": now}
     if state == FETCHED:
         start = doc.get("reread_from", 0)
         if landed_batches(start) >= doc["pages"] - start:
-            return SweepStep({"state": DONE, "done_at_ms": now} | touch, completed=True)
+            update = {"state": DONE, "done_at_ms": now} | touch
+            if "check_level" not in doc:
+                update |= first_check(doc["maxtime"], checks)
+            return SweepStep(update, completed=True)
         if doc.get("fetched_at_ms", now) + LANDING_TIMEOUT_MS >= now:
             return None
         rereads = doc.get("rereads", 0) + 1

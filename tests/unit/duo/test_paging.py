@@ -5,7 +5,14 @@ import uuid
 import pytest
 
 from shared.duo.errors import DuoProtocolError, DuoTransientError
-from shared.duo.paging import PAGE_LIMIT, Page, WindowError, read_window
+from shared.duo.paging import (
+    PAGE_LIMIT,
+    Page,
+    WindowError,
+    count_records,
+    exact_total,
+    read_window,
+)
 
 NOW_MS = 1_800_000_000_000
 HOUR = 3_600_000
@@ -238,3 +245,32 @@ def test_garbled_answers_are_transient_errors_naming_the_problem(response):
 
     with pytest.raises(DuoTransientError, match="Duo"):
         read_all(Garbled([]))
+
+
+@pytest.mark.parametrize(
+    ("metadata", "total"),
+    [
+        ({"total_objects": 3}, 3),
+        ({"total_objects": 0}, 0),
+        ({"total_objects": {"relation": "eq", "value": 12}}, 12),
+        ({"total_objects": {"relation": "gte", "value": 10000}}, None),
+        ({"total_objects": True}, None),
+        ({"total_objects": -1}, None),
+        ({"total_objects": "3"}, None),
+        ({}, None),
+    ],
+)
+def test_only_an_exact_total_is_trusted(metadata, total):
+    # Duo's samples give an integer; one of its docstrings a {"relation", "value"} pair.
+    assert exact_total({"items": [], "metadata": metadata}) == total
+
+
+def test_a_span_is_counted_with_one_small_request():
+    duo = ScriptedDuo([record(MINTIME + n, n) for n in range(5)])
+    assert count_records(duo, MINTIME, MAXTIME, now_ms=NOW_MS) == 5
+    (params,) = duo.requests
+    assert (params["limit"], params["mintime"], params["maxtime"]) == (
+        "1",
+        str(MINTIME),
+        str(MAXTIME),
+    )

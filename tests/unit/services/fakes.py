@@ -21,8 +21,9 @@ from shared.duo.records import record_time_ms
 from shared.gcp.bucket_writer import WriteResult
 from shared.gcp.window_store import SweepResult
 from shared.pipeline import windows as rules
-from shared.pipeline.messages import RecordBatch, WindowTask
+from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask
 from shared.pipeline.planning import first_planned_until, plan_windows
+from shared.pipeline.repair import CHECK_RESEND_MS, Span, after_check
 from shared.pipeline.windows import Claim
 from tests.fakes import FakeClock
 
@@ -101,7 +102,7 @@ class FakeWindowStore:
             doc.update(rules.release(doc, now_ms(self.clock), error, account_wide=account_wide))
             self.events.append(("release", error))
 
-    def sweep(self, source: str) -> SweepResult:
+    def sweep(self, source: str, checks: tuple[int, ...] = ()) -> SweepResult:
         now = now_ms(self.clock)
         republish: list[WindowTask] = []
         completed = rereads = 0
@@ -109,7 +110,7 @@ class FakeWindowStore:
             if doc_source != source or doc["state"] not in rules.OPEN_STATES:
                 continue
             step = rules.sweep_step(
-                doc, now, lambda start, w=window_id: self.landed_batches(source, w, start)
+                doc, now, lambda start, w=window_id: self.landed_batches(source, w, start), checks
             )
             if step is None:
                 continue
@@ -119,6 +120,37 @@ class FakeWindowStore:
             if step.republish:
                 republish.append(WindowTask(source, doc["mintime"], doc["maxtime"]))
         return SweepResult(republish, completed, rereads)
+
+    def due_checks(self, source: str, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        now = now_ms(self.clock)
+        return [
+            (window_id, doc)
+            for (doc_source, window_id), doc in self.docs.items()
+            if doc_source == source
+            and doc["state"] == rules.DONE
+            and (doc.get("next_check_at_ms") or now + 1) <= now
+        ][:limit]
+
+    def checks_sent(self, source: str, span: Span) -> None:
+        for window_id in span.window_ids:
+            self.docs[source, window_id]["next_check_at_ms"] = now_ms(self.clock) + CHECK_RESEND_MS
+
+    def window_docs(self, source: str, window_ids: Iterable[str]) -> list[dict[str, Any] | None]:
+        return [self.docs.get((source, window_id)) for window_id in window_ids]
+
+    def landed_records(self, source: str, window_id: str) -> int:
+        markers = self.markers.items()
+        return sum(marker["records"] for key, marker in markers if key[:2] == (source, window_id))
+
+    def apply_check(
+        self, source: str, window_id: str, level: int, matched: bool, checks: tuple[int, ...]
+    ) -> bool:
+        doc = self.docs.get((source, window_id))
+        if doc is None or doc["state"] != rules.DONE or doc.get("check_level") != level:
+            return False
+        doc.update(after_check(doc, level, checks, matched))
+        self.events.append(("checked", window_id, matched))
+        return not matched
 
     def batch_landed(self, source: str, window_id: str, page: int) -> bool:
         return (source, window_id, page) in self.markers
@@ -204,6 +236,7 @@ class FakePublisher:
         self.events = events
         self.batches: list[RecordBatch] = []
         self.tasks: list[WindowTask] = []
+        self.checks: list[SpanCheck] = []
         self.failing_pages: set[int] = set()  # batch pages whose publish raises
         self.failing_sources: set[str] = set()  # sources whose tasks cannot be published
 
@@ -213,6 +246,11 @@ class FakePublisher:
         self.batches.append(batch)
         self.events.append(("publish_batch", batch.page))
         return str(len(self.batches))
+
+    def publish_check(self, check: SpanCheck) -> str:
+        self.checks.append(check)
+        self.events.append(("publish_check", check.level, check.windows))
+        return str(len(self.checks))
 
     def publish_tasks(self, tasks: Iterable[WindowTask]) -> int:
         tasks = list(tasks)

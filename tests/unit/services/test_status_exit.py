@@ -44,6 +44,8 @@ def report(
         },
         "records": 1234,
         "rereads": 0,
+        "checks": 0,
+        "repairs": 0,
         "quarantined": [],
         "retention_lost_ms": [],
         "last_error": None,

@@ -14,7 +14,7 @@ import pytest
 from services.fetcher.window_fetch import FetchReport, WindowFetcher
 from shared.clock import now_ms
 from shared.duo.errors import DuoTransientError
-from shared.pipeline.messages import RecordBatch, WindowTask
+from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask
 from tests.fakes import FakeClock
 from tests.unit.services.fakes import (
     FakeDuo,
@@ -50,6 +50,7 @@ class Rig:
         budget: float = 240.0,
         should_stop: bool = False,
         enrich_host: dict[str, str] | None = None,
+        repair_checks: tuple[int, ...] = (),
         **duo_options: Any,
     ) -> None:
         self.answers = answers
@@ -69,6 +70,7 @@ class Rig:
             time_budget_seconds=budget,
             enrich_host=enrich_host.__getitem__ if enrich_host else None,
             should_stop=lambda: should_stop,
+            repair_checks=repair_checks,
         )
 
     def _duo_for(self, source: str) -> FakeDuo:
@@ -401,3 +403,54 @@ def test_a_window_duo_answers_with_broken_data_for_is_quarantined_not_retried_fo
         rig.clock.advance(3600)
     assert rig.doc["state"] == "quarantined"
     assert rig.fetch().outcome == "skipped"
+
+
+# --- late-record checks -------------------------------------------------------------------
+
+CHECKS = (15 * MINUTE_MS, 24 * 60 * MINUTE_MS)
+
+
+def checked_rig(duo_count: Any) -> Rig:
+    """TASK finished with two records landed, its first check due."""
+    rig = Rig({None: {"items": [], "metadata": {"total_objects": duo_count}}}, repair_checks=CHECKS)
+    rig.store.docs[TASK.source, TASK.window_id] |= {
+        "state": "done",
+        "pages": 1,
+        "records": 2,
+        "check_level": 0,
+        "next_check_at_ms": TASK.maxtime + CHECKS[0],
+    }
+    rig.store.record_batch(RecordBatch(TASK.source, TASK.window_id, 0, page(1, 2)), ["p0"])
+    return rig
+
+
+def test_a_check_whose_count_matches_moves_the_window_to_its_next_check():
+    rig = checked_rig(2)
+    report = rig.fetcher.check(SpanCheck(TASK.source, 0, (TASK.window_id,)))
+    assert (report.outcome, report.landed, report.duo_count, report.requests) == (
+        "matched",
+        2,
+        2,
+        1,
+    )
+    # Duo's ends are inclusive, the window half-open: one millisecond less at the end.
+    assert rig.duo_requests[0]["maxtime"] == str(TASK.maxtime - 1)
+    assert (rig.doc["state"], rig.doc["check_level"]) == ("done", 1)
+    assert rig.publisher.tasks == []
+
+
+@pytest.mark.parametrize("duo_count", [3, {"relation": "gte", "value": 2}])
+def test_a_check_that_finds_more_or_cannot_tell_reads_the_window_again(duo_count):
+    # Issue 8, case 1: a record Duo published late is in its window's count.
+    rig = checked_rig(duo_count)
+    report = rig.fetcher.check(SpanCheck(TASK.source, 0, (TASK.window_id,)))
+    assert (report.outcome, report.rereads) == ("repairing", 1)
+    assert (rig.doc["state"], rig.doc["reread_from"], rig.doc["repairs"]) == ("planned", 1, 1)
+    assert rig.publisher.tasks == [TASK]
+
+
+def test_a_check_of_a_window_that_moved_on_asks_duo_nothing():
+    rig = checked_rig(2)
+    rig.store.docs[TASK.source, TASK.window_id]["check_level"] = 1
+    report = rig.fetcher.check(SpanCheck(TASK.source, 0, (TASK.window_id,)))
+    assert (report.outcome, report.requests) == ("stale", 0)
