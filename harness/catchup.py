@@ -24,7 +24,7 @@ import requests
 
 from harness.emulators import LocalCloud
 from harness.pipeline import LocalPipeline, PipelineConfig
-from services.settings import ConfigError, lookback_seconds, object_prefix
+from services.settings import ConfigError, lookback_seconds, object_prefix, parse_duration
 from shared.clock import SystemClock
 from shared.duo.records import record_time_ms
 from shared.duo.secret import Secret
@@ -55,6 +55,9 @@ class RunOptions:
     malformed_rate: float = 0.0
     slow: float = 0.0  # seconds the simulator adds to every answer
     live: float = 0.0
+    late_rate: float = 0.0  # share of records the simulated Duo publishes late...
+    late_by: str = "0s"  # ...by this much
+    boundary_precision: str = "ms"  # how the simulated Duo compares maxtime: ms or us
     plan_every: float = 5.0  # seconds between planner runs (Cloud Scheduler: every minute)
     timeout: float = 1800.0
     parallelism: int = 4
@@ -79,6 +82,11 @@ class RunOptions:
         ):
             if not 0 <= share < 1:
                 raise ConfigError(f"{flag}: {share} must be a share within [0, 1)")
+        if not 0 <= self.late_rate <= 1:
+            raise ConfigError(f"--late-rate: {self.late_rate} must be a share within [0, 1]")
+        parse_duration(self.late_by, "--late-by")
+        if self.boundary_precision not in ("ms", "us"):
+            raise ConfigError(f"--boundary-precision: use ms or us, not {self.boundary_precision}")
         if self.live < 0:
             raise ConfigError(f"--live: {self.live} must be 0 or more records a minute")
         if self.timeout <= 0:
@@ -140,6 +148,8 @@ def _duo(options: RunOptions, started: float) -> Iterator[_Duo]:
             days=options.days,
             seed=options.seed,
             live_per_minute=options.live,
+            late_rate=options.late_rate,
+            late_by_seconds=parse_duration(options.late_by, "--late-by"),
         ),
         start=started,
     )
@@ -153,6 +163,7 @@ def _duo(options: RunOptions, started: float) -> Iterator[_Duo]:
             fail_rate=options.fail_rate,
             malformed_rate=options.malformed_rate,
             slow_seconds=options.slow,
+            boundary_precision=options.boundary_precision,  # type: ignore[arg-type]
         ),
     )
     with SimulatorServer(api, port=0) as server:

@@ -76,6 +76,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="simulated records arriving while it runs",
     )
     parser.add_argument(
+        "--late-rate",
+        type=float,
+        default=0.0,
+        help="simulated share of records Duo publishes late (repaired by the late-record checks)",
+    )
+    parser.add_argument(
+        "--late-by",
+        default="0s",
+        metavar="DURATION",
+        help="how long after its two minutes Duo publishes the late records, e.g. 10m",
+    )
+    parser.add_argument(
+        "--boundary-precision",
+        choices=("ms", "us"),
+        default="ms",
+        help="whether the simulated Duo compares maxtime with the records' microseconds",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=defaults.timeout,
@@ -110,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
         fail_rate=args.fail_rate,
         malformed_rate=args.malformed_rate,
         live=args.live,
+        late_rate=args.late_rate,
+        late_by=args.late_by,
+        boundary_precision=args.boundary_precision,
         timeout=args.timeout,
     )
     try:

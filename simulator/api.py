@@ -19,6 +19,7 @@ served to loopback clients only.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import json
 import random
 import re
@@ -323,14 +324,12 @@ class TelephonyApi:
         step = 0 if self.options.repeat_boundary else 1
         if request.sort == "ts:asc":
             start = lo if position is None else max(lo, position + step)
-            stop = min(start + request.limit, hi)
-            page = data.slice(start, stop) if start < hi else []
-            more = stop < hi
+            records = data.visible_from(start, hi, now)
         else:
             top = hi - 1 if position is None else min(hi - 1, position - step)
-            bottom = max(lo, top - request.limit + 1)
-            page = data.slice(bottom, top + 1)[::-1] if top >= lo else []
-            more = bottom > lo
+            records = data.visible_from(top, lo - 1, now, step=-1)
+        page = list(itertools.islice(records, request.limit))
+        more = next(records, None) is not None
         metadata: dict[str, Any] = {}
         if more:
             metadata["next_offset"] = token_for(page[-1])
@@ -341,7 +340,7 @@ class TelephonyApi:
             metadata["next_offset"] = (
                 token_for(page[-1]) if page else "{},{}".format(*request.token)
             )
-        metadata["total_objects"] = hi - lo
+        metadata["total_objects"] = sum(1 for _ in data.visible_from(lo, hi, now))
         return {
             "stat": "OK",
             "response": {"items": [to_item(r) for r in page], "metadata": metadata},
@@ -381,14 +380,14 @@ class TelephonyApi:
             return _fail(405, 40501, "Method not allowed")
         if path == STATS_PATH:
             return Response(200, [("Content-Type", _JSON)], _ENCODE(self.stats()).encode())
-        visible = self.dataset.visible_end(self._clock.now())
-        return Response(200, [("Content-Type", "application/x-ndjson")], self._ndjson(0, visible))
+        now = self._clock.now()
+        records = self.dataset.visible_from(0, self.dataset.visible_end(now), now)
+        return Response(200, [("Content-Type", "application/x-ndjson")], self._ndjson(records))
 
-    def _ndjson(self, start: int, stop: int, batch: int = 1000) -> Iterator[bytes]:
+    def _ndjson(self, records: Iterator[Record], batch: int = 1000) -> Iterator[bytes]:
         # Streamed in batches: the ground truth may be large, and is never built whole.
-        for first in range(start, stop, batch):
-            records = self.dataset.slice(first, min(first + batch, stop))
-            yield "".join(_ENCODE(to_item(r)) + "\n" for r in records).encode()
+        while chunk := list(itertools.islice(records, batch)):
+            yield "".join(_ENCODE(to_item(r)) + "\n" for r in chunk).encode()
 
 
 def token_for(record: Record) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import signal
 import sys
 import threading
@@ -42,6 +43,13 @@ def _non_negative(kind: type[int] | type[float]) -> Callable[[str], int | float]
         return value
 
     return parse
+
+
+def _duration(text: str) -> float:
+    match = re.fullmatch(r"(\d+)([smh])", text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90s, 10m or 2h")
+    return int(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2]]
 
 
 def _port(text: str) -> int:
@@ -92,6 +100,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PER_MINUTE",
         help="new records arriving per minute while running (default: none)",
     )
+    parser.add_argument(
+        "--late-rate",
+        type=_fraction,
+        default=0.0,
+        help="share of records Duo publishes late (default: none)",
+    )
+    parser.add_argument(
+        "--late-by",
+        type=_duration,
+        default=0.0,
+        metavar="DURATION",
+        help="how long after the usual two minutes the late records appear, e.g. 10m",
+    )
     parser.add_argument("--fail-rate", type=_fraction, default=0.0, help="fraction answered 5xx")
     parser.add_argument(
         "--slow",
@@ -139,7 +160,12 @@ def run(args: argparse.Namespace) -> int:
     clock = SystemClock()
     dataset = Dataset(
         DatasetSpec(
-            records=args.records, days=args.days, seed=args.seed, live_per_minute=args.live
+            records=args.records,
+            days=args.days,
+            seed=args.seed,
+            live_per_minute=args.live,
+            late_rate=args.late_rate,
+            late_by_seconds=args.late_by,
         ),
         start=clock.now(),
     )

@@ -63,6 +63,10 @@ class DatasetSpec:
     days: float = 2.0
     seed: int = 7
     live_per_minute: float = 0.0
+    # Duo's imperfection: this share of the records becomes visible ``late_by_seconds`` after
+    # the two minutes Duo promises (its ingestion lags), so it falls in windows already read.
+    late_rate: float = 0.0
+    late_by_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         if self.records < 0:
@@ -71,6 +75,10 @@ class DatasetSpec:
             raise ValueError("days must be in (0, 180]: Duo serves only the past 180 days")
         if self.live_per_minute < 0:
             raise ValueError("live_per_minute must be >= 0")
+        if not 0 <= self.late_rate <= 1:
+            raise ValueError("late_rate must be a share within [0, 1]")
+        if self.late_by_seconds < 0:
+            raise ValueError("late_by_seconds must be >= 0")
 
 
 def format_ts(ts_us: int) -> str:
@@ -217,6 +225,32 @@ class Dataset:
         self._materialize_live(now_us)
         cutoff = now_us - VISIBILITY_DELAY_US
         return bisect.bisect_right(self._records, cutoff, key=lambda r: r.ts_us)
+
+    def is_late(self, record: Record) -> bool:
+        """Whether the record is one Duo publishes late: a fixed share of the records, chosen
+        by their (random) ids, so the same records are late on every run with this seed."""
+        return (
+            self.spec.late_rate > 0
+            and int(record.telephony_id[-8:], 16) < self.spec.late_rate * 0x1_0000_0000
+        )
+
+    def visible(self, record: Record, now_us: int) -> bool:
+        delay = VISIBILITY_DELAY_US
+        if self.is_late(record):
+            delay += int(self.spec.late_by_seconds * 1_000_000)
+        return record.ts_us + delay <= now_us
+
+    def visible_from(self, start: int, stop: int, now: float, step: int = 1) -> Iterator[Record]:
+        """The records visible at ``now`` from index ``start`` towards ``stop`` (excluded),
+        ascending (``step`` 1) or descending (-1). Only the newest records, those a late
+        record may still hide among, are looked at one by one."""
+        now_us = int(now * 1_000_000)
+        settled = now_us - VISIBILITY_DELAY_US - int(self.spec.late_by_seconds * 1_000_000)
+        hidden_from = bisect.bisect_right(self._records, settled, key=lambda r: r.ts_us)
+        for i in range(start, stop, step):
+            record = self._records[i]
+            if i < hidden_from or self.visible(record, now_us):
+                yield record
 
     def first_at_or_after_ms(self, ms: int, hi: int) -> int:
         return bisect.bisect_left(self._records, ms * 1000, hi=hi, key=lambda r: r.ts_us)

@@ -29,8 +29,9 @@ from shared.duo.transport import DuoHttp
 from shared.gcp.clients import pubsub_publisher, pubsub_subscriber
 from shared.gcp.publisher import Publisher
 from shared.gcp.window_store import WindowStore
-from shared.pipeline.messages import RecordBatch, WindowTask, decode
+from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask, decode
 from shared.pipeline.planning import FETCH_RETENTION_MARGIN_MS, plan_windows
+from shared.pipeline.repair import CHECK_BATCH_MS, spans_due
 from shared.pipeline.windows import LANDING_TIMEOUT_MS, new_window
 from simulator.api import ApiOptions, TelephonyApi
 from simulator.dataset import Dataset, DatasetSpec
@@ -44,6 +45,8 @@ SKEY = "FetcherSecretKeyForTheSimulatorTests0000"
 SOURCE = "acme"
 HOUR_MS = 3_600_000
 LEASE_S = 60.0
+MINUTE_MS = 60_000
+CHECKS = (15 * MINUTE_MS, 24 * 60 * MINUTE_MS)
 
 
 @dataclasses.dataclass
@@ -82,11 +85,13 @@ class Rig:
         return self.store.window(SOURCE, task.window_id).get().to_dict()
 
     def truth(self, mintime: int, maxtime: int) -> list[str]:
+        """The ids of the records Duo serves now in ``[mintime, maxtime)``."""
         data = self.simulator.api.dataset
+        now = self.clock.now()
         return [
             r.telephony_id
-            for r in data.iter_range(0, data.visible_end(self.clock.now()))
-            if mintime <= r.ts_ms <= maxtime
+            for r in data.visible_from(0, data.visible_end(now), now)
+            if mintime <= r.ts_ms < maxtime
         ]
 
 
@@ -97,8 +102,21 @@ def make_rig(
     """A rig over ``records`` simulated records spread over the past ``days``."""
     started: list[SimulatorServer] = []
 
-    def make(records: int, days: float, **options: Any) -> Rig:
-        rig = _rig(local_cloud, firestore_db, pubsub_names, records, days, ApiOptions(**options))
+    def make(
+        records: int,
+        days: float,
+        late_rate: float = 0,
+        late_by_seconds: float = 0,
+        **options: Any,
+    ) -> Rig:
+        spec = DatasetSpec(
+            records=records,
+            days=days,
+            seed=11,
+            late_rate=late_rate,
+            late_by_seconds=late_by_seconds,
+        )
+        rig = _rig(local_cloud, firestore_db, pubsub_names, spec, ApiOptions(**options))
         started.append(rig.simulator)
         return rig
 
@@ -108,10 +126,10 @@ def make_rig(
 
 
 def _rig(
-    local_cloud, firestore_db, pubsub_names: str, records: int, days: float, options: ApiOptions
+    local_cloud, firestore_db, pubsub_names: str, spec: DatasetSpec, options: ApiOptions
 ) -> Rig:
     clock = FakeClock()
-    dataset = Dataset(DatasetSpec(records=records, days=days, seed=11), clock.now())
+    dataset = Dataset(spec, clock.now())
     api = TelephonyApi(dataset, {IKEY: Secret(SKEY)}, clock, random.Random(1), options)
     simulator = SimulatorServer(api, port=0).start()
     project = local_cloud.project
@@ -142,6 +160,7 @@ def _rig(
         clock,
         lease_seconds=LEASE_S,
         time_budget_seconds=3600,
+        repair_checks=CHECKS,
     )
     return Rig(clock, simulator, store, fetcher, copies)
 
@@ -219,3 +238,37 @@ def test_a_record_in_the_millisecond_two_windows_share_lands_once(make_rig, prec
     landed = [r["telephony_id"] for b in rig.published() for r in b.records]
     assert on_the_boundary.telephony_id in landed
     assert sorted(landed) == sorted(r.telephony_id for r in records if start <= r.ts_ms < second[1])
+
+
+def test_records_duo_publishes_late_are_found_by_the_check_and_landed_once(make_rig):
+    # Issue 8, case 1: a window read as soon as Duo serves it misses the records Duo publishes
+    # ten minutes late. Its check, a quarter of an hour after its end, finds Duo counting more
+    # than landed; the window is read again and only the late records land.
+    rig = make_rig(2500, 0.25, late_rate=0.3, late_by_seconds=600)
+    fetcher = rig.fetcher
+    now = now_ms(rig.clock)
+    task = rig.plan(now - 3 * 60 * MINUTE_MS, now - 2 * MINUTE_MS)
+    on_time = rig.truth(task.mintime, task.maxtime)
+    assert fetcher.fetch(task).outcome == "fetched"
+    first = rig.published()
+    for batch in first:
+        rig.store.record_batch(batch, [f"object-{batch.page}"])
+    assert rig.store.sweep(SOURCE, CHECKS).completed == 1
+    landed = [r["telephony_id"] for b in first for r in b.records]
+    assert sorted(landed) == sorted(on_time)
+
+    rig.clock.advance(CHECK_BATCH_MS / 1000 + CHECKS[0] / 1000)
+    everything = rig.truth(task.mintime, task.maxtime)
+    late = set(everything) - set(on_time)
+    assert len(late) > 10  # the late records are visible now
+    (span,) = spans_due(rig.store.due_checks(SOURCE, limit=100), now_ms(rig.clock), max_windows=500)
+    report = fetcher.check(SpanCheck(SOURCE, span.level, span.window_ids))
+    assert (report.outcome, report.landed, report.duo_count) == (
+        "repairing",
+        len(on_time),
+        len(everything),
+    )
+    assert fetcher.fetch(task).outcome == "fetched"
+    repaired = [r["telephony_id"] for b in rig.published() for r in b.records]
+    assert sorted(repaired) == sorted(late)
+    assert sorted(landed + repaired) == sorted(everything)
