@@ -18,6 +18,7 @@ from shared.duo.telephony import RETENTION_MS
 from shared.pipeline.ids import SOURCE_ID_PATTERN
 from shared.pipeline.repair import DEFAULT_CHECKS_MS
 from shared.pipeline.topics import TopicNames
+from shared.pipeline.windows import LANDING_TIMEOUT_MS
 
 SecretReader = Callable[[str], str]
 T = TypeVar("T")
@@ -76,6 +77,7 @@ class PlannerSettings:
     parallelism: int
     delay_seconds: float = 120.0
     repair_checks_ms: tuple[int, ...] = DEFAULT_CHECKS_MS
+    landing_timeout_ms: int = LANDING_TIMEOUT_MS
 
 
 @dataclass(frozen=True)
@@ -297,6 +299,9 @@ def planner_settings(env: Mapping[str, str]) -> PlannerSettings:
         parallelism=int(e.number("PLAN_PARALLELISM", 4, 1, 64)),
         delay_seconds=delay,
         repair_checks_ms=repair_checks(e),
+        landing_timeout_ms=int(
+            parse_duration(e.text("LANDING_TIMEOUT", "15m"), "LANDING_TIMEOUT") * 1000
+        ),
     )
 
 

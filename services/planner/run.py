@@ -55,7 +55,7 @@ def _run_source(
         delay_ms=int(settings.delay_seconds * 1000),
     )
     publisher.publish_tasks(planned)
-    swept = windows.sweep(source, settings.repair_checks_ms)
+    swept = windows.sweep(source, settings.repair_checks_ms, settings.landing_timeout_ms)
     publisher.publish_tasks(swept.republish)
     checks = spans_due(
         windows.due_checks(source, limit=CHECK_SCAN), now_ms(clock), max_windows=MAX_CHECK_WINDOWS

@@ -155,7 +155,12 @@ class WindowStore:
 
         return put_back(self._db.transaction())
 
-    def sweep(self, source: str, checks: tuple[int, ...] = ()) -> SweepResult:
+    def sweep(
+        self,
+        source: str,
+        checks: tuple[int, ...] = (),
+        landing_timeout_ms: int = rules.LANDING_TIMEOUT_MS,
+    ) -> SweepResult:
         """Applies the sweep's rule to every open window of ``source``; returns the tasks to
         send again and what was finished (given its first late-record check, ``checks``)."""
         now = now_ms(self._clock)
@@ -167,7 +172,7 @@ class WindowStore:
         for snapshot in query.stream():
             doc = snapshot.to_dict()
             landed = functools.partial(self.landed_batches, source, snapshot.id)
-            step = rules.sweep_step(doc, now, landed, checks)
+            step = rules.sweep_step(doc, now, landed, checks, landing_timeout_ms)
             if step is None:
                 continue
             snapshot.reference.update(step.update)

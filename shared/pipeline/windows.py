@@ -20,11 +20,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.duo.records import record_id, record_time_us
-from shared.pipeline.messages import RecordBatch
 from shared.pipeline.repair import first_check
+
+if TYPE_CHECKING:  # the settings check imports this module with the standard library only
+    from shared.pipeline.messages import RecordBatch
 
 PLANNED = "planned"
 FETCHING = "fetching"
@@ -265,6 +267,7 @@ def sweep_step(
     now: int,
     landed_batches: Callable[[int], int],
     checks: tuple[int, ...] = (),
+    landing_timeout_ms: int = LANDING_TIMEOUT_MS,
 ) -> SweepStep | None:
     """Finishes a fetched window whose batches have all landed; sends again a window never
     picked up, leased by a fetcher that died, or failed and due; reads again a window whose
@@ -280,7 +283,7 @@ def sweep_step(
             if "check_level" not in doc:
                 update |= first_check(doc["maxtime"], checks)
             return SweepStep(update, completed=True)
-        if doc.get("fetched_at_ms", now) + LANDING_TIMEOUT_MS >= now:
+        if doc.get("fetched_at_ms", now) + landing_timeout_ms >= now:
             return None
         rereads = doc.get("rereads", 0) + 1
         if rereads > MAX_REREADS:

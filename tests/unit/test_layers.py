@@ -49,10 +49,16 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports_of(source: str) -> set[str]:
-    """Every module a source imports (or imports from), at the top or inside a function."""
+def imports_of(source: str, *, at_run_time: bool = False) -> set[str]:
+    """Every module a source imports (or imports from), at the top or inside a function;
+    ``at_run_time`` leaves out what only type checkers import (``if TYPE_CHECKING:``)."""
+    tree = ast.parse(source)
+    if at_run_time:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING"):
+                node.body = []
     found: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -118,7 +124,7 @@ def _transitive_imports(module: str) -> set[str]:
         if name in read or path is None:
             continue
         read.add(name)
-        for imported in imports_of(path.read_text()):
+        for imported in imports_of(path.read_text(), at_run_time=True):
             reached.add(imported)
             if imported.split(".")[0] in PROJECT:
                 todo.append(imported)

@@ -102,7 +102,12 @@ class FakeWindowStore:
             doc.update(rules.release(doc, now_ms(self.clock), error, account_wide=account_wide))
             self.events.append(("release", error))
 
-    def sweep(self, source: str, checks: tuple[int, ...] = ()) -> SweepResult:
+    def sweep(
+        self,
+        source: str,
+        checks: tuple[int, ...] = (),
+        landing_timeout_ms: int = rules.LANDING_TIMEOUT_MS,
+    ) -> SweepResult:
         now = now_ms(self.clock)
         republish: list[WindowTask] = []
         completed = rereads = 0
@@ -110,7 +115,11 @@ class FakeWindowStore:
             if doc_source != source or doc["state"] not in rules.OPEN_STATES:
                 continue
             step = rules.sweep_step(
-                doc, now, lambda start, w=window_id: self.landed_batches(source, w, start), checks
+                doc,
+                now,
+                lambda start, w=window_id: self.landed_batches(source, w, start),
+                checks,
+                landing_timeout_ms,
             )
             if step is None:
                 continue
