@@ -402,6 +402,12 @@ class Emulator:
                 _signal_group(process.pid, signal.SIGKILL)
                 process.wait()
 
+    def terminate(self) -> None:
+        """SIGTERM to the process group without waiting, as Cloud Run begins an instance's
+        shutdown; ``stop`` then waits for the exit."""
+        if self._process is not None and self._process.poll() is None:
+            _signal_group(self._process.pid, signal.SIGTERM)
+
     def kill(self) -> None:
         """SIGKILL at once, as a crash would end it; waits for the exit."""
         process, self._process = self._process, None

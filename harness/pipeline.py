@@ -90,6 +90,7 @@ class LocalPipeline:
         self._clock = clock or SystemClock()
         self._env = {**cloud_env, **config.service_env()}
         self.services: dict[str, Emulator] = {}
+        self._replaced: list[Emulator] = []  # old instances left to drain; stopped with the rest
         self._wired = False
 
     def start(self) -> LocalPipeline:
@@ -105,7 +106,8 @@ class LocalPipeline:
 
     def _service_spec(self, name: str, overrides: Mapping[str, str]) -> EmulatorSpec:
         threads = {"fetcher": self.config.fetcher_threads, "writer": self.config.writer_threads}
-        conf = Path(__file__).resolve().parent.parent / "services" / "gunicorn.conf.py"
+        # Production's gunicorn settings, with a line in the log when SIGTERM has been handled.
+        conf = Path(__file__).resolve().parent / "gunicorn_conf.py"
 
         def argv(host: str, port: int) -> list[str]:
             return [
@@ -133,6 +135,15 @@ class LocalPipeline:
         self.services[name].start()
         if name != "planner" and self._wired:
             self._wire_subscriptions()
+
+    def replace_service(self, name: str) -> Emulator:
+        """Starts a new instance of ``name`` and points its subscription at it while the old
+        instance keeps running, as Cloud Run brings a new instance up while a stopping one
+        drains; returns the old one, for the caller to signal and wait on."""
+        old = self.services.pop(name)
+        self._replaced.append(old)
+        self.start_service(name)
+        return old
 
     def kill_service(self, name: str) -> None:
         """Ends a service at once (SIGKILL), as a crashed instance would end."""
@@ -190,7 +201,7 @@ class LocalPipeline:
             db.close()
 
     def stop(self) -> None:
-        for service in reversed(list(self.services.values())):
+        for service in [*reversed(list(self.services.values())), *self._replaced]:
             service.stop()
 
     def __enter__(self) -> LocalPipeline:

@@ -14,6 +14,10 @@ Processing order of an API request, and why:
 
 ``/__sim__/records`` (NDJSON ground truth) and ``/__sim__/stats`` are unsigned, fault-free and
 served to loopback clients only.
+
+``TelephonyApi.hold`` is an in-process control point for tests: it keeps one chosen request
+waiting, answer decided, until the test releases it, so "while page k is in flight" is a
+moment the test makes rather than one it hopes to hit.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import random
 import re
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, NamedTuple
 from urllib.parse import parse_qs
@@ -110,6 +114,34 @@ class Counters:
     not_found: int = 0  # 404 and 405
     rate_limited: int = 0  # 429
     server_errors: int = 0  # injected 5xx
+
+
+class HeldRequest:
+    """One API request that the simulator keeps waiting before it answers, until released."""
+
+    def __init__(self, matches: Callable[[int, str], bool], timeout: float) -> None:
+        self.matches = matches
+        self._timeout = timeout
+        self._arrived = threading.Event()
+        self._released = threading.Event()
+        self.number = 0  # the held request's number, counted as stats()["requests"] counts
+        self.query = ""  # its raw query string
+
+    def wait_arrived(self, timeout: float) -> str:
+        """Blocks until the request is being held; returns its query string."""
+        if not self._arrived.wait(timeout):
+            raise TimeoutError(f"no request to hold arrived within {timeout:.0f} s")
+        return self.query
+
+    def release(self) -> None:
+        """Lets the held request have its answer (at once, if it has not arrived yet)."""
+        self._released.set()
+
+    def _hold(self, number: int, query: str) -> None:
+        self.number, self.query = number, query
+        self._arrived.set()
+        # Bounded, so a test that fails before releasing cannot keep a server thread forever.
+        self._released.wait(self._timeout)
 
 
 class InvalidParams(Exception):
@@ -232,6 +264,7 @@ class TelephonyApi:
         self._checker = SignatureChecker(keys, clock)
         self._counters = Counters()
         self._accepted: deque[float] = deque()  # times of requests that consumed the budget
+        self._holds: list[HeldRequest] = []
         self._lock = threading.Lock()
 
     def stats(self) -> dict[str, int]:
@@ -239,6 +272,16 @@ class TelephonyApi:
             counters = asdict(self._counters)
         counters["visible_records"] = self.dataset.visible_end(self._clock.now())
         return counters
+
+    def hold(self, matches: Callable[[int, str], bool], timeout: float = 300.0) -> HeldRequest:
+        """Holds the first API request for which ``matches(number, query)`` is true, where
+        ``number`` counts API requests from 1 as ``stats()["requests"]`` does and ``query`` is
+        the raw query string. Its answer is decided (and counted) when it arrives and sent when
+        the test releases it, or after ``timeout`` seconds."""
+        held = HeldRequest(matches, timeout)
+        with self._lock:
+            self._holds.append(held)
+        return held
 
     def handle(
         self,
@@ -253,6 +296,12 @@ class TelephonyApi:
             return self._handle_sim(method, path, client_address)
         with self._lock:
             response = self._handle_api(method, path, query, headers)
+            number = self._counters.requests
+            held = next((h for h in self._holds if h.matches(number, query)), None)
+            if held is not None:
+                self._holds.remove(held)
+        if held is not None:
+            held._hold(number, query)
         if self.options.slow_seconds:
             self._clock.sleep(self.options.slow_seconds)
         return response

@@ -6,6 +6,7 @@ import datetime
 import itertools
 import json
 import random
+import threading
 from urllib.parse import urlencode
 
 import pytest
@@ -376,6 +377,42 @@ def test_slow_adds_latency_on_the_clock(clock) -> None:
     api = make_api(clock, records=20, slow_seconds=2.5)
     assert call(api, clock, window(clock)).status == 200
     assert clock.sleeps == [2.5]
+
+
+# --- holding a chosen request -----------------------------------------------------------------
+
+
+def test_a_held_request_waits_until_released_and_the_test_knows_it_arrived(clock) -> None:
+    api = make_api(clock, records=2500)
+    held = api.hold(lambda number, query: number == 2)
+    assert call(api, clock, window(clock)).status == 200  # the first: answered at once
+    answers: list[Response] = []
+    params = window(clock, sort="ts:asc")
+    caller = threading.Thread(target=lambda: answers.append(call(api, clock, params)))
+    caller.start()
+    assert held.wait_arrived(timeout=10) == urlencode(params)
+    assert held.number == 2
+    caller.join(timeout=0.2)
+    assert caller.is_alive() and answers == []
+    assert api.stats()["requests"] == 2  # its answer is decided and counted on arrival
+    held.release()
+    caller.join(timeout=10)
+    assert [a.status for a in answers] == [200]
+    assert call(api, clock, window(clock)).status == 200  # a hold applies once
+
+
+def test_a_request_released_before_it_arrives_is_not_held(clock) -> None:
+    api = make_api(clock, records=20)
+    held = api.hold(lambda number, query: True)
+    held.release()
+    assert call(api, clock, window(clock)).status == 200
+    assert held.wait_arrived(timeout=0) == urlencode(window(clock))
+
+
+def test_a_forgotten_hold_ends_after_its_timeout(clock) -> None:
+    api = make_api(clock, records=20)
+    api.hold(lambda number, query: True, timeout=0.05)
+    assert call(api, clock, window(clock)).status == 200
 
 
 # --- ground truth and stats -----------------------------------------------------------------

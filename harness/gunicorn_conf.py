@@ -1,0 +1,33 @@
+"""gunicorn settings for local runs: production's (``services/gunicorn.conf.py``) unchanged, and
+one line on stderr once an instance has run its SIGTERM handler, so a test knows for certain
+that the services' ``stopping`` event is set instead of guessing the moment with a sleep.
+
+The harness passes this file to ``gunicorn --config``; production never sees it.
+"""
+
+import os
+import runpy
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+SIGTERM_HANDLED = "harness: the SIGTERM handler has run"
+
+_PRODUCTION = runpy.run_path(
+    str(Path(__file__).resolve().parent.parent / "services" / "gunicorn.conf.py")
+)
+globals().update({name: value for name, value in _PRODUCTION.items() if not name.startswith("_")})
+
+
+def post_worker_init(worker: Any) -> None:
+    _PRODUCTION["post_worker_init"](worker)
+    handler = signal.getsignal(signal.SIGTERM)
+
+    def report(signum: int, frame: FrameType | None) -> None:
+        if callable(handler):
+            handler(signum, frame)
+        # os.write, not logging: safe whatever the interrupted main thread was doing.
+        os.write(2, f"{SIGTERM_HANDLED}\n".encode())
+
+    signal.signal(signal.SIGTERM, report)
