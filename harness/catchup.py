@@ -13,6 +13,7 @@ import math
 import os
 import random
 import re
+import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from typing import Any
 
 import requests
 
+from harness.chaos import Chaos, ChaosReport
 from harness.emulators import LocalCloud
 from harness.pipeline import LocalPipeline, PipelineConfig
 from services.settings import ConfigError, lookback_seconds, object_prefix, parse_duration
@@ -58,6 +60,7 @@ class RunOptions:
     late_rate: float = 0.0  # share of records the simulated Duo publishes late...
     late_by: str = "0s"  # ...by this much
     boundary_precision: str = "ms"  # how the simulated Duo compares maxtime: ms or us
+    kill_every: tuple[float, float] | None = None  # SIGKILL a service worker this often (s)
     plan_every: float = 5.0  # seconds between planner runs (Cloud Scheduler: every minute)
     timeout: float = 1800.0
     parallelism: int = 4
@@ -112,6 +115,7 @@ class Summary:
     peak_memory_mb: dict[str, float] = field(default_factory=dict)
     log_dir: str = ""
     watermark_ms: int | None = None
+    chaos: ChaosReport | None = None
 
     @property
     def records_per_second(self) -> float:
@@ -260,11 +264,19 @@ def run_catchup(
 def catch_up(stack: LocalStack, progress: Callable[[str], None] = print) -> Summary:
     """Triggers the planner until caught up, then checks the bucket."""
     clock_start = time.monotonic()
-    status = _until_caught_up(stack.pipeline, stack.duo, stack.options, progress, clock_start)
+    chaos = None
+    with contextlib.ExitStack() as running:
+        if stack.options.kill_every is not None:
+            chaos = running.enter_context(
+                Chaos(stack.pipeline, stack.pipeline.window_docs, stack.options.kill_every)
+            )
+        status = _until_caught_up(stack.pipeline, stack.duo, stack.options, progress, clock_start)
     seconds = time.monotonic() - clock_start
-    return _summarize(
+    summary = _summarize(
         stack.pipeline, stack.duo, stack.options, status, seconds, stack.pipeline.log_dir
     )
+    summary.chaos = chaos.report if chaos else None
+    return summary
 
 
 def _until_caught_up(
@@ -414,5 +426,18 @@ def format_summary(summary: Summary) -> str:
         ]
     else:
         rows.append(("duplicated telephony_ids", str(summary.duplicated)))
+    if summary.chaos is not None:
+        recoveries = sorted(summary.chaos.recoveries)
+        rows += [
+            ("workers killed", ", ".join(f"{k} {v}" for k, v in summary.chaos.kills.items())),
+            (
+                "windows taken up again",
+                f"{len(recoveries)} (median {statistics.median(recoveries):.0f} s, "
+                f"max {recoveries[-1]:.0f} s)"
+                if recoveries
+                else "none held at a kill",
+            ),
+            ("windows not taken up", str(summary.chaos.unrecovered)),
+        ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

@@ -200,6 +200,15 @@ class LocalPipeline:
         finally:
             db.close()
 
+    def window_docs(self) -> dict[str, dict[str, Any]]:
+        """Every window document of the source, by window id."""
+        db = firestore_client(self.config.project)
+        try:
+            windows = WindowStore(db, self._clock).windows(self.config.source)
+            return {snapshot.id: snapshot.to_dict() for snapshot in windows.stream()}
+        finally:
+            db.close()
+
     def stop(self) -> None:
         for service in [*reversed(list(self.services.values())), *self._replaced]:
             service.stop()

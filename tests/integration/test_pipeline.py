@@ -168,7 +168,11 @@ def test_redelivered_and_reordered_messages_change_nothing(local_cloud, tmp_path
     run = options(records=6000, parallelism=3)
     with (
         StorageGate(local_cloud.env["STORAGE_EMULATOR_HOST"]) as gate,
-        local_stack(run, tmp_path, quiet, {"STORAGE_EMULATOR_HOST": gate.url}) as stack,
+        # Late-record checks off: every message on the topics is a task or a batch, and every
+        # Duo request a page.
+        local_stack(
+            run, tmp_path, quiet, {"STORAGE_EMULATOR_HOST": gate.url, "REPAIR_CHECKS": "none"}
+        ) as stack,
     ):
         topics = stack.pipeline.config.topics
         # Hold the first second page: its window is certainly in flight while the copies of
@@ -293,13 +297,16 @@ def test_a_writer_that_keeps_failing_loses_nothing_once_fixed(local_cloud, tmp_p
         "GCS_BUCKET": f"missing-{uuid.uuid4().hex[:10]}",
         "FETCH_TIME_BUDGET": "3s",
         "WINDOW_LEASE": "15s",
+        # Locally a batch is dead-lettered within seconds (5 attempts, backoff up to 4 s):
+        # read the window again 20 s after it was fetched rather than 15 minutes.
+        "LANDING_TIMEOUT": "20s",
     }
     with local_stack(run, tmp_path, quiet, broken) as stack:
         stack.pipeline.trigger_planner()
         failures = _wait_for_log_lines(stack, "writer", "Pub/Sub will redeliver", 8, timeout=120)
         before_fix = blobs(stack)
-        # Redelivered, dead-lettered or fetched again once the lease is over: either way the
-        # fixed writer lands every batch, once.
+        # Redelivered, or dead-lettered and read again after the landing timeout: either way
+        # the fixed writer lands every batch, once.
         stack.pipeline.start_service("writer", {"GCS_BUCKET": stack.options.bucket})
         summary = catch_up(stack, quiet)
     assert failures >= 8 and before_fix == {}

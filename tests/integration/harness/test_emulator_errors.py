@@ -21,6 +21,8 @@ from harness.emulators import (
 )
 from tests.fakes import FakeClock
 
+pytestmark = pytest.mark.integration
+
 INSTALL_ADVICE = (
     "gcloud components install pubsub-emulator cloud-firestore-emulator",
     "google-cloud-cli-pubsub-emulator google-cloud-cli-firestore-emulator",
