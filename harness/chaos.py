@@ -83,6 +83,7 @@ class Chaos:
                 watched.update(held)
             self._kill_worker(name)
             next_kill = time.monotonic() + self._rng.uniform(*self._every)
+        self._follow(watched)  # the run may have ended within the last second's poll
         self.report.unrecovered = len(watched)
 
     def _kill_worker(self, name: str) -> None:

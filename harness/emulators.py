@@ -370,7 +370,9 @@ class Emulator:
     def _answers(self, url: str) -> bool:
         try:
             status, body = http_request("GET", url, timeout=2.0)
-        except OSError:
+        except (OSError, http.client.HTTPException):
+            # Not up yet, or, for a moment, another server (a gRPC emulator starting on a port
+            # it too was given free) answers there: the port check below settles which.
             return False
         return status == 200 and (
             self.spec.ready_body is None or body.strip() == self.spec.ready_body
