@@ -144,8 +144,7 @@ class WindowFetcher:
         if claim is None:
             return report
         started = self._clock.now()
-        held = claim
-        keeper = LeaseKeeper(lambda: self._store.renew(held, self._lease), self._lease / 3)
+        keeper = LeaseKeeper(lambda: self._store.renew(claim, self._lease), self._lease / 3)
         try:
             with keeper:
                 report.outcome = self._page_through(task, claim, duo, report, started, keeper)
@@ -195,6 +194,8 @@ class WindowFetcher:
         else:
             pages = read_window(duo, start, claim.maxtime, now_ms=now, next_offset=next_offset)
         for page in pages:
+            if keeper.lost:
+                return "lost_lease"  # another fetcher has the window: publish nothing more
             items, following = page.items, page.next_offset
             if claim.reread_from and items:
                 items = self._not_landed(claim, items, report)
@@ -205,7 +206,7 @@ class WindowFetcher:
             saved = self._store.checkpoint(
                 claim, following, len(records), self._lease, lost_ms=report.retention_lost_ms
             )
-            if saved is None or keeper.lost:
+            if saved is None:
                 return "lost_lease"
             claim = saved
             report.pages += 1

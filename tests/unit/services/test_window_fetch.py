@@ -454,3 +454,23 @@ def test_a_check_of_a_window_that_moved_on_asks_duo_nothing():
     rig.store.docs[TASK.source, TASK.window_id]["check_level"] = 1
     report = rig.fetcher.check(SpanCheck(TASK.source, 0, (TASK.window_id,)))
     assert (report.outcome, report.requests) == ("stale", 0)
+
+
+def test_a_fetch_whose_lease_keeper_lost_the_lease_publishes_nothing_more(monkeypatch):
+    # The keeper found another fetcher holding the window (this one stalled past its lease):
+    # the page in hand is not published, so only the new owner publishes from here on.
+    from services.fetcher import window_fetch
+
+    class LosesAfterFirstPage(window_fetch.LeaseKeeper):
+        @property
+        def lost(self) -> bool:
+            return rig.publisher.batches != []
+
+        @lost.setter
+        def lost(self, value: bool) -> None:
+            pass
+
+    monkeypatch.setattr(window_fetch, "LeaseKeeper", LosesAfterFirstPage)
+    rig = Rig(THREE_PAGES)
+    report = rig.fetch()
+    assert (report.outcome, rig.published_pages()) == ("lost_lease", [0])
