@@ -68,7 +68,7 @@ class CheckReport:
     source: str
     level: int
     windows: int
-    outcome: str  # matched | repairing | stale
+    outcome: str  # matched | repairing | stale | past_retention
     mintime: int = 0
     maxtime: int = 0
     landed: int = 0
@@ -178,10 +178,10 @@ class WindowFetcher:
         next_offset = claim.next_offset
         if start > claim.mintime:
             # Duo no longer keeps the window's start: fetch what it still has, and name what
-            # was lost (nothing, when the checkpoint is already past it).
+            # was lost (nothing, when the checkpoint is already past it, or cannot be read).
             done_until = token_position_ms(next_offset) if next_offset else claim.mintime - 1
-            if done_until < start - 1:
-                report.retention_lost_ms = (done_until + 1, min(start - 1, claim.maxtime))
+            if done_until is not None and done_until < start - 1:
+                report.retention_lost_ms = (done_until + 1, min(start, claim.maxtime) - 1)
                 log.error(
                     "window %s: logs between %s and %s ms left Duo's 180-day retention before "
                     "they were fetched",
@@ -189,7 +189,7 @@ class WindowFetcher:
                     *report.retention_lost_ms,
                 )
                 next_offset = None
-        if start > claim.maxtime:
+        if start >= claim.maxtime:
             pages: Iterator[Page] = iter([Page([], None)])  # nothing left: an empty batch ends it
         else:
             pages = read_window(duo, start, claim.maxtime, now_ms=now, next_offset=next_offset)
@@ -247,18 +247,21 @@ class WindowFetcher:
             return report  # moved on since it was sent; the planner sends what is still due
         spans = [(doc["mintime"], doc["maxtime"]) for doc in docs if doc is not None]
         report.mintime, report.maxtime = spans[0][0], spans[-1][1]
+        now = now_ms(self._clock)
+        if retention_start(report.mintime, now) > report.mintime:
+            # Duo no longer keeps all of the span: nothing to count it against, nor to fetch.
+            report.outcome = "past_retention"
+            for window in message.windows:
+                self._store.apply_check(message.source, window, message.level, True, self._checks)
+            return report
         report.landed = sum(
             self._store.landed_records(message.source, window) for window in message.windows
         )
         duo = self._duo_for(message.source)
         try:
-            # Duo's ends are inclusive; the span is half-open.
-            report.duo_count = count_records(
-                duo, report.mintime, report.maxtime - 1, now_ms=now_ms(self._clock)
-            )
+            matched = self._counts_match(duo, report, now)
         finally:
             report.requests = duo.stats.requests
-        matched = report.duo_count == report.landed
         again = [
             WindowTask(message.source, mintime, maxtime)
             for window, (mintime, maxtime) in zip(message.windows, spans, strict=True)
@@ -268,3 +271,15 @@ class WindowFetcher:
         report.rereads = len(again)
         report.outcome = "matched" if matched else "repairing"
         return report
+
+    def _counts_match(self, duo: DuoApi, report: CheckReport, now: int) -> bool:
+        """Whether Duo holds as many records in the span as landed. Duo's ends are inclusive,
+        the span half-open: asked up to ``maxtime - 1`` it may leave out the span's last
+        millisecond (when it compares microseconds), asked up to ``maxtime`` it may take in
+        the next window's first; only when the first count is off is the second asked for,
+        and landed between the two is a match."""
+        report.duo_count = count_records(duo, report.mintime, report.maxtime - 1, now_ms=now)
+        if report.duo_count is None or report.duo_count >= report.landed:
+            return report.duo_count == report.landed
+        wider = count_records(duo, report.mintime, report.maxtime, now_ms=now)
+        return wider is not None and report.duo_count <= report.landed <= wider

@@ -35,6 +35,16 @@ def land_batch(
             log, logging.INFO, f"batch {batch.batch_id} already landed", source=batch.source
         )
         return None
+    if store.superseded(batch):
+        # Its window is being read again (this batch did not land in time): the re-read lands
+        # these records, if they are missing; landing them here too could land them twice.
+        structured_log.event(
+            log,
+            logging.WARNING,
+            f"batch {batch.batch_id} superseded by a re-read of its window",
+            source=batch.source,
+        )
+        return None
     result = write(batch)
     if result.conflicting:
         raise BatchConflictError(

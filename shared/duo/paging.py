@@ -64,11 +64,11 @@ def token_event(next_offset: str) -> str | None:
     return event if sep and event else None
 
 
-def token_position_ms(next_offset: str) -> int:
-    """The time, in ms, up to which a token ``"<ms>,<telephony_id>"`` has read the window; a
-    token of another shape counts as not having read anything past the window's start."""
+def token_position_ms(next_offset: str) -> int | None:
+    """The time, in ms, up to which a token ``"<ms>,<telephony_id>"`` has read the window;
+    None for a token of another shape (it stays opaque)."""
     head, sep, _ = next_offset.partition(",")
-    return int(head) if sep and head.isdigit() else 0
+    return int(head) if sep and head.isdigit() else None
 
 
 def read_window(
@@ -93,17 +93,21 @@ def read_window(
         if next_offset is not None:
             params["next_offset"] = next_offset
         items, following = duo.get(TELEPHONY_PATH, params, parse_page)
-        if following is not None and following == next_offset:
-            if items:
-                raise DuoProtocolError(f"Duo returned the paging token it was given: {following!r}")
-            # Nothing after the token, and the token again: the window is exhausted.
-            following = None
         kept: list[dict[str, Any]] = []
         page_ids: set[str] = set()
+        new = 0  # events not seen on the page before (or named by the token)
         for item, event, ms in items:
-            if event not in previous_ids and event not in page_ids and mintime <= ms < maxtime:
-                kept.append(item)
+            if event not in previous_ids and event not in page_ids:
+                new += 1
+                if mintime <= ms < maxtime:
+                    kept.append(item)
             page_ids.add(event)
+        if following is not None and following == next_offset:
+            if new:
+                raise DuoProtocolError(f"Duo returned the paging token it was given: {following!r}")
+            # Nothing new after the token (at most the token's own event again), and the same
+            # token: the window is exhausted.
+            following = None
         yield Page(kept, following, dropped=len(items) - len(kept))
         if following is None:
             return

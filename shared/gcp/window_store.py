@@ -25,7 +25,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from shared.clock import Clock, now_ms
 from shared.pipeline import windows as rules
 from shared.pipeline.messages import RecordBatch, WindowTask
-from shared.pipeline.repair import CHECK_RESEND_MS, Span, after_check
+from shared.pipeline.repair import CHECK_RESEND_MS, Span
 from shared.pipeline.windows import Claim
 
 ROOT = "telephony_sources"
@@ -228,7 +228,7 @@ class WindowStore:
             doc = ref.get(transaction=transaction).to_dict()
             if doc is None or doc["state"] != rules.DONE or doc.get("check_level") != level:
                 return False
-            transaction.update(ref, after_check(doc, level, checks, matched))
+            transaction.update(ref, rules.checked(doc, level, checks, matched))
             return not matched
 
         return move_on(self._db.transaction())
@@ -248,6 +248,11 @@ class WindowStore:
         marker = self._marker(batch.source, batch.window_id, batch.page)
         with contextlib.suppress(AlreadyExists):
             marker.create(rules.landed_marker(batch, objects, now_ms(self._clock)))
+
+    def superseded(self, batch: RecordBatch) -> bool:
+        """Whether the batch belongs to a read of its window that a re-read has replaced."""
+        doc = self.window(batch.source, batch.window_id).get(field_paths=["reread_from"])
+        return doc.exists and (doc.to_dict() or {}).get("reread_from", 0) > batch.page
 
     def landed_batches(self, source: str, window_id: str, from_page: int = 0) -> int:
         """How many of the window's batches numbered ``from_page`` or more have landed."""

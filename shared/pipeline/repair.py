@@ -35,25 +35,15 @@ def first_check(maxtime: int, checks: tuple[int, ...]) -> Update:
     return {"check_level": 0, "next_check_at_ms": maxtime + checks[0]}
 
 
-def after_check(doc: Update, level: int, checks: tuple[int, ...], matched: bool) -> Update:
-    """A window's update once its span was checked at ``level``: on to the next check, or,
-    when Duo counted otherwise, read again (landing only what is missing) and then checked at
-    the next level."""
+def after_check(doc: Update, level: int, checks: tuple[int, ...]) -> Update:
+    """A window's check fields once its span was checked at ``level``: on to the next check
+    (a window Duo counted otherwise is also read again: ``windows.checked``)."""
     following = level + 1
-    update: Update = {"check_level": following, "checks": doc.get("checks", 0) + 1}
-    update["next_check_at_ms"] = (
-        doc["maxtime"] + checks[following] if following < len(checks) else None
-    )
-    if not matched:
-        update |= {
-            "state": "planned",
-            "next_offset": None,
-            "reread_from": doc["pages"],
-            "repairs": doc.get("repairs", 0) + 1,
-            "error": f"Duo counted other records than landed at check {level}; reading again",
-            "updated_at_ms": 0,  # overdue: the next sweep sends it
-        }
-    return update
+    return {
+        "check_level": following,
+        "checks": doc.get("checks", 0) + 1,
+        "next_check_at_ms": doc["maxtime"] + checks[following] if following < len(checks) else None,
+    }
 
 
 @dataclass(frozen=True)

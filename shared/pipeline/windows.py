@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.duo.records import record_id, record_time_us
-from shared.pipeline.repair import first_check
+from shared.pipeline.repair import after_check, first_check
 
 if TYPE_CHECKING:  # the settings check imports this module with the standard library only
     from shared.pipeline.messages import RecordBatch
@@ -251,6 +251,23 @@ def requeue(doc: Update, now: int) -> Update | None:
     }
 
 
+def reread(doc: Update, why: str) -> Update:
+    """The window read again from its start, numbering on: its pages land only the records
+    that are not in the bucket yet, whatever the page boundaries are now."""
+    return {"state": PLANNED, "next_offset": None, "reread_from": doc["pages"], "error": why}
+
+
+def checked(doc: Update, level: int, checks: tuple[int, ...], matched: bool) -> Update:
+    """A finished window once Duo counted its span at check ``level``: on to the next check,
+    and, when Duo counted otherwise, read again, sent by the next sweep."""
+    update = after_check(doc, level, checks)
+    if matched:
+        return update
+    why = f"Duo counted other records than landed at check {level}; reading again"
+    # updated_at 0: overdue, so the next sweep sends it.
+    return update | reread(doc, why) | {"repairs": doc.get("repairs", 0) + 1, "updated_at_ms": 0}
+
+
 @dataclass(frozen=True)
 class SweepStep:
     """What the sweep does with one open window: the update to apply, and whether the window's
@@ -290,20 +307,8 @@ def sweep_step(
             return SweepStep(
                 _quarantine(f"its batches did not land after {MAX_REREADS} re-reads", now)
             )
-        # Read the window again from its start, numbering on; its pages land only the
-        # records that are not in the bucket yet, whatever the page boundaries are now.
-        return SweepStep(
-            {
-                "state": PLANNED,
-                "next_offset": None,
-                "reread_from": doc["pages"],
-                "rereads": rereads,
-                "error": "batches missing after the landing timeout; reading the window again",
-            }
-            | touch,
-            republish=True,
-            reread=True,
-        )
+        update = reread(doc, "batches missing after the landing timeout; reading the window again")
+        return SweepStep(update | {"rereads": rereads} | touch, republish=True, reread=True)
     if (
         (state == PLANNED and doc["updated_at_ms"] + RESEND_AFTER_MS < now)
         or (state == FETCHING and doc["lease_until_ms"] < now)

@@ -132,7 +132,7 @@ class AuditReport:
             },
             "coverage": {
                 "sources": {
-                    source: {"windows": windows, "from": _iso(start), "to": _iso(end + 1)}
+                    source: {"windows": windows, "from": _iso(start), "to": _iso(end)}
                     for source, (windows, start, end) in self.coverage.items()
                 },
                 "gaps": [

@@ -177,16 +177,17 @@ def test_windows_duo_would_refuse_are_refused_before_any_request(mintime, maxtim
     assert duo.requests == []
 
 
-def test_a_token_that_does_not_move_over_records_is_an_error_not_a_loop():
-    item = record(MINTIME + 5, 1)
-    token = f"{MINTIME + 5},{item['telephony_id']}"
+def test_a_token_that_does_not_move_over_new_records_is_an_error_not_a_loop():
+    token = f"{MINTIME + 5},{record(MINTIME + 5, 1)['telephony_id']}"
 
     class Stuck(ScriptedDuo):
         def get(self, path, params, parse):
             self.requests.append(params)
             if len(self.requests) > 3:
                 raise AssertionError("the reader kept asking for the same page")
-            return parse({"items": [item], "metadata": {"next_offset": token}})
+            # New records every time, and the same token: following it would never end.
+            fresh = record(MINTIME + 5 + len(self.requests), len(self.requests))
+            return parse({"items": [fresh], "metadata": {"next_offset": token}})
 
     duo = Stuck([])
     with pytest.raises(DuoProtocolError, match="paging token"):
@@ -274,3 +275,22 @@ def test_a_span_is_counted_with_one_small_request():
         str(MINTIME),
         str(MAXTIME),
     )
+
+
+def test_a_last_page_repeating_only_its_tokens_event_with_the_same_token_ends_the_window():
+    # A server whose pages repeat their token's event and whose last page hands the token back
+    # answers past the end with that one event again: nothing new, so the window is done.
+    items = [record(MINTIME + n, n) for n in range(3)]
+    token = f"{MINTIME + 2},{items[-1]['telephony_id']}"
+
+    class RepeatsAndEchoes(ScriptedDuo):
+        def get(self, path, params, parse):
+            self.requests.append(params)
+            if "next_offset" not in params:
+                return parse({"items": items, "metadata": {"next_offset": token}})
+            return parse({"items": items[-1:], "metadata": {"next_offset": token}})
+
+    duo = RepeatsAndEchoes([])
+    pages = list(read_window(duo, MINTIME, MAXTIME, now_ms=NOW_MS))
+    assert [len(page.items) for page in pages] == [3, 0]
+    assert pages[-1].next_offset is None

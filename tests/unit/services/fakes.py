@@ -23,7 +23,7 @@ from shared.gcp.window_store import SweepResult
 from shared.pipeline import windows as rules
 from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask
 from shared.pipeline.planning import first_planned_until, plan_windows
-from shared.pipeline.repair import CHECK_RESEND_MS, Span, after_check
+from shared.pipeline.repair import CHECK_RESEND_MS, Span
 from shared.pipeline.windows import Claim
 from tests.fakes import FakeClock
 
@@ -157,9 +157,13 @@ class FakeWindowStore:
         doc = self.docs.get((source, window_id))
         if doc is None or doc["state"] != rules.DONE or doc.get("check_level") != level:
             return False
-        doc.update(after_check(doc, level, checks, matched))
+        doc.update(rules.checked(doc, level, checks, matched))
         self.events.append(("checked", window_id, matched))
         return not matched
+
+    def superseded(self, batch: RecordBatch) -> bool:
+        doc = self.docs.get((batch.source, batch.window_id)) or {}
+        return doc.get("reread_from", 0) > batch.page
 
     def batch_landed(self, source: str, window_id: str, page: int) -> bool:
         return (source, window_id, page) in self.markers

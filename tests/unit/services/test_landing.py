@@ -127,3 +127,16 @@ def test_a_batch_already_landed_says_so(logs_of):
     [line] = read()
     assert line["message"] == f"batch {BATCH.batch_id} already landed"
     assert line["source"] == "eu-prod"
+
+
+def test_a_batch_of_a_read_a_re_read_replaced_is_not_landed():
+    # Its window is being read again because this batch did not land in time; the re-read
+    # lands what is missing, so landing it now could land records twice.
+    store = make_store([])
+    store.docs[BATCH.source, BATCH.window_id] = {"reread_from": BATCH.page + 1}
+    write = FakeWrite([])
+    assert land_batch(BATCH, write, store) is None
+    assert write.written == []
+    store.docs[BATCH.source, BATCH.window_id] = {"reread_from": BATCH.page}
+    land_batch(BATCH, write, store)
+    assert write.written == [BATCH]

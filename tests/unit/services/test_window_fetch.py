@@ -357,7 +357,7 @@ def test_a_window_wholly_past_duos_retention_ends_with_an_empty_batch_and_no_req
     rig.store.add(gone)
     report = rig.fetch(gone)
     assert (report.outcome, report.requests) == ("fetched", 0)
-    assert report.retention_lost_ms == (gone.mintime, gone.maxtime)
+    assert report.retention_lost_ms == (gone.mintime, gone.maxtime - 1)  # half-open
     assert rig.published_ids() == [[]]
     assert rig.store.doc(gone)["state"] == "fetched"
 
@@ -474,3 +474,28 @@ def test_a_fetch_whose_lease_keeper_lost_the_lease_publishes_nothing_more(monkey
     rig = Rig(THREE_PAGES)
     report = rig.fetch()
     assert (report.outcome, rig.published_pages()) == ("lost_lease", [0])
+
+
+def test_a_count_short_by_the_spans_last_millisecond_is_asked_again_up_to_its_end():
+    # Duo comparing microseconds leaves out the span's last millisecond when asked up to
+    # maxtime - 1; asked up to maxtime it takes it in: landed between the two is a match.
+    rig = checked_rig(1)
+    calls = iter([1, 2])
+
+    def answer() -> None:
+        rig.answers[None] = {"items": [], "metadata": {"total_objects": next(calls)}}
+
+    rig.duo_options["during_call"] = answer
+    report = rig.fetcher.check(SpanCheck(TASK.source, 0, (TASK.window_id,)))
+    assert (report.outcome, report.requests) == ("matched", 2)
+    assert [p["maxtime"] for p in rig.duo_requests] == [str(TASK.maxtime - 1), str(TASK.maxtime)]
+
+
+def test_a_check_of_windows_past_duos_retention_moves_them_on_without_a_request():
+    from shared.duo.telephony import RETENTION_MS
+
+    rig = checked_rig(2)
+    rig.clock.advance(RETENTION_MS / 1000)
+    report = rig.fetcher.check(SpanCheck(TASK.source, 0, (TASK.window_id,)))
+    assert (report.outcome, report.requests) == ("past_retention", 0)
+    assert (rig.doc["state"], rig.doc["check_level"]) == ("done", 1)
