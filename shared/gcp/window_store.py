@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from google.api_core.exceptions import AlreadyExists
+from google.api_core.exceptions import AlreadyExists, FailedPrecondition
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
@@ -175,7 +175,11 @@ class WindowStore:
             step = rules.sweep_step(doc, now, landed, checks, landing_timeout_ms)
             if step is None:
                 continue
-            snapshot.reference.update(step.update)
+            unchanged = self._db.write_option(last_update_time=snapshot.update_time)
+            try:
+                snapshot.reference.update(step.update, option=unchanged)
+            except FailedPrecondition:
+                continue  # a fetcher moved it on since the query read it: decided next run
             completed += step.completed
             rereads += step.reread
             if step.republish:

@@ -240,7 +240,11 @@ def requeue(doc: Update, now: int) -> Update | None:
     the next planner run. None when the window is not stopped."""
     if doc["state"] not in (QUARANTINED, FAILED):
         return None
+    finished_a_read = doc["next_offset"] is None and doc["pages"] > 0
     return {
+        # A window read to its end before it stopped is read again landing only what is
+        # missing; one stopped mid-read resumes from its checkpoint.
+        "reread_from": doc["pages"] if finished_a_read else doc.get("reread_from", 0),
         "state": PLANNED,
         "failures": 0,
         "rereads": 0,

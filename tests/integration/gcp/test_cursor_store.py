@@ -21,6 +21,7 @@ from shared.gcp import cursor_store
 from shared.gcp.clients import firestore_client
 from shared.gcp.cursor_store import CursorStore
 from shared.gcp.window_store import WindowStore
+from shared.pipeline import windows as window_rules
 from shared.pipeline.ids import window_id
 from shared.pipeline.messages import RecordBatch, WindowTask
 from shared.pipeline.planning import retention_gap
@@ -552,3 +553,23 @@ def test_status_of_an_unknown_source(cursors: CursorStore) -> None:
     }
     assert status["last_error"] is None
     assert status["watermark_ms"] is None
+
+
+def test_the_sweep_leaves_alone_a_window_a_fetcher_moved_on_after_the_sweep_read_it(
+    cursors: CursorStore, windows: WindowStore, clock: FakeClock, monkeypatch
+) -> None:
+    # A failed window falls due; while the sweep holds its old snapshot, a fetcher claims it
+    # and fetches it to the end. The sweep's "due again: planned" must not undo that (the
+    # window would be read from its start again, landing every record twice).
+    (task,) = cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    _fail(windows, task, "DuoError: 503")
+    clock.advance(60)
+    decide = window_rules.sweep_step
+
+    def fetched_meanwhile(doc, now, *args):
+        _fetch_all(windows, task, pages=1)
+        return decide(doc, now, *args)
+
+    monkeypatch.setattr(window_rules, "sweep_step", fetched_meanwhile)
+    assert windows.sweep(SOURCE).republish == []
+    assert _doc(windows, task)["state"] == FETCHED
