@@ -2,8 +2,10 @@
 
 Each page is published and acknowledged by Pub/Sub before its checkpoint is saved, so a
 fetcher that dies re-fetches at most the one page it had not checkpointed, and that page's
-batch keeps its number (and so its object names): the writer finds it already written. The
-lease is renewed while the fetch runs, so only a dead fetcher lets it run out.
+batch keeps its number (and so its object name): if the first version landed, the writer finds
+its marker and writes nothing. (If Duo published a late record inside that page meanwhile, the
+two versions differ and only one lands: a known limit, see the README.) The lease is renewed
+while the fetch runs, so only a dead fetcher lets it run out.
 """
 
 from __future__ import annotations
