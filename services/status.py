@@ -9,6 +9,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from google.api_core.exceptions import GoogleAPICallError, RetryError
+
 from services.settings import ConfigError, planner_settings
 from shared.clock import Clock, SystemClock, now_ms
 from shared.gcp.clients import firestore_client
@@ -20,14 +22,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--source",
         action="append",
-        help="source id (default: the sources configured by SOURCE_ID or DUO_SOURCES)",
+        help="source id (default: the sources SOURCE_ID or DUO_SOURCES configure, or, with "
+        "neither set, every source found in Firestore)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        sources = args.source or list(planner_settings(os.environ).sources)
+        sources = args.source
+        if not sources and (os.environ.get("SOURCE_ID") or os.environ.get("DUO_SOURCES")):
+            sources = list(planner_settings(os.environ).sources)
         project = os.environ.get("GOOGLE_CLOUD_PROJECT") or ""
         if not project:
             raise ConfigError("GOOGLE_CLOUD_PROJECT is required but not set")
@@ -35,15 +40,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"duo-telephony status: {error}")
         return 2
     clock = SystemClock()
-    reports = read_reports(project, sources, clock)
+    try:
+        reports = read_reports(project, sources, clock)
+    except (GoogleAPICallError, RetryError) as error:
+        # A wrong project, credentials or emulator address: one line, not a gRPC traceback.
+        where = os.environ.get("FIRESTORE_EMULATOR_HOST")
+        target = f"the emulator at {where}" if where else f"project {project}"
+        reason = str(error).splitlines()[0][:200]
+        print(f"duo-telephony status: could not read Firestore ({target}): {reason}")
+        return 2
+    if not reports:
+        print(f"duo-telephony status: no source in Firestore ({project}): the planner has not run")
+        return 1
     return show(reports, now_ms(clock), as_json=args.json, out=sys.stdout)
 
 
-def read_reports(project: str, sources: list[str], clock: Clock) -> list[dict[str, Any]]:
-    """Each source's status as read from Firestore."""
+def read_reports(project: str, sources: list[str] | None, clock: Clock) -> list[dict[str, Any]]:
+    """Each source's status as read from Firestore; every source found there when ``sources``
+    is None."""
     db = firestore_client(project)
-    store = CursorStore(db, WindowStore(db, clock), clock)
-    return [store.status(source) for source in sources]
+    windows = WindowStore(db, clock)
+    store = CursorStore(db, windows, clock)
+    return [store.status(source) for source in sources or windows.sources()]
 
 
 def show(reports: list[dict[str, Any]], now: int, *, as_json: bool, out: TextIO) -> int:

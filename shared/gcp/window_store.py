@@ -48,6 +48,10 @@ class WindowStore:
         """The source's own document (its cursor); its windows live under it."""
         return self._db.collection(self._root).document(source)
 
+    def sources(self) -> list[str]:
+        """Every source with a document (its cursor) or windows in Firestore."""
+        return [ref.id for ref in self._db.collection(self._root).list_documents()]
+
     def windows(self, source: str) -> firestore.CollectionReference:
         return self.source(source).collection("windows")
 

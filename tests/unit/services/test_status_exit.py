@@ -23,6 +23,7 @@ SETTINGS = (
     "PLAN_PARALLELISM",
     "WINDOW_LEASE",
     "WINDOW_TOPIC",
+    "FIRESTORE_EMULATOR_HOST",
 )
 
 
@@ -131,3 +132,43 @@ def test_the_command_exits_with_the_code_of_what_it_read(env, capsys, reports, c
     assert cli.main(["status", "--source", "eu-prod"]) == code
     assert asked == [("acme-prod", ["eu-prod"])]
     assert capsys.readouterr().out == status.render(reports[0], NOW) + "\n"
+
+
+def test_with_no_source_configured_every_source_in_firestore_is_shown(env, capsys):
+    env.setenv("GOOGLE_CLOUD_PROJECT", "acme-prod")
+    asked = []
+
+    def read(project: str, sources: list[str] | None, clock: Clock) -> list[dict[str, Any]]:
+        asked.append(sources)
+        return [report("emea"), report("amer")]
+
+    env.setattr(status, "read_reports", read)
+    assert cli.main(["status"]) == 0
+    assert asked == [None]  # not "default": whatever the planner created
+    out = capsys.readouterr().out
+    assert "source emea" in out and "source amer" in out
+
+
+def test_no_source_in_firestore_says_the_planner_has_not_run(env, capsys):
+    env.setenv("GOOGLE_CLOUD_PROJECT", "acme-prod")
+    env.setattr(status, "read_reports", lambda project, sources, clock: [])
+    assert cli.main(["status"]) == 1
+    assert "no source in Firestore (acme-prod): the planner has not run" in capsys.readouterr().out
+
+
+def test_firestore_that_cannot_be_read_is_one_line_not_a_traceback(env, capsys):
+    from google.api_core.exceptions import MethodNotImplemented
+
+    env.setenv("GOOGLE_CLOUD_PROJECT", "acme-prod")
+    env.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:8085")
+
+    def wrong_server(project: str, sources: list[str] | None, clock: Clock) -> list:
+        raise MethodNotImplemented("Method not found: BatchGetDocuments\nmore detail")
+
+    env.setattr(status, "read_reports", wrong_server)
+    assert cli.main(["status"]) == 2
+    out = capsys.readouterr().out
+    assert out.splitlines() == [
+        "duo-telephony status: could not read Firestore (the emulator at 127.0.0.1:8085): "
+        "501 Method not found: BatchGetDocuments"
+    ]
