@@ -24,9 +24,14 @@ RETENTION_MARGIN_MS = 3_600_000
 FETCH_RETENTION_MARGIN_MS = 600_000
 
 
+def _oldest_planned(now_ms: int) -> int:
+    """The oldest millisecond planning still takes: inside Duo's retention, with a margin."""
+    return now_ms - RETENTION_MS + RETENTION_MARGIN_MS
+
+
 def first_planned_until(now_ms: int, lookback_ms: int) -> int:
     """The cursor of a new source: everything before here counts as done."""
-    oldest = now_ms - RETENTION_MS + RETENTION_MARGIN_MS
+    oldest = _oldest_planned(now_ms)
     return max(now_ms - lookback_ms, oldest)
 
 
@@ -52,7 +57,7 @@ def plan_windows(
 def retention_gap(planned_until: int, now_ms: int) -> tuple[int, int] | None:
     """After an outage longer than Duo keeps logs, the part that can no longer be fetched:
     ``[first, last]`` ms, both inclusive; planning goes on from ``last + 1``."""
-    oldest = now_ms - RETENTION_MS + RETENTION_MARGIN_MS
+    oldest = _oldest_planned(now_ms)
     if planned_until >= oldest:
         return None
     return planned_until, oldest - 1

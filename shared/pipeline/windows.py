@@ -20,10 +20,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from shared.duo.records import record_id, record_time_us
-from shared.pipeline.repair import after_check, first_check
+from shared.pipeline.repair import Update, after_check, first_check
 
 if TYPE_CHECKING:  # the settings check imports this module with the standard library only
     from shared.pipeline.messages import RecordBatch
@@ -53,8 +53,6 @@ RESEND_AFTER_MS = 600_000
 # A fetched window whose batches have not all landed by then is read again: by then Pub/Sub
 # has dead-lettered what kept failing (5 attempts, backoff up to a minute).
 LANDING_TIMEOUT_MS = 900_000
-
-Update = dict[str, Any]
 
 
 @dataclass(frozen=True)
