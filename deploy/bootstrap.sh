@@ -31,14 +31,19 @@ EOF
 
 DRY_RUN=false
 LIFECYCLE_DAYS=""
+lifecycle_asked=false
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) DRY_RUN=true ;;
     --lifecycle-days)
+      lifecycle_asked=true
       LIFECYCLE_DAYS="${2:-}"
       shift
       ;;
-    --lifecycle-days=*) LIFECYCLE_DAYS="${1#*=}" ;;
+    --lifecycle-days=*)
+      lifecycle_asked=true
+      LIFECYCLE_DAYS="${1#*=}"
+      ;;
     -h | --help)
       usage
       exit 0
@@ -50,7 +55,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-if [ -n "$LIFECYCLE_DAYS" ] && ! [[ "$LIFECYCLE_DAYS" =~ ^[1-9][0-9]*$ ]]; then
+if [ "$lifecycle_asked" = true ] && ! [[ "$LIFECYCLE_DAYS" =~ ^[1-9][0-9]*$ ]]; then
   echo "--lifecycle-days takes a whole number of days, not '$LIFECYCLE_DAYS'" >&2
   exit 2
 fi

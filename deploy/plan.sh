@@ -47,16 +47,31 @@ iam_policy_command() {
   esac
 }
 
+# The flags an add- or remove-iam-policy-binding of KIND needs besides the resource.
+binding_flags() {
+  case "$1" in
+    project) echo --condition=None ;; # the unconditional binding; no prompt about others
+    repository) echo --location="$REGION" ;;
+  esac
+}
+
+# Each resource's policy as ROLE<TAB>MEMBER lines, read once per run and kept up to date by
+# grant and revoke.
+declare -A POLICIES=()
+
 # Whether RESOURCE of KIND binds ROLE to MEMBER (unconditionally or not). False on a dry run.
 has_binding() { # KIND RESOURCE MEMBER ROLE
-  local -a group location=()
-  read -ra group <<<"$(iam_policy_command "$1")"
-  [ "$1" = repository ] && location=(--location="$REGION")
   dry && return 1
-  local policy
-  policy="$(gcloud "${group[@]}" get-iam-policy "$2" "${location[@]}" --project="$PROJECT_ID" \
-    --flatten='bindings[].members' --format='value(bindings.role,bindings.members)')" || return 1
-  grep -qxF "$4"$'\t'"$3" <<<"$policy"
+  local key="$1 $2"
+  if [ -z "${POLICIES[$key]+read}" ]; then
+    local -a group location=()
+    read -ra group <<<"$(iam_policy_command "$1")"
+    [ "$1" = repository ] && location=(--location="$REGION")
+    POLICIES[$key]="$(gcloud "${group[@]}" get-iam-policy "$2" "${location[@]}" \
+      --project="$PROJECT_ID" --flatten='bindings[].members' \
+      --format='value(bindings.role,bindings.members)')" || return 1
+  fi
+  grep -qxF "$4"$'\t'"$3" <<<"${POLICIES[$key]}"
 }
 
 # IAM is eventually consistent: a service account created a moment ago can be refused in a
@@ -93,26 +108,29 @@ retry_iam() {
 # Binds ROLE to MEMBER on one resource, unless it already is: a re-run changes nothing.
 grant() { # KIND RESOURCE MEMBER ROLE
   has_binding "$@" && return 0
-  local -a group extra=()
+  local -a group extra
   read -ra group <<<"$(iam_policy_command "$1")"
-  case "$1" in
-    project) extra=(--condition=None) ;; # no prompt about existing conditional bindings
-    repository) extra=(--location="$REGION") ;;
-  esac
+  read -ra extra <<<"$(binding_flags "$1")"
   retry_iam gcloud "${group[@]}" add-iam-policy-binding "$2" "${extra[@]}" \
     --member="$3" --role="$4" --project="$PROJECT_ID"
-  dry || echo "granted $4 to $3 on $1 $2"
+  dry && return 0
+  POLICIES["$1 $2"]+=$'\n'"$4"$'\t'"$3"
+  echo "granted $4 to $3 on $1 $2"
 }
 
 # Removes ROLE from MEMBER on one resource, if it is bound there.
 revoke() { # KIND RESOURCE MEMBER ROLE
   dry || has_binding "$@" || return 0
-  local -a group extra=()
+  local -a group extra
   read -ra group <<<"$(iam_policy_command "$1")"
-  case "$1" in
-    project) extra=(--condition=None) ;;
-    repository) extra=(--location="$REGION") ;;
-  esac
-  run gcloud "${group[@]}" remove-iam-policy-binding "$2" "${extra[@]}" \
-    --member="$3" --role="$4" --project="$PROJECT_ID"
+  read -ra extra <<<"$(binding_flags "$1")"
+  local -a command=(gcloud "${group[@]}" remove-iam-policy-binding "$2" "${extra[@]}"
+    --member="$3" --role="$4" --project="$PROJECT_ID")
+  if dry; then
+    run "${command[@]}"
+    return 0
+  fi
+  "${command[@]}" >/dev/null
+  POLICIES["$1 $2"]="$(grep -vxF "$4"$'\t'"$3" <<<"${POLICIES["$1 $2"]}" || true)"
+  echo "removed $4 from $3 on $1 $2"
 }
