@@ -101,7 +101,7 @@ exists gcloud artifacts repositories describe "$REPOSITORY" --location="$REGION"
     --location="$REGION" --description="duo-telephony images" "${project[@]}"
 
 # The buckets: uniform access, never public. The feed's bucket gets a lifecycle rule only
-# when asked (docs/deploy.md, section 3: delete only, long after the feed has read them).
+# when asked (docs/deploy.md, section 2: delete only, long after the feed has read them).
 bucket_flags=(--location="$REGION" --uniform-bucket-level-access --public-access-prevention)
 lifecycle=()
 if [ -n "$LIFECYCLE_DAYS" ]; then
