@@ -69,7 +69,10 @@ has_binding() { # KIND RESOURCE MEMBER ROLE
     [ "$1" = repository ] && location=(--location="$REGION")
     POLICIES[$key]="$(gcloud "${group[@]}" get-iam-policy "$2" "${location[@]}" \
       --project="$PROJECT_ID" --flatten='bindings[].members' \
-      --format='value(bindings.role,bindings.members)')" || return 1
+      --format='value(bindings.role,bindings.members)')" || {
+      unset "POLICIES[$key]" # not read: look again next time
+      return 1
+    }
   fi
   grep -qxF "$4"$'\t'"$3" <<<"${POLICIES[$key]}"
 }

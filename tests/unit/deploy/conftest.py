@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.unit.deploy.gcloud_recorder import SHIM, Recorder
+
 ROOT = Path(__file__).resolve().parents[3]
-RECORDER = Path(__file__).with_name("gcloud_recorder.py")
 PROJECT = "acme-duo"
 # Calls that only read: never part of a plan.
 CHECK_VERBS = {"describe", "get-iam-policy", "list"}
@@ -70,7 +70,7 @@ class Cloud:
         if not bin_dir.exists():
             bin_dir.mkdir()
             gcloud = bin_dir / "gcloud"
-            gcloud.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "{RECORDER}" "$@"\n')
+            gcloud.write_text(SHIM.format(fifos=self.tmp))
             sleep = bin_dir / "sleep"
             sleep.write_text(f'#!/bin/sh\necho "$1" >> "{self.tmp}/sleeps"\n')
             for stub in (gcloud, sleep):
@@ -78,8 +78,6 @@ class Cloud:
         return {
             "PATH": f"{bin_dir}:/usr/bin:/bin",
             "HOME": str(self.tmp),
-            "GCLOUD_LOG": str(self.log),
-            "GCLOUD_STATE": str(self.state_file),
             **settings,
         }
 
@@ -92,15 +90,17 @@ class Cloud:
         if self.state_file.exists():
             self.state_file.write_text(json.dumps(self.state() | {"fresh_accounts": []}))
         before = len(self.calls())
-        result = subprocess.run(
-            ["bash", "-c", script, "script", *args],
-            env=self.env({"PROJECT_ID": PROJECT} if settings is None else settings),
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        env = self.env({"PROJECT_ID": PROJECT} if settings is None else settings)
+        with Recorder(self.tmp, self.state_file, self.log):
+            result = subprocess.run(
+                ["bash", "-c", script, "script", *args],
+                env=env,
+                cwd=cwd,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
         return result, self.calls()[before:]
 
     def calls(self) -> list[Call]:

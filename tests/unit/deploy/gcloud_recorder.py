@@ -1,11 +1,11 @@
 """A stand-in for ``gcloud`` that records each call and plays a small, consistent project.
 
-Run as ``python gcloud_recorder.py ARGS...`` (the fixture puts a ``gcloud`` wrapper first on
-PATH). Each call is appended to ``$GCLOUD_LOG`` as one JSON line: its argv, exit code and, for
-``add-iam-policy-binding``, whether the policy changed. The project lives in ``$GCLOUD_STATE``
-(JSON): a describe fails until the resource was created, a create fails if it exists, a policy
-holds what was bound; a call containing a string listed in the state's "deny" fails with
-its message. So a second run of an idempotent script must find everything in place.
+A shim first on PATH hands each call to a Recorder in the test process. Each call is appended
+to a log as one JSON line: its argv, exit code and, for ``add-iam-policy-binding``, whether
+the policy changed. The project is kept in a JSON state file between runs: a describe fails
+until the resource was created, a create fails if it exists, a policy holds what was bound,
+and a call containing a string listed in the state's "deny" fails with its message. So a
+second run of an idempotent script must find everything in place.
 
 IAM propagation is played too: the first binding that names a service account created a moment
 ago fails with "does not exist", as the real API may.
@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -204,18 +204,54 @@ def play(argv: list[str], project: Project) -> tuple[int, str, str, bool]:
     return 0, "", "", False
 
 
-def main() -> int:
-    state_path = Path(os.environ["GCLOUD_STATE"])
-    state = json.loads(state_path.read_text()) if state_path.exists() else {}
-    argv = sys.argv[1:]
-    code, out, err, changed = play(argv, Project(state))
-    state_path.write_text(json.dumps(state))
-    with open(os.environ["GCLOUD_LOG"], "a") as log:
-        log.write(json.dumps({"argv": argv, "rc": code, "changed": changed}) + "\n")
-    sys.stdout.write(out)
-    sys.stderr.write(err)
-    return code
+# The executable put first on PATH as ``gcloud``: it hands its argv to the Recorder through
+# one FIFO, waits on another, then prints what the Recorder left in files and exits with its
+# code. Calls from a script come one at a time, so one pair of FIFOs serves them all.
+SHIM = """#!/bin/sh
+printf '%s\\0' "$@" > "{fifos}/request"
+read -r _ < "{fifos}/done"
+cat "{fifos}/out"
+cat "{fifos}/err" >&2
+exit "$(cat "{fifos}/rc")"
+"""
+STOP = b"\0stop\0"
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+class Recorder:
+    """Serves the shim's calls in a thread of the test process while one script runs: a
+    Python start per call would cost more than the rest of the test."""
+
+    def __init__(self, fifos: Path, state: Path, log: Path) -> None:
+        self.fifos, self.state_path, self.log = fifos, state, log
+        for name in ("request", "done"):
+            if not (fifos / name).exists():
+                os.mkfifo(fifos / name)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> Recorder:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            fd = os.open(self.fifos / "request", os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # the thread is not reading: it is stuck on a shim killed mid-call
+            return
+        with os.fdopen(fd, "wb") as request:
+            request.write(STOP)
+        self.thread.join(timeout=10)
+
+    def _serve(self) -> None:
+        state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
+        project = Project(state)
+        with self.log.open("a") as log:
+            while (request := (self.fifos / "request").read_bytes()) != STOP:
+                argv = [arg.decode() for arg in request.split(b"\0")[:-1]]
+                code, out, err, changed = play(argv, project)
+                log.write(json.dumps({"argv": argv, "rc": code, "changed": changed}) + "\n")
+                log.flush()
+                (self.fifos / "out").write_text(out)
+                (self.fifos / "err").write_text(err)
+                (self.fifos / "rc").write_text(str(code))
+                (self.fifos / "done").write_text("\n")
+        self.state_path.write_text(json.dumps(state))
