@@ -38,6 +38,7 @@ EXPIRE_AT_WRITERS = {
 
 @dataclass(frozen=True)
 class Build:
+    granted: list[list[str]]  # [resource, member, role] bound by the bootstrap
     results: list[subprocess.CompletedProcess[str]]
     calls: list[Call]
     again: list[subprocess.CompletedProcess[str]]
@@ -50,9 +51,10 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
     cloud = Cloud(tmp)
     bootstrap, _ = cloud.run(script("bootstrap.sh"))
     assert bootstrap.returncode == 0, bootstrap.stderr
+    granted = cloud.state()["bindings"]
     results, calls = run_build_steps(cloud, tmp)
     again, again_calls = run_build_steps(cloud, tmp)
-    return Build(results, calls, again, again_calls)
+    return Build(granted, results, calls, again, again_calls)
 
 
 def steps() -> list[dict[str, Any]]:
@@ -107,6 +109,38 @@ def test_the_build_binds_no_project_role(build: Build) -> None:
     assert calls_of(build.calls, "projects", "add-iam-policy-binding") == []
     for call in plan(build.calls):
         assert call.flag("role") not in BROAD_ROLES - {"roles/pubsub.admin"}
+
+
+def deployer_needs(call: Call) -> set[tuple[str, str]]:
+    """(resource, role) the build's account needs for one call, by Google's predefined roles:
+    its Pub/Sub rights are on each topic and subscription, the rest on the project."""
+    project = f"projects|{PROJECT}"
+    words = call.words
+    needs = set()
+    if words[0] == "run":
+        needs.add((project, "roles/run.admin"))
+    if words[0] == "scheduler":
+        needs.add((project, "roles/cloudscheduler.admin"))
+    if words[0] == "firestore":
+        needs.add((project, "roles/datastore.indexAdmin"))
+    if words[0] == "pubsub":
+        needs.add((f"pubsub {words[1]}|{words[3]}", "roles/pubsub.admin"))
+        for flag in ("topic", "dead-letter-topic"):
+            if call.flag(flag):
+                needs.add((f"pubsub topics|{call.flag(flag)}", "roles/pubsub.admin"))
+    # Naming an account as a service's identity or as an OIDC token's is acting as it.
+    for flag in ("service-account", "push-auth-service-account", "oidc-service-account-email"):
+        if call.flag(flag):
+            needs.add((f"iam service-accounts|{call.flag(flag)}", "roles/iam.serviceAccountUser"))
+    return needs
+
+
+def test_the_bootstrap_gives_the_builds_account_what_each_call_needs(build: Build) -> None:
+    deployer = f"serviceAccount:duo-telephony-deployer@{PROJECT}.iam.gserviceaccount.com"
+    held = {(resource, role) for resource, member, role in build.granted if member == deployer}
+    needed = set().union(*(deployer_needs(call) for call in build.calls + build.again_calls))
+    assert needed
+    assert needed - held == set()
 
 
 def test_each_service_is_invoked_only_by_its_caller(build: Build) -> None:
