@@ -123,6 +123,12 @@ def deployer_needs(call: Call) -> set[tuple[str, str]]:
         needs.add((project, "roles/cloudscheduler.admin"))
     if words[0] == "firestore":
         needs.add((project, "roles/datastore.indexAdmin"))
+    if words[:2] == ["logging", "metrics"]:
+        needs.add((project, "roles/logging.configWriter"))
+    if words[:2] == ["monitoring", "policies"]:
+        needs.add((project, "roles/monitoring.alertPolicyEditor"))
+    if words[:2] == ["monitoring", "dashboards"]:
+        needs.add((project, "roles/monitoring.dashboardEditor"))
     if words[0] == "pubsub":
         needs.add((f"pubsub {words[1]}|{words[3]}", "roles/pubsub.admin"))
         for flag in ("topic", "dead-letter-topic"):
