@@ -256,3 +256,13 @@ def test_names_are_the_builds_defaults(runs: Runs) -> None:
     assert names["secrets"] == [defaults["_DUO_SKEY_SECRET"]]
     regions = {c.flag("location") for c in plan(runs.first_calls) if c.flag("location")}
     assert regions == {defaults["_REGION"]}
+
+
+def test_a_datastore_mode_database_stops_the_bootstrap(cloud: Cloud) -> None:
+    cloud.seed({"firestore databases|(default)": {"name": "(default)", "type": "DATASTORE_MODE"}})
+    result, calls = cloud.run(script("bootstrap.sh"))
+    assert result.returncode == 1
+    assert "native mode" in result.stderr
+    # It stops at the check: nothing after it, nothing made in Firestore.
+    assert calls[-1].words[:3] == ["firestore", "databases", "describe"]
+    assert calls[-1].flag("format") == "value(type)"
