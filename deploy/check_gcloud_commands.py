@@ -144,8 +144,11 @@ def command_path(argv: list[str]) -> tuple[str, ...] | None:
             break
         words.append(arg)
     for length in range(min(len(words), 5), 0, -1):
-        if help_text(tuple(words[:length])) is not None:
-            return tuple(words[:length])
+        text = help_text(tuple(words[:length]))
+        if text is not None:
+            # A group followed by a word it does not know: a misspelt command, not an argument.
+            group = re.search(r"SYNOPSIS\s+gcloud [^\n]*\b(GROUP|COMMAND)\b", text)
+            return None if group and length < len(words) else tuple(words[:length])
     return None
 
 
