@@ -125,6 +125,9 @@ class Summary:
     minimum_requests: int | None = None
     expected: int | None = None
     missing: int | None = None
+    # Records Duo published late, visible now, whose window's check has not come yet: not
+    # missing until the window has had its check (``settle``).
+    awaiting_check: int = 0
     duplicated: int | None = None
     peak_memory_mb: dict[str, float] = field(default_factory=dict)
     log_dir: str = ""
@@ -375,7 +378,13 @@ def settle(
             )
         sleep(period)
     return _summarize(
-        stack.pipeline, stack.duo, stack.options, status, elapsed, stack.pipeline.log_dir
+        stack.pipeline,
+        stack.duo,
+        stack.options,
+        status,
+        elapsed,
+        stack.pipeline.log_dir,
+        settled=True,
     )
 
 
@@ -395,6 +404,7 @@ def _summarize(
     status: dict[str, Any],
     seconds: float,
     log_dir: Path,
+    settled: bool = False,
 ) -> Summary:
     summary = Summary(simulated=duo.simulator is not None, seconds=round(seconds, 1))
     summary.watermark_ms = status["watermark_ms"]
@@ -420,7 +430,13 @@ def _summarize(
         summary.duo_requests, summary.rate_limited = stats["requests"], stats["rate_limited"]
         expected = _ground_truth(duo.simulator, summary.watermark_ms or 0)
         summary.expected = len(expected)
-        summary.missing = len(expected - ids.keys())
+        missing = expected - ids.keys()
+        if not settled:
+            dataset = duo.simulator.api.dataset
+            late = {telephony_id for telephony_id in missing if dataset.is_late_id(telephony_id)}
+            summary.awaiting_check = len(late)
+            missing -= late
+        summary.missing = len(missing)
     else:
         summary.duo_requests, summary.rate_limited = _fetcher_requests(log_dir / "fetcher.log")
     summary.repair = repair_cost(_log_entries(log_dir / "fetcher.log"))
@@ -514,6 +530,11 @@ def format_summary(summary: Summary) -> str:
         rows += [
             ("expected (ground truth)", f"{summary.expected:,}"),
             ("missing telephony_ids", str(summary.missing)),
+            *(
+                [("late, awaiting their check", str(summary.awaiting_check))]
+                if summary.awaiting_check
+                else []
+            ),
             ("duplicated telephony_ids", str(summary.duplicated)),
         ]
     else:

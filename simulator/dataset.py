@@ -241,9 +241,12 @@ class Dataset:
     def is_late(self, record: Record) -> bool:
         """Whether the record is one Duo publishes late: a fixed share of the records, chosen
         by their (random) ids, so the same records are late on every run with this seed."""
+        return self.is_late_id(record.telephony_id)
+
+    def is_late_id(self, telephony_id: str) -> bool:
         return (
             self.spec.late_rate > 0
-            and int(record.telephony_id[-8:], 16) < self.spec.late_rate * 0x1_0000_0000
+            and int(telephony_id[-8:], 16) < self.spec.late_rate * 0x1_0000_0000
         )
 
     def visible(self, record: Record, now_us: int) -> bool:
