@@ -36,14 +36,15 @@ VALID = {
 DEADLINE_SECONDS = 30
 
 
-def start(service: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
+def start(service: str, env: dict[str, str], home: Path) -> tuple[subprocess.Popen[str], int]:
     port = free_port()
     argv = [sys.executable, "-m", "gunicorn", "--config", "services/gunicorn.conf.py"]
     argv += ["--bind", f"{HOST}:{port}", f"services.{service}.main:app()"]
     process = subprocess.Popen(
         argv,
         cwd=REPO,
-        env={"PATH": os.environ["PATH"], "HOME": str(REPO), "PYTHONPATH": str(REPO), **env},
+        # gunicorn keeps a control socket under HOME.
+        env={"PATH": os.environ["PATH"], "HOME": str(home), "PYTHONPATH": str(REPO), **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -80,9 +81,9 @@ def probe(process: subprocess.Popen[str], port: int) -> tuple[bool, list[int]]:
     ],
 )
 def test_a_service_that_cannot_load_never_answers_healthz(
-    service: str, wrong: dict[str, str], named: str
+    service: str, wrong: dict[str, str], named: str, tmp_path: Path
 ) -> None:
-    process, port = start(service, VALID | wrong)
+    process, port = start(service, VALID | wrong, tmp_path)
     try:
         port_opened, statuses = probe(process, port)
         assert 200 not in statuses
@@ -100,8 +101,8 @@ def test_a_service_that_cannot_load_never_answers_healthz(
 
 
 @pytest.mark.parametrize("service", ["planner", "fetcher", "writer"])
-def test_a_service_that_loads_answers_healthz(service: str) -> None:
-    process, port = start(service, VALID)
+def test_a_service_that_loads_answers_healthz(service: str, tmp_path: Path) -> None:
+    process, port = start(service, VALID, tmp_path)
     try:
         _, statuses = probe(process, port)
     finally:
