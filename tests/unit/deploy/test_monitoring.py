@@ -18,7 +18,7 @@ from services.planner import main as planner_main
 from services.settings import PlannerSettings
 from services.writer import main as writer_main
 from shared.duo.errors import DuoTransientError
-from shared.pipeline.messages import RecordBatch
+from shared.pipeline.messages import RecordBatch, SpanCheck
 from tests.fakes import FakeClock
 from tests.unit.services.conftest import restored_logging  # noqa: F401 (a fixture)
 from tests.unit.services.fakes import (
@@ -29,6 +29,7 @@ from tests.unit.services.fakes import (
     telephony_item,
 )
 from tests.unit.services.test_log_fields import (
+    HOUR,
     LEASE_SECONDS,
     TASK,
     TWO_PAGES,
@@ -51,7 +52,11 @@ PLACEHOLDER = re.compile(r"\$\{([A-Z_]+)\}")
 # Which of the lines below each metric must count, and no other.
 EXPECTED = {
     "duo_telephony_records_landed": {"writer: batch landed"},
-    "duo_telephony_duo_requests": {"fetcher: window fetched", "fetcher: window failed"},
+    "duo_telephony_duo_requests": {
+        "fetcher: window fetched",
+        "fetcher: window failed",
+        "fetcher: span checked",
+    },
     "duo_telephony_rate_limited": {"fetcher: window fetched", "fetcher: window failed"},
     "duo_telephony_lag_seconds": {"planner: run"},
     "duo_telephony_quarantined_windows": {"planner: run"},
@@ -108,6 +113,11 @@ def lines(serve) -> dict[str, dict[str, Any]]:  # noqa: F811 (the imported fixtu
     client, read = serve_fetcher(serve, {None: DuoTransientError("Duo answered HTTP 503")})
     push(client, TASK)
     [found["fetcher: window failed"]] = read()
+    store = FakeWindowStore(FakeClock(), [])
+    client, read = serve_fetcher(serve, {None: {"items": [], "metadata": {"total_objects": 0}}}, store)
+    store.doc(TASK).update(state="done", check_level=0, next_check_at_ms=TASK.maxtime + HOUR)
+    push(client, SpanCheck(TASK.source, 0, (TASK.window_id,)))
+    [found["fetcher: span checked"]] = read()
 
     batch = RecordBatch("eu-prod", TASK.window_id, 0, [telephony_item("t-1", TASK.mintime)])
     store = FakeWindowStore(FakeClock(), [])

@@ -81,11 +81,14 @@ def push(client: FlaskClient, message: WindowTask | RecordBatch) -> None:
 
 
 def serve_fetcher(
-    serve: Serve, answers: dict[str | None, Any], **duo_options: Any
+    serve: Serve,
+    answers: dict[str | None, Any],
+    store: FakeWindowStore | None = None,
+    **duo_options: Any,
 ) -> tuple[FlaskClient, LogReader]:
-    """The fetcher on fakes, with TASK planned."""
+    """The fetcher on fakes, with TASK planned (in ``store``, if given)."""
     clock = FakeClock()
-    store = FakeWindowStore(clock, [])
+    store = store or FakeWindowStore(clock, [])
     store.add(TASK)
     fetcher = WindowFetcher(
         store,
