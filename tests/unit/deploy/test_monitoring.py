@@ -114,7 +114,8 @@ def lines(serve) -> dict[str, dict[str, Any]]:  # noqa: F811 (the imported fixtu
     push(client, TASK)
     [found["fetcher: window failed"]] = read()
     store = FakeWindowStore(FakeClock(), [])
-    client, read = serve_fetcher(serve, {None: {"items": [], "metadata": {"total_objects": 0}}}, store)
+    nothing = {"items": [], "metadata": {"total_objects": 0}}
+    client, read = serve_fetcher(serve, {None: nothing}, store)
     store.doc(TASK).update(state="done", check_level=0, next_check_at_ms=TASK.maxtime + HOUR)
     push(client, SpanCheck(TASK.source, 0, (TASK.window_id,)))
     [found["fetcher: span checked"]] = read()
