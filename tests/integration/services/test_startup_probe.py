@@ -74,7 +74,17 @@ def probe(process: subprocess.Popen[str], port: int) -> tuple[bool, list[int]]:
     ("service", "wrong", "named"),
     [
         ("planner", {"LOOKBACK": "400d"}, "LOOKBACK"),
-        # The secret: a name that is not a secret version, and a plain key on Cloud Run.
+        # The secret: one that cannot be read (here: no credentials at all, so nothing is
+        # contacted), a name that is not a secret version, and a plain key on Cloud Run.
+        (
+            "fetcher",
+            {
+                "DUO_SKEY": "",
+                "DUO_SKEY_SECRET": "projects/p/secrets/duo-skey/versions/latest",
+                "GOOGLE_APPLICATION_CREDENTIALS": "/nonexistent/credentials.json",
+            },
+            "could not read projects/p/secrets/duo-skey/versions/latest",
+        ),
         ("fetcher", {"DUO_SKEY": "", "DUO_SKEY_SECRET": "duo-skey"}, "DUO_SKEY_SECRET"),
         ("fetcher", {"K_SERVICE": "duo-telephony-fetcher"}, "refused on Cloud Run"),
         ("writer", {"GCS_BUCKET": ""}, "GCS_BUCKET"),
