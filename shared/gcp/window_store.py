@@ -58,6 +58,11 @@ class WindowStore:
     def window(self, source: str, window_id: str) -> firestore.DocumentReference:
         return self.windows(source).document(window_id)
 
+    def count(self, source: str, state: str) -> int:
+        """How many of the source's windows are in ``state`` (one aggregation query)."""
+        query = self.windows(source).where(filter=FieldFilter("state", "==", state))
+        return int(query.count().get()[0][0].value)
+
     def claim(self, source: str, window_id: str, lease_seconds: float) -> Claim | None:
         """Takes the window's lease, or None when it is finished, unknown, leased elsewhere,
         not yet due or (its fetchers dying once too often) quarantined now."""

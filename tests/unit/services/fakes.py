@@ -51,6 +51,9 @@ class FakeWindowStore:
     def doc(self, task: WindowTask) -> dict[str, Any]:
         return self.docs[task.source, task.window_id]
 
+    def count(self, source: str, state: str) -> int:
+        return sum(1 for (s, _), doc in self.docs.items() if s == source and doc["state"] == state)
+
     def claim(self, source: str, window_id: str, lease_seconds: float) -> Claim | None:
         doc = self.docs.get((source, window_id))
         if doc is None:
