@@ -100,6 +100,12 @@ def _fields_on_create(group: str, name: str, flags: dict[str, str]) -> dict[str,
         fields["status.url"] = f"https://{service}-abc123-uc.a.run.app"
         fields["status.latestCreatedRevisionName"] = f"{service}-00001-abc"
         fields["status.latestReadyRevisionName"] = f"{service}-00001-abc"
+        fields["spec.template.spec.containers[0].image"] = flags.get("image", "")
+    for source in ("policy-from-file", "config-from-file"):
+        if source in flags:
+            config = json.loads(Path(flags[source]).read_text())
+            if "displayName" in config:
+                fields["displayName"] = config["displayName"]
     if "lifecycle-file" in flags:
         rule = json.loads(Path(flags["lifecycle-file"]).read_text())["rule"][0]
         fields["lifecycle_config.rule[0].condition.age"] = str(rule["condition"]["age"])
@@ -181,6 +187,10 @@ def play(argv: list[str], project: Project) -> tuple[int, str, str, bool]:
         project.state["bindings"].remove([key, member, role])
         return 0, "", "", True
 
+    if verb == "create" and not name:
+        # Alert policies and dashboards: the service names them.
+        name = f"projects/{PROJECT_NUMBER}/{group.split()[-1]}/{len(resources) + 1}"
+        key = f"{group}|{name}"
     if verb in ("create", "deploy"):
         if found is not None and verb == "create":
             return 1, "", f"ERROR: ALREADY_EXISTS: {key}\n", False

@@ -25,7 +25,6 @@ from tests.unit.deploy.conftest import (
 )
 from tests.unit.deploy.test_bootstrap import BROAD_ROLES
 
-FIXED_ON_MONITORING = pytest.mark.xfail(strict=True, reason="fixed on the monitoring branch")
 # Where a document gets its expire_at (a string constant "expire_at" in shared/, by module and
 # innermost function), and the collection group of that document. A new place fails
 # test_every_expire_at_is_known until it is added here, and then the TTL test asks the build
@@ -249,7 +248,6 @@ def test_every_substitution_used_is_defined() -> None:
     assert used <= set(cloudbuild()["substitutions"])
 
 
-@FIXED_ON_MONITORING
 def test_every_step_image_is_pinned() -> None:
     # A version in the tag (not a moving name like latest or slim), or a digest.
     pinned = re.compile(r".+(@sha256:[0-9a-f]{64}|:[^:/@]*\d+\.\d+[^:/@]*)$")
@@ -285,14 +283,12 @@ def test_tests_run_before_any_step_that_pushes_or_deploys() -> None:
         assert tests <= waits_for(step_id), step_id
 
 
-@FIXED_ON_MONITORING
 def test_the_scheduler_job_comes_after_the_subscriptions() -> None:
     scheduler = next(s["id"] for s in steps() if "gcloud scheduler jobs" in s.get("script", ""))
     subscriptions = next(s["id"] for s in steps() if "subscriptions create" in s.get("script", ""))
     assert subscriptions in waits_for(scheduler)
 
 
-@FIXED_ON_MONITORING
 def test_every_service_has_a_startup_probe_on_healthz(build: Build) -> None:
     deploys = calls_of(build.calls, "run", "deploy")
     assert len(deploys) == 3
@@ -300,7 +296,6 @@ def test_every_service_has_a_startup_probe_on_healthz(build: Build) -> None:
         assert "httpGet.path=/healthz" in (call.flag("startup-probe") or ""), call.words[2]
 
 
-@FIXED_ON_MONITORING
 def test_the_fetchers_request_timeout_is_within_the_ack_deadline(build: Build) -> None:
     fetcher = next(
         c for c in calls_of(build.calls, "run", "deploy") if c.words[2].endswith("-fetcher")
@@ -309,7 +304,6 @@ def test_the_fetchers_request_timeout_is_within_the_ack_deadline(build: Build) -
     assert seconds(fetcher.flag("timeout")) <= seconds(subscription.flag("ack-deadline"))
 
 
-@FIXED_ON_MONITORING
 def test_the_build_command_in_the_header_names_the_service_account() -> None:
     header = (ROOT / "cloudbuild.yaml").read_text().split("\nsubstitutions:")[0]
     command = header[header.index("builds submit") :].split("\n#\n")[0]
