@@ -1,4 +1,4 @@
-"""The log lines the operator's queries and alerts read (docs/deploy.md, "Health after deploy"),
+"""The log lines the operator's queries and alerts read (docs/deploy.md, "6. Check"),
 rendered as the services write them: each service's gunicorn entry point sets up its logging
 (one Cloud Logging JSON object a line, whose keys land in ``jsonPayload``) around an app on
 fakes. A renamed field or message would leave those queries silently empty."""
