@@ -3,7 +3,8 @@
 Collects the commands of deploy/bootstrap.sh and deploy/teardown.sh (run with a recording
 ``gcloud`` shim, once as on an empty project and once as on a set-up one, plus their dry-run
 plans), of cloudbuild.yaml's gcloud steps (run the same way, with the substitutions filled) and
-of docs/deploy.md's code blocks and inline code. For each it finds the command group with
+of docs/deploy.md's code blocks and inline code. cloudbuild.yaml's Cloud SDK steps include the
+monitoring step, which runs deploy/monitoring/apply.sh. For each it finds the command group with
 ``gcloud GROUP --help`` (offline) and checks that every flag it passes is in that help.
 
     .venv/bin/python deploy/check_gcloud_commands.py      # needs gcloud on PATH and PyYAML
@@ -91,11 +92,13 @@ def from_cloudbuild() -> list[list[str]]:
     commands = []
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "image.txt").write_text("image@sha256:0\n")
+        (Path(tmp) / "deploy").symlink_to(ROOT / "deploy")  # steps run scripts from it
         for step in config["steps"]:
-            if "gcloud " in step.get("script", ""):
+            script = step.get("script", "")
+            if "cloudsdktool" in step["name"] and "pytest" not in script:
                 for missing in ("0", "1"):
                     env["SHIM_MISSING"] = missing
-                    commands += recorded(step["script"], [], env, Path(tmp))
+                    commands += recorded(script, [], env, Path(tmp))
     return commands
 
 
