@@ -1,6 +1,8 @@
 """gunicorn settings for local runs: production's (``services/gunicorn.conf.py``) unchanged, and
 one line on stderr once an instance has run its SIGTERM handler, so a test knows for certain
-that the services' ``stopping`` event is set instead of guessing the moment with a sleep.
+that the services' ``stopping`` event is set instead of guessing the moment with a sleep;
+and after every request a line with the worker's running operation totals
+(``harness.service_operations``), from which the benchmark tells what each service cost.
 
 The harness passes this file to ``gunicorn --config``; production never sees it.
 """
@@ -8,6 +10,7 @@ The harness passes this file to ``gunicorn --config``; production never sees it.
 import os
 import runpy
 import signal
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -31,3 +34,21 @@ def post_worker_init(worker: Any) -> None:
         os.write(2, f"{SIGTERM_HANDLED}\n".encode())
 
     signal.signal(signal.SIGTERM, report)
+
+
+def pre_request(worker: Any, req: Any) -> None:
+    req.harness_started = time.monotonic()
+
+
+def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
+    """Counts the request (as Cloud Run would bill it) and writes the worker's running
+    operation totals, for the benchmark; the readiness probe is not a request production
+    pays for."""
+    if req.path == "/healthz":
+        return
+    from harness.service_operations import totals_line
+    from shared.gcp.operations import CLOUD_RUN_REQUEST_MS, CLOUD_RUN_REQUESTS, OPERATIONS
+
+    OPERATIONS.add(CLOUD_RUN_REQUESTS)
+    OPERATIONS.add(CLOUD_RUN_REQUEST_MS, round((time.monotonic() - req.harness_started) * 1000))
+    os.write(2, totals_line(os.getpid(), time.time(), OPERATIONS.snapshot()).encode())

@@ -13,6 +13,7 @@ from google.api_core.exceptions import NotFound, PreconditionFailed
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY_IF_GENERATION_SPECIFIED
 
+from shared.gcp.operations import OPERATIONS, STORAGE_READS, STORAGE_WRITES
 from shared.pipeline.messages import RecordBatch
 from shared.pipeline.objects import GZIP_CONTENT_TYPE, EncodedObject, encode_batch
 
@@ -70,6 +71,7 @@ def _create(bucket: storage.Bucket, obj: EncodedObject) -> bool:
     """
     blob = bucket.blob(obj.name)
     blob.metadata = obj.metadata
+    OPERATIONS.add(STORAGE_WRITES)
     try:
         blob.upload_from_string(
             obj.data,
@@ -89,6 +91,7 @@ def _create(bucket: storage.Bucket, obj: EncodedObject) -> bool:
 def _same_content(bucket: storage.Bucket, obj: EncodedObject) -> bool:
     """Whether the object already under ``obj.name`` holds ``obj``'s records."""
     existing = bucket.blob(obj.name)
+    OPERATIONS.add(STORAGE_READS)
     try:
         existing.reload()
     except NotFound:

@@ -9,19 +9,45 @@ the Storage client never looks for real credentials while pointed at fake-gcs-se
 from __future__ import annotations
 
 import os
+from typing import Any
 
+from google.api_core import gapic_v1
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore, pubsub_v1, storage
 
+from shared.gcp.operations import OPERATIONS, PUBSUB_BYTES, PUBSUB_MESSAGES, count_firestore
+
 STORAGE_EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
+
+
+class _CountingPublisherClient(pubsub_v1.PublisherClient):
+    """Counts each message published and its billable size (data and attributes)."""
+
+    def publish(
+        self,
+        topic: str,
+        data: bytes,
+        ordering_key: str = "",
+        retry: Any = gapic_v1.method.DEFAULT,
+        timeout: Any = gapic_v1.method.DEFAULT,
+        **attrs: str,
+    ) -> Any:
+        future = super().publish(topic, data, ordering_key, retry, timeout, **attrs)
+        OPERATIONS.add(PUBSUB_MESSAGES)
+        OPERATIONS.add(
+            PUBSUB_BYTES,
+            len(data) + len(ordering_key) + sum(len(k) + len(v) for k, v in attrs.items()),
+        )
+        return future
 
 
 def pubsub_publisher(
     batch_settings: pubsub_v1.types.BatchSettings | None = None,
     publisher_options: pubsub_v1.types.PublisherOptions | None = None,
 ) -> pubsub_v1.PublisherClient:
-    """A Pub/Sub publisher (emulator if PUBSUB_EMULATOR_HOST is set)."""
-    return pubsub_v1.PublisherClient(
+    """A Pub/Sub publisher (emulator if PUBSUB_EMULATOR_HOST is set), counting what it
+    publishes (``shared.gcp.operations``)."""
+    return _CountingPublisherClient(
         batch_settings=batch_settings or pubsub_v1.types.BatchSettings(),
         publisher_options=publisher_options or pubsub_v1.types.PublisherOptions(),
     )
@@ -33,8 +59,13 @@ def pubsub_subscriber() -> pubsub_v1.SubscriberClient:
 
 
 def firestore_client(project: str) -> firestore.Client:
-    """A Firestore client for ``project`` (emulator if FIRESTORE_EMULATOR_HOST is set)."""
-    return firestore.Client(project=project)
+    """A Firestore client for ``project`` (emulator if FIRESTORE_EMULATOR_HOST is set),
+    counting its reads, writes and deletes (``shared.gcp.operations``)."""
+    client = firestore.Client(project=project)
+    # The API client is private to firestore.Client, and the only place every read and
+    # write passes, transactions included; tests/integration/gcp/test_operations.py pins it.
+    count_firestore(client._firestore_api)
+    return client
 
 
 def storage_client(project: str) -> storage.Client:

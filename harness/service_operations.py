@@ -1,0 +1,63 @@
+"""The operations the services counted (``shared.gcp.operations``), read back from their
+logs: each worker writes its running totals after every request it serves (see
+``harness/gunicorn_conf.py``), so a worker's totals at a moment are those of its last line
+before it, and a service's are the sum over its workers (a killed worker's count ends with
+its last line; a restarted one starts again from zero under a new pid)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+# Marks the lines the harness's gunicorn settings write; service log lines never carry it.
+MARKER = "harness_operations"
+
+
+@dataclass(frozen=True)
+class Totals:
+    pid: int
+    at: float  # epoch seconds
+    counts: dict[str, int]
+
+
+def totals_line(pid: int, at: float, counts: dict[str, int]) -> str:
+    return json.dumps({MARKER: counts, "pid": pid, "at": round(at, 3)}) + "\n"
+
+
+def parse(lines: Iterable[str]) -> list[Totals]:
+    found = []
+    for line in lines:
+        if MARKER not in line:
+            continue
+        try:
+            entry = json.loads(line)
+            found.append(Totals(int(entry["pid"]), float(entry["at"]), dict(entry[MARKER])))
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by a killed worker
+    return found
+
+
+def at(totals: list[Totals], moment: float) -> dict[str, int]:
+    """The service's totals at ``moment``: each worker's last totals up to then, added up."""
+    latest: dict[int, Totals] = {}
+    for entry in totals:
+        if entry.at <= moment and (entry.pid not in latest or entry.at >= latest[entry.pid].at):
+            latest[entry.pid] = entry
+    summed: Counter[str] = Counter()
+    for entry in latest.values():
+        summed.update(entry.counts)
+    return dict(summed)
+
+
+def between(totals: list[Totals], start: float, end: float) -> dict[str, int]:
+    """What the service did from ``start`` to ``end``."""
+    before, after = at(totals, start), at(totals, end)
+    return {name: after[name] - before.get(name, 0) for name in after}
+
+
+def read_log(path: Path) -> list[Totals]:
+    with path.open(encoding="utf-8", errors="replace") as log:
+        return parse(log)
