@@ -24,6 +24,7 @@ from typing import Any
 import requests
 
 from harness.chaos import Chaos, ChaosReport
+from harness.duo_requests import RecordingApi
 from harness.emulators import LocalCloud
 from harness.pipeline import LocalPipeline, PipelineConfig
 from services.fetcher.window_fetch import CHECK_EVENT
@@ -37,7 +38,7 @@ from shared.pipeline.repair import CHECK_BATCH_MS, DEFAULT_CHECKS_MS
 from shared.pipeline.topics import TopicNames
 from shared.pipeline.windows import DONE
 from shared.secops.record_source import parse_stream
-from simulator.api import ApiOptions, TelephonyApi
+from simulator.api import ApiOptions
 from simulator.command import DEMO_IKEY, DEMO_SKEY
 from simulator.dataset import Dataset, DatasetSpec
 from simulator.server import SimulatorServer
@@ -175,7 +176,7 @@ def _duo(options: RunOptions, started: float) -> Iterator[_Duo]:
         ),
         start=started,
     )
-    api = TelephonyApi(
+    api = RecordingApi(
         dataset,
         {DEMO_IKEY: Secret(DEMO_SKEY)},
         clock,
@@ -442,6 +443,12 @@ def _summarize(
     summary.repair = repair_cost(_log_entries(log_dir / "fetcher.log"))
     summary.minimum_requests = math.ceil(summary.records / 1000) if summary.records else 1
     return summary
+
+
+def check_bucket(stack: LocalStack, seconds: float) -> Summary:
+    """The bucket now, checked against Duo's ground truth up to the current watermark."""
+    pipeline, status = stack.pipeline, stack.pipeline.status()
+    return _summarize(pipeline, stack.duo, stack.options, status, seconds, pipeline.log_dir)
 
 
 def _ground_truth(simulator: SimulatorServer, watermark_ms: int) -> set[str]:

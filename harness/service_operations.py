@@ -1,5 +1,7 @@
 """The operations the services counted (``shared.gcp.operations``), read back from their
-logs: each worker writes its running totals after every request it serves (see
+logs, and the bytes they logged (Cloud Logging bills what it ingests).
+
+Each worker writes its running totals after every request it serves (see
 ``harness/gunicorn_conf.py``), so a worker's totals at a moment are those of its last line
 before it, and a service's are the sum over its workers (a killed worker's count ends with
 its last line; a restarted one starts again from zero under a new pid)."""
@@ -10,10 +12,12 @@ import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 # Marks the lines the harness's gunicorn settings write; service log lines never carry it.
 MARKER = "harness_operations"
+LOG_BYTES = "log_bytes"
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,22 @@ def between(totals: list[Totals], start: float, end: float) -> dict[str, int]:
     return {name: after[name] - before.get(name, 0) for name in after}
 
 
-def read_log(path: Path) -> list[Totals]:
+def log_bytes(lines: Iterable[str], start: float | None, end: float) -> int:
+    """Bytes of the service's own structured log lines (those with a ``time``) written from
+    ``start`` (None: the beginning) to ``end``: what Cloud Logging would ingest from it."""
+    size = 0
+    for line in lines:
+        if not line.startswith("{") or MARKER in line:
+            continue
+        try:
+            moment = datetime.fromisoformat(json.loads(line)["time"]).timestamp()
+        except (ValueError, KeyError, TypeError):
+            continue
+        if (start is None or start <= moment) and moment <= end:
+            size += len(line.encode())
+    return size
+
+
+def read_log(path: Path) -> list[str]:
     with path.open(encoding="utf-8", errors="replace") as log:
-        return parse(log)
+        return list(log)

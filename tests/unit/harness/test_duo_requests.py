@@ -1,0 +1,62 @@
+"""Classifying the simulated Duo's requests: backfill or live by the window read, checks,
+429s, and the rate achieved while the backfill was fetched."""
+
+from __future__ import annotations
+
+from harness.duo_requests import DuoRequest, RequestCounts, classify
+
+END = 1_764_400_000_000  # ms: the records that existed at the start end here
+
+
+def request(at: float, mintime: int, status: int = 200, limit: int = 1000) -> DuoRequest:
+    query = f"limit={limit}&maxtime={mintime + 60_000}&mintime={mintime}&sort=ts%3Aasc"
+    return DuoRequest.parse(at, query, status)
+
+
+def test_the_query_is_read_back() -> None:
+    parsed = DuoRequest.parse(5.0, "mintime=1700000000000&maxtime=1700000060000&limit=1", 200)
+    assert parsed == DuoRequest(5.0, 1_700_000_000_000, 1, 200)
+    assert DuoRequest.parse(1.0, "maxtime=5", 400) == DuoRequest(1.0, None, None, 400)
+
+
+def test_a_window_is_backfill_when_it_starts_before_the_backlog_ends() -> None:
+    counts = classify(
+        [
+            request(0.0, END - 86_400_000),
+            request(1.0, END - 1),  # straddles the end: holds backlog records
+            request(2.0, END),  # the first live window starts exactly at the end
+            request(3.0, END + 60_000),
+        ],
+        END,
+    )
+    assert (counts.backfill, counts.live) == (2, 2)
+
+
+def test_429s_are_counted_apart_and_never_as_requests_made() -> None:
+    counts = classify([request(0.0, END - 5, status=429), request(1.0, END + 5, 429)], END)
+    assert counts == RequestCounts(0, 0, 0, 2, None)
+
+
+def test_late_record_checks_ask_for_one_record() -> None:
+    counts = classify([request(0.0, END - 5, limit=1), request(1.0, END - 5)], END)
+    assert (counts.backfill, counts.checks) == (2, 1)
+
+
+def test_the_rate_counts_every_answer_between_the_first_and_last_backfill_request() -> None:
+    # Backfill at 0 s and 60 s, a live request at 30 s, one after the backfill and a 429 in
+    # between: 3 answers in 60 s are 2 intervals, so 2 a minute.
+    counts = classify(
+        [
+            request(100.0, END - 10),
+            request(130.0, END + 10),
+            request(140.0, END - 10, status=429),
+            request(160.0, END - 10),
+            request(200.0, END + 10),
+        ],
+        END,
+    )
+    assert counts.per_minute == 2.0
+
+
+def test_no_rate_from_fewer_than_two_backfill_requests() -> None:
+    assert classify([request(0.0, END - 1), request(9.0, END + 1)], END).per_minute is None
