@@ -85,3 +85,11 @@ def test_fake_gcs_server_sets_time_created_at_upload(gcs_bucket) -> None:
     after = time.time()
     blob.reload()
     assert before - 0.005 <= blob.time_created.timestamp() <= after + 0.005
+
+
+def test_the_services_firestore_client_counts_into_the_process_tally(
+    firestore_db: firestore.Client,
+) -> None:
+    before = operations.OPERATIONS.snapshot().get("firestore_writes", 0)
+    firestore_db.collection("things").document("w").set({"n": 1})
+    assert operations.OPERATIONS.snapshot()["firestore_writes"] == before + 1
