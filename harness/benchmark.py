@@ -20,7 +20,7 @@ from typing import Any
 
 from harness.catchup import LocalStack, RunOptions, Summary, check_bucket, local_stack
 from harness.chaos import Chaos, ChaosReport
-from harness.duo_requests import RecordingApi, RequestCounts, classify
+from harness.duo_requests import RecordingApi, RequestCounts, classify, in_span
 from harness.freshness import Freshness, split_by_phase
 from harness.pipeline import SERVICES
 from harness.service_operations import LOG_BYTES, at, between, log_bytes, parse, read_log
@@ -41,6 +41,7 @@ class Measurement:
     backfill_seconds: float  # from the first planner run to the watermark past the backlog
     steady_seconds: float
     requests: RequestCounts
+    steady_requests: int  # answered Duo requests during the steady phase
     freshness_backfill: Freshness | None
     freshness_steady: Freshness | None
     operations_backfill: dict[str, dict[str, int]]  # service -> operation -> count
@@ -58,7 +59,11 @@ class Measurement:
             "backfill_seconds": self.backfill_seconds,
             "backfill_requests": r.backfill,
             "live_requests": r.live,
-            "check_requests": r.checks,
+            "backfill_checks": r.backfill_checks,
+            "live_checks": r.live_checks,
+            "steady_requests_per_minute": (
+                self.steady_requests * 60 / self.steady_seconds if self.steady_seconds else None
+            ),
             "rate_limited": r.rate_limited,
             "requests_per_minute": r.per_minute,
             "missing": summary.missing,
@@ -179,6 +184,7 @@ def measure(
             backfill_seconds=round(caught_up - cadence.started, 1),
             steady_seconds=round(measured_end - caught_up, 1),
             requests=classify(api.requests(), stack.duo.data_end_ms),
+            steady_requests=in_span(api.requests(), caught_up, measured_end),
             freshness_backfill=during,
             freshness_steady=after,
             operations_backfill=_phase(logs, None, caught_up),

@@ -70,7 +70,8 @@ class RecordingApi(TelephonyApi):
 class RequestCounts:
     backfill: int  # answered requests for windows starting before the backfill's end
     live: int  # answered requests for windows after it
-    checks: int  # of both, the late-record checks (counts, one record a request)
+    backfill_checks: int  # of the backfill's, the late-record checks (one record asked for)
+    live_checks: int  # of the live ones, the same
     rate_limited: int  # 429s, whatever the window
     per_minute: float | None  # answered requests a minute while the backfill was fetched
 
@@ -78,29 +79,39 @@ class RequestCounts:
 def classify(requests: Iterable[DuoRequest], backfill_end_ms: int) -> RequestCounts:
     """Counts the requests by what they were for; ``backfill_end_ms`` is where the records
     that existed at the start end (the simulator's first visible end)."""
-    backfill = live = checks = limited = 0
+    backfill = live = backfill_checks = live_checks = limited = 0
     answered: list[float] = []
-    backfill_times: list[float] = []
+    fetching: list[float] = []  # the backfill's reads (its checks come minutes later)
     for request in requests:
         if request.status == RATE_LIMITED:
             limited += 1
             continue
         answered.append(request.at)
-        checks += request.limit == CHECK_LIMIT
+        check = request.limit == CHECK_LIMIT
         if request.mintime is not None and request.mintime < backfill_end_ms:
             backfill += 1
-            backfill_times.append(request.at)
+            backfill_checks += check
+            if not check:
+                fetching.append(request.at)
         else:
             live += 1
-    return RequestCounts(backfill, live, checks, limited, _rate(answered, backfill_times))
+            live_checks += check
+    return RequestCounts(
+        backfill, live, backfill_checks, live_checks, limited, _rate(answered, fetching)
+    )
 
 
-def _rate(answered: list[float], backfill_times: list[float]) -> float | None:
-    """Answered requests a minute from the first backfill request to the last, live ones
-    included: what the budget gave while there was a backlog. None under two requests."""
-    if len(backfill_times) < 2:
+def in_span(requests: Iterable[DuoRequest], start: float, end: float) -> int:
+    """Answered requests that arrived from ``start`` to ``end`` (epoch seconds)."""
+    return sum(1 for r in requests if r.status != RATE_LIMITED and start <= r.at < end)
+
+
+def _rate(answered: list[float], fetching: list[float]) -> float | None:
+    """Answered requests a minute from the backfill's first read to its last, live ones and
+    checks included: what the budget gave while there was a backlog. None under two reads."""
+    if len(fetching) < 2:
         return None
-    first, last = min(backfill_times), max(backfill_times)
+    first, last = min(fetching), max(fetching)
     if last <= first:
         return None
     inside = sum(1 for at in answered if first <= at <= last)

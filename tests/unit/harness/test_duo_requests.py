@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from harness.duo_requests import DuoRequest, RequestCounts, classify
+from harness.duo_requests import DuoRequest, RequestCounts, classify, in_span
 
 END = 1_764_400_000_000  # ms: the records that existed at the start end here
 
@@ -34,12 +34,20 @@ def test_a_window_is_backfill_when_it_starts_before_the_backlog_ends() -> None:
 
 def test_429s_are_counted_apart_and_never_as_requests_made() -> None:
     counts = classify([request(0.0, END - 5, status=429), request(1.0, END + 5, 429)], END)
-    assert counts == RequestCounts(0, 0, 0, 2, None)
+    assert counts == RequestCounts(0, 0, 0, 0, 2, None)
 
 
 def test_late_record_checks_ask_for_one_record() -> None:
-    counts = classify([request(0.0, END - 5, limit=1), request(1.0, END - 5)], END)
-    assert (counts.backfill, counts.checks) == (2, 1)
+    counts = classify(
+        [request(0.0, END - 5, limit=1), request(1.0, END - 5), request(2.0, END + 5, limit=1)],
+        END,
+    )
+    assert (counts.backfill, counts.backfill_checks, counts.live, counts.live_checks) == (
+        2,
+        1,
+        1,
+        1,
+    )
 
 
 def test_the_rate_counts_every_answer_between_the_first_and_last_backfill_request() -> None:
@@ -58,5 +66,17 @@ def test_the_rate_counts_every_answer_between_the_first_and_last_backfill_reques
     assert counts.per_minute == 2.0
 
 
+def test_the_backfill_s_checks_minutes_later_do_not_stretch_its_span() -> None:
+    counts = classify(
+        [request(0.0, END - 10), request(30.0, END - 10), request(600.0, END - 10, limit=1)], END
+    )
+    assert counts.per_minute == 2.0
+
+
 def test_no_rate_from_fewer_than_two_backfill_requests() -> None:
     assert classify([request(0.0, END - 1), request(9.0, END + 1)], END).per_minute is None
+
+
+def test_requests_in_a_span_leave_out_429s_and_its_end() -> None:
+    made = [request(10.0, END), request(20.0, END, status=429), request(30.0, END)]
+    assert in_span(made, 10.0, 30.0) == 1
