@@ -36,8 +36,6 @@ POLL = 1.0  # seconds between looks at the cursor
 @dataclass
 class Measurement:
     records: int  # the backlog, N
-    rate_limit: int
-    live_per_minute: float
     backfill_seconds: float  # from the first planner run to the watermark past the backlog
     steady_seconds: float
     requests: RequestCounts
@@ -179,8 +177,6 @@ def measure(
         logs = {name: read_log(log_dir / f"{name}.log") for name in SERVICES}
         return Measurement(
             records=options.records,
-            rate_limit=options.rate_limit,
-            live_per_minute=options.live,
             backfill_seconds=round(caught_up - cadence.started, 1),
             steady_seconds=round(measured_end - caught_up, 1),
             requests=classify(api.requests(), stack.duo.data_end_ms),
