@@ -16,6 +16,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from harness.catchup import LocalStack, RunOptions, Summary, check_bucket, local_stack
@@ -139,7 +140,7 @@ def _lag(status: dict[str, Any]) -> float:
 def measure(
     options: RunOptions,
     steady_minutes: float,
-    log_dir: Any,
+    log_dir: Path,
     progress: Callable[[str], None] = print,
 ) -> Measurement:
     """Runs the backfill, the steady phase and the landing of the last live records."""
