@@ -61,3 +61,36 @@ def test_totals_add_the_services_of_one_phase() -> None:
         "backfill_per_1k.writer.firestore_reads": 100.0,
     }
     assert _bench().total(figures, "steady_per_min", "firestore_reads") == 9.5
+
+
+def test_the_table_prints_every_figure_a_run_gives(capsys) -> None:
+    # The figures' names as harness.benchmark.Measurement.figures() gives them.
+    import argparse
+
+    from harness.benchmark import Measurement
+    from harness.catchup import Summary
+    from harness.duo_requests import RequestCounts
+    from harness.freshness import Freshness
+
+    bench = _bench()
+    run = Measurement(
+        records=20_000,
+        backfill_seconds=61.0,
+        steady_seconds=300.0,
+        requests=RequestCounts(24, 10, 2, 0, 0, 118.0),
+        steady_requests=5,
+        freshness_backfill=Freshness(60, 149.0, 177.0, 180.0),
+        freshness_steady=None,
+        operations_backfill={"writer": {"storage_writes": 30}},
+        operations_steady={"planner": {"cloud_run_requests": 5}},
+        live_records_steady=300,
+        summary=Summary(simulated=True, missing=0, duplicated=0, objects=21),
+    )
+    figures = bench.medians([run.figures()]) | {"records": 20_000, "rate_limit": 120, "runs": 1}
+    args = argparse.Namespace(plan_every=60.0, live=60.0, steady=5.0, kill_every=None)
+    bench.print_table([("20,000 @ R=120", figures)], args)
+    out = capsys.readouterr().out
+    assert "24 (20, x1.20), 2" in out
+    assert "149 / 177 / 180 (n=60)" in out
+    assert "118.0 (120, 98%)" in out
+    assert "1.5 / 0.0" in out  # 30 object writes, no reads, for 20,000 records
