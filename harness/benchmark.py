@@ -91,6 +91,16 @@ class Measurement:
         return figures
 
 
+def phase_total(
+    figures: dict[str, float | None],
+    phase: str,
+    operation: str,
+    services: tuple[str, ...] = SERVICES,
+) -> float:
+    """One operation of a phase in ``Measurement.figures()``, added up over ``services``."""
+    return sum(figures.get(f"{phase}.{service}.{operation}") or 0.0 for service in services)
+
+
 class Cadence:
     """Triggers the planner every ``every`` seconds across the phases of a run, as Cloud
     Scheduler would: the next run is due ``every`` after the previous one was due."""

@@ -53,16 +53,6 @@ def test_medians_take_each_figure_over_the_runs_that_have_it() -> None:
     assert _bench().medians(runs) == {"p95": 20.5, "requests": 21.0, "fresh": None, "kills": 3.0}
 
 
-def test_totals_add_the_services_of_one_phase() -> None:
-    figures = {
-        "steady_per_min.planner.firestore_reads": 7.5,
-        "steady_per_min.fetcher.firestore_reads": 2.0,
-        "steady_per_min.writer.firestore_writes": 1.0,
-        "backfill_per_1k.writer.firestore_reads": 100.0,
-    }
-    assert _bench().total(figures, "steady_per_min", "firestore_reads") == 9.5
-
-
 def test_the_table_prints_every_figure_a_run_gives(capsys) -> None:
     # The figures' names as harness.benchmark.Measurement.figures() gives them.
     import argparse

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from harness.benchmark import phase_total
 from harness.service_operations import Totals, at, between, log_bytes, parse, totals_line
 
 
@@ -48,3 +49,15 @@ def test_log_bytes_count_the_service_s_own_lines_within_the_span() -> None:
     assert log_bytes(lines, None, ten + 60) == len(early) + len(late)
     assert log_bytes(lines, ten + 1, ten + 60) == len(late)
     assert log_bytes(lines, None, ten + 59) == len(early)
+
+
+def test_a_phase_s_total_adds_up_the_services() -> None:
+    figures = {
+        "steady_per_min.planner.firestore_reads": 7.5,
+        "steady_per_min.fetcher.firestore_reads": 2.0,
+        "steady_per_min.writer.firestore_writes": 1.0,
+        "backfill_per_1k.writer.firestore_reads": 100.0,
+        "steady_per_min.writer.firestore_reads": None,  # a phase too short to scale
+    }
+    assert phase_total(figures, "steady_per_min", "firestore_reads") == 9.5
+    assert phase_total(figures, "steady_per_min", "firestore_reads", ("fetcher",)) == 2.0
