@@ -77,6 +77,9 @@ class Response(NamedTuple):
 @dataclass(frozen=True)
 class ApiOptions:
     rate_limit_per_minute: int = 0  # 0: no limit
+    # (seconds after the simulator started, the limit from then on), in time order: the
+    # account's limit changing in the middle of a run.
+    rate_limit_changes: tuple[tuple[float, int], ...] = ()
     fail_rate: float = 0.0  # fraction of requests answered 500/503
     slow_seconds: float = 0.0  # latency added to every API request
     malformed_rate: float = 0.0  # fraction of good 200s whose body is broken
@@ -93,6 +96,12 @@ class ApiOptions:
     def __post_init__(self) -> None:
         if self.rate_limit_per_minute < 0:
             raise ValueError("rate_limit_per_minute must be >= 0")
+        if any(limit < 0 for _, limit in self.rate_limit_changes):
+            raise ValueError("rate_limit_changes: every limit must be >= 0")
+        if [after for after, _ in self.rate_limit_changes] != sorted(
+            after for after, _ in self.rate_limit_changes
+        ):
+            raise ValueError("rate_limit_changes must be in time order")
         for name in ("fail_rate", "malformed_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1]")
@@ -260,6 +269,7 @@ class TelephonyApi:
         self.dataset = dataset
         self.options = options or ApiOptions()
         self._clock = clock
+        self._started = clock.now()
         self._rng = rng
         self._checker = SignatureChecker(keys, clock)
         self._counters = Counters()
@@ -345,8 +355,16 @@ class TelephonyApi:
         c.ok += 1
         return Response(200, [("Content-Type", _JSON)], _ENCODE(body).encode())
 
-    def _take_budget(self, now: float) -> bool:
+    def rate_limit_at(self, now: float) -> int:
+        """Requests a minute allowed at ``now`` (0: no limit)."""
         limit = self.options.rate_limit_per_minute
+        for after, changed in self.options.rate_limit_changes:
+            if now - self._started >= after:
+                limit = changed
+        return limit
+
+    def _take_budget(self, now: float) -> bool:
+        limit = self.rate_limit_at(now)
         if not limit:
             return True
         while self._accepted and self._accepted[0] <= now - 60.0:

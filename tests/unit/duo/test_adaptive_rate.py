@@ -182,7 +182,7 @@ def saturated(duo: SlidingMinuteDuo, minutes: float) -> list[tuple[float, bool]]
 
 def between(answers: list[tuple[float, bool]], first: float, last: float, ok: bool) -> int:
     """Requests started from minute ``first`` to minute ``last`` that were (not) accepted."""
-    return sum(1 for at, accepted in answers if first * 60 <= at - T0 < last * 60 and accepted == ok)
+    return sum(1 for at, accepted in answers if first <= (at - T0) / 60 < last and accepted == ok)
 
 
 @pytest.mark.parametrize("limit", [5, 30, 120])
