@@ -320,7 +320,8 @@ def test_rate_limit_gives_429_without_retry_after_and_recovers(clock) -> None:
 
 def test_the_limit_changes_at_the_times_given_counting_the_minute_already_spent(clock) -> None:
     # 4 a minute, 2 from 100 s after the start, no limit from 200 s on.
-    api = make_api(clock, records=20, rate_limit_per_minute=4, rate_limit_changes=((100, 2), (200, 0)))
+    changes = ((100, 2), (200, 0))
+    api = make_api(clock, records=20, rate_limit_per_minute=4, rate_limit_changes=changes)
     assert [call(api, clock, window(clock)).status for _ in range(5)] == [200] * 4 + [429]
     clock.advance(99.9)  # the four left the minute; still 4 allowed
     assert [call(api, clock, window(clock)).status for _ in range(4)] == [200] * 4
