@@ -33,11 +33,13 @@ class AutoPolicy:
     start: float = 60.0  # before anything is known: Elastic measured 50 on Duo's log endpoints
     floor: float = 1.0
     ceiling: float = 600.0
-    back_off: float = 0.9  # after a 429: this share of what Duo accepted in the minute before
+    # After a 429: this share of what Duo accepted in the minute before. The count is exact
+    # for a limit that holds, so the margin is small: the strict spacing already takes 2 %.
+    back_off: float = 0.93
     probe: float = 2.0  # growth per minute of saturated use, outside the band below the limit
-    # Inside it: 0.9 to 1.0 takes about 20 minutes, so a steady limit costs about three 429
-    # events an hour while the rate averages 95 % of it.
-    creep: float = 1.005
+    # Inside it: 0.93 to 1.0 takes about 20 minutes, so a steady limit costs about three 429
+    # events an hour while the rate averages over 95 % of it.
+    creep: float = 1.0035
 
     def __post_init__(self) -> None:
         if not 0 < self.floor <= self.start <= self.ceiling:
@@ -93,7 +95,12 @@ def after_429(auto: AutoRate, policy: AutoPolicy, now: float, slot: float) -> Au
         counts[refused] -= 1  # Duo did not count it either
     sent = tuple(sorted((s, c) for s, c in counts.items() if c))
     accepted = sent_within_minute(sent, now)
-    cut_failed = auto.resume_at <= slot < auto.resume_at + WINDOW_SECONDS
+    if slot < auto.resume_at:
+        # Sent before the last cut took effect (another instance used a slot it held): the
+        # same excess again, not news; the resumption stays, or every straggler would move it.
+        rate = _clamped(min(policy.back_off * accepted, auto.per_minute), policy)
+        return AutoRate(rate, max(accepted, policy.floor), auto.resume_at, sent)
+    cut_failed = slot < auto.resume_at + WINDOW_SECONDS
     ceiling = auto.per_minute / 2 if cut_failed else auto.per_minute
     rate = _clamped(min(policy.back_off * accepted, ceiling), policy)
     return AutoRate(
