@@ -176,7 +176,7 @@ class FirestoreRateLimiter:
     def _reserve_batch(
         self, state: LimitState, auto: AutoRate | None, now: float
     ) -> tuple[LimitState, AutoRate | None, list[float]]:
-        if auto is None or self._policy is None:
+        if self._policy is None or auto is None:
             slots, state = reserve_slots(state, now, self._batch, self._interval, self._tolerance)
             return state, auto, slots
         rate = auto.per_minute / 60.0
@@ -221,7 +221,7 @@ class FirestoreRateLimiter:
                     "tat": new_state.tat,
                     "paused_until": new_state.paused_until,
                     "writes": int(data.get("writes", 0)) + 1,
-                    **(_auto_fields(new_auto) if new_auto else {}),
+                    **(_auto_fields(new_auto) if new_auto is not None else {}),
                 }
                 try:
                     if snapshot.exists:
