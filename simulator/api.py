@@ -28,7 +28,6 @@ import json
 import random
 import re
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, NamedTuple
@@ -37,6 +36,7 @@ from urllib.parse import parse_qs
 from shared.clock import Clock
 from shared.duo.secret import Secret
 from simulator.dataset import Dataset, Record, to_item
+from simulator.rate_budget import MinuteBudget
 from simulator.signature_check import AuthError, SignatureChecker
 
 TELEPHONY_PATH = "/admin/v2/logs/telephony"
@@ -269,11 +269,12 @@ class TelephonyApi:
         self.dataset = dataset
         self.options = options or ApiOptions()
         self._clock = clock
-        self._started = clock.now()
         self._rng = rng
         self._checker = SignatureChecker(keys, clock)
         self._counters = Counters()
-        self._accepted: deque[float] = deque()  # times of requests that consumed the budget
+        self.budget = MinuteBudget(
+            self.options.rate_limit_per_minute, self.options.rate_limit_changes, clock.now()
+        )
         self._holds: list[HeldRequest] = []
         self._lock = threading.Lock()
 
@@ -340,7 +341,7 @@ class TelephonyApi:
             c.auth_failures += 1
             return _fail(error.status, error.code, error.message)
         now = self._clock.now()
-        if not self._take_budget(now):
+        if not self.budget.take(now):
             c.rate_limited += 1
             return _fail(429, 42901, "Too Many Requests")  # Duo sends no Retry-After
         try:
@@ -354,25 +355,6 @@ class TelephonyApi:
             return self._malformed(body)
         c.ok += 1
         return Response(200, [("Content-Type", _JSON)], _ENCODE(body).encode())
-
-    def rate_limit_at(self, now: float) -> int:
-        """Requests a minute allowed at ``now`` (0: no limit)."""
-        limit = self.options.rate_limit_per_minute
-        for after, changed in self.options.rate_limit_changes:
-            if now - self._started >= after:
-                limit = changed
-        return limit
-
-    def _take_budget(self, now: float) -> bool:
-        limit = self.rate_limit_at(now)
-        if not limit:
-            return True
-        while self._accepted and self._accepted[0] <= now - 60.0:
-            self._accepted.popleft()
-        if len(self._accepted) >= limit:
-            return False
-        self._accepted.append(now)
-        return True
 
     def _page(self, request: PageRequest, now: float) -> dict[str, Any]:
         data = self.dataset

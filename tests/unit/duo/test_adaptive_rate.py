@@ -4,8 +4,6 @@ whole search against a Duo that counts requests in any 60 seconds, on simulated 
 from __future__ import annotations
 
 import random
-from collections import deque
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -17,6 +15,7 @@ from shared.duo.adaptive_rate import (
     sent_within_minute,
 )
 from shared.duo.rate_limit import LimitState, paused_state, reserve_slots, strict_interval
+from simulator.rate_budget import MinuteBudget
 
 T0 = 1_800_000_000  # a whole second
 POLICY = AutoPolicy()
@@ -134,32 +133,10 @@ def test_a_policy_that_cannot_work_is_refused(changes):
         AutoPolicy(**changes)
 
 
-# --- the whole search against a Duo counting any 60 seconds --------------------------------
+# --- the whole search against the simulator's Duo, which counts any 60 seconds -------------
 
 
-@dataclass
-class SlidingMinuteDuo:
-    """Duo as the simulator plays it: a request is refused while the last 60 seconds hold
-    ``limit`` accepted requests; ``changes`` are (seconds from T0, new limit)."""
-
-    limit: int
-    changes: tuple[tuple[float, int], ...] = ()
-    accepted: deque[float] = field(default_factory=deque)
-
-    def answer(self, at: float) -> bool:
-        limit = self.limit
-        for after, changed in self.changes:
-            if at - T0 >= after:
-                limit = changed
-        while self.accepted and self.accepted[0] <= at - 60:
-            self.accepted.popleft()
-        if len(self.accepted) >= limit:
-            return False
-        self.accepted.append(at)
-        return True
-
-
-def saturated(duo: SlidingMinuteDuo, minutes: float) -> list[tuple[float, bool]]:
+def saturated(duo: MinuteBudget, minutes: float) -> list[tuple[float, bool]]:
     """A catch-up that always has a next request: each waits for its slot, is answered 0.2 s
     later, and a 429 pauses everyone by the retry's jittered delay or until there is room
     again. (start, accepted) for each request."""
@@ -171,7 +148,7 @@ def saturated(duo: SlidingMinuteDuo, minutes: float) -> list[tuple[float, bool]]
         waited = state.tat > now
         (slot,), state = reserve_slots(state, now, 1, interval, 0.0)
         auto = after_slots(auto, POLICY, now, [slot], waited)
-        ok = duo.answer(slot)
+        ok = duo.take(slot)
         answers.append((slot, ok))
         now = slot + 0.2
         if not ok:
@@ -188,20 +165,20 @@ def between(answers: list[tuple[float, bool]], first: float, last: float, ok: bo
 
 @pytest.mark.parametrize("limit", [5, 30, 120])
 def test_a_steady_limit_is_found_and_used_to_nine_tenths_at_a_few_429s_an_hour(limit):
-    answers = saturated(SlidingMinuteDuo(limit), minutes=120)
+    answers = saturated(MinuteBudget(limit, started=T0), minutes=120)
     for hour in (0, 1):
         assert between(answers, hour * 60, hour * 60 + 60, ok=True) >= 0.9 * limit * 60
         assert between(answers, hour * 60, hour * 60 + 60, ok=False) <= 4
 
 
 def test_a_dropped_limit_costs_a_few_429s_and_is_used_to_nine_tenths_again():
-    answers = saturated(SlidingMinuteDuo(30, changes=((1800, 10),)), minutes=120)
+    answers = saturated(MinuteBudget(30, ((1800, 10),), T0), minutes=120)
     assert between(answers, 30, 40, ok=False) <= 5
     assert between(answers, 40, 120, ok=True) >= 0.9 * 10 * 80
     assert between(answers, 40, 120, ok=False) <= 6
 
 
 def test_a_raised_limit_is_found_within_a_quarter_of_an_hour():
-    answers = saturated(SlidingMinuteDuo(10, changes=((1800, 60),)), minutes=120)
+    answers = saturated(MinuteBudget(10, ((1800, 60),), T0), minutes=120)
     assert between(answers, 45, 120, ok=True) >= 0.9 * 60 * 75
     assert between(answers, 30, 120, ok=False) <= 6
