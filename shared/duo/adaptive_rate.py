@@ -4,8 +4,9 @@ Duo publishes no limit and a 429 carries no Retry-After, but Duo counts an accou
 per minute. So the requests Duo accepted in the minute before a 429 are the limit, as seen from
 our side: the rate is cut to ``back_off`` times that count (not times the rate that overshot,
 which after a fast probe may be far above it), and nobody sends again until fewer than the new
-rate remain in the last minute. A second 429 for a request sent after that resumption means
-the count was wrong (the limit dropped, or another client shares the account): the rate halves.
+rate remain in the last minute. A 429 for a request sent in the minute after that resumption
+means the count was wrong (the limit dropped, or another client shares the account): the rate
+halves. One for a request sent before it is the same excess again, seen late, and cuts no more.
 
 The rate grows only while the limit is used (a request waited for its slot), and only by the
 minutes of such use: fast (``probe``, times two a minute) until the first 429 and outside the
