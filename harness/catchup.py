@@ -27,7 +27,13 @@ import requests
 from harness.chaos import Chaos, ChaosReport
 from harness.emulators import LocalCloud
 from harness.pipeline import LocalPipeline, PipelineConfig
-from services.settings import ConfigError, lookback_seconds, object_prefix, parse_duration
+from services.settings import (
+    ConfigError,
+    lookback_seconds,
+    object_prefix,
+    parse_duration,
+    rate_per_minute,
+)
 from shared.clock import SystemClock
 from shared.duo.records import record_time_ms
 from shared.duo.secret import Secret
@@ -82,9 +88,8 @@ class RunOptions:
         lookback_seconds(self.first_lookback, "--lookback")
         if self.rate_limit < 1:
             raise ConfigError(f"--rate-limit: {self.rate_limit} must be at least 1 a minute")
-        told = self.pipeline_rate_limit
-        if told not in ("", "auto") and not re.fullmatch(r"\d+(\.\d+)?", told):
-            raise ConfigError(f"--pipeline-rate-limit: use auto or requests a minute, not {told!r}")
+        if self.pipeline_rate_limit:
+            rate_per_minute(self.pipeline_rate_limit, "--pipeline-rate-limit")
         try:
             rate_limit_changes(self.rate_limit_changes)
         except ArgumentTypeError as error:

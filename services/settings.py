@@ -308,21 +308,29 @@ def planner_settings(env: Mapping[str, str]) -> PlannerSettings:
     )
 
 
-def _rate_limit(e: _Env) -> tuple[float | None, int]:
-    """DUO_RATE_LIMIT_PER_MINUTE (a number, or ``auto``: None) and DUO_RATE_BURST."""
-    raw = e.text("DUO_RATE_LIMIT_PER_MINUTE", AUTO_RATE)
+def rate_per_minute(raw: str, name: str = "DUO_RATE_LIMIT_PER_MINUTE") -> float | None:
+    """``auto`` (None: the fetchers find the account's limit) or requests a minute."""
+    raw = raw.strip()
     if raw.lower() == AUTO_RATE:
+        return None
+    if not _NUMBER.match(raw):
+        raise ConfigError(f"{name}: {raw!r} is neither {AUTO_RATE} nor requests a minute")
+    rate = float(raw)
+    if not 0.1 <= rate <= 6000:
+        raise ConfigError(f"{name}: {raw} is outside [0.1, 6000]")
+    return rate
+
+
+def _rate_limit(e: _Env) -> tuple[float | None, int]:
+    """DUO_RATE_LIMIT_PER_MINUTE and DUO_RATE_BURST."""
+    rate = rate_per_minute(e.text("DUO_RATE_LIMIT_PER_MINUTE", AUTO_RATE))
+    if rate is None:
         if e.number("DUO_RATE_BURST", 1, 1, 100) != 1:
             # A burst is a share of a minute's budget, and nobody knows the budget yet.
             raise ConfigError(
                 "DUO_RATE_BURST: a burst needs a fixed DUO_RATE_LIMIT_PER_MINUTE, not auto"
             )
         return None, 1
-    if not _NUMBER.match(raw):
-        raise ConfigError(
-            f"DUO_RATE_LIMIT_PER_MINUTE: {raw!r} is neither {AUTO_RATE} nor requests a minute"
-        )
-    rate = e.number("DUO_RATE_LIMIT_PER_MINUTE", 30, 0.1, 6000)
     burst = int(e.number("DUO_RATE_BURST", 1, 1, 100))
     if burst > max(rate, 1):
         # The limit is per minute: a burst larger than a minute's budget would break it.
