@@ -15,6 +15,7 @@ import random
 import re
 import statistics
 import time
+from argparse import ArgumentTypeError
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -28,7 +29,13 @@ from harness.duo_requests import RecordingApi
 from harness.emulators import LocalCloud
 from harness.pipeline import LocalPipeline, PipelineConfig
 from services.fetcher.window_fetch import CHECK_EVENT
-from services.settings import ConfigError, lookback_seconds, object_prefix, parse_duration
+from services.settings import (
+    ConfigError,
+    lookback_seconds,
+    object_prefix,
+    parse_duration,
+    rate_per_minute,
+)
 from shared.clock import SystemClock, utc_from_us
 from shared.duo.records import record_time_ms
 from shared.duo.secret import Secret
@@ -39,7 +46,7 @@ from shared.pipeline.topics import TopicNames
 from shared.pipeline.windows import DONE
 from shared.secops.record_source import parse_stream
 from simulator.api import ApiOptions
-from simulator.command import DEMO_IKEY, DEMO_SKEY
+from simulator.command import DEMO_IKEY, DEMO_SKEY, rate_limit_changes
 from simulator.dataset import Dataset, DatasetSpec
 from simulator.server import SimulatorServer
 
@@ -55,6 +62,8 @@ class RunOptions:
     seed: int = 7
     lookback: str | None = None  # default: the simulated days and an hour more
     rate_limit: int = 60  # Duo requests per minute: the simulator's limit and the pipeline's
+    rate_limit_changes: str = ""  # the simulator's limit changing while it runs: 10@5m,...
+    pipeline_rate_limit: str = ""  # DUO_RATE_LIMIT_PER_MINUTE if not --rate-limit, e.g. auto
     bucket: str = "duo-telephony-demo"
     prefix: str = "duo-telephony"
     gzip: bool = False
@@ -85,6 +94,12 @@ class RunOptions:
         lookback_seconds(self.first_lookback, "--lookback")
         if self.rate_limit < 1:
             raise ConfigError(f"--rate-limit: {self.rate_limit} must be at least 1 a minute")
+        if self.pipeline_rate_limit:
+            rate_per_minute(self.pipeline_rate_limit, "--pipeline-rate-limit")
+        try:
+            rate_limit_changes(self.rate_limit_changes)
+        except ArgumentTypeError as error:
+            raise ConfigError(f"--rate-limit-changes: {error}") from None
         for flag, share in (
             ("--fail-rate", self.fail_rate),
             ("--malformed-rate", self.malformed_rate),
@@ -183,6 +198,7 @@ def _duo(options: RunOptions, started: float) -> Iterator[_Duo]:
         random.Random(f"faults:{options.seed}"),
         ApiOptions(
             rate_limit_per_minute=options.rate_limit,
+            rate_limit_changes=rate_limit_changes(options.rate_limit_changes),
             fail_rate=options.fail_rate,
             malformed_rate=options.malformed_rate,
             slow_seconds=options.slow,
@@ -236,7 +252,7 @@ def local_stack(
             source=f"demo-{run_id}",
             gzip=options.gzip,
             enrich=options.enrich,
-            rate_per_minute=options.rate_limit,
+            rate_per_minute=options.pipeline_rate_limit or options.rate_limit,
             lookback=options.first_lookback,
             parallelism=options.parallelism,
             topics=TopicNames.with_suffix(run_id),

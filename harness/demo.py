@@ -49,6 +49,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Duo requests per minute, enforced by the simulator and kept by the pipeline",
     )
     parser.add_argument(
+        "--rate-limit-changes",
+        default="",
+        metavar="LIMIT@WHEN,...",
+        help="the simulator's limit changes while it runs, e.g. 10@5m",
+    )
+    parser.add_argument(
+        "--pipeline-rate-limit",
+        default="",
+        metavar="auto|R",
+        help="what the pipeline is told (DUO_RATE_LIMIT_PER_MINUTE); default: --rate-limit",
+    )
+    parser.add_argument(
         "--bucket",
         default=defaults.bucket,
         help="bucket on the Storage emulator (default %(default)s)",
@@ -128,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         lookback=args.lookback,
         rate_limit=args.rate_limit,
+        rate_limit_changes=args.rate_limit_changes,
+        pipeline_rate_limit=args.pipeline_rate_limit,
         bucket=args.bucket,
         prefix=args.prefix,
         gzip=args.gzip,

@@ -45,7 +45,7 @@ class PipelineConfig:
     prefix: str = "duo-telephony"
     gzip: bool = False
     enrich: bool = False
-    rate_per_minute: float = 30.0
+    rate_per_minute: float | str = 30.0  # or "auto"
     lookback: str = "24h"
     parallelism: int = 4
     time_budget: str = "4m"

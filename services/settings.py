@@ -26,6 +26,9 @@ T = TypeVar("T")
 _SECRET_VERSION = re.compile(r"^projects/[^/]+/secrets/[^/]+/versions/[^/]+$")
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_NUMBER = re.compile(r"^\d+(\.\d+)?$")
+# DUO_RATE_LIMIT_PER_MINUTE's default: the fetchers find the account's limit themselves.
+AUTO_RATE = "auto"
 
 
 class ConfigError(ValueError):
@@ -87,7 +90,7 @@ class FetcherSettings:
     sources: dict[str, DuoSource]
     window_topic: str
     batch_topic: str
-    rate_per_minute: float
+    rate_per_minute: float | None  # None: found by itself (DUO_RATE_LIMIT_PER_MINUTE=auto)
     burst: int
     time_budget_seconds: float
     lease_seconds: float
@@ -317,6 +320,36 @@ def planner_settings(env: Mapping[str, str]) -> PlannerSettings:
     )
 
 
+def rate_per_minute(raw: str, name: str = "DUO_RATE_LIMIT_PER_MINUTE") -> float | None:
+    """``auto`` (None: the fetchers find the account's limit) or requests a minute."""
+    raw = raw.strip()
+    if raw.lower() == AUTO_RATE:
+        return None
+    if not _NUMBER.match(raw):
+        raise ConfigError(f"{name}: {raw!r} is neither {AUTO_RATE} nor requests a minute")
+    rate = float(raw)
+    if not 0.1 <= rate <= 6000:
+        raise ConfigError(f"{name}: {raw} is outside [0.1, 6000]")
+    return rate
+
+
+def _rate_limit(e: _Env) -> tuple[float | None, int]:
+    """DUO_RATE_LIMIT_PER_MINUTE and DUO_RATE_BURST."""
+    rate = rate_per_minute(e.text("DUO_RATE_LIMIT_PER_MINUTE", AUTO_RATE))
+    if rate is None:
+        if e.number("DUO_RATE_BURST", 1, 1, 100) != 1:
+            # A burst is a share of a minute's budget, and nobody knows the budget yet.
+            raise ConfigError(
+                "DUO_RATE_BURST: a burst needs a fixed DUO_RATE_LIMIT_PER_MINUTE, not auto"
+            )
+        return None, 1
+    burst = int(e.number("DUO_RATE_BURST", 1, 1, 100))
+    if burst > max(rate, 1):
+        # The limit is per minute: a burst larger than a minute's budget would break it.
+        raise ConfigError(f"DUO_RATE_BURST: {burst} exceeds DUO_RATE_LIMIT_PER_MINUTE ({rate:g})")
+    return rate, burst
+
+
 def fetcher_settings(env: Mapping[str, str], read_secret: SecretReader) -> FetcherSettings:
     e = _Env(env)
     budget = parse_duration(e.text("FETCH_TIME_BUDGET", "4m"), "FETCH_TIME_BUDGET")
@@ -327,11 +360,7 @@ def fetcher_settings(env: Mapping[str, str], read_secret: SecretReader) -> Fetch
     if not 10 <= lease <= 600:
         # Renewed every third of it while a fetch runs; a dead fetcher's window waits for it.
         raise ConfigError("WINDOW_LEASE: use between 10s and 10m (60s takes a window back fast)")
-    rate = e.number("DUO_RATE_LIMIT_PER_MINUTE", 30, 0.1, 6000)
-    burst = int(e.number("DUO_RATE_BURST", 1, 1, 100))
-    if burst > max(rate, 1):
-        # The limit is per minute: a burst larger than a minute's budget would break it.
-        raise ConfigError(f"DUO_RATE_BURST: {burst} exceeds DUO_RATE_LIMIT_PER_MINUTE ({rate:g})")
+    rate, burst = _rate_limit(e)
     return FetcherSettings(
         project=e.project(),
         sources=_sources(e, lambda entry, source_id: _duo_source(e, entry, source_id, read_secret)),

@@ -28,7 +28,6 @@ import json
 import random
 import re
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, NamedTuple
@@ -37,6 +36,7 @@ from urllib.parse import parse_qs
 from shared.clock import Clock
 from shared.duo.secret import Secret
 from simulator.dataset import Dataset, Record, to_item
+from simulator.rate_budget import MinuteBudget
 from simulator.signature_check import AuthError, SignatureChecker
 
 TELEPHONY_PATH = "/admin/v2/logs/telephony"
@@ -77,6 +77,9 @@ class Response(NamedTuple):
 @dataclass(frozen=True)
 class ApiOptions:
     rate_limit_per_minute: int = 0  # 0: no limit
+    # (seconds after the simulator started, the limit from then on), in time order: the
+    # account's limit changing in the middle of a run.
+    rate_limit_changes: tuple[tuple[float, int], ...] = ()
     fail_rate: float = 0.0  # fraction of requests answered 500/503
     slow_seconds: float = 0.0  # latency added to every API request
     malformed_rate: float = 0.0  # fraction of good 200s whose body is broken
@@ -93,6 +96,12 @@ class ApiOptions:
     def __post_init__(self) -> None:
         if self.rate_limit_per_minute < 0:
             raise ValueError("rate_limit_per_minute must be >= 0")
+        if any(limit < 0 for _, limit in self.rate_limit_changes):
+            raise ValueError("rate_limit_changes: every limit must be >= 0")
+        if [after for after, _ in self.rate_limit_changes] != sorted(
+            after for after, _ in self.rate_limit_changes
+        ):
+            raise ValueError("rate_limit_changes must be in time order")
         for name in ("fail_rate", "malformed_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1]")
@@ -263,7 +272,9 @@ class TelephonyApi:
         self._rng = rng
         self._checker = SignatureChecker(keys, clock)
         self._counters = Counters()
-        self._accepted: deque[float] = deque()  # times of requests that consumed the budget
+        self.budget = MinuteBudget(
+            self.options.rate_limit_per_minute, self.options.rate_limit_changes, clock.now()
+        )
         self._holds: list[HeldRequest] = []
         self._lock = threading.Lock()
 
@@ -330,7 +341,7 @@ class TelephonyApi:
             c.auth_failures += 1
             return _fail(error.status, error.code, error.message)
         now = self._clock.now()
-        if not self._take_budget(now):
+        if not self.budget.take(now):
             c.rate_limited += 1
             return _fail(429, 42901, "Too Many Requests")  # Duo sends no Retry-After
         try:
@@ -344,17 +355,6 @@ class TelephonyApi:
             return self._malformed(body)
         c.ok += 1
         return Response(200, [("Content-Type", _JSON)], _ENCODE(body).encode())
-
-    def _take_budget(self, now: float) -> bool:
-        limit = self.options.rate_limit_per_minute
-        if not limit:
-            return True
-        while self._accepted and self._accepted[0] <= now - 60.0:
-            self._accepted.popleft()
-        if len(self._accepted) >= limit:
-            return False
-        self._accepted.append(now)
-        return True
 
     def _page(self, request: PageRequest, now: float) -> dict[str, Any]:
         data = self.dataset

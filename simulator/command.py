@@ -52,6 +52,19 @@ def _duration(text: str) -> float:
     return int(match[1]) * {"s": 1, "m": 60, "h": 3600}[match[2]]
 
 
+def rate_limit_changes(text: str) -> tuple[tuple[float, int], ...]:
+    """``10@10m,60@30m``: the limit becomes 10 a minute 10 minutes after the start, then 60."""
+    changes = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        limit, at, after = part.partition("@")
+        if not at or not limit.isdigit():
+            raise argparse.ArgumentTypeError(f"{part!r} is not LIMIT@WHEN, like 10@10m")
+        changes.append((_duration(after), int(limit)))
+    if changes != sorted(changes, key=lambda change: change[0]):
+        raise argparse.ArgumentTypeError(f"{text!r}: list the changes in time order")
+    return tuple(changes)
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -92,6 +105,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         metavar="PER_MINUTE",
         help="requests per minute for the whole simulator, then 429 (default: off)",
+    )
+    parser.add_argument(
+        "--rate-limit-changes",
+        type=rate_limit_changes,
+        default=(),
+        metavar="LIMIT@WHEN,...",
+        help="the limit changes while running, e.g. 10@10m: 10 a minute from 10 minutes on",
     )
     parser.add_argument(
         "--live",
@@ -171,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
     )
     options = ApiOptions(
         rate_limit_per_minute=args.rate_limit,
+        rate_limit_changes=args.rate_limit_changes,
         fail_rate=args.fail_rate,
         slow_seconds=args.slow,
         malformed_rate=args.malformed_rate,

@@ -12,6 +12,7 @@ from google.cloud import firestore
 
 from services.settings import DuoSource, FetcherSettings
 from shared.clock import Clock
+from shared.duo.adaptive_rate import AutoPolicy
 from shared.duo.api import DuoApi
 from shared.duo.retry import RetryPolicy
 from shared.duo.signing import Signer, SigningConfig
@@ -52,10 +53,11 @@ class DuoClients:
                     source.signature_version,  # type: ignore[arg-type]
                     source.digest,  # type: ignore[arg-type]
                 )
+                per_minute = self._settings.rate_per_minute
                 limiter = FirestoreRateLimiter(
                     self._db,
                     source_id,
-                    rate=self._settings.rate_per_minute / 60.0,
+                    rate=AutoPolicy() if per_minute is None else per_minute / 60.0,
                     burst=self._settings.burst,
                     clock=self._clock,
                 )

@@ -22,6 +22,12 @@ Guarantees and their limits:
 - A ``pause`` (after a 429) reaches the other instances on their next reservation: until then
   they may still use the slots they already hold (at most one batch, about one second of
   budget, plus one slot per thread already waiting for its slot).
+
+With ``rate=AutoPolicy(...)`` (``DUO_RATE_LIMIT_PER_MINUTE=auto``) the rate is not given but
+found (shared/duo/adaptive_rate.py): the document also holds the rate found so far and the
+requests started in the last minute, updated in the same write that reserves the slots, so a
+429 seen by any instance lowers the rate of all of them. The spacing then always accepts
+MAX_LATE_SECONDS of lateness, since the rate, and with it a quarter interval, changes.
 """
 
 from __future__ import annotations
@@ -31,12 +37,13 @@ import random
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from google.api_core.exceptions import AlreadyExists, FailedPrecondition
 from google.cloud import firestore
 
 from shared.clock import Clock, SystemClock
+from shared.duo.adaptive_rate import AutoPolicy, AutoRate, after_429, after_slots
 from shared.duo.rate_limit import LimitState, paused_state, reserve_slots, strict_interval
 
 DEFAULT_COLLECTION = "duo-telephony-rate-limits"
@@ -70,19 +77,26 @@ class FirestoreRateLimiter:
     """A RateLimiter for one Duo account shared through a Firestore document.
 
     Document ``{collection}/{source_id}``: ``tat`` and ``paused_until`` (float epoch seconds)
-    and ``writes`` (number of committed updates, for monitoring).
+    and ``writes`` (number of committed updates, for monitoring); with an AutoPolicy also
+    ``rate_per_minute`` (the rate found), ``found_per_minute`` (what Duo accepted in the
+    minute before its last 429), ``resume_at`` and ``sent`` (requests per epoch second).
     """
 
     def __init__(
         self,
         client: firestore.Client,
         source_id: str,
-        rate: float = 0.5,
+        rate: float | AutoPolicy = 0.5,
         burst: int = 1,
         clock: Clock | None = None,
         collection: str = DEFAULT_COLLECTION,
     ) -> None:
-        if rate <= 0:
+        """``rate``: requests per second, or the policy by which the account's limit is found
+        (then ``burst`` must be 1: a burst is a share of a minute's budget nobody knows)."""
+        if isinstance(rate, AutoPolicy):
+            if burst != 1:
+                raise ValueError("a limit found by itself allows no burst")
+        elif rate <= 0:
             raise ValueError("the rate limit must be a positive number of requests per second")
         if burst < 1:
             raise ValueError("the burst must be at least 1 request")
@@ -90,11 +104,18 @@ class FirestoreRateLimiter:
             raise ValueError("the source id names the rate-limit document and must be set")
         self._client = client
         self._ref = client.collection(collection).document(source_id)
-        self._lateness = min(LATE_FRACTION / rate, MAX_LATE_SECONDS)
-        self._interval = strict_interval(rate, burst, self._lateness)
-        self._tolerance = (burst - 1) * self._interval
-        self._batch = batch_size(rate)
+        self._policy = rate if isinstance(rate, AutoPolicy) else None
+        if isinstance(rate, AutoPolicy):
+            self._lateness = MAX_LATE_SECONDS
+            self._tolerance = 0.0
+        else:
+            self._lateness = min(LATE_FRACTION / rate, MAX_LATE_SECONDS)
+            self._interval = strict_interval(rate, burst, self._lateness)
+            self._tolerance = (burst - 1) * self._interval
+            self._batch = batch_size(rate)
         self._clock = clock or SystemClock()
+        # The slot each thread last started at: the request a 429 refused.
+        self._started = threading.local()
         self._slots: deque[float] = deque()
         self._paused_until = 0.0
         self._reserving = False
@@ -110,15 +131,23 @@ class FirestoreRateLimiter:
             with self._changed:
                 # A pause may have come, or the thread may have woken late, while sleeping.
                 if self._usable(slot, self._clock.now()):
+                    self._started.slot = slot
                     return
 
     def pause(self, seconds: float) -> None:
         # Locally first, so this instance's threads stop even if Firestore fails below.
         self._hold_until(self._clock.now() + seconds)
+        refused = getattr(self._started, "slot", self._clock.now())
 
-        def update(state: LimitState, now: float) -> tuple[LimitState, float]:
-            paused = paused_state(state, now, seconds, self._tolerance)
-            return paused, paused.paused_until
+        def update(
+            state: LimitState, auto: AutoRate | None, now: float
+        ) -> tuple[LimitState, AutoRate | None, float]:
+            wait = seconds
+            if auto is not None and self._policy is not None:
+                auto = after_429(auto, self._policy, now, refused)
+                wait = max(wait, auto.resume_at - now)
+            paused = paused_state(state, now, wait, self._tolerance)
+            return paused, auto, paused.paused_until
 
         self._hold_until(self._update(update))
 
@@ -144,9 +173,17 @@ class FirestoreRateLimiter:
                     self._slots.extend(slots)
                     self._changed.notify_all()
 
-    def _reserve_batch(self, state: LimitState, now: float) -> tuple[LimitState, list[float]]:
-        slots, state = reserve_slots(state, now, self._batch, self._interval, self._tolerance)
-        return state, slots
+    def _reserve_batch(
+        self, state: LimitState, auto: AutoRate | None, now: float
+    ) -> tuple[LimitState, AutoRate | None, list[float]]:
+        if self._policy is None or auto is None:
+            slots, state = reserve_slots(state, now, self._batch, self._interval, self._tolerance)
+            return state, auto, slots
+        rate = auto.per_minute / 60.0
+        interval = strict_interval(rate, 1, self._lateness)
+        waited = state.tat > now  # the previous slot's successor was wanted before its time
+        slots, state = reserve_slots(state, now, batch_size(rate), interval, 0.0)
+        return state, after_slots(auto, self._policy, now, slots, waited), slots
 
     def _usable(self, slot: float, now: float) -> bool:
         return slot >= self._paused_until and now <= slot + self._lateness
@@ -156,9 +193,15 @@ class FirestoreRateLimiter:
             self._paused_until = max(self._paused_until, paused_until)
             self._slots = deque(s for s in self._slots if s >= self._paused_until)
 
-    def _update(self, change: Callable[[LimitState, float], tuple[LimitState, T]]) -> T:
-        """Applies ``change(state, now)`` to the document and returns its result, as an
-        optimistic transaction: read, then write only if the update time is still the one read.
+    def _update(
+        self,
+        change: Callable[
+            [LimitState, AutoRate | None, float], tuple[LimitState, AutoRate | None, T]
+        ],
+    ) -> T:
+        """Applies ``change(state, auto, now)`` to the document (``auto`` is None unless the
+        rate is found by itself) and returns its result, as an optimistic transaction: read,
+        then write only if the update time is still the one read.
 
         Not ``firestore.transactional``: its reads take locks, and the emulator settles a lock
         conflict by waiting about 2 s, so instances starting together stalled for seconds and
@@ -172,11 +215,13 @@ class FirestoreRateLimiter:
                     tat=float(data.get("tat", 0.0)),
                     paused_until=float(data.get("paused_until", 0.0)),
                 )
-                new_state, result = change(state, self._clock.now())
+                auto = _auto_from(data, self._policy) if self._policy is not None else None
+                new_state, new_auto, result = change(state, auto, self._clock.now())
                 fields = {
                     "tat": new_state.tat,
                     "paused_until": new_state.paused_until,
                     "writes": int(data.get("writes", 0)) + 1,
+                    **(_auto_fields(new_auto) if new_auto is not None else {}),
                 }
                 try:
                     if snapshot.exists:
@@ -194,3 +239,24 @@ class FirestoreRateLimiter:
             f"could not update {self._ref.path} in {_UPDATE_ATTEMPTS} attempts: "
             "too many instances are writing it at once"
         )
+
+
+def _auto_from(data: dict[str, Any], policy: AutoPolicy) -> AutoRate:
+    if "rate_per_minute" not in data:
+        return AutoRate.starting(policy)
+    return AutoRate(
+        per_minute=float(data["rate_per_minute"]),
+        found=float(data.get("found_per_minute", 0.0)),
+        resume_at=float(data.get("resume_at", 0.0)),
+        sent=tuple(sorted((int(s), int(c)) for s, c in dict(data.get("sent") or {}).items())),
+    )
+
+
+def _auto_fields(auto: AutoRate) -> dict[str, Any]:
+    # Firestore map keys are strings; the map is written whole, so old seconds go with it.
+    return {
+        "rate_per_minute": auto.per_minute,
+        "found_per_minute": auto.found,
+        "resume_at": auto.resume_at,
+        "sent": {str(second): count for second, count in auto.sent},
+    }

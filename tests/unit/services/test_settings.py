@@ -502,3 +502,19 @@ def test_planner_source_errors_are_named(env, variable):
 def test_a_burst_above_a_minute_of_budget_is_refused():
     message = fetcher_error(fetcher_env(DUO_RATE_LIMIT_PER_MINUTE="2", DUO_RATE_BURST="3"))
     assert "DUO_RATE_BURST" in message
+
+
+@pytest.mark.parametrize("value", [None, "auto", "AUTO"])
+def test_by_default_the_fetchers_find_the_rate_limit_themselves(value):
+    settings = fetcher_settings(fetcher_env(DUO_RATE_LIMIT_PER_MINUTE=value), Reader())
+    assert (settings.rate_per_minute, settings.burst) == (None, 1)
+
+
+def test_a_rate_limit_neither_auto_nor_a_number_says_both_are_allowed():
+    message = fetcher_error(fetcher_env(DUO_RATE_LIMIT_PER_MINUTE="fast"))
+    assert "DUO_RATE_LIMIT_PER_MINUTE" in message and "auto" in message
+
+
+def test_a_burst_with_a_limit_found_by_itself_is_refused():
+    message = fetcher_error(fetcher_env(DUO_RATE_BURST="5"))
+    assert "DUO_RATE_BURST" in message and "auto" in message

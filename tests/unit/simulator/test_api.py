@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import itertools
 import json
@@ -14,6 +15,7 @@ import pytest
 from shared.duo.secret import Secret
 from shared.duo.signing import Signer, SigningConfig
 from simulator.api import TELEPHONY_PATH, ApiOptions, Response, TelephonyApi
+from simulator.command import rate_limit_changes
 from simulator.dataset import Dataset, DatasetSpec
 from tests.fakes import FakeClock
 
@@ -314,6 +316,35 @@ def test_rate_limit_gives_429_without_retry_after_and_recovers(clock) -> None:
     clock.advance(30.001)  # ... so it is back 60 s after the accepted ones
     assert call(api, clock, window(clock)).status == 200
     assert api.stats()["rate_limited"] == 6
+
+
+def test_the_limit_changes_at_the_times_given_counting_the_minute_already_spent(clock) -> None:
+    # 4 a minute, 2 from 100 s after the start, no limit from 200 s on.
+    changes = ((100, 2), (200, 0))
+    api = make_api(clock, records=20, rate_limit_per_minute=4, rate_limit_changes=changes)
+    assert [call(api, clock, window(clock)).status for _ in range(5)] == [200] * 4 + [429]
+    clock.advance(99.9)  # the four left the minute; still 4 allowed
+    assert [call(api, clock, window(clock)).status for _ in range(4)] == [200] * 4
+    clock.advance(0.2)  # 2 allowed now, and the minute holds four
+    assert call(api, clock, window(clock)).status == 429
+    clock.advance(60)
+    assert [call(api, clock, window(clock)).status for _ in range(3)] == [200] * 2 + [429]
+    clock.advance(40)
+    assert [call(api, clock, window(clock)).status for _ in range(10)] == [200] * 10
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("", ()), ("10@10m", ((600, 10),)), ("10@90s, 0@2h", ((90, 10), (7200, 0)))],
+)
+def test_rate_limit_changes_are_read_as_limit_at_when(text, expected) -> None:
+    assert rate_limit_changes(text) == expected
+
+
+@pytest.mark.parametrize("text", ["10", "ten@10m", "10@10", "10@2h,5@1h", "-1@10m"])
+def test_rate_limit_changes_that_cannot_be_read_are_refused(text) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        rate_limit_changes(text)
 
 
 def test_unsigned_or_failed_requests_do_not_consume_the_budget(clock) -> None:
