@@ -41,7 +41,8 @@ def test_a_backfill_costs_its_pages_while_live_windows_run_one_request_each(
             doc.to_dict()
             for doc in WindowStore(db, SystemClock()).windows(stack.pipeline.config.source).stream()
         ]
-    spent = requests_by_kind(tmp_path / "fetcher.log", backlog_end)
+    with (tmp_path / "fetcher.log").open() as log:
+        spent = requests_by_kind(log, backlog_end)
     backfill_done = max(doc["fetched_at_ms"] for doc in docs if doc["mintime"] < backlog_end)
     live = [doc for doc in docs if doc["mintime"] >= backlog_end and doc["pages"]]
 
