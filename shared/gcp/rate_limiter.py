@@ -131,8 +131,9 @@ class FirestoreRateLimiter:
                     break
 
     def _jump_queue(self, slot: float) -> float:
-        """Swaps an urgent request's ``slot`` with the earliest earlier one a waiting thread
-        holds (under ``_changed``); returns the slot the urgent request waits for."""
+        """The slot an urgent request waits for: the earliest one a waiting thread holds, when
+        it comes before the urgent request's own ``slot``, which that thread then waits for
+        instead (called under ``_changed``)."""
         ticket = min(self._waiting, key=self._waiting.__getitem__, default=None)
         if ticket is None or self._waiting[ticket] >= slot:
             return slot
