@@ -59,6 +59,6 @@ def configure(component: str, stream: TextIO | None = None, level: int = logging
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def event(logger: logging.Logger, level: int, message: str, /, **fields: Any) -> None:
+def event(logger: logging.Logger, level: int, message: str, **fields: Any) -> None:
     """Logs ``message`` with queryable fields."""
     logger.log(level, message, extra={"json_fields": fields})

@@ -72,13 +72,6 @@ def test_event_fields_land_at_the_top_level(lines):
     assert entry["pages"] == [1, 2]
 
 
-def test_a_field_may_share_a_name_with_an_argument_of_event(lines):
-    # A span check's report has a ``level`` (its check level), logged with **vars(report).
-    structured_log.event(log, logging.INFO, "span check matched", level=1)
-    [entry] = lines()
-    assert (entry["severity"], entry["level"]) == ("INFO", 1)
-
-
 def test_fields_that_are_not_json_are_written_as_text(lines):
     moment = datetime(2027, 1, 15, 8, tzinfo=UTC)
     structured_log.event(log, logging.INFO, "planned", until=moment)
