@@ -16,7 +16,7 @@ import re
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,13 +26,16 @@ import requests
 from harness.chaos import Chaos, ChaosReport
 from harness.emulators import LocalCloud
 from harness.pipeline import LocalPipeline, PipelineConfig
+from services.fetcher.window_fetch import CHECK_EVENT
 from services.settings import ConfigError, lookback_seconds, object_prefix, parse_duration
-from shared.clock import SystemClock
+from shared.clock import SystemClock, utc_from_us
 from shared.duo.records import record_time_ms
 from shared.duo.secret import Secret
 from shared.gcp.clients import storage_client
 from shared.pipeline.objects import parse_object_name
+from shared.pipeline.repair import CHECK_BATCH_MS, DEFAULT_CHECKS_MS
 from shared.pipeline.topics import TopicNames
+from shared.pipeline.windows import DONE
 from shared.secops.record_source import parse_stream
 from simulator.api import ApiOptions, TelephonyApi
 from simulator.command import DEMO_IKEY, DEMO_SKEY
@@ -40,6 +43,8 @@ from simulator.dataset import Dataset, DatasetSpec
 from simulator.server import SimulatorServer
 
 DEMO_PROJECT = "duo-telephony-local"
+# Settling waits this much past the longest a window's first late-record check can take.
+SETTLE_MARGIN_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,15 @@ class RunOptions:
         object_prefix(self.prefix, "--prefix")
 
 
+@dataclass(frozen=True)
+class RepairCost:
+    """What the late-record repair spent, from the fetcher's one line per task."""
+
+    check_requests: int = 0  # span checks: one Duo count per span
+    reread_requests: int = 0  # windows read again after a check or a lost batch
+    records_repaired: int = 0  # records those re-reads landed (none was in the bucket yet)
+
+
 @dataclass
 class Summary:
     simulated: bool
@@ -111,11 +125,15 @@ class Summary:
     minimum_requests: int | None = None
     expected: int | None = None
     missing: int | None = None
+    # Records Duo published late, visible now, whose window's check has not come yet: not
+    # missing until the window has had its check (``settle``).
+    awaiting_check: int = 0
     duplicated: int | None = None
     peak_memory_mb: dict[str, float] = field(default_factory=dict)
     log_dir: str = ""
     watermark_ms: int | None = None
     chaos: ChaosReport | None = None
+    repair: RepairCost | None = None
 
     @property
     def records_per_second(self) -> float:
@@ -187,6 +205,7 @@ class LocalStack:
     pipeline: LocalPipeline
     duo: _Duo
     options: RunOptions
+    cloud_env: dict[str, str]  # the emulators' variables, for commands run beside the stack
 
 
 @contextlib.contextmanager
@@ -228,7 +247,7 @@ def local_stack(
             f"source {config.source}; bucket gs://{options.bucket}/{options.prefix}/"
         )
         with LocalPipeline(config, cloud.env, log_dir) as pipeline:
-            yield LocalStack(pipeline, duo, options)
+            yield LocalStack(pipeline, duo, options, dict(cloud.env))
 
 
 @contextlib.contextmanager
@@ -251,13 +270,14 @@ def run_catchup(
     options: RunOptions,
     log_dir: Path,
     progress: Callable[[str], None] = print,
-    keep_running: Callable[[LocalPipeline], None] | None = None,
+    keep_running: Callable[[LocalStack, Summary], Summary | None] | None = None,
 ) -> Summary:
-    """Runs until the watermark has passed everything Duo had when the run started."""
+    """Runs until the watermark has passed everything Duo had when the run started; then, if
+    given, ``keep_running(stack, summary)``, whose summary (if any) is the run's."""
     with local_stack(options, log_dir, progress) as stack:
         summary = catch_up(stack, progress)
         if keep_running is not None:
-            keep_running(stack.pipeline)
+            return keep_running(stack, summary) or summary
         return summary
 
 
@@ -317,6 +337,66 @@ def _until_caught_up(
         time.sleep(1.0)
 
 
+def settle(
+    stack: LocalStack,
+    period: float,
+    progress: Callable[[str], None] = print,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Summary:
+    """Ends the simulated live arrivals, then runs the planner every ``period`` seconds until
+    every record lies below the watermark and every window holding records has had its first
+    late-record check, and checks the bucket against everything Duo shows then: a late record
+    must have been repaired by then, not merely be excused."""
+    simulator = stack.duo.simulator
+    if simulator is None:
+        raise ConfigError("settling needs the Duo simulator: its ground truth is the check")
+    clock_start = time.monotonic()
+    records_end = simulator.api.dataset.end_live(time.time())
+    # The first check comes this long after a window ends, spans wait up to a batch for company.
+    patience = (DEFAULT_CHECKS_MS[0] + CHECK_BATCH_MS) / 1000 + SETTLE_MARGIN_SECONDS
+    progress(
+        f"live records stopped at {utc_from_us(records_end * 1000):%H:%M:%S} UTC; waiting (at "
+        f"most {patience / 60:.0f} min) until every window before then is fetched and checked "
+        "for late records"
+    )
+    while True:
+        stack.pipeline.trigger_planner()
+        status = stack.pipeline.status()
+        waiting = unsettled(stack.pipeline.window_docs(), records_end)
+        watermark = status["watermark_ms"] or 0
+        elapsed = time.monotonic() - clock_start
+        progress(
+            f"[{elapsed:6.1f}s] {len(waiting)} window(s) still to fetch or check; "
+            f"{status['checks']} check(s), {status['rereads']} re-read(s) so far"
+        )
+        if watermark >= records_end and not waiting:
+            break
+        if elapsed > patience:
+            raise TimeoutError(
+                f"windows not settled after {patience:.0f} s: {sorted(waiting)[:5]}; "
+                f"logs in {stack.pipeline.log_dir}"
+            )
+        sleep(period)
+    return _summarize(
+        stack.pipeline,
+        stack.duo,
+        stack.options,
+        status,
+        elapsed,
+        stack.pipeline.log_dir,
+        settled=True,
+    )
+
+
+def unsettled(windows: dict[str, dict[str, Any]], records_end: int) -> list[str]:
+    """The windows holding time before ``records_end`` that are not yet done and checked once."""
+    return [
+        window_id
+        for window_id, doc in windows.items()
+        if doc["mintime"] < records_end and (doc["state"] != DONE or doc.get("check_level", 0) < 1)
+    ]
+
+
 def _summarize(
     pipeline: LocalPipeline,
     duo: _Duo,
@@ -324,6 +404,7 @@ def _summarize(
     status: dict[str, Any],
     seconds: float,
     log_dir: Path,
+    settled: bool = False,
 ) -> Summary:
     summary = Summary(simulated=duo.simulator is not None, seconds=round(seconds, 1))
     summary.watermark_ms = status["watermark_ms"]
@@ -349,9 +430,16 @@ def _summarize(
         summary.duo_requests, summary.rate_limited = stats["requests"], stats["rate_limited"]
         expected = _ground_truth(duo.simulator, summary.watermark_ms or 0)
         summary.expected = len(expected)
-        summary.missing = len(expected - ids.keys())
+        missing = expected - ids.keys()
+        if not settled:
+            dataset = duo.simulator.api.dataset
+            late = {telephony_id for telephony_id in missing if dataset.is_late_id(telephony_id)}
+            summary.awaiting_check = len(late)
+            missing -= late
+        summary.missing = len(missing)
     else:
         summary.duo_requests, summary.rate_limited = _fetcher_requests(log_dir / "fetcher.log")
+    summary.repair = repair_cost(_log_entries(log_dir / "fetcher.log"))
     summary.minimum_requests = math.ceil(summary.records / 1000) if summary.records else 1
     return summary
 
@@ -367,18 +455,38 @@ def _ground_truth(simulator: SimulatorServer, watermark_ms: int) -> set[str]:
     return ids
 
 
-def _fetcher_requests(log_path: Path) -> tuple[int, int]:
-    """Duo requests and 429s, added up from the fetcher's one line per window task."""
-    made = throttled = 0
+def _log_entries(log_path: Path) -> Iterator[dict[str, Any]]:
+    """A service's structured log lines (others, such as tracebacks, are skipped)."""
     with contextlib.suppress(OSError), log_path.open() as log:
         for line in log:
             try:
                 entry = json.loads(line)
             except ValueError:
                 continue
-            made += int(entry.get("requests") or 0)
-            throttled += int(entry.get("rate_limited") or 0)
+            if isinstance(entry, dict):
+                yield entry
+
+
+def _fetcher_requests(log_path: Path) -> tuple[int, int]:
+    """Duo requests and 429s, added up from the fetcher's one line per window task."""
+    made = throttled = 0
+    for entry in _log_entries(log_path):
+        made += int(entry.get("requests") or 0)
+        throttled += int(entry.get("rate_limited") or 0)
     return made, throttled
+
+
+def repair_cost(entries: Iterable[dict[str, Any]]) -> RepairCost:
+    """The late-record repair's requests and records, from the fetcher's log entries: its span
+    checks (``span check ...``) and its re-read windows (``reread``)."""
+    checks = rereads = repaired = 0
+    for entry in entries:
+        if str(entry.get("message", "")).startswith(CHECK_EVENT):
+            checks += int(entry.get("requests") or 0)
+        elif entry.get("reread"):
+            rereads += int(entry.get("requests") or 0)
+            repaired += int(entry.get("records") or 0)
+    return RepairCost(checks, rereads, repaired)
 
 
 def peak_memory_mb(pid: int | None) -> float:
@@ -422,10 +530,26 @@ def format_summary(summary: Summary) -> str:
         rows += [
             ("expected (ground truth)", f"{summary.expected:,}"),
             ("missing telephony_ids", str(summary.missing)),
+            *(
+                [("late, awaiting their check", str(summary.awaiting_check))]
+                if summary.awaiting_check
+                else []
+            ),
             ("duplicated telephony_ids", str(summary.duplicated)),
         ]
     else:
         rows.append(("duplicated telephony_ids", str(summary.duplicated)))
+    if summary.repair is not None and summary.duo_requests:
+        repair = summary.repair
+        spent = repair.check_requests + repair.reread_requests
+        rows += [
+            (
+                "late-record repair",
+                f"{repair.check_requests} check request(s), {repair.reread_requests} re-read "
+                f"request(s): {spent / summary.duo_requests:.1%} of Duo requests",
+            ),
+            ("records the repair landed", f"{repair.records_repaired:,}"),
+        ]
     if summary.chaos is not None:
         recoveries = sorted(summary.chaos.recoveries)
         rows += [

@@ -6,15 +6,15 @@ Uses the Duo simulator unless DUO_API_HOST, DUO_IKEY and DUO_SKEY name a real ac
 from __future__ import annotations
 
 import argparse
+import functools
 import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from harness.catchup import RunOptions, format_summary, run_catchup
-from harness.pipeline import LocalPipeline
-from services.settings import ConfigError
+from harness.catchup import LocalStack, RunOptions, Summary, format_summary, run_catchup, settle
+from services.settings import ConfigError, parse_duration
 
 SCHEDULER_PERIOD_SECONDS = 60
 
@@ -105,6 +105,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="after catching up, keep collecting (planner every minute) until Ctrl-C",
     )
     parser.add_argument(
+        "--run-for",
+        default=None,
+        metavar="DURATION",
+        help="keep collecting this long (e.g. 30m), then stop the live records, wait until "
+        "every window has had its first late-record check, and check the bucket again",
+    )
+    parser.add_argument(
         "--log-dir",
         type=Path,
         default=None,
@@ -135,16 +142,22 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         options.check()
+        run_for = parse_duration(args.run_for, "--run-for") if args.run_for else None
+        if run_for == 0:
+            raise ConfigError("--run-for: use a duration of a minute or more, e.g. 30m")
     except ConfigError as error:
         print(f"duo-telephony demo: {error}", file=sys.stderr)
         return 2
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="duo-telephony-demo-"))
+    keep_running = None
+    if args.keep_running or run_for is not None:
+        keep_running = functools.partial(_steady_state, run_for=run_for)
     try:
         summary = run_catchup(
             options,
             log_dir,
             progress=lambda line: print(line, flush=True),
-            keep_running=_steady_state if args.keep_running else None,
+            keep_running=keep_running,
         )
     except KeyboardInterrupt:
         print("\ninterrupted: every process the demo started is stopped", file=sys.stderr)
@@ -152,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
     except Exception as error:
         print(f"duo-telephony demo failed: {error}\nlogs in {log_dir}", file=sys.stderr)
         return 1
-    print("\ncaught up\n" + format_summary(summary))
+    heading = "caught up" if run_for is None else "settled: every window fetched and checked"
+    print(f"\n{heading}\n" + format_summary(summary))
     if not summary.ok:
         print("\nFAILED: the bucket does not match Duo's records", file=sys.stderr)
         return 1
@@ -163,16 +177,42 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _steady_state(pipeline: LocalPipeline) -> None:
-    print(f"keeping on: the planner runs every {SCHEDULER_PERIOD_SECONDS} s; Ctrl-C to stop")
+def _steady_state(stack: LocalStack, caught_up: Summary, run_for: float | None) -> Summary:
+    """Collects as production does (the planner every minute) until Ctrl-C, or for
+    ``run_for`` seconds and then until every window is fetched and checked; the summary is
+    the catch-up's, or the settled one's."""
+    print("\ncaught up\n" + format_summary(caught_up), flush=True)
+    print(beside_commands(stack), flush=True)
+    until = "Ctrl-C to stop" if run_for is None else f"for {run_for / 60:g} min"
+    print(f"keeping on: the planner runs every {SCHEDULER_PERIOD_SECONDS} s; {until}", flush=True)
+    deadline = None if run_for is None else time.monotonic() + run_for
     try:
-        while True:
-            for result in pipeline.trigger_planner():
+        while deadline is None or time.monotonic() < deadline:
+            for result in stack.pipeline.trigger_planner():
                 print(
-                    f"planned {result['planned']} window(s); watermark lag "
-                    f"{result['lag_seconds']} s",
+                    f"planned {result['planned']} window(s), sent {result['checks_sent']} "
+                    f"late-record check(s); watermark lag {result['lag_seconds']} s",
                     flush=True,
                 )
             time.sleep(SCHEDULER_PERIOD_SECONDS)
     except KeyboardInterrupt:
-        return
+        if run_for is not None:
+            raise
+        return caught_up
+    return settle(stack, SCHEDULER_PERIOD_SECONDS, progress=lambda line: print(line, flush=True))
+
+
+def beside_commands(stack: LocalStack) -> str:
+    """The commands that look at what the demo runs, from another shell, while it runs."""
+    variables = " ".join(f"{name}={value}" for name, value in sorted(stack.cloud_env.items()))
+    location = f"gs://{stack.options.bucket}/{stack.options.prefix}"
+    source = stack.pipeline.config.source
+    return "\n".join(
+        [
+            "\nfrom another shell in this checkout, while it runs:",
+            f"  export {variables}",
+            f"  ./dev status --source {source}",
+            f"  ./dev verify {location}",
+            f"  ./dev udm {location} --format table | head -20",
+        ]
+    )

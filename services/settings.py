@@ -17,7 +17,7 @@ from shared.duo.secret import Secret
 from shared.duo.telephony import RETENTION_MS
 from shared.pipeline.ids import SOURCE_ID_PATTERN
 from shared.pipeline.planning import DEFAULT_PARALLELISM
-from shared.pipeline.repair import DEFAULT_CHECKS_MS
+from shared.pipeline.repair import CHECK_BATCH_MS, DEFAULT_CHECKS_MS
 from shared.pipeline.topics import TopicNames
 from shared.pipeline.windows import LANDING_TIMEOUT_MS
 
@@ -78,6 +78,7 @@ class PlannerSettings:
     parallelism: int
     delay_seconds: float = 120.0
     repair_checks_ms: tuple[int, ...] = DEFAULT_CHECKS_MS
+    repair_batch_ms: int = CHECK_BATCH_MS
     landing_timeout_ms: int = LANDING_TIMEOUT_MS
 
 
@@ -286,6 +287,16 @@ def repair_checks(e: _Env) -> tuple[int, ...]:
     return ages
 
 
+def repair_batch_ms(e: _Env) -> int:
+    """REPAIR_CHECK_BATCH: how long finished windows due for a check wait for neighbours, so
+    one Duo count covers them all (longer: fewer requests; shorter: late records sooner)."""
+    raw = e.text("REPAIR_CHECK_BATCH", "30m")
+    batch = parse_duration(raw, "REPAIR_CHECK_BATCH")
+    if not 60 <= batch <= 6 * 3600:
+        raise ConfigError(f"REPAIR_CHECK_BATCH: {raw} is outside [1m, 6h]")
+    return int(batch * 1000)
+
+
 def planner_settings(env: Mapping[str, str]) -> PlannerSettings:
     e = _Env(env)
     lookback = lookback_seconds(e.text("LOOKBACK", "24h"), "LOOKBACK")
@@ -300,6 +311,7 @@ def planner_settings(env: Mapping[str, str]) -> PlannerSettings:
         parallelism=int(e.number("PLAN_PARALLELISM", DEFAULT_PARALLELISM, 1, 64)),
         delay_seconds=delay,
         repair_checks_ms=repair_checks(e),
+        repair_batch_ms=repair_batch_ms(e),
         landing_timeout_ms=int(
             parse_duration(e.text("LANDING_TIMEOUT", "15m"), "LANDING_TIMEOUT") * 1000
         ),

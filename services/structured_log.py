@@ -59,6 +59,7 @@ def configure(component: str, stream: TextIO | None = None, level: int = logging
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def event(logger: logging.Logger, level: int, message: str, **fields: Any) -> None:
-    """Logs ``message`` with queryable fields."""
+def event(logger: logging.Logger, level: int, message: str, /, **fields: Any) -> None:
+    """Logs ``message`` with queryable fields (any names: the parameters are positional-only,
+    so a report's own ``level`` field is a field, not the log level)."""
     logger.log(level, message, extra={"json_fields": fields})

@@ -183,6 +183,7 @@ class Dataset:
         first_ms = last_ms - int(spec.days * _US_PER_DAY) // 1000 + 1
         self._records = _generate(rng, spec.records, first_ms, last_ms, self._phones)
         self._live_minutes = 0  # live minutes already appended
+        self._live_end_minute: int | None = None  # end_live(): no live minute from here on
         self._lock = threading.Lock()
 
     @property
@@ -209,6 +210,8 @@ class Dataset:
         horizon = now_us - VISIBILITY_DELAY_US - self.start_us
         wanted = horizon // _US_PER_MINUTE + 1 if horizon >= 0 else 0
         with self._lock:
+            if self._live_end_minute is not None:
+                wanted = min(wanted, self._live_end_minute)
             while self._live_minutes < wanted:
                 minute = self._live_minutes
                 count = self._live_count_before(minute + 1) - self._live_count_before(minute)
@@ -218,6 +221,15 @@ class Dataset:
                     _generate(rng, count, first_ms, first_ms + 59_999, self._phones)
                 )
                 self._live_minutes += 1
+
+    def end_live(self, now: float) -> int:
+        """Stops live arrivals: no record newer than the live minute under way at ``now``.
+        Returns where the records end (ms, exclusive), so a run can wait until everything
+        before it has been fetched and checked."""
+        self._materialize_live(int(now * 1_000_000))
+        with self._lock:
+            self._live_end_minute = self._live_minutes
+            return -(-(self.start_us + self._live_minutes * _US_PER_MINUTE) // 1000)
 
     def visible_end(self, now: float) -> int:
         """Index one past the newest record visible at ``now`` (ts <= now - 2 minutes)."""
@@ -229,9 +241,12 @@ class Dataset:
     def is_late(self, record: Record) -> bool:
         """Whether the record is one Duo publishes late: a fixed share of the records, chosen
         by their (random) ids, so the same records are late on every run with this seed."""
+        return self.is_late_id(record.telephony_id)
+
+    def is_late_id(self, telephony_id: str) -> bool:
         return (
             self.spec.late_rate > 0
-            and int(record.telephony_id[-8:], 16) < self.spec.late_rate * 0x1_0000_0000
+            and int(telephony_id[-8:], 16) < self.spec.late_rate * 0x1_0000_0000
         )
 
     def visible(self, record: Record, now_us: int) -> bool:

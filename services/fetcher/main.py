@@ -10,7 +10,7 @@ from flask import Flask
 
 from services import structured_log
 from services.fetcher.duo_clients import DuoClients, UnknownSourceError
-from services.fetcher.window_fetch import WindowFetcher
+from services.fetcher.window_fetch import CHECK_EVENT, WindowFetcher
 from services.push_app import build, create_app, stopping
 from services.settings import fetcher_settings
 from shared.clock import Clock, SystemClock
@@ -52,7 +52,7 @@ def fetcher_app(project: str, fetcher: WindowFetcher) -> Flask:
             if isinstance(message, SpanCheck):
                 checked = fetcher.check(message)
                 structured_log.event(
-                    log, logging.INFO, f"span check {checked.outcome}", **vars(checked)
+                    log, logging.INFO, f"{CHECK_EVENT} {checked.outcome}", **vars(checked)
                 )
                 return
             report = fetcher.fetch(message)

@@ -60,7 +60,12 @@ class FetchReport:
     error: str | None = None
     window_records: int = 0
     already_landed: int = 0  # a re-read's records that were in the bucket already
+    reread: bool = False  # the window was read again (late-record repair or a lost batch)
     retention_lost_ms: tuple[int, int] | None = None
+
+
+# How a late-record check's log line starts (its outcome follows); the bench counts them.
+CHECK_EVENT = "span check"
 
 
 @dataclass
@@ -145,6 +150,7 @@ class WindowFetcher:
         claim = self._store.claim(task.source, task.window_id, self._lease)
         if claim is None:
             return report
+        report.reread = claim.reread_from > 0
         started = self._clock.now()
         keeper = LeaseKeeper(lambda: self._store.renew(claim, self._lease), self._lease / 3)
         try:

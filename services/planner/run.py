@@ -58,7 +58,10 @@ def _run_source(
     swept = windows.sweep(source, settings.repair_checks_ms, settings.landing_timeout_ms)
     publisher.publish_tasks(swept.republish)
     checks = spans_due(
-        windows.due_checks(source, limit=CHECK_SCAN), now_ms(clock), max_windows=MAX_CHECK_WINDOWS
+        windows.due_checks(source, limit=CHECK_SCAN),
+        now_ms(clock),
+        batch_ms=settings.repair_batch_ms,
+        max_windows=MAX_CHECK_WINDOWS,
     )
     for span in checks:
         publisher.publish_check(SpanCheck(source, span.level, span.window_ids))

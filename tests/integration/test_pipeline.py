@@ -21,7 +21,7 @@ from google.cloud import firestore
 from google.cloud.pubsub_v1 import SubscriberClient
 from google.pubsub_v1 import PubsubMessage
 
-from harness.catchup import LocalStack, RunOptions, catch_up, local_stack
+from harness.catchup import LocalStack, RunOptions, catch_up, local_stack, settle
 from harness.gunicorn_conf import SIGTERM_HANDLED
 from harness.pubsub_setup import ensure_pull_subscription
 from harness.storage_gate import StorageGate
@@ -118,6 +118,33 @@ def test_a_catch_up_lands_every_record_exactly_once_at_close_to_minimum_cost(
     assert summary.rate_limited == 0
     assert all(name.endswith(".ndjson") for name in objects)
     assert sorted(objects) == sorted(objects, key=lambda name: name.rsplit("/", 1)[1][:22])
+
+
+def test_records_duo_publishes_late_are_repaired_through_the_running_services(
+    local_cloud, tmp_path: Path
+):
+    # Issue 8, case 1, end to end: the planner sends the checks, the fetcher's app answers
+    # them (204, not 500), re-reads land the late records. The records are dense (15 min) so
+    # that some of the last 30 s are late; a check comes after they show: 2 min (Duo's delay)
+    # + 30 s late < 160 s after a window's end.
+    repair = {"REPAIR_CHECKS": "160s,24h", "REPAIR_CHECK_BATCH": "1m"}
+    late = options(records=3000, days=0.01, late_rate=0.2, late_by="30s")
+    with local_stack(late, tmp_path, quiet, extra_env=repair) as stack:
+        caught_up = catch_up(stack, quiet)
+        settled = settle(stack, period=5.0, progress=quiet)
+        fetcher_errors = [
+            line
+            for line in (tmp_path / "fetcher.log").read_text().splitlines()
+            if '"severity": "ERROR"' in line
+        ]
+    # Some records were hidden when their window was first read, and only a re-read found them.
+    assert caught_up.expected < 3000
+    assert caught_up.missing == 0  # late records not yet checked are not counted missing...
+    assert settled.expected == 3000
+    assert settled.missing == 0 and settled.duplicated == 0  # ...once settled, they are
+    assert settled.repair.check_requests >= 1
+    assert settled.repair.records_repaired == 3000 - caught_up.records
+    assert fetcher_errors == []
 
 
 def test_429_storms_and_5xx_bursts_delay_but_lose_nothing(local_cloud, tmp_path: Path):

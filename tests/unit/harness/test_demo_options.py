@@ -24,6 +24,8 @@ from services.cli import main
         (["--timeout", "0"], "--timeout"),
         (["--bucket", "Not_A_Bucket"], "--bucket"),
         (["--prefix", "a//b"], "--prefix"),
+        (["--run-for", "half an hour"], "--run-for: 'half an hour' is not a duration"),
+        (["--run-for", "0m"], "--run-for"),
     ],
 )
 def test_a_bad_option_is_named_and_nothing_starts(argv, named, monkeypatch, capsys):

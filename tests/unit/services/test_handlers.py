@@ -13,13 +13,13 @@ from flask.testing import FlaskClient
 
 from services.fetcher.duo_clients import DuoClients
 from services.fetcher.main import fetcher_app
-from services.fetcher.window_fetch import WindowFetcher
+from services.fetcher.window_fetch import CHECK_EVENT, WindowFetcher
 from services.planner.main import planner_app
 from services.settings import FetcherSettings, PlannerSettings
 from services.writer.main import writer_app
 from shared.clock import now_ms
 from shared.duo.errors import DuoTransientError
-from shared.pipeline.messages import RecordBatch, WindowTask, encode
+from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask, encode
 from tests.fakes import FakeClock
 from tests.unit.services.fakes import (
     FakeCursorStore,
@@ -40,7 +40,7 @@ MESSAGE_ID = "4815162342"
 ANSWERS = paged([[telephony_item("t-1", TASK.mintime)], [telephony_item("t-2", TASK.maxtime)]])
 
 
-def push(client: FlaskClient, message: WindowTask | RecordBatch | bytes) -> int:
+def push(client: FlaskClient, message: WindowTask | SpanCheck | RecordBatch | bytes) -> int:
     data = message if isinstance(message, bytes) else encode(message)
     envelope = {"message": {"data": base64.b64encode(data).decode(), "messageId": MESSAGE_ID}}
     return client.post("/", json=envelope).status_code
@@ -115,6 +115,20 @@ def test_a_window_duo_failed_is_acknowledged_the_planner_sends_it_again_when_due
     [error] = errors(read())
     assert (error["outcome"], error["error"]) == ("failed", "Duo answered HTTP 503")
     assert fetcher.store.doc(TASK)["state"] == "failed"
+
+
+def test_the_fetcher_acknowledges_a_late_record_check_and_logs_what_it_found(logs_of):
+    read = logs_of("fetcher")
+    fetcher = Fetcher({None: {"items": [], "metadata": {"total_objects": 0}}})
+    fetcher.store.docs[TASK.source, TASK.window_id] |= {
+        "state": "done",
+        "check_level": 0,
+        "next_check_at_ms": TASK.maxtime + 15 * 60_000,
+    }
+    assert push(fetcher.client, SpanCheck(TASK.source, 0, (TASK.window_id,))) == 204
+    assert errors(read()) == []
+    [line] = [line for line in read() if line["message"].startswith(CHECK_EVENT)]
+    assert (line["outcome"], line["level"], line["requests"]) == ("matched", 0, 1)
 
 
 class Writer:

@@ -226,6 +226,12 @@ def test_lookback_is_capped_at_duos_180_days():
             planner_settings({"GOOGLE_CLOUD_PROJECT": "p", "LOOKBACK": value})
 
 
+def test_check_batch_defaults_to_half_an_hour():
+    assert planner_settings({"GOOGLE_CLOUD_PROJECT": "p"}).repair_batch_ms == 1_800_000
+    quick = planner_settings({"GOOGLE_CLOUD_PROJECT": "p", "REPAIR_CHECK_BATCH": "2m"})
+    assert quick.repair_batch_ms == 120_000
+
+
 def test_plan_delay_defaults_to_duos_two_minutes_and_never_less():
     assert planner_settings({"GOOGLE_CLOUD_PROJECT": "p"}).delay_seconds == 120
     later = planner_settings({"GOOGLE_CLOUD_PROJECT": "p", "PLAN_DELAY": "10m"})
@@ -243,6 +249,9 @@ def test_plan_delay_defaults_to_duos_two_minutes_and_never_less():
         ("PLAN_PARALLELISM", "65"),
         ("PLAN_PARALLELISM", "nan"),
         ("PLAN_DELAY", "1m"),
+        ("REPAIR_CHECK_BATCH", "30s"),
+        ("REPAIR_CHECK_BATCH", "7h"),
+        ("REPAIR_CHECK_BATCH", "half an hour"),
     ],
 )
 def test_bad_planner_numbers_are_named(variable, value):

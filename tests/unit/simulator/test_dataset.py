@@ -129,6 +129,15 @@ def test_live_records_arrive_over_time_and_show_two_minutes_later() -> None:
     assert keys == sorted(keys)
 
 
+def test_ended_live_arrivals_stop_after_the_minute_under_way() -> None:
+    dataset = Dataset(DatasetSpec(records=100, live_per_minute=60, seed=5), START)
+    # at start + 150 s the minute [start, start + 60 s) is under way (its records show at 2 min)
+    end_ms = dataset.end_live(START + 150)
+    assert end_ms == int(START * 1000) + 60_000
+    assert dataset.visible_end(START + 3600) == 160
+    assert all(r.ts_ms < end_ms for r in all_records(dataset))
+
+
 def test_live_records_are_deterministic_and_fractional_rates_add_up() -> None:
     a = Dataset(DatasetSpec(records=10, live_per_minute=0.5, seed=9), START)
     b = Dataset(DatasetSpec(records=10, live_per_minute=0.5, seed=9), START)

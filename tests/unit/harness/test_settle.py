@@ -1,0 +1,44 @@
+"""A timed demo ends only once every window is fetched and checked, and says what the late-record
+repair cost."""
+
+from __future__ import annotations
+
+from harness.catchup import RepairCost, repair_cost, unsettled
+from services.fetcher.window_fetch import CHECK_EVENT
+
+END = 1_800_000_000_000
+
+
+def window(mintime: int, state: str = "done", check_level: int | None = 1) -> dict:
+    doc = {"mintime": mintime, "maxtime": mintime + 60_000, "state": state}
+    if check_level is not None:
+        doc["check_level"] = check_level
+    return doc
+
+
+def test_windows_before_the_end_must_be_done_and_checked_once():
+    windows = {
+        "checked": window(END - 120_000),
+        "not-checked-yet": window(END - 60_000, check_level=0),
+        "being-read-again": window(END - 180_000, state="planned"),
+        "never-finished": window(END - 240_000, state="fetching", check_level=None),
+        "after-the-records": window(END, check_level=0),
+    }
+    assert sorted(unsettled(windows, END)) == [
+        "being-read-again",
+        "never-finished",
+        "not-checked-yet",
+    ]
+
+
+def test_repair_cost_counts_checks_and_rereads_apart_from_ordinary_reads():
+    entries = [
+        {"message": "window w1 fetched", "requests": 20, "records": 19_500},
+        {"message": f"{CHECK_EVENT} matched", "requests": 1},
+        {"message": f"{CHECK_EVENT} repairing", "requests": 1, "rereads": 2},
+        {"message": "window w2 fetched", "requests": 3, "records": 7, "reread": True},
+        {"message": "window w3 fetched", "requests": 1, "records": 0, "reread": False},
+    ]
+    assert repair_cost(entries) == RepairCost(
+        check_requests=2, reread_requests=3, records_repaired=7
+    )
