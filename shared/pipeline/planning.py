@@ -1,13 +1,13 @@
 """Which windows to fetch next: pure arithmetic, so it is tested without a database.
 
 Every window costs one request more than its full pages (its partial or empty last page), and
-Duo's rate limit, not the reader, is what bounds a catch-up: one sequential reader at Duo's page
-latency already makes more requests a minute than the limits Duo gives (2 to about 60). So a
-backlog is one window by default (``DEFAULT_PARALLELISM``), read by one fetcher in ceil(N / 1000)
+Duo's rate limit, not the reader, bounds a catch-up: one sequential reader waits for the
+limiter at the limits Duo gives (against the simulator it kept up with 120 requests a minute).
+So a backlog is one window by default (``DEFAULT_PARALLELISM``), read in ceil(N / 1000)
 requests, or one more; ``parallelism`` cuts it into more, each at least ``min_split_ms`` long
-and each costing up to one request more, only for a limit one reader cannot reach. Once the
-backlog is planned, each planner run (every minute) plans one live window of the minute just
-published: one request a minute.
+and each costing up to one request more, for a limit one reader cannot reach. Once the backlog
+is planned, each planner run (every minute) plans the minute just published as one live
+window: one request a minute.
 
 Windows are half-open, ``[mintime, maxtime)`` in milliseconds, and the next one starts at the
 previous one's ``maxtime``: Duo is asked for both ends inclusive, and a record is kept by the
