@@ -27,7 +27,7 @@ from shared.duo.errors import (
 )
 from shared.duo.paging import Page, WindowError, count_records, read_window, token_position_ms
 from shared.duo.records import enriched, record_id, record_time_us
-from shared.gcp.window_store import WindowStore
+from shared.gcp.window_store import LandedSpans, WindowStore
 from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask
 from shared.pipeline.planning import is_live, retention_start
 from shared.pipeline.windows import DONE, Claim
@@ -201,12 +201,15 @@ class WindowFetcher:
             pages: Iterator[Page] = iter([Page([], None)])  # nothing left: an empty batch ends it
         else:
             pages = read_window(duo, start, claim.maxtime, now_ms=now, next_offset=next_offset)
+        landed: LandedSpans | None = None  # a re-read's landed batches, read at its first page
         for page in pages:
             if keeper.lost:
                 return "lost_lease"  # another fetcher has the window: publish nothing more
             items, following = page.items, page.next_offset
             if claim.reread_from and items:
-                items = self._not_landed(claim, items, report)
+                if landed is None:
+                    landed = self._store.landed_spans(claim.source, claim.window_id)
+                items = self._not_landed(landed, items, report)
             records = [enriched(item, host) for item in items] if host else items
             self._publisher.publish_batch(
                 RecordBatch(task.source, task.window_id, claim.pages, records)
@@ -231,14 +234,15 @@ class WindowFetcher:
                 return "handed_on"
         raise AssertionError("read_window ended without a final page")
 
+    @staticmethod
     def _not_landed(
-        self, claim: Claim, items: list[dict[str, Any]], report: FetchReport
+        landed: LandedSpans, items: list[dict[str, Any]], report: FetchReport
     ) -> list[dict[str, Any]]:
         """A re-read page without the records the window's landed batches already hold,
         whatever the page boundaries were the first time."""
         times = [record_time_us(item) for item in items]
-        landed = self._store.landed_ids(claim.source, claim.window_id, min(times), max(times))
-        kept = [item for item in items if record_id(item) not in landed]
+        landed_ids = landed.ids(min(times), max(times))
+        kept = [item for item in items if record_id(item) not in landed_ids]
         report.already_landed += len(items) - len(kept)
         return kept
 

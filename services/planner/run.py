@@ -14,6 +14,7 @@ from shared.gcp.window_store import WindowStore
 from shared.pipeline.messages import SpanCheck
 from shared.pipeline.repair import spans_due
 from shared.pipeline.schemas import MAX_CHECK_WINDOWS
+from shared.pipeline.windows import QUARANTINED
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,8 @@ def _run_source(
         "checks_sent": len(checks),
         "watermark_ms": watermark,
         "lag_seconds": round((now_ms(clock) - watermark) / 1000, 1) if watermark else None,
+        # Read every run so a log-based metric can alert while a window waits for an operator.
+        "quarantined": windows.count(source, QUARANTINED),
     }
     structured_log.event(log, logging.INFO, f"planned source {source}", **result)
     return result

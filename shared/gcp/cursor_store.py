@@ -127,10 +127,7 @@ class CursorStore:
         snapshot = self.cursor(source).get()
         cursor = snapshot.to_dict() if snapshot.exists else {}
         windows = self._windows.windows(source)
-        counts = {}
-        for state in STATES:
-            query = windows.where(filter=FieldFilter("state", "==", state))
-            counts[state] = int(query.count().get()[0][0].value)
+        counts = {state: self._windows.count(source, state) for state in STATES}
         records = windows.sum("records").get()[0][0].value or 0
         rereads = windows.sum("rereads").get()[0][0].value or 0
         checks = windows.sum("checks").get()[0][0].value or 0

@@ -21,6 +21,7 @@ from typing import Any
 from google.api_core.exceptions import AlreadyExists, FailedPrecondition
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.document import DocumentReference
 
 from shared.clock import Clock, now_ms
 from shared.pipeline import windows as rules
@@ -36,6 +37,25 @@ class SweepResult:
     republish: list[WindowTask]
     completed: int
     rereads: int
+
+
+@dataclass(frozen=True)
+class LandedSpans:
+    """A window's landed batches by the time span of their records."""
+
+    _db: firestore.Client
+    spans: list[tuple[DocumentReference, int, int]]
+
+    def ids(self, first_us: int, last_us: int) -> set[str]:
+        """The ids the landed batches hold between two record times: what a re-read page
+        must not land again."""
+        overlapping = [
+            ref for ref, first, last in self.spans if first <= last_us and last >= first_us
+        ]
+        ids: set[str] = set()
+        for marker in self._db.get_all(overlapping, field_paths=["ids"]):
+            ids.update(marker.get("ids") or [])
+        return ids
 
 
 class WindowStore:
@@ -57,6 +77,11 @@ class WindowStore:
 
     def window(self, source: str, window_id: str) -> firestore.DocumentReference:
         return self.windows(source).document(window_id)
+
+    def count(self, source: str, state: str) -> int:
+        """How many of the source's windows are in ``state`` (one aggregation query)."""
+        query = self.windows(source).where(filter=FieldFilter("state", "==", state))
+        return int(query.count().get()[0][0].value)
 
     def claim(self, source: str, window_id: str, lease_seconds: float) -> Claim | None:
         """Takes the window's lease, or None when it is finished, unknown, leased elsewhere,
@@ -269,18 +294,15 @@ class WindowStore:
             batches = batches.where(filter=FieldFilter("page", ">=", from_page))
         return int(batches.count().get()[0][0].value)
 
-    def landed_ids(self, source: str, window_id: str, first_us: int, last_us: int) -> set[str]:
-        """The ids the window's landed batches hold between two record times: what a re-read
-        page must not land again. Reads only the markers whose span overlaps."""
+    def landed_spans(self, source: str, window_id: str) -> LandedSpans:
+        """The time spans of the window's landed batches, read once for a whole re-read (one
+        read per marker), so that each page then reads only the ids of markers it overlaps."""
         spans = self._batches(source, window_id).select(["first_us", "last_us"]).stream()
-        overlapping = [
-            s.reference
-            for s in spans
-            if s.get("first_us") is not None
-            and s.get("first_us") <= last_us
-            and s.get("last_us") >= first_us
-        ]
-        ids: set[str] = set()
-        for marker in self._db.get_all(overlapping, field_paths=["ids"]):
-            ids.update(marker.get("ids") or [])
-        return ids
+        return LandedSpans(
+            self._db,
+            [
+                (s.reference, s.get("first_us"), s.get("last_us"))
+                for s in spans
+                if s.get("first_us") is not None
+            ],
+        )

@@ -321,14 +321,18 @@ def test_record_batch_is_idempotent(store: WindowStore, clock: FakeClock) -> Non
     assert store.landed_batches(SOURCE, WID, from_page=1) == 1
 
 
-def test_landed_ids_come_only_from_batches_whose_span_overlaps(store: WindowStore) -> None:
+def test_landed_ids_come_from_overlapping_batches_their_spans_read_once(
+    store: WindowStore,
+) -> None:
     store.record_batch(_batch(0, 1, 2, 3), [])
     store.record_batch(_batch(1, 10, 11), [])
     store.record_batch(_batch(2), [])  # an empty batch has no span
     second = lambda s: (MINTIME + 1000 * s) * 1000  # noqa: E731
-    assert store.landed_ids(SOURCE, WID, second(3), second(10)) == {"r1", "r2", "r3", "r10", "r11"}
-    assert store.landed_ids(SOURCE, WID, second(4), second(9)) == set()
-    assert store.landed_ids(SOURCE, WID, second(11), second(50)) == {"r10", "r11"}
+    landed = store.landed_spans(SOURCE, WID)
+    assert len(landed.spans) == 2
+    assert landed.ids(second(3), second(10)) == {"r1", "r2", "r3", "r10", "r11"}
+    assert landed.ids(second(4), second(9)) == set()
+    assert landed.ids(second(11), second(50)) == {"r10", "r11"}
 
 
 def test_batch_landed_reports_each_page(store: WindowStore) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -50,6 +51,9 @@ class FakeWindowStore:
 
     def doc(self, task: WindowTask) -> dict[str, Any]:
         return self.docs[task.source, task.window_id]
+
+    def count(self, source: str, state: str) -> int:
+        return sum(1 for (s, _), doc in self.docs.items() if s == source and doc["state"] == state)
 
     def claim(self, source: str, window_id: str, lease_seconds: float) -> Claim | None:
         doc = self.docs.get((source, window_id))
@@ -181,14 +185,21 @@ class FakeWindowStore:
             1 for key in self.markers if key[:2] == (source, window_id) and key[2] >= from_page
         )
 
-    def landed_ids(self, source: str, window_id: str, first_us: int, last_us: int) -> set[str]:
+    def landed_spans(self, source: str, window_id: str) -> FakeLandedSpans:
+        self.events.append(("landed_spans", window_id))
+        markers = [m for key, m in self.markers.items() if key[:2] == (source, window_id)]
+        return FakeLandedSpans([m for m in markers if m["first_us"] is not None])
+
+
+@dataclass
+class FakeLandedSpans:
+    markers: list[dict[str, Any]]
+
+    def ids(self, first_us: int, last_us: int) -> set[str]:
         return {
             landed_id
-            for key, marker in self.markers.items()
-            if key[:2] == (source, window_id)
-            and marker["first_us"] is not None
-            and marker["first_us"] <= last_us
-            and marker["last_us"] >= first_us
+            for marker in self.markers
+            if marker["first_us"] <= last_us and marker["last_us"] >= first_us
             for landed_id in marker["ids"]
         }
 

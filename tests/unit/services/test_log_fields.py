@@ -1,4 +1,4 @@
-"""The log lines the operator's queries and alerts read (docs/deploy.md, "Health after deploy"),
+"""The log lines the operator's queries and alerts read (docs/deploy.md, "6. Check"),
 rendered as the services write them: each service's gunicorn entry point sets up its logging
 (one Cloud Logging JSON object a line, whose keys land in ``jsonPayload``) around an app on
 fakes. A renamed field or message would leave those queries silently empty."""
@@ -27,6 +27,7 @@ from services.writer import main as writer_main
 from shared.clock import now_ms
 from shared.duo.errors import DuoTransientError
 from shared.pipeline.messages import RecordBatch, WindowTask, encode
+from shared.pipeline.windows import QUARANTINED
 from tests.fakes import FakeClock
 from tests.unit.services.fakes import (
     FakeCursorStore,
@@ -80,11 +81,14 @@ def push(client: FlaskClient, message: WindowTask | RecordBatch) -> None:
 
 
 def serve_fetcher(
-    serve: Serve, answers: dict[str | None, Any], **duo_options: Any
+    serve: Serve,
+    answers: dict[str | None, Any],
+    store: FakeWindowStore | None = None,
+    **duo_options: Any,
 ) -> tuple[FlaskClient, LogReader]:
-    """The fetcher on fakes, with TASK planned."""
+    """The fetcher on fakes, with TASK planned (in ``store``, if given)."""
     clock = FakeClock()
-    store = FakeWindowStore(clock, [])
+    store = store or FakeWindowStore(clock, [])
     store.add(TASK)
     fetcher = WindowFetcher(
         store,
@@ -159,11 +163,31 @@ def test_a_planner_run_gives_the_line_of_the_planner_runs_query(serve):
         assert line["component"] == "planner"
         assert PLANNED.match(line["message"])
         assert line["source"] == "eu-prod"
-    fields = ("planned", "republished", "lag_seconds")
+    fields = ("planned", "republished", "lag_seconds", "quarantined")
     assert [tuple(line[key] for key in fields) for line in (first, second)] == [
-        (2, 0, 6 * 3600.0),  # a new source: nothing landed since the lookback's start
-        (1, 2, 6 * 3600.0 + LEASE_SECONDS + 1),
+        (2, 0, 6 * 3600.0, 0),  # a new source: nothing landed since the lookback's start
+        (1, 2, 6 * 3600.0 + LEASE_SECONDS + 1, 0),
     ]
+
+
+def test_a_planner_run_counts_the_quarantined_windows_of_its_source(serve):
+    clock = FakeClock()
+    windows = FakeWindowStore(clock, [])
+    settings = PlannerSettings("acme-prod", ("eu-prod",), "windows", 6 * 3600, 2, LEASE_SECONDS)
+    stopped = WindowTask("eu-prod", TASK.mintime - 2 * HOUR, TASK.mintime - HOUR)
+    elsewhere = WindowTask("us-prod", TASK.mintime - 2 * HOUR, TASK.mintime - HOUR)
+    for task in (TASK, stopped, elsewhere):
+        windows.add(task)
+    windows.doc(stopped)["state"] = windows.doc(elsewhere)["state"] = QUARANTINED
+    client, read = serve(
+        planner_main,
+        lambda: planner_main.planner_app(
+            settings, FakeCursorStore(windows, clock), windows, FakePublisher([]), clock
+        ),
+    )
+    assert client.post("/run").status_code == 200
+    [line] = read()
+    assert (line["source"], line["quarantined"]) == ("eu-prod", 1)  # the alert reads this
 
 
 def test_a_landed_batch_gives_the_line_of_the_batches_landed_query(serve):

@@ -327,6 +327,8 @@ def test_a_reread_lands_only_records_not_in_the_bucket_whatever_the_page_boundar
     assert rig.published_pages() == [3, 4, 5]
     assert rig.published_ids() == [["t-0006"], ["t-0003", "t-0004"], []]
     assert report.already_landed == 3
+    # The landed batches' spans are read once for the whole re-read, not once a page.
+    assert rig.events.count(("landed_spans", TASK.window_id)) == 1
 
 
 def test_a_window_older_than_duos_retention_is_shrunk_and_the_loss_named():

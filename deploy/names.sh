@@ -1,0 +1,71 @@
+# Sourced by bootstrap.sh and teardown.sh: their settings and the names of what the bootstrap
+# and the build create. The fixed names are cloudbuild.yaml's substitution defaults
+# (tests/unit/deploy checks that the two agree); a build given other names needs other ones here.
+
+# Settings, from the environment (docs/deploy.md, section 1). PROJECT_ID has no default; on a
+# dry run without it the plan says PROJECT_ID.
+REGION="${REGION:-us-central1}"
+FIRESTORE_LOCATION="${FIRESTORE_LOCATION:-$REGION}"
+SCHEDULER_REGION="${SCHEDULER_REGION:-$REGION}"
+SECRET="${SECRET:-duo-skey}"
+
+# settle_project DRY_RUN: PROJECT_ID (a placeholder on a dry run) and the names made from it.
+settle_project() {
+  if [ -z "${PROJECT_ID:-}" ]; then
+    if [ "$1" != true ]; then
+      echo "PROJECT_ID is not set: export PROJECT_ID=your-project (see --help)" >&2
+      exit 2
+    fi
+    PROJECT_ID=PROJECT_ID
+  fi
+  BUCKET="${BUCKET:-$PROJECT_ID-duo-telephony}"
+  # Cloud Build's source staging bucket (gcloud builds submit --gcs-source-staging-dir).
+  STAGING_BUCKET="$PROJECT_ID-duo-telephony-build"
+}
+
+REPOSITORY=duo-telephony
+SERVICES=(duo-telephony-planner duo-telephony-fetcher duo-telephony-writer)
+SCHEDULER_JOB=duo-telephony-planner
+WINDOW_TOPIC=duo-telephony-windows
+BATCH_TOPIC=duo-telephony-batches
+DEAD_LETTER_TOPIC=duo-telephony-dead-letters
+TOPICS=("$WINDOW_TOPIC" "$BATCH_TOPIC" "$DEAD_LETTER_TOPIC")
+# SUBSCRIPTION:TOPIC, the build's names: TOPIC-fetcher, TOPIC-writer, and the dead-letter
+# topic's own pull subscription.
+SUBSCRIPTIONS=(
+  "$WINDOW_TOPIC-fetcher:$WINDOW_TOPIC"
+  "$BATCH_TOPIC-writer:$BATCH_TOPIC"
+  "$DEAD_LETTER_TOPIC:$DEAD_LETTER_TOPIC"
+)
+ACCOUNTS=(planner fetcher writer push scheduler deployer)
+
+# The e-mail of one of ACCOUNTS.
+sa() { echo "duo-telephony-$1@$PROJECT_ID.iam.gserviceaccount.com"; }
+
+# Project-level roles. Firestore has no per-collection IAM, so the runtime accounts get
+# datastore.user on the project; every other runtime role is on one resource.
+RUNTIME_PROJECT_ROLES=(roles/datastore.user)
+# The build's account: deploy the services and bind run.invoker on them (run.admin), the
+# planner's job (cloudscheduler.admin), the TTL policies (datastore.indexAdmin), its own log
+# (logging.logWriter: the build logs to Cloud Logging only), and the monitoring it applies:
+# log-based metrics (logging.configWriter), alert policies and the dashboard (the two
+# Monitoring editor roles narrowed to those objects). Its Pub/Sub rights are on the topics and
+# subscriptions themselves, not on the project.
+DEPLOYER_PROJECT_ROLES=(
+  roles/run.admin
+  roles/cloudscheduler.admin
+  roles/datastore.indexAdmin
+  roles/logging.logWriter
+  roles/logging.configWriter
+  roles/monitoring.alertPolicyEditor
+  roles/monitoring.dashboardEditor
+)
+# What the writer needs on the bucket: objectCreator for its create-only uploads, and
+# legacyObjectReader (storage.objects.get only) to read an existing object's metadata when a
+# batch is delivered again (shared/gcp/bucket_writer.py: upload_from_string with
+# if_generation_match=0, then blob.reload()). It never lists, so no objectViewer.
+WRITER_BUCKET_ROLES=(roles/storage.objectCreator roles/storage.legacyObjectReader)
+
+# Every Firestore collection the pipeline writes (shared/gcp: window_store.ROOT and its
+# windows/batches subcollections, rate_limiter.DEFAULT_COLLECTION).
+FIRESTORE_COLLECTIONS=telephony_sources,windows,batches,duo-telephony-rate-limits

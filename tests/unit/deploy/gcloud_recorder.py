@@ -1,0 +1,267 @@
+"""A stand-in for ``gcloud`` that records each call and plays a small, consistent project.
+
+A shim first on PATH hands each call to a Recorder in the test process. Each call is appended
+to a log as one JSON line: its argv, exit code and, for ``add-iam-policy-binding``, whether
+the policy changed. The project is kept in a JSON state file between runs: a describe fails
+until the resource was created, a create fails if it exists, a policy holds what was bound,
+and a call containing a string listed in the state's "deny" fails with its message. So a
+second run of an idempotent script must find everything in place.
+
+IAM propagation is played too: the first binding that names a service account created a moment
+ago fails with "does not exist", as the real API may.
+
+Only the option form ``--flag=value`` is understood, which is how the scripts write them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+VERBS = {
+    "add-iam-policy-binding",
+    "bulk-delete",
+    "create",
+    "delete",
+    "deploy",
+    "describe",
+    "enable",
+    "get-iam-policy",
+    "list",
+    "remove-iam-policy-binding",
+    "rm",
+    "update",
+}
+PROJECT_NUMBER = "123456789012"
+# Every field of every collection group has an index config, so updating one never misses.
+UPSERTED = {"firestore indexes fields"}
+STATE_KEYS = ("resources", "bindings", "fresh_accounts", "apis", "deny")
+
+
+def _parse(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    words: list[str] = []
+    flags: dict[str, str] = {}
+    for arg in argv:
+        if arg.startswith("--"):
+            key, _, value = arg[2:].partition("=")
+            flags[key] = value
+        elif arg not in ("alpha", "beta"):
+            words.append(arg)
+    return words, flags
+
+
+def _field(fmt: str) -> list[str]:
+    match = re.fullmatch(r"value\((.*)\)", fmt)
+    return match.group(1).split(",") if match else []
+
+
+class Project:
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.state = state
+        for key in STATE_KEYS:
+            state.setdefault(key, {} if key == "resources" else [])
+
+    def resource(self, key: str) -> dict[str, Any] | None:
+        return self.state["resources"].get(key)
+
+    def bindings(self, key: str) -> list[list[str]]:
+        return [b[1:] for b in self.state["bindings"] if b[0] == key]
+
+
+def _key(words: list[str], verb_at: int, flags: dict[str, str]) -> tuple[str, str]:
+    group = " ".join(words[:verb_at])
+    rest = words[verb_at + 1 :]
+    if group == "scheduler jobs" and rest[:1] in (["http"], ["pubsub"]):
+        rest = rest[1:]
+    name = rest[0] if rest else flags.get("database", "")
+    if words[verb_at] == "deploy":
+        group = f"{group} services"
+    if group == "firestore fields ttls":  # a field's TTL is read back through its index config
+        group = "firestore indexes fields"
+    if group == "storage":  # gcloud storage rm --recursive gs://BUCKET removes the bucket
+        group = "storage buckets"
+    if "collection-group" in flags:
+        name = f"{name}@{flags['collection-group']}"
+    if group == "iam service-accounts" and "@" not in name and name:
+        name = f"{name}@{flags.get('project', 'PROJECT')}.iam.gserviceaccount.com"
+    return group, name
+
+
+def _fields_on_create(group: str, name: str, flags: dict[str, str]) -> dict[str, str]:
+    fields = {"name": name}
+    if group == "firestore databases":
+        fields["type"] = {"firestore-native": "FIRESTORE_NATIVE"}.get(flags.get("type", ""), "")
+    if group == "run services":
+        service = name.rsplit("/", 1)[-1]
+        fields["status.url"] = f"https://{service}-abc123-uc.a.run.app"
+        fields["status.latestCreatedRevisionName"] = f"{service}-00001-abc"
+        fields["status.latestReadyRevisionName"] = f"{service}-00001-abc"
+        fields["spec.template.spec.containers[0].image"] = flags.get("image", "")
+    for source in ("policy-from-file", "config-from-file"):
+        if source in flags:
+            config = json.loads(Path(flags[source]).read_text())
+            if "displayName" in config:
+                fields["displayName"] = config["displayName"]
+    if "lifecycle-file" in flags:
+        rule = json.loads(Path(flags["lifecycle-file"]).read_text())["rule"][0]
+        fields["lifecycle_config.rule[0].condition.age"] = str(rule["condition"]["age"])
+    if "enable-ttl" in flags:
+        fields["ttlConfig.state"] = "CREATING"
+    if "display-name" in flags:
+        fields["displayName"] = flags["display-name"]
+    return fields
+
+
+def play(argv: list[str], project: Project) -> tuple[int, str, str, bool]:
+    """(exit code, stdout, stderr, whether an IAM policy changed) of one call."""
+    for needle, message in project.state["deny"]:
+        if needle in " ".join(argv):
+            return 1, "", message + "\n", False
+    words, flags = _parse(argv)
+    verb_at = next((i for i, word in enumerate(words) if word in VERBS), None)
+    if verb_at is None:
+        return 0, "", "", False
+    verb = words[verb_at]
+    group, name = _key(words, verb_at, flags)
+    key = f"{group}|{name}"
+    found = project.resource(key)
+    fields = _field(flags.get("format", ""))
+    resources = project.state["resources"]
+
+    if group == "projects" and verb == "describe":
+        return 0, PROJECT_NUMBER + "\n", "", False
+    if group == "services" and verb == "enable":
+        project.state["apis"] = sorted(set(project.state["apis"]) | set(words[verb_at + 1 :]))
+        return 0, "", "", False
+    if group == "services" and verb == "list":
+        return 0, "".join(f"{api}\n" for api in project.state["apis"]), "", False
+    if group == "services identity" and verb == "create":
+        agent = f"service-{PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
+        return 0, f"Service identity created: {agent}\n", "", False
+    if verb == "list":
+        rows = [r for k, r in resources.items() if k.startswith(f"{group}|")]
+        return 0, "".join("\t".join(r.get(f, "") for f in fields) + "\n" for r in rows), "", False
+
+    if verb == "get-iam-policy":
+        rows = project.bindings(key)
+        return 0, "".join(f"{role}\t{member}\n" for member, role in rows), "", False
+    if verb in ("add-iam-policy-binding", "remove-iam-policy-binding"):
+        if found is None and group != "projects":
+            return 1, "", f"ERROR: NOT_FOUND: {key}\n", False
+        member, role = flags["member"], flags["role"]
+        account = member.removeprefix("serviceAccount:")
+        if verb == "add-iam-policy-binding":
+            if account in project.state["fresh_accounts"]:
+                project.state["fresh_accounts"].remove(account)
+                return (
+                    1,
+                    "",
+                    f"ERROR: INVALID_ARGUMENT: Service account {account} does not exist.\n",
+                    False,
+                )
+            if member.startswith("serviceAccount:duo-telephony-") and (
+                project.resource(f"iam service-accounts|{account}") is None
+            ):
+                return (
+                    1,
+                    "",
+                    f"ERROR: INVALID_ARGUMENT: Service account {account} does not exist.\n",
+                    False,
+                )
+            binding = [key, member, role]
+            changed = binding not in project.state["bindings"]
+            if changed:
+                project.state["bindings"].append(binding)
+            return 0, "", "", changed
+        if [key, member, role] not in project.state["bindings"]:
+            return (
+                1,
+                "",
+                "ERROR: Policy binding with the specified principal and role not found!\n",
+                False,
+            )
+        project.state["bindings"].remove([key, member, role])
+        return 0, "", "", True
+
+    if verb == "create" and not name:
+        # Alert policies and dashboards: the service names them.
+        name = f"projects/{PROJECT_NUMBER}/{group.split()[-1]}/{len(resources) + 1}"
+        key = f"{group}|{name}"
+    if verb in ("create", "deploy"):
+        if found is not None and verb == "create":
+            return 1, "", f"ERROR: ALREADY_EXISTS: {key}\n", False
+        resources[key] = (found or {}) | _fields_on_create(group, name, flags)
+        if group == "iam service-accounts":
+            project.state["fresh_accounts"].append(name)
+        return 0, "", "", False
+    if found is None and verb == "update" and group in UPSERTED:
+        found = resources[key] = {"name": name}
+    if found is None and verb in ("describe", "update", "delete", "rm"):
+        return 1, "", f"ERROR: NOT_FOUND: {key}\n", False
+    if verb == "describe":
+        return 0, "".join(f"{found.get(f, '')}\n" for f in fields) if fields else "", "", False
+    if verb == "update":
+        found.update(_fields_on_create(group, name, flags))
+        return 0, "", "", False
+    if verb in ("delete", "rm"):
+        del resources[key]
+        project.state["bindings"] = [b for b in project.state["bindings"] if b[0] != key]
+        return 0, "", "", False
+    return 0, "", "", False
+
+
+# The executable put first on PATH as ``gcloud``: it hands its argv to the Recorder through
+# one FIFO, waits on another, then prints what the Recorder left in files and exits with its
+# code. Calls from a script come one at a time, so one pair of FIFOs serves them all.
+SHIM = """#!/bin/sh
+printf '%s\\0' "$@" > "{fifos}/request"
+read -r _ < "{fifos}/done"
+cat "{fifos}/out"
+cat "{fifos}/err" >&2
+exit "$(cat "{fifos}/rc")"
+"""
+STOP = b"\0stop\0"
+
+
+class Recorder:
+    """Serves the shim's calls in a thread of the test process while one script runs: a
+    Python start per call would cost more than the rest of the test."""
+
+    def __init__(self, fifos: Path, state: Path, log: Path) -> None:
+        self.fifos, self.state_path, self.log = fifos, state, log
+        for name in ("request", "done"):
+            if not (fifos / name).exists():
+                os.mkfifo(fifos / name)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> Recorder:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            fd = os.open(self.fifos / "request", os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # the thread is not reading: it is stuck on a shim killed mid-call
+            return
+        with os.fdopen(fd, "wb") as request:
+            request.write(STOP)
+        self.thread.join(timeout=10)
+
+    def _serve(self) -> None:
+        state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
+        project = Project(state)
+        with self.log.open("a") as log:
+            while (request := (self.fifos / "request").read_bytes()) != STOP:
+                argv = [arg.decode() for arg in request.split(b"\0")[:-1]]
+                code, out, err, changed = play(argv, project)
+                log.write(json.dumps({"argv": argv, "rc": code, "changed": changed}) + "\n")
+                log.flush()
+                (self.fifos / "out").write_text(out)
+                (self.fifos / "err").write_text(err)
+                (self.fifos / "rc").write_text(str(code))
+                (self.fifos / "done").write_text("\n")
+        self.state_path.write_text(json.dumps(state))

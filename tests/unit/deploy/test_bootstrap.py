@@ -1,0 +1,268 @@
+"""deploy/bootstrap.sh: its dry-run plan, and two real runs against the recording gcloud."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+from dataclasses import dataclass
+
+import pytest
+
+from tests.unit.deploy.conftest import PROJECT, Call, Cloud, cloudbuild, plan, script
+
+# Project-wide roles that would give an account far more than it needs.
+BROAD_ROLES = {
+    "roles/owner",
+    "roles/editor",
+    "roles/storage.admin",
+    "roles/pubsub.admin",
+    "roles/datastore.owner",
+    "roles/secretmanager.admin",
+}
+LIFECYCLE_DAYS = "400"
+
+
+def account(name: str) -> str:
+    return f"serviceAccount:duo-telephony-{name}@{PROJECT}.iam.gserviceaccount.com"
+
+
+@dataclass(frozen=True)
+class Runs:
+    cloud: Cloud
+    dry: subprocess.CompletedProcess[str]
+    dry_calls: list[Call]
+    first: subprocess.CompletedProcess[str]
+    first_calls: list[Call]
+    second: subprocess.CompletedProcess[str]
+    second_calls: list[Call]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
+    cloud = Cloud(tmp_path_factory.mktemp("bootstrap"))
+    args = ("--lifecycle-days", LIFECYCLE_DAYS)
+    dry, dry_calls = cloud.run(script("bootstrap.sh"), "--dry-run", *args)
+    first, first_calls = cloud.run(script("bootstrap.sh"), *args)
+    second, second_calls = cloud.run(script("bootstrap.sh"), *args)
+    return Runs(cloud, dry, dry_calls, first, first_calls, second, second_calls)
+
+
+def bindings(calls: list[Call]) -> list[tuple[str, str, str, str]]:
+    """(resource kind, resource, member, role) of each add-iam-policy-binding."""
+    found = []
+    for call in calls:
+        if "add-iam-policy-binding" in call.words:
+            at = call.words.index("add-iam-policy-binding")
+            kind = " ".join(call.words[:at])
+            found.append((kind, call.words[at + 1], call.flag("member"), call.flag("role")))
+    return found
+
+
+def dry_plan_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if not line.startswith("#")]
+
+
+def without_temp_path(arg: str) -> str:
+    return "--lifecycle-file=FILE" if arg.startswith("--lifecycle-file=") else arg
+
+
+def test_dry_run_needs_no_settings_no_login_and_calls_nothing(cloud: Cloud) -> None:
+    result, calls = cloud.run(script("bootstrap.sh"), "--dry-run", settings={})
+    assert result.returncode == 0, result.stderr
+    assert calls == []
+    lines = dry_plan_lines(result.stdout)
+    assert len(lines) > 40
+    assert all(line.startswith("gcloud ") for line in lines)
+    assert "--project=PROJECT_ID" in lines[0]
+    assert any("gs://PROJECT_ID-duo-telephony " in line for line in lines)
+
+
+def test_a_real_run_without_a_project_stops_before_calling_gcloud(cloud: Cloud) -> None:
+    result, calls = cloud.run(script("bootstrap.sh"), settings={})
+    assert result.returncode == 2
+    assert "PROJECT_ID" in result.stderr
+    assert calls == []
+
+
+def test_help_names_every_setting(cloud: Cloud) -> None:
+    result, calls = cloud.run(script("bootstrap.sh"), "--help")
+    assert result.returncode == 0
+    for setting in ("PROJECT_ID", "REGION", "FIRESTORE_LOCATION", "BUCKET", "SECRET"):
+        assert setting in result.stdout
+    assert calls == []
+
+
+def test_the_dry_run_prints_what_a_first_run_does_in_order(runs: Runs) -> None:
+    assert runs.first.returncode == 0, runs.first.stderr
+    assert runs.dry_calls == []
+    ran = [["gcloud", *call.argv] for call in plan(runs.first_calls)]
+    printed = [shlex.split(line) for line in dry_plan_lines(runs.dry.stdout)]
+    assert [list(map(without_temp_path, argv)) for argv in printed] == [
+        list(map(without_temp_path, argv)) for argv in ran
+    ]
+
+
+def test_a_second_run_changes_nothing(runs: Runs) -> None:
+    assert runs.second.returncode == 0, runs.second.stderr
+    changes = [
+        call.line
+        for call in plan(runs.second_calls)
+        # Returns the existing service agent: a lookup that creates only on a new project.
+        if call.words[:3] != ["services", "identity", "create"]
+    ]
+    assert changes == []
+    assert not any(call.changed for call in runs.second_calls)
+
+
+def test_grants_refused_while_iam_propagates_are_retried_with_backoff(runs: Runs) -> None:
+    refused = [
+        call for call in runs.first_calls if call.rc != 0 and "add-iam-policy-binding" in call.words
+    ]
+    # The recorder refuses the first binding naming each runtime account created just before.
+    assert {call.flag("member") for call in refused} == {
+        account(name) for name in ("planner", "fetcher", "writer", "deployer")
+    }
+    for call in refused:
+        later = runs.first_calls[runs.first_calls.index(call) + 1 :]
+        assert any(again.argv == call.argv and again.rc == 0 for again in later)
+    assert runs.cloud.sleeps == ["2"] * len(refused)
+
+
+def test_a_refusal_that_is_not_propagation_fails_at_once(cloud: Cloud) -> None:
+    denial = "ERROR: PERMISSION_DENIED: the caller lacks resourcemanager.projects.setIamPolicy"
+    cloud.state_file.write_text(json.dumps({"deny": [["roles/datastore.user", denial]]}))
+    result, calls = cloud.run(script("bootstrap.sh"))
+    assert result.returncode != 0
+    assert "PERMISSION_DENIED" in result.stderr
+    assert [call.rc for call in calls if "roles/datastore.user" in call.line] == [1]
+    assert cloud.sleeps == []
+
+
+def test_no_public_member_and_no_broad_role_on_the_project(runs: Runs) -> None:
+    lines = dry_plan_lines(runs.dry.stdout)
+    assert not any("allUsers" in line or "allAuthenticatedUsers" in line for line in lines)
+    project_roles = {role for kind, _, _, role in bindings(runs.first_calls) if kind == "projects"}
+    assert project_roles
+    assert not project_roles & BROAD_ROLES
+
+
+def test_each_account_gets_exactly_its_roles(runs: Runs) -> None:
+    granted: dict[str, set[tuple[str, str, str]]] = {}
+    for kind, resource, member, role in bindings(plan(runs.first_calls)):
+        granted.setdefault(member, set()).add((kind, resource, role))
+    bucket = f"gs://{PROJECT}-duo-telephony"
+    assert granted[account("planner")] == {
+        ("projects", PROJECT, "roles/datastore.user"),
+        ("pubsub topics", "duo-telephony-windows", "roles/pubsub.publisher"),
+    }
+    assert granted[account("fetcher")] == {
+        ("projects", PROJECT, "roles/datastore.user"),
+        ("pubsub topics", "duo-telephony-windows", "roles/pubsub.publisher"),
+        ("pubsub topics", "duo-telephony-batches", "roles/pubsub.publisher"),
+        ("secrets", "duo-skey", "roles/secretmanager.secretAccessor"),
+    }
+    # Create-only uploads and a metadata read of an existing object: no list, no delete.
+    assert granted[account("writer")] == {
+        ("projects", PROJECT, "roles/datastore.user"),
+        ("storage buckets", bucket, "roles/storage.objectCreator"),
+        ("storage buckets", bucket, "roles/storage.legacyObjectReader"),
+    }
+    # The push and scheduler accounts get run.invoker from the build, on their services.
+    assert account("push") not in granted
+    assert account("scheduler") not in granted
+    deployer = granted[account("deployer")]
+    assert {(kind, role) for kind, _, role in deployer if kind == "projects"} == {
+        ("projects", role)
+        for role in (
+            "roles/run.admin",
+            "roles/cloudscheduler.admin",
+            "roles/datastore.indexAdmin",
+            "roles/logging.logWriter",
+            "roles/logging.configWriter",
+            "roles/monitoring.alertPolicyEditor",
+            "roles/monitoring.dashboardEditor",
+        )
+    }
+    assert {resource for kind, resource, role in deployer if role == "roles/pubsub.admin"} == {
+        "duo-telephony-windows",
+        "duo-telephony-batches",
+        "duo-telephony-dead-letters",
+        "duo-telephony-windows-fetcher",
+        "duo-telephony-batches-writer",
+    }
+
+
+def test_the_secret_is_created_empty(runs: Runs) -> None:
+    creates = [c for c in plan(runs.first_calls) if c.words[:2] == ["secrets", "create"]]
+    assert len(creates) == 1
+    assert creates[0].flag("data-file") is None
+    assert not any("versions" in call.words for call in runs.first_calls)
+
+
+def test_the_bucket_gets_a_lifecycle_rule_only_when_asked(runs: Runs, cloud: Cloud) -> None:
+    bucket = runs.cloud.state()["resources"][f"storage buckets|gs://{PROJECT}-duo-telephony"]
+    assert bucket["lifecycle_config.rule[0].condition.age"] == LIFECYCLE_DAYS
+    staging = runs.cloud.state()["resources"][f"storage buckets|gs://{PROJECT}-duo-telephony-build"]
+    assert "lifecycle_config.rule[0].condition.age" not in staging
+
+    result, _ = cloud.run(script("bootstrap.sh"), "--dry-run")
+    assert "lifecycle" not in result.stdout
+    for line in dry_plan_lines(result.stdout):
+        if line.startswith("gcloud storage buckets create"):
+            assert "--uniform-bucket-level-access --public-access-prevention" in line
+
+
+def test_a_changed_lifecycle_age_updates_the_existing_bucket(runs: Runs) -> None:
+    result, calls = runs.cloud.run(script("bootstrap.sh"), "--lifecycle-days", "500")
+    assert result.returncode == 0, result.stderr
+    assert [c.words[:3] for c in plan(calls) if c.words[0] == "storage"] == [
+        ["storage", "buckets", "update"]
+    ]
+    bucket = runs.cloud.state()["resources"][f"storage buckets|gs://{PROJECT}-duo-telephony"]
+    assert bucket["lifecycle_config.rule[0].condition.age"] == "500"
+
+
+@pytest.mark.parametrize("days", ["0", "-3", "ten", ""])
+def test_a_lifecycle_age_that_is_not_a_whole_number_of_days_is_refused(
+    cloud: Cloud, days: str
+) -> None:
+    result, calls = cloud.run(script("bootstrap.sh"), "--lifecycle-days", days)
+    assert result.returncode == 2
+    assert calls == []
+
+
+def test_names_are_the_builds_defaults(runs: Runs) -> None:
+    defaults = cloudbuild()["substitutions"]
+    names: dict[str, list[str]] = {}
+    for call in plan(runs.first_calls):
+        if "create" in call.words and call.words[0] != "services":
+            at = call.words.index("create")
+            names.setdefault(" ".join(call.words[:at]), []).extend(call.words[at + 1 : at + 2])
+    assert names["pubsub topics"] == [
+        defaults["_WINDOW_TOPIC"],
+        defaults["_BATCH_TOPIC"],
+        defaults["_DEAD_LETTER_TOPIC"],
+    ]
+    assert names["pubsub subscriptions"] == [
+        f"{defaults['_WINDOW_TOPIC']}-fetcher",
+        f"{defaults['_BATCH_TOPIC']}-writer",
+        defaults["_DEAD_LETTER_TOPIC"],
+    ]
+    assert set(names["iam service-accounts"]) == {
+        defaults[key] for key in ("_PLANNER_SA", "_FETCHER_SA", "_WRITER_SA", "_PUSH_SA")
+    } | {defaults["_SCHEDULER_SA"], "duo-telephony-deployer"}
+    assert names["artifacts repositories"] == [defaults["_REPOSITORY"]]
+    assert names["secrets"] == [defaults["_DUO_SKEY_SECRET"]]
+    regions = {c.flag("location") for c in plan(runs.first_calls) if c.flag("location")}
+    assert regions == {defaults["_REGION"]}
+
+
+def test_a_datastore_mode_database_stops_the_bootstrap(cloud: Cloud) -> None:
+    cloud.seed({"firestore databases|(default)": {"name": "(default)", "type": "DATASTORE_MODE"}})
+    result, calls = cloud.run(script("bootstrap.sh"))
+    assert result.returncode == 1
+    assert "native mode" in result.stderr
+    # It stops at the check: nothing after it, nothing made in Firestore.
+    assert calls[-1].words[:3] == ["firestore", "databases", "describe"]
+    assert calls[-1].flag("format") == "value(type)"

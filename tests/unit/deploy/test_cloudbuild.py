@@ -1,0 +1,310 @@
+"""cloudbuild.yaml: read as data, and its gcloud steps run on a bootstrapped project against the
+recording gcloud, with the substitutions Cloud Build would give them."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.unit.deploy.conftest import (
+    PROJECT,
+    ROOT,
+    Call,
+    Cloud,
+    build_env,
+    cloudbuild,
+    plan,
+    run_build_steps,
+    script,
+)
+from tests.unit.deploy.test_bootstrap import BROAD_ROLES
+
+# Where a document gets its expire_at (a string constant "expire_at" in shared/, by module and
+# innermost function), and the collection group of that document. A new place fails
+# test_every_expire_at_is_known until it is added here, and then the TTL test asks the build
+# for a TTL policy on its group.
+EXPIRE_AT_WRITERS = {
+    ("shared/pipeline/windows.py", "landed_marker"): "batches",  # a batch's marker
+    ("shared/gcp/cursor_store.py", "advance_in"): "windows",  # a window the watermark passed
+}
+
+
+@dataclass(frozen=True)
+class Build:
+    granted: list[list[str]]  # [resource, member, role] bound by the bootstrap
+    results: list[subprocess.CompletedProcess[str]]
+    calls: list[Call]
+    again: list[subprocess.CompletedProcess[str]]
+    again_calls: list[Call]
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
+    tmp = tmp_path_factory.mktemp("build")
+    cloud = Cloud(tmp)
+    bootstrap, _ = cloud.run(script("bootstrap.sh"))
+    assert bootstrap.returncode == 0, bootstrap.stderr
+    granted = cloud.state()["bindings"]
+    results, calls = run_build_steps(cloud, tmp)
+    again, again_calls = run_build_steps(cloud, tmp)
+    return Build(granted, results, calls, again, again_calls)
+
+
+def steps() -> list[dict[str, Any]]:
+    return cloudbuild()["steps"]
+
+
+def calls_of(calls: list[Call], *words: str) -> list[Call]:
+    return [call for call in plan(calls) if call.words[: len(words)] == list(words)]
+
+
+def subscription_calls(calls: list[Call]) -> dict[str, Call]:
+    """The last create or update of each subscription: what it ends up as."""
+    found = {}
+    for call in plan(calls):
+        if call.words[:2] == ["pubsub", "subscriptions"] and call.words[2] in ("create", "update"):
+            found[call.words[3]] = call
+    return found
+
+
+def seconds(value: str | None) -> int:
+    assert value is not None
+    return int(value.removesuffix("s"))
+
+
+def test_the_builds_gcloud_steps_run_on_a_bootstrapped_project(build: Build) -> None:
+    for result in build.results + build.again:
+        assert result.returncode == 0, result.stderr
+
+
+def test_a_second_build_updates_and_creates_nothing(build: Build) -> None:
+    assert not [call.line for call in plan(build.again_calls) if "create" in call.words]
+
+
+def test_nothing_is_public() -> None:
+    text = (ROOT / "cloudbuild.yaml").read_text()
+    assert "allUsers" not in text
+    assert "allAuthenticatedUsers" not in text
+
+
+def test_every_service_refuses_unauthenticated_calls(build: Build) -> None:
+    deploys = calls_of(build.calls, "run", "deploy")
+    assert len(deploys) == 3
+    for call in deploys:
+        assert call.flag("no-allow-unauthenticated") == ""
+        assert call.flag("allow-unauthenticated") is None
+    for call in plan(build.calls):
+        assert "allUsers" not in call.line
+        assert "allAuthenticatedUsers" not in call.line
+
+
+def test_the_build_binds_no_project_role(build: Build) -> None:
+    assert calls_of(build.calls, "projects", "add-iam-policy-binding") == []
+    for call in plan(build.calls):
+        assert call.flag("role") not in BROAD_ROLES - {"roles/pubsub.admin"}
+
+
+def deployer_needs(call: Call) -> set[tuple[str, str]]:
+    """(resource, role) the build's account needs for one call, by Google's predefined roles:
+    its Pub/Sub rights are on each topic and subscription, the rest on the project."""
+    project = f"projects|{PROJECT}"
+    words = call.words
+    needs = set()
+    if words[0] == "run":
+        needs.add((project, "roles/run.admin"))
+    if words[0] == "scheduler":
+        needs.add((project, "roles/cloudscheduler.admin"))
+    if words[0] == "firestore":
+        needs.add((project, "roles/datastore.indexAdmin"))
+    if words[:2] == ["logging", "metrics"]:
+        needs.add((project, "roles/logging.configWriter"))
+    if words[:2] == ["monitoring", "policies"]:
+        needs.add((project, "roles/monitoring.alertPolicyEditor"))
+    if words[:2] == ["monitoring", "dashboards"]:
+        needs.add((project, "roles/monitoring.dashboardEditor"))
+    if words[0] == "pubsub":
+        needs.add((f"pubsub {words[1]}|{words[3]}", "roles/pubsub.admin"))
+        for flag in ("topic", "dead-letter-topic"):
+            if call.flag(flag):
+                needs.add((f"pubsub topics|{call.flag(flag)}", "roles/pubsub.admin"))
+    # Naming an account as a service's identity or as an OIDC token's is acting as it.
+    for flag in ("service-account", "push-auth-service-account", "oidc-service-account-email"):
+        if call.flag(flag):
+            needs.add((f"iam service-accounts|{call.flag(flag)}", "roles/iam.serviceAccountUser"))
+    return needs
+
+
+def test_the_bootstrap_gives_the_builds_account_what_each_call_needs(build: Build) -> None:
+    deployer = f"serviceAccount:duo-telephony-deployer@{PROJECT}.iam.gserviceaccount.com"
+    held = {(resource, role) for resource, member, role in build.granted if member == deployer}
+    needed = set().union(*(deployer_needs(call) for call in build.calls + build.again_calls))
+    assert needed
+    assert needed - held == set()
+
+
+def test_each_service_is_invoked_only_by_its_caller(build: Build) -> None:
+    invokers = {
+        call.words[3]: call.flag("member")
+        for call in calls_of(build.calls, "run", "services", "add-iam-policy-binding")
+        if call.flag("role") == "roles/run.invoker"
+    }
+    push = f"serviceAccount:duo-telephony-push@{PROJECT}.iam.gserviceaccount.com"
+    scheduler = f"serviceAccount:duo-telephony-scheduler@{PROJECT}.iam.gserviceaccount.com"
+    assert invokers == {
+        "duo-telephony-planner": scheduler,
+        "duo-telephony-fetcher": push,
+        "duo-telephony-writer": push,
+    }
+
+
+def test_every_push_subscription_and_the_scheduler_job_use_oidc(build: Build) -> None:
+    pushed = [c for c in subscription_calls(build.calls).values() if c.flag("push-endpoint")]
+    assert len(pushed) == 2
+    for call in pushed:
+        assert call.flag("push-auth-service-account") == (
+            f"duo-telephony-push@{PROJECT}.iam.gserviceaccount.com"
+        )
+        assert call.flag("push-endpoint").startswith(call.flag("push-auth-token-audience"))
+    jobs = calls_of(build.calls, "scheduler", "jobs", "create") + calls_of(
+        build.again_calls, "scheduler", "jobs", "update"
+    )
+    assert len(jobs) == 2
+    for call in jobs:
+        assert call.flag("oidc-service-account-email") == (
+            f"duo-telephony-scheduler@{PROJECT}.iam.gserviceaccount.com"
+        )
+        assert call.flag("uri").startswith(call.flag("oidc-token-audience"))
+
+
+def test_every_subscription_but_the_dead_letters_own_dead_letters(build: Build) -> None:
+    dead_letter_topic = build_env()["_DEAD_LETTER_TOPIC"]
+    subscriptions = subscription_calls(build.calls)
+    assert set(subscriptions) == {
+        "duo-telephony-windows-fetcher",
+        "duo-telephony-batches-writer",
+        dead_letter_topic,
+    }
+    agent = "serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com"
+    for name, call in subscriptions.items():
+        if name == dead_letter_topic:
+            assert call.flag("dead-letter-topic") is None  # where dead letters end
+            continue
+        assert call.flag("dead-letter-topic") == dead_letter_topic
+        assert int(call.flag("max-delivery-attempts")) >= 5
+        # Dead-lettering needs the Pub/Sub service agent to pull from the subscription.
+        assert any(
+            c.words[3] == name and c.flag("member") == agent
+            for c in calls_of(build.calls, "pubsub", "subscriptions", "add-iam-policy-binding")
+        )
+    assert any(
+        c.words[3] == dead_letter_topic
+        and c.flag("member") == agent
+        and c.flag("role") == "roles/pubsub.publisher"
+        for c in calls_of(build.calls, "pubsub", "topics", "add-iam-policy-binding")
+    )
+
+
+def expire_at_writers() -> set[tuple[str, str | None]]:
+    found = set()
+    for path in sorted((ROOT / "shared").rglob("*.py")):
+
+        def visit(node: ast.AST, function: str | None, path: Path = path) -> None:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                function = node.name
+            if isinstance(node, ast.Constant) and node.value == "expire_at":
+                found.add((str(path.relative_to(ROOT)), function))
+            for child in ast.iter_child_nodes(node):
+                visit(child, function)
+
+        visit(ast.parse(path.read_text()), None)
+    return found
+
+
+def test_every_expire_at_is_known() -> None:
+    assert expire_at_writers() == set(EXPIRE_AT_WRITERS)
+
+
+def test_ttl_on_every_collection_group_that_carries_expire_at(build: Build) -> None:
+    enabled = {
+        call.flag("collection-group")
+        for call in calls_of(build.calls, "firestore", "fields", "ttls", "update")
+        if call.words[4] == "expire_at" and call.flag("enable-ttl") == ""
+    }
+    assert enabled == set(EXPIRE_AT_WRITERS.values())
+    # Once asked for, a TTL policy is not asked for again.
+    assert calls_of(build.again_calls, "firestore", "fields", "ttls", "update") == []
+
+
+def test_every_substitution_used_is_defined() -> None:
+    text = (ROOT / "cloudbuild.yaml").read_text()
+    used = set(re.findall(r"\$\{?(_[A-Z0-9_]+)", text))
+    assert used
+    assert used <= set(cloudbuild()["substitutions"])
+
+
+def test_every_step_image_is_pinned() -> None:
+    # A version in the tag (not a moving name like latest or slim), or a digest.
+    pinned = re.compile(r".+(@sha256:[0-9a-f]{64}|:[^:/@]*\d+\.\d+[^:/@]*)$")
+    assert [step["name"] for step in steps() if not pinned.match(step["name"])] == []
+
+
+def waits_for(step_id: str) -> set[str]:
+    """Every step that ``step_id`` waits for, directly or not (no waitFor: all before it)."""
+    ids = [step["id"] for step in steps()]
+    direct = {}
+    for at, step in enumerate(steps()):
+        wait = step.get("waitFor")
+        direct[step["id"]] = set(ids[:at]) if wait is None else set(wait) - {"-"}
+    seen: set[str] = set()
+    todo = [step_id]
+    while todo:
+        for before in direct[todo.pop()] - seen:
+            seen.add(before)
+            todo.append(before)
+    return seen
+
+
+def test_tests_run_before_any_step_that_pushes_or_deploys() -> None:
+    tests = {step["id"] for step in steps() if "pytest" in step.get("script", "")}
+    assert {"unit-tests", "integration-tests"} <= tests
+    changing = [
+        step["id"]
+        for step in steps()
+        if re.search(r"\bgcloud |docker push", step.get("script", "")) and step["id"] not in tests
+    ]
+    assert changing
+    for step_id in changing:
+        assert tests <= waits_for(step_id), step_id
+
+
+def test_the_scheduler_job_comes_after_the_subscriptions() -> None:
+    scheduler = next(s["id"] for s in steps() if "gcloud scheduler jobs" in s.get("script", ""))
+    subscriptions = next(s["id"] for s in steps() if "subscriptions create" in s.get("script", ""))
+    assert subscriptions in waits_for(scheduler)
+
+
+def test_every_service_has_a_startup_probe_on_healthz(build: Build) -> None:
+    deploys = calls_of(build.calls, "run", "deploy")
+    assert len(deploys) == 3
+    for call in deploys:
+        assert "httpGet.path=/healthz" in (call.flag("startup-probe") or ""), call.words[2]
+
+
+def test_the_fetchers_request_timeout_is_within_the_ack_deadline(build: Build) -> None:
+    fetcher = next(
+        c for c in calls_of(build.calls, "run", "deploy") if c.words[2].endswith("-fetcher")
+    )
+    subscription = subscription_calls(build.calls)["duo-telephony-windows-fetcher"]
+    assert seconds(fetcher.flag("timeout")) <= seconds(subscription.flag("ack-deadline"))
+
+
+def test_the_build_command_in_the_header_names_the_service_account() -> None:
+    header = (ROOT / "cloudbuild.yaml").read_text().split("\nsubstitutions:")[0]
+    command = header[header.index("builds submit") :].split("\n#\n")[0]
+    assert "--service-account=" in command

@@ -1,0 +1,302 @@
+"""deploy/monitoring/: the log-based metrics read lines the services really write, and the
+alert policies and the dashboard read only metrics that exist.
+
+The services' lines are rendered as they write them (each entry point's logging, over an app
+on fakes); each metric's filter is evaluated against them, so a renamed field or message
+leaves a metric matching nothing and fails here instead of silently counting zero."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.planner import main as planner_main
+from services.settings import PlannerSettings
+from services.writer import main as writer_main
+from shared.duo.errors import DuoTransientError
+from shared.pipeline.messages import RecordBatch, SpanCheck
+from tests.fakes import FakeClock
+from tests.unit.services.conftest import restored_logging  # noqa: F401 (a fixture)
+from tests.unit.services.fakes import (
+    FakeCursorStore,
+    FakePublisher,
+    FakeWindowStore,
+    FakeWrite,
+    telephony_item,
+)
+from tests.unit.services.test_log_fields import (
+    HOUR,
+    LEASE_SECONDS,
+    TASK,
+    TWO_PAGES,
+    push,
+    serve,  # noqa: F401 (a fixture)
+    serve_fetcher,
+)
+
+MONITORING = Path(__file__).resolve().parents[3] / "deploy" / "monitoring"
+APPLY = MONITORING / "apply.sh"
+CLOUDBUILD = MONITORING.parents[1] / "cloudbuild.yaml"
+PREFIX = "acme-duo"
+VALUES = {
+    "SERVICE_PREFIX": PREFIX,
+    "LAG_ALERT_SECONDS": "1234",
+    "WINDOW_SUBSCRIPTION": "acme-windows-fetcher",
+    "BATCH_SUBSCRIPTION": "acme-batches-writer",
+}
+PLACEHOLDER = re.compile(r"\$\{([A-Z_]+)\}")
+# Which of the lines below each metric must count, and no other.
+EXPECTED = {
+    "duo_telephony_records_landed": {"writer: batch landed"},
+    "duo_telephony_duo_requests": {
+        "fetcher: window fetched",
+        "fetcher: window failed",
+        "fetcher: span checked",
+    },
+    "duo_telephony_rate_limited": {"fetcher: window fetched", "fetcher: window failed"},
+    "duo_telephony_lag_seconds": {"planner: run"},
+    "duo_telephony_quarantined_windows": {"planner: run"},
+    "duo_telephony_windows_failed": {"fetcher: window failed"},
+    "duo_telephony_errors": {"fetcher: window failed"},
+}
+# Metrics Google writes, named as PromQL names them.
+BUILT_IN = {"pubsub_googleapis_com:subscription_dead_letter_message_count"}
+PROMQL_METRIC = re.compile(r"\b[a-z_]+_googleapis_com:[a-z_]+\b")
+USER_METRIC = re.compile(r"^logging_googleapis_com:user_(\w+?)(_sum|_count|_bucket)?$")
+SEVERITIES = ("DEFAULT", "DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL")
+
+
+def render(text: str) -> str:
+    return PLACEHOLDER.sub(lambda match: VALUES[match.group(1)], text)
+
+
+def load(path: Path) -> dict[str, Any]:
+    return json.loads(render(path.read_text()))
+
+
+def metrics() -> dict[str, dict[str, Any]]:
+    return {path.stem: load(path) for path in sorted((MONITORING / "metrics").glob("*"))}
+
+
+def policies() -> list[dict[str, Any]]:
+    return [load(path) for path in sorted((MONITORING / "policies").glob("*"))]
+
+
+def dashboard() -> dict[str, Any]:
+    return load(MONITORING / "dashboard.json")
+
+
+@pytest.fixture
+def lines(serve) -> dict[str, dict[str, Any]]:  # noqa: F811 (the imported fixture)
+    """One line of each kind the metrics read, as the services write it, by a short name."""
+    found: dict[str, dict[str, Any]] = {}
+
+    clock = FakeClock()
+    windows = FakeWindowStore(clock, [])
+    settings = PlannerSettings("acme-prod", ("eu-prod",), "windows", 6 * 3600, 2, LEASE_SECONDS)
+    client, read = serve(
+        planner_main,
+        lambda: planner_main.planner_app(
+            settings, FakeCursorStore(windows, clock), windows, FakePublisher([]), clock
+        ),
+    )
+    assert client.post("/run").status_code == 200
+    [found["planner: run"]] = read()
+
+    client, read = serve_fetcher(serve, TWO_PAGES, rate_limited_per_call=1)
+    push(client, TASK)
+    [found["fetcher: window fetched"]] = read()
+    client, read = serve_fetcher(serve, {None: DuoTransientError("Duo answered HTTP 503")})
+    push(client, TASK)
+    [found["fetcher: window failed"]] = read()
+    store = FakeWindowStore(FakeClock(), [])
+    nothing = {"items": [], "metadata": {"total_objects": 0}}
+    client, read = serve_fetcher(serve, {None: nothing}, store)
+    store.doc(TASK).update(state="done", check_level=0, next_check_at_ms=TASK.maxtime + HOUR)
+    push(client, SpanCheck(TASK.source, 0, (TASK.window_id,)))
+    [found["fetcher: span checked"]] = read()
+
+    batch = RecordBatch("eu-prod", TASK.window_id, 0, [telephony_item("t-1", TASK.mintime)])
+    store = FakeWindowStore(FakeClock(), [])
+    client, read = serve(
+        writer_main, lambda: writer_main.writer_app("acme-prod", FakeWrite([]), store)
+    )
+    push(client, batch)
+    push(client, batch)  # delivered again: "already landed", which no metric counts
+    store.docs[batch.source, batch.window_id] = {"reread_from": 2}
+    push(client, RecordBatch(batch.source, batch.window_id, 1, batch.records))  # a WARNING
+    (
+        found["writer: batch landed"],
+        found["writer: batch already landed"],
+        found["writer: batch superseded"],
+    ) = read()
+    assert found["writer: batch superseded"]["severity"] == "WARNING"
+    return found
+
+
+def matches(log_filter: str, line: dict[str, Any]) -> bool:
+    """Whether the Cloud Logging entry Cloud Run makes of ``line`` (written by the service
+    named by its component) matches ``log_filter``: clauses joined by AND, each
+    ``FIELD="v"``, ``FIELD=~"regex"``, ``FIELD:*`` or ``severity>=LEVEL``."""
+    entry: dict[str, Any] = {
+        "resource.type": "cloud_run_revision",
+        "resource.labels.service_name": f"{PREFIX}-{line['component']}",
+        "severity": line["severity"],
+    }
+    entry |= {f"jsonPayload.{key}": value for key, value in line.items() if key != "severity"}
+    for clause in log_filter.split(" AND "):
+        if match := re.fullmatch(r'(\S+?)="(.*)"', clause):
+            ok = match.group(1) in entry and str(entry[match.group(1)]) == match.group(2)
+        elif match := re.fullmatch(r'(\S+?)=~"(.*)"', clause):
+            ok = bool(re.search(match.group(2), str(entry.get(match.group(1), ""))))
+        elif match := re.fullmatch(r"(\S+):\*", clause):
+            ok = match.group(1) in entry
+        elif match := re.fullmatch(r"severity>=([A-Z]+)", clause):
+            ok = SEVERITIES.index(line["severity"]) >= SEVERITIES.index(match.group(1))
+        else:
+            pytest.fail(f"a clause this test cannot evaluate: {clause!r}")
+        if not ok:
+            return False
+    return True
+
+
+def extracted(extractor: str) -> str:
+    match = re.fullmatch(r"EXTRACT\(jsonPayload\.(\w+)\)", extractor)
+    assert match, f"an extractor this test cannot read: {extractor!r}"
+    return match.group(1)
+
+
+def promql_metrics(query: str, defined: dict[str, dict[str, Any]]) -> set[str]:
+    """The metrics a PromQL query reads, each checked: a built-in one, or one defined here
+    (a distribution read through _sum, _count or _bucket, a counter as it is)."""
+    names = set()
+    for name in PROMQL_METRIC.findall(query):
+        if name in BUILT_IN:
+            names.add(name)
+            continue
+        match = USER_METRIC.match(name)
+        assert match and match.group(1) in defined, f"{name} is neither defined nor built in"
+        metric, suffix = match.groups()
+        distribution = defined[metric]["metricDescriptor"]["valueType"] == "DISTRIBUTION"
+        assert bool(suffix) == distribution, f"{name}: read as a distribution: {distribution}"
+        names.add(metric)
+    return names
+
+
+def test_every_file_is_json_before_and_after_its_placeholders_are_filled() -> None:
+    files = sorted(path for path in MONITORING.rglob("*") if path.suffix == ".json")
+    assert len(files) == len(EXPECTED) + 5  # the metrics, four policies and the dashboard
+    for path in files:
+        json.loads(path.read_text())
+        assert not PLACEHOLDER.search(render(path.read_text()))
+
+
+def test_apply_fills_in_exactly_the_placeholders_the_files_use() -> None:
+    filled = set(re.findall(r"text=\$\{text//'\$\{([A-Z_]+)\}'/", APPLY.read_text()))
+    used = {
+        name
+        for path in MONITORING.rglob("*.json")
+        for name in PLACEHOLDER.findall(path.read_text())
+    }
+    assert filled == used == set(VALUES)
+
+
+def test_each_metric_counts_exactly_the_lines_it_is_named_for(lines) -> None:
+    defined = metrics()
+    assert set(defined) == set(EXPECTED)
+    for name, metric in defined.items():
+        counted = {kind for kind, line in lines.items() if matches(metric["filter"], line)}
+        assert counted == EXPECTED[name], name
+
+
+def test_each_metric_extracts_fields_the_counted_lines_carry(lines) -> None:
+    for name, metric in metrics().items():
+        counted = [line for kind, line in lines.items() if kind in EXPECTED[name]]
+        if "valueExtractor" in metric:
+            assert metric["metricDescriptor"]["valueType"] == "DISTRIBUTION", name
+            field = extracted(metric["valueExtractor"])
+            for line in counted:
+                value = line[field]
+                assert isinstance(value, int | float) and not isinstance(value, bool), name
+        declared = {label["key"] for label in metric["metricDescriptor"].get("labels", [])}
+        assert declared == set(metric.get("labelExtractors", {})), name
+        for extractor in metric.get("labelExtractors", {}).values():
+            field = extracted(extractor)
+            assert all(isinstance(line[field], str) for line in counted), (name, field)
+
+
+def test_a_filter_names_the_services_by_the_build_prefix() -> None:
+    for name, metric in metrics().items():
+        assert f'resource.labels.service_name="{PREFIX}-' in metric["filter"] or (
+            f'service_name=~"^{PREFIX}-(planner|fetcher|writer)$"' in metric["filter"]
+        ), name
+
+
+def test_policies_are_named_for_the_teardown_and_read_defined_or_built_in_metrics() -> None:
+    defined = metrics()
+    read: set[str] = set()
+    names = [policy["displayName"] for policy in policies()]
+    assert len(set(names)) == len(names) == 4
+    for policy in policies():
+        assert policy["displayName"].startswith("duo-telephony")
+        for condition in policy["conditions"]:
+            read |= promql_metrics(condition["conditionPrometheusQueryLanguage"]["query"], defined)
+    assert read == {
+        "duo_telephony_lag_seconds",
+        "duo_telephony_quarantined_windows",
+        "duo_telephony_windows_failed",
+        "duo_telephony_errors",
+        *BUILT_IN,
+    }
+
+
+def test_the_lag_threshold_and_the_subscriptions_come_from_the_build() -> None:
+    queries = " ".join(
+        condition["conditionPrometheusQueryLanguage"]["query"]
+        for policy in policies()
+        for condition in policy["conditions"]
+    )
+    assert "_lag_seconds_count{" in queries and ") > 1234" in queries
+    assert 'subscription_id=~"acme-windows-fetcher|acme-batches-writer"' in queries
+
+
+def test_policies_name_no_channel_so_an_empty_substitution_notifies_nobody() -> None:
+    for policy in policies():
+        assert not policy.get("notificationChannels"), policy["displayName"]
+    build = CLOUDBUILD.read_text()
+    assert re.search(r'^  _NOTIFICATION_CHANNEL: ""', build, re.MULTILINE)
+    assert re.search(r'^  _LAG_ALERT_SECONDS: "\d+"', build, re.MULTILINE)
+    script = APPLY.read_text()
+    # Channels only when given: on create, and on update (which replaces the whole policy).
+    assert '--notification-channels="$channels"' in script
+    assert '--set-notification-channels="$channels"' in script
+    assert "--clear-notification-channels" in script
+
+
+def test_the_dashboard_shows_records_lag_requests_and_429s_from_defined_metrics() -> None:
+    board = dashboard()
+    assert board["displayName"] == "duo-telephony"
+    shown = set()
+    for widget in board["gridLayout"]["widgets"]:
+        for data in widget["xyChart"]["dataSets"]:
+            shown |= promql_metrics(data["timeSeriesQuery"]["prometheusQuery"], metrics())
+    assert {
+        "duo_telephony_records_landed",
+        "duo_telephony_lag_seconds",
+        "duo_telephony_duo_requests",
+        "duo_telephony_rate_limited",
+    } <= shown
+
+
+@pytest.mark.parametrize(
+    "path", sorted([*(MONITORING / "policies").glob("*.json"), MONITORING / "dashboard.json"])
+)
+def test_apply_finds_the_display_name_where_it_looks(path: Path) -> None:
+    # apply.sh matches existing policies and the dashboard by the one displayName line
+    # indented by two spaces; a reformatted file would make it create a second one.
+    found = re.findall(r'^  "displayName": "(.*)",$', path.read_text(), re.MULTILINE)
+    assert found == [json.loads(path.read_text())["displayName"]]
