@@ -78,7 +78,7 @@ class RunOptions:
     kill_every: tuple[float, float] | None = None  # SIGKILL a service worker this often (s)
     plan_every: float = 5.0  # seconds between planner runs (Cloud Scheduler: every minute)
     timeout: float = 1800.0
-    parallelism: int = 4
+    parallelism: int | None = None  # PLAN_PARALLELISM; None: the planner's default
 
     @property
     def first_lookback(self) -> str:

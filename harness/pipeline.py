@@ -47,7 +47,7 @@ class PipelineConfig:
     enrich: bool = False
     rate_per_minute: float | str = 30.0  # or "auto"
     lookback: str = "24h"
-    parallelism: int = 4
+    parallelism: int | None = None  # PLAN_PARALLELISM; None: the planner's default
     time_budget: str = "4m"
     lease: str = "60s"
     topics: TopicNames = field(default_factory=TopicNames)
@@ -70,9 +70,9 @@ class PipelineConfig:
             "GCS_GZIP": str(self.gzip).lower(),
             "ENRICH_RECORDS": str(self.enrich).lower(),
             "LOOKBACK": self.lookback,
-            "PLAN_PARALLELISM": str(self.parallelism),
             "FETCH_TIME_BUDGET": self.time_budget,
             "WINDOW_LEASE": self.lease,
+            **({"PLAN_PARALLELISM": str(self.parallelism)} if self.parallelism else {}),
             **self.extra_env,
         }
 

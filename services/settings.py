@@ -16,6 +16,7 @@ from shared.duo.endpoint import DuoEndpoint, EndpointError
 from shared.duo.secret import Secret
 from shared.duo.telephony import RETENTION_MS
 from shared.pipeline.ids import SOURCE_ID_PATTERN
+from shared.pipeline.planning import DEFAULT_PARALLELISM
 from shared.pipeline.repair import CHECK_BATCH_MS, DEFAULT_CHECKS_MS
 from shared.pipeline.topics import TopicNames
 from shared.pipeline.windows import LANDING_TIMEOUT_MS
@@ -310,7 +311,7 @@ def planner_settings(env: Mapping[str, str]) -> PlannerSettings:
         sources=tuple(_sources(e, lambda _entry, source_id: source_id)),
         window_topic=e.text("WINDOW_TOPIC", TopicNames.windows),
         lookback_seconds=lookback,
-        parallelism=int(e.number("PLAN_PARALLELISM", 4, 1, 64)),
+        parallelism=int(e.number("PLAN_PARALLELISM", DEFAULT_PARALLELISM, 1, 64)),
         delay_seconds=delay,
         repair_checks_ms=repair_checks(e),
         repair_batch_ms=repair_batch_ms(e),

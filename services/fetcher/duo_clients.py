@@ -41,8 +41,9 @@ class DuoClients:
             raise UnknownSourceError(f"source {source_id!r} is not configured in this deployment")
         return source
 
-    def api(self, source_id: str) -> DuoApi:
-        """A client with its own call counters, sharing the source's session and limiter."""
+    def api(self, source_id: str, live: bool = False) -> DuoApi:
+        """A client with its own call counters, sharing the source's session and limiter; a
+        ``live`` window's requests go before the backfill's waiting in this instance."""
         source = self._source(source_id)
         with self._lock:
             if source_id not in self._shared:
@@ -67,7 +68,26 @@ class DuoClients:
                     limiter,
                 )
             http, signer, limiter = self._shared[source_id]
-        return DuoApi(http, signer, limiter=limiter, retry=self._retry, clock=self._clock)
+        return DuoApi(
+            http,
+            signer,
+            limiter=_LiveFirst(limiter) if live else limiter,
+            retry=self._retry,
+            clock=self._clock,
+        )
 
     def host(self, source_id: str) -> str:
         return self._source(source_id).endpoint.host
+
+
+class _LiveFirst:
+    """The source's limiter, asked for urgent slots: a live window's requests."""
+
+    def __init__(self, limiter: FirestoreRateLimiter) -> None:
+        self._limiter = limiter
+
+    def acquire(self) -> None:
+        self._limiter.acquire(urgent=True)
+
+    def pause(self, seconds: float) -> None:
+        self._limiter.pause(seconds)

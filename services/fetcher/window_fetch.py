@@ -29,7 +29,7 @@ from shared.duo.paging import Page, WindowError, count_records, read_window, tok
 from shared.duo.records import enriched, record_id, record_time_us
 from shared.gcp.window_store import LandedSpans, WindowStore
 from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask
-from shared.pipeline.planning import retention_start
+from shared.pipeline.planning import is_live, retention_start
 from shared.pipeline.windows import DONE, Claim
 
 # Duo trouble that concerns every window of the account alike: it backs off, never
@@ -125,7 +125,7 @@ class WindowFetcher:
         self,
         store: WindowStore,
         publisher: BatchPublisher,
-        duo_for: Callable[[str], DuoApi],
+        duo_for: Callable[[str, bool], DuoApi],
         clock: Clock,
         *,
         lease_seconds: float,
@@ -146,7 +146,7 @@ class WindowFetcher:
 
     def fetch(self, task: WindowTask) -> FetchReport:
         report = FetchReport(task.source, task.window_id, "skipped")
-        duo = self._duo_for(task.source)
+        duo = self._duo_for(task.source, is_live(task.mintime, now_ms(self._clock)))
         claim = self._store.claim(task.source, task.window_id, self._lease)
         if claim is None:
             return report
@@ -269,7 +269,7 @@ class WindowFetcher:
         report.landed = sum(
             self._store.landed_records(message.source, window) for window in message.windows
         )
-        duo = self._duo_for(message.source)
+        duo = self._duo_for(message.source, False)
         try:
             matched = self._counts_match(duo, report, now)
         finally:

@@ -117,22 +117,50 @@ class FirestoreRateLimiter:
         # The slot each thread last started at: the request a 429 refused.
         self._started = threading.local()
         self._slots: deque[float] = deque()
+        # The slot each thread is sleeping towards, which an urgent request may take over.
+        self._waiting: dict[object, float] = {}
         self._paused_until = 0.0
         self._reserving = False
         self._changed = threading.Condition()
         self._update_lock = threading.Lock()
         self._rng = random.Random()
 
-    def acquire(self) -> None:
+    def acquire(self, urgent: bool = False) -> None:
+        """Blocks until one request may be sent. An ``urgent`` request (a live window's) takes
+        the earliest slot another thread of this instance is still waiting for, and that
+        thread waits for the urgent one's later slot instead: live records do not queue behind
+        the backfill, and the slots used stay the same."""
         while True:
+            ticket = None if urgent else object()
             slot = self._take_slot()
-            while (wait := slot - self._clock.now()) > 0:
-                self._clock.sleep(wait)
             with self._changed:
-                # A pause may have come, or the thread may have woken late, while sleeping.
-                if self._usable(slot, self._clock.now()):
-                    self._started.slot = slot
-                    return
+                if urgent:
+                    slot = self._jump_queue(slot)
+                else:
+                    self._waiting[ticket] = slot
+            while True:
+                while (wait := slot - self._clock.now()) > 0:
+                    self._clock.sleep(wait)
+                with self._changed:
+                    if ticket is not None and self._waiting[ticket] != slot:
+                        slot = self._waiting[ticket]  # given to an urgent request meanwhile
+                        continue
+                    self._waiting.pop(ticket, None)
+                    # A pause may have come, or the thread may have woken late, while sleeping.
+                    if self._usable(slot, self._clock.now()):
+                        self._started.slot = slot
+                        return
+                    break
+
+    def _jump_queue(self, slot: float) -> float:
+        """The slot an urgent request waits for: the earliest one a waiting thread holds, when
+        it comes before the urgent request's own ``slot``, which that thread then waits for
+        instead (called under ``_changed``)."""
+        ticket = min(self._waiting, key=self._waiting.__getitem__, default=None)
+        if ticket is None or self._waiting[ticket] >= slot:
+            return slot
+        self._waiting[ticket], slot = slot, self._waiting[ticket]
+        return slot
 
     def pause(self, seconds: float) -> None:
         # Locally first, so this instance's threads stop even if Firestore fails below.

@@ -1,9 +1,13 @@
 """Which windows to fetch next: pure arithmetic, so it is tested without a database.
 
-A window costs at least one Duo request even when empty, and pages inside a window are
-sequential. So the backlog is cut into at most ``parallelism`` windows (parallel fetchers, one
-shared rate limit) and never into windows shorter than ``min_split_ms``: a sparse backlog of
-any length costs a handful of requests, a dense one close to ceil(N / 1000).
+Every window costs one request more than its full pages (its partial or empty last page), and
+Duo's rate limit, not the reader, bounds a catch-up: one sequential reader waits for the
+limiter at the limits Duo gives (against the simulator it kept up with 120 requests a minute).
+So a backlog is one window by default (``DEFAULT_PARALLELISM``), read in ceil(N / 1000)
+requests, or one more; ``parallelism`` cuts it into more, each at least ``min_split_ms`` long
+and each costing up to one request more, for a limit one reader cannot reach. Once the backlog
+is planned, each planner run (every minute) plans the minute just published as one live
+window: one request a minute.
 
 Windows are half-open, ``[mintime, maxtime)`` in milliseconds, and the next one starts at the
 previous one's ``maxtime``: Duo is asked for both ends inclusive, and a record is kept by the
@@ -16,8 +20,12 @@ from __future__ import annotations
 
 from shared.duo.telephony import AVAILABILITY_DELAY_MS, RETENTION_MS
 
+DEFAULT_PARALLELISM = 1
 MIN_SPLIT_MS = 3_600_000
 MIN_WINDOW_MS = 1_000
+# A window starting this recently is live: a planner run's minute, or the few minutes after a
+# short outage; a backfill window starts hours or days back.
+LIVE_MS = 15 * 60_000
 # Planning stays a little inside Duo's limits so a window is still valid when fetched later.
 RETENTION_MARGIN_MS = 3_600_000
 # A fetch starting now stays this far inside the retention edge, for the pages that follow.
@@ -52,6 +60,12 @@ def plan_windows(
     count = max(1, min(parallelism, span // min_split_ms))
     bounds = [start + span * i // count for i in range(count + 1)]
     return [(bounds[i], bounds[i + 1]) for i in range(count)]
+
+
+def is_live(mintime: int, now_ms: int) -> bool:
+    """Whether a window holds the newest records (it starts within ``LIVE_MS``): the records
+    people wait for, whose requests go before the backfill's."""
+    return mintime >= now_ms - LIVE_MS
 
 
 def retention_gap(planned_until: int, now_ms: int) -> tuple[int, int] | None:

@@ -141,7 +141,7 @@ def _rig(
     copies = ensure_pull_subscription(subscriber, project, f"b-{pubsub_names}", batches)
     endpoint = DuoEndpoint.parse(simulator.base_url)
 
-    def duo_for(_source: str) -> DuoApi:
+    def duo_for(_source: str, _live: bool) -> DuoApi:
         signer = Signer(SigningConfig(IKEY, Secret(SKEY), endpoint.host), clock)
         return DuoApi(
             DuoHttp(endpoint),

@@ -3,7 +3,13 @@ import itertools
 import pytest
 
 from shared.duo.paging import RETENTION_MS
-from shared.pipeline.planning import first_planned_until, plan_windows, retention_gap
+from shared.pipeline.planning import (
+    DEFAULT_PARALLELISM,
+    first_planned_until,
+    is_live,
+    plan_windows,
+    retention_gap,
+)
 
 NOW = 1_800_000_000_000
 HOUR = 3_600_000
@@ -24,6 +30,34 @@ def test_a_first_start_plans_the_lookback_in_parallel_windows():
     windows = plan_windows(planned_until, NOW, parallelism=4)
     assert len(windows) == 4
     covers_exactly(windows, NOW - DAY, NOW - 120_000)
+
+
+def test_by_default_a_backlog_is_one_window_read_by_one_reader():
+    # 20,000 records in it cost 20 requests, or 21 with an empty last page: four windows
+    # would each end with a partial page.
+    planned_until = first_planned_until(NOW, 7 * DAY)
+    assert plan_windows(planned_until, NOW, DEFAULT_PARALLELISM) == [(NOW - 7 * DAY, NOW - 120_000)]
+
+
+def test_after_the_backlog_each_run_a_minute_apart_plans_one_live_window_of_that_minute():
+    (backlog,) = plan_windows(NOW - 7 * DAY, NOW, DEFAULT_PARALLELISM)
+    planned_until, live = backlog[1], []
+    for run in range(1, 4):
+        (window,) = plan_windows(planned_until, NOW + run * 60_000, DEFAULT_PARALLELISM)
+        live.append(window)
+        planned_until = window[1]
+    assert live == [
+        (NOW - 120_000, NOW - 60_000),
+        (NOW - 60_000, NOW),
+        (NOW, NOW + 60_000),
+    ]
+
+
+def test_a_window_starting_within_the_last_quarter_hour_is_live():
+    assert is_live(NOW - 15 * 60_000, NOW)
+    assert not is_live(NOW - 15 * 60_000 - 1, NOW)
+    # The backfill window is planned up to the same end as a live one, from far back.
+    assert not is_live(NOW - 7 * DAY, NOW)
 
 
 def test_steady_state_plans_one_window_up_to_two_minutes_ago():

@@ -62,7 +62,7 @@ class Fetcher:
         fetcher = WindowFetcher(
             self.store,
             self.publisher,
-            duo_for or (lambda source: FakeDuo(answers, self.events, self.clock)),
+            duo_for or (lambda source, live: FakeDuo(answers, self.events, self.clock)),
             self.clock,
             lease_seconds=600,
             time_budget_seconds=240,

@@ -93,7 +93,7 @@ def serve_fetcher(
     fetcher = WindowFetcher(
         store,
         FakePublisher([]),
-        lambda source: FakeDuo(answers, [], clock, **duo_options),
+        lambda source, live: FakeDuo(answers, [], clock, **duo_options),
         clock,
         lease_seconds=LEASE_SECONDS,
         time_budget_seconds=240,

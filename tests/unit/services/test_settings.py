@@ -475,7 +475,7 @@ def test_planner_source_id_from_source_id_or_default():
     assert settings.sources == ("eu-prod",)
     assert settings.project == "p"
     assert settings.lookback_seconds == 86_400
-    assert settings.parallelism == 4
+    assert settings.parallelism == 1
     assert settings.window_topic == "duo-telephony-windows"
 
 

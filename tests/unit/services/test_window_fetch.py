@@ -56,6 +56,7 @@ class Rig:
         self.answers = answers
         self.duo_options = duo_options
         self.duos: list[FakeDuo] = []
+        self.live: list[bool] = []  # per Duo client asked for: a live window's or not
         self.events: list[tuple[Any, ...]] = []
         self.clock = FakeClock()
         self.store = FakeWindowStore(self.clock, self.events)
@@ -73,7 +74,8 @@ class Rig:
             repair_checks=repair_checks,
         )
 
-    def _duo_for(self, source: str) -> FakeDuo:
+    def _duo_for(self, source: str, live: bool) -> FakeDuo:
+        self.live.append(live)
         duo = FakeDuo(self.answers, self.events, self.clock, **self.duo_options)
         self.duos.append(duo)
         return duo
@@ -501,3 +503,12 @@ def test_a_check_of_windows_past_duos_retention_moves_them_on_without_a_request(
     report = rig.fetcher.check(SpanCheck(TASK.source, 0, (TASK.window_id,)))
     assert (report.outcome, report.requests) == ("past_retention", 0)
     assert (rig.doc["state"], rig.doc["check_level"]) == ("done", 1)
+
+
+def test_a_live_window_asks_for_live_first_requests_and_a_backfill_window_does_not():
+    live = WindowTask("eu-prod", NOW_MS - 3 * MINUTE_MS, NOW_MS - 2 * MINUTE_MS)
+    rig = Rig(paged([[]]))
+    rig.store.add(live)
+    rig.fetch(live)
+    rig.fetch(TASK)
+    assert rig.live == [True, False]
