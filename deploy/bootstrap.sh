@@ -166,6 +166,9 @@ grant secret "$SECRET" "serviceAccount:$(sa fetcher)" roles/secretmanager.secret
 for role in "${WRITER_BUCKET_ROLES[@]}"; do
   grant bucket "gs://$BUCKET" "serviceAccount:$(sa writer)" "$role"
 done
+for role in "${PLANNER_BUCKET_ROLES[@]}"; do
+  grant bucket "gs://$BUCKET" "serviceAccount:$(sa planner)" "$role"
+done
 # The push and scheduler accounts get run.invoker on their services from the build, once the
 # services exist.
 

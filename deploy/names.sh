@@ -65,6 +65,10 @@ DEPLOYER_PROJECT_ROLES=(
 # batch is delivered again (shared/gcp/bucket_writer.py: upload_from_string with
 # if_generation_match=0, then blob.reload()). It never lists, so no objectViewer.
 WRITER_BUCKET_ROLES=(roles/storage.objectCreator roles/storage.legacyObjectReader)
+# What the planner needs on the bucket: before reading again a batch that never got its
+# marker, it lists the objects of the batch's time span and reads the batch's own back
+# (shared/gcp/unmarked_batches.py), so that a batch the writer did land is not landed twice.
+PLANNER_BUCKET_ROLES=(roles/storage.objectViewer)
 
 # Every Firestore collection the pipeline writes (shared/gcp: window_store.ROOT and its
 # windows/batches subcollections, rate_limiter.DEFAULT_COLLECTION).

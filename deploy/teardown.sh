@@ -148,6 +148,9 @@ elif dry || exists gcloud storage buckets describe "gs://$BUCKET" "${project[@]}
   for role in "${WRITER_BUCKET_ROLES[@]}"; do
     revoke bucket "gs://$BUCKET" "serviceAccount:$(sa writer)" "$role"
   done
+  for role in "${PLANNER_BUCKET_ROLES[@]}"; do
+    revoke bucket "gs://$BUCKET" "serviceAccount:$(sa planner)" "$role"
+  done
 fi
 
 for name in "${ACCOUNTS[@]}"; do

@@ -52,12 +52,19 @@ def lookback_seconds(value: str, setting: str) -> float:
     return seconds
 
 
+DEFAULT_PREFIX = "duo-telephony"
+
+
 def object_prefix(value: str, setting: str) -> str:
     """The bucket folder objects go under, without leading or trailing slashes."""
     prefix = value.strip().strip("/")
     if not re.match(r"^[A-Za-z0-9._/-]+$", prefix) or "//" in prefix:
         raise ConfigError(f"{setting}: {prefix!r} must be a plain path like duo/telephony")
     return prefix
+
+
+def _prefix(e: _Env) -> str:
+    return object_prefix(e.text("GCS_PREFIX", DEFAULT_PREFIX), "GCS_PREFIX")
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,10 @@ class PlannerSettings:
     repair_checks_ms: tuple[int, ...] = DEFAULT_CHECKS_MS
     repair_batch_ms: int = CHECK_BATCH_MS
     landing_timeout_ms: int = LANDING_TIMEOUT_MS
+    # The writer's bucket and prefix, where a batch landed without its marker is looked for
+    # before it is read again (None: not looked for; it would be landed twice).
+    bucket: str | None = None
+    prefix: str = DEFAULT_PREFIX
 
 
 @dataclass(frozen=True)
@@ -318,6 +329,8 @@ def planner_settings(env: Mapping[str, str]) -> PlannerSettings:
         landing_timeout_ms=int(
             parse_duration(e.text("LANDING_TIMEOUT", "15m"), "LANDING_TIMEOUT") * 1000
         ),
+        bucket=e.text("GCS_BUCKET", "") or None,
+        prefix=_prefix(e),
     )
 
 
@@ -381,6 +394,6 @@ def writer_settings(env: Mapping[str, str]) -> WriterSettings:
     return WriterSettings(
         project=e.project(),
         bucket=e.text("GCS_BUCKET"),
-        prefix=object_prefix(e.text("GCS_PREFIX", "duo-telephony"), "GCS_PREFIX"),
+        prefix=_prefix(e),
         gzip=e.flag("GCS_GZIP"),
     )

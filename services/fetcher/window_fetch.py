@@ -1,11 +1,10 @@
-"""The fetcher's work on one window task: claim, page, publish, checkpoint, hand on.
+"""The fetcher's work on one window task: claim, page, checkpoint, publish, hand on.
 
-Each page is published and acknowledged by Pub/Sub before its checkpoint is saved, so a
-fetcher that dies re-fetches at most the one page it had not checkpointed, and that page's
-batch keeps its number (and so its object name): if the first version landed, the writer finds
-its marker and writes nothing. (If Duo published a late record inside that page meanwhile, the
-two versions differ and only one lands: a known limit, see the README.) The lease is renewed
-while the fetch runs, so only a dead fetcher lets it run out.
+Each page is checkpointed before its batch is published, so a page number (and the object name
+it gives) belongs to one page only, whatever Duo answers when a page is read again: a fetcher
+that dies between the two leaves a batch that never lands, and the planner reads that gap again
+from the tokens its landed neighbours were read with, landing only what is missing. The lease
+is renewed while the fetch runs, so only a dead fetcher lets it run out.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ from shared.duo.records import enriched, record_id, record_time_us
 from shared.gcp.window_store import LandedSpans, WindowStore
 from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask
 from shared.pipeline.planning import is_live, retention_start
-from shared.pipeline.windows import DONE, Claim
+from shared.pipeline.windows import DONE, Claim, past
 
 # Duo trouble that concerns every window of the account alike: it backs off, never
 # quarantines a window.
@@ -202,24 +201,27 @@ class WindowFetcher:
         else:
             pages = read_window(duo, start, claim.maxtime, now_ms=now, next_offset=next_offset)
         landed: LandedSpans | None = None  # a re-read's landed batches, read at its first page
+        offset = next_offset
         for page in pages:
             if keeper.lost:
                 return "lost_lease"  # another fetcher has the window: publish nothing more
             items, following = page.items, page.next_offset
+            if following and claim.read_until and past(following, claim.read_until):
+                following = None  # the gap is read: what follows has landed already
             if claim.reread_from and items:
                 if landed is None:
                     landed = self._store.landed_spans(claim.source, claim.window_id)
                 items = self._not_landed(landed, items, report)
             records = [enriched(item, host) for item in items] if host else items
-            self._publisher.publish_batch(
-                RecordBatch(task.source, task.window_id, claim.pages, records)
-            )
             saved = self._store.checkpoint(
                 claim, following, len(records), self._lease, lost_ms=report.retention_lost_ms
             )
             if saved is None:
                 return "lost_lease"
-            claim = saved
+            self._publisher.publish_batch(
+                RecordBatch(task.source, task.window_id, claim.pages, records, (offset, following))
+            )
+            claim, offset = saved, following
             report.pages += 1
             report.records += len(records)
             report.dropped += page.dropped

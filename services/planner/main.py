@@ -11,9 +11,10 @@ from services.planner.run import run_planner
 from services.push_app import build, create_app
 from services.settings import PlannerSettings, planner_settings
 from shared.clock import Clock, SystemClock
-from shared.gcp.clients import firestore_client, pubsub_publisher
+from shared.gcp.clients import firestore_client, pubsub_publisher, storage_client
 from shared.gcp.cursor_store import CursorStore
 from shared.gcp.publisher import Publisher
+from shared.gcp.unmarked_batches import UnmarkedBatches
 from shared.gcp.window_store import WindowStore
 
 
@@ -24,7 +25,11 @@ def create_planner_app(env: Mapping[str, str] = os.environ, clock: Clock | None 
     windows = WindowStore(db, clock)
     cursors = CursorStore(db, windows, clock)
     publisher = Publisher(pubsub_publisher(), settings.project, settings.window_topic)
-    return planner_app(settings, cursors, windows, publisher, clock)
+    unmarked = None
+    if settings.bucket:
+        bucket = storage_client(settings.project).bucket(settings.bucket)
+        unmarked = UnmarkedBatches(bucket, settings.prefix)
+    return planner_app(settings, cursors, windows, publisher, clock, unmarked)
 
 
 def planner_app(
@@ -33,13 +38,14 @@ def planner_app(
     windows: WindowStore,
     publisher: Publisher,
     clock: Clock,
+    unmarked: UnmarkedBatches | None = None,
 ) -> Flask:
     """The ``/run`` endpoint around the planner's work, given its collaborators."""
     app = create_app("planner", settings.project)
 
     @app.post("/run")
     def run():
-        results = run_planner(settings, cursors, windows, publisher, clock)
+        results = run_planner(settings, cursors, windows, publisher, clock, unmarked)
         return jsonify(results), 500 if any("error" in r for r in results) else 200
 
     return app

@@ -10,6 +10,7 @@ from services.settings import PlannerSettings
 from shared.clock import Clock, now_ms
 from shared.gcp.cursor_store import CursorStore
 from shared.gcp.publisher import Publisher
+from shared.gcp.unmarked_batches import UnmarkedBatches
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.messages import SpanCheck
 from shared.pipeline.repair import spans_due
@@ -28,11 +29,14 @@ def run_planner(
     windows: WindowStore,
     publisher: Publisher,
     clock: Clock,
+    unmarked: UnmarkedBatches | None = None,
 ) -> list[dict[str, Any]]:
     results = []
     for source in settings.sources:
         try:
-            results.append(_run_source(source, settings, cursors, windows, publisher, clock))
+            results.append(
+                _run_source(source, settings, cursors, windows, publisher, clock, unmarked)
+            )
         except Exception as error:
             # One account's trouble (say, its windows cannot be published) must not stop the
             # others; the run still answers 500 so Cloud Scheduler shows the failure.
@@ -48,6 +52,7 @@ def _run_source(
     windows: WindowStore,
     publisher: Publisher,
     clock: Clock,
+    unmarked: UnmarkedBatches | None,
 ) -> dict[str, Any]:
     planned = cursors.plan(
         source,
@@ -56,7 +61,8 @@ def _run_source(
         delay_ms=int(settings.delay_seconds * 1000),
     )
     publisher.publish_tasks(planned)
-    swept = windows.sweep(source, settings.repair_checks_ms, settings.landing_timeout_ms)
+    find = unmarked.find if unmarked else None
+    swept = windows.sweep(source, settings.repair_checks_ms, settings.landing_timeout_ms, find)
     publisher.publish_tasks(swept.republish)
     checks = spans_due(
         windows.due_checks(source, limit=CHECK_SCAN),

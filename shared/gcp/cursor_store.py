@@ -87,36 +87,46 @@ class CursorStore:
         return plan_in(self._db.transaction(max_attempts=PLAN_ATTEMPTS))
 
     def advance(self, source: str) -> int:
-        """Moves the watermark over the contiguous finished windows; returns it."""
+        """Moves the watermark over the contiguous finished windows; returns it.
+
+        The windows are read before the transaction, which then reads only the cursor: a
+        transaction holding hundreds of windows would contend with every fetcher and check
+        writing them. A finished window never opens again except to be read again for late
+        records, which happens behind the watermark too, so reading them first is as good."""
         ref = self.cursor(source)
+        snapshot = ref.get()
+        if not snapshot.exists:
+            return 0
+        watermark = snapshot.get("watermark_ms")
+        query = (
+            self._windows.windows(source)
+            .where(filter=FieldFilter("mintime", ">=", watermark))
+            .order_by("mintime")
+            .select(["mintime", "maxtime", "state"])
+            .limit(ADVANCE_SCAN)
+        )
+        moved = watermark
+        passed = []
+        for window in query.stream():
+            doc = window.to_dict()
+            if doc["mintime"] != moved or doc["state"] != DONE:
+                break
+            moved = doc["maxtime"]
+            passed.append(window.reference)
+        if moved == watermark:
+            return watermark
 
         @firestore.transactional
         def advance_in(transaction: firestore.Transaction) -> int:
-            snapshot = ref.get(transaction=transaction)
-            if not snapshot.exists:
-                return 0
-            watermark = snapshot.get("watermark_ms")
-            query = (
-                self._windows.windows(source)
-                .where(filter=FieldFilter("mintime", ">=", watermark))
-                .order_by("mintime")
-                .limit(ADVANCE_SCAN)
-            )
-            moved = watermark
+            current = ref.get(transaction=transaction).get("watermark_ms")
+            if current != watermark:
+                return current  # another planner run moved it meanwhile
             now = now_ms(self._clock)
-            passed = []
-            for window in transaction.get(query):
-                doc = window.to_dict()
-                if doc["mintime"] != moved or doc["state"] != DONE:
-                    break
-                moved = doc["maxtime"]
-                passed.append(window.reference)
-            if moved != watermark:
-                transaction.update(ref, {"watermark_ms": moved, "updated_at_ms": now})
-                # Only a window behind the watermark may expire: one deleted ahead of it
-                # would leave a hole the watermark could never cross.
-                for window_ref in passed:
-                    transaction.update(window_ref, {"expire_at": expiry(now)})
+            transaction.update(ref, {"watermark_ms": moved, "updated_at_ms": now})
+            # Only a window behind the watermark may expire: one deleted ahead of it would
+            # leave a hole the watermark could never cross.
+            for window_ref in passed:
+                transaction.update(window_ref, {"expire_at": expiry(now)})
             return moved
 
         return advance_in(self._db.transaction())

@@ -14,9 +14,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.api_core.exceptions import AlreadyExists, FailedPrecondition
 from google.cloud import firestore
@@ -29,7 +29,17 @@ from shared.pipeline.messages import RecordBatch, WindowTask
 from shared.pipeline.repair import CHECK_RESEND_MS, Span
 from shared.pipeline.windows import Claim
 
+if TYPE_CHECKING:
+    from shared.gcp.unmarked_batches import FoundBatch
+
 ROOT = "telephony_sources"
+# Landed batches read on each side of a gap for its time span.
+NEIGHBOURS = 5
+
+
+# Looks in the bucket for a window's batches whose marker was never written:
+# (source, window id, pages, first record µs, last record µs) -> what it found.
+FindUnmarked = Callable[[str, str, Collection[int], int, int], list["FoundBatch"]]
 
 
 @dataclass(frozen=True)
@@ -189,9 +199,12 @@ class WindowStore:
         source: str,
         checks: tuple[int, ...] = (),
         landing_timeout_ms: int = rules.LANDING_TIMEOUT_MS,
+        unmarked: FindUnmarked | None = None,
     ) -> SweepResult:
         """Applies the sweep's rule to every open window of ``source``; returns the tasks to
-        send again and what was finished (given its first late-record check, ``checks``)."""
+        send again and what was finished (given its first late-record check, ``checks``).
+        ``unmarked`` looks in the bucket for batches that landed without their marker, before
+        a window's missing batches are read again."""
         now = now_ms(self._clock)
         republish: list[WindowTask] = []
         completed = rereads = 0
@@ -201,7 +214,8 @@ class WindowStore:
         for snapshot in query.stream():
             doc = snapshot.to_dict()
             landed = functools.partial(self.landed_batches, source, snapshot.id)
-            step = rules.sweep_step(doc, now, landed, checks, landing_timeout_ms)
+            offsets = functools.partial(self._landed_offsets, source, snapshot.id, doc, unmarked)
+            step = rules.sweep_step(doc, now, landed, offsets, checks, landing_timeout_ms)
             if step is None:
                 continue
             unchanged = self._db.write_option(last_update_time=snapshot.update_time)
@@ -293,6 +307,72 @@ class WindowStore:
         if from_page:
             batches = batches.where(filter=FieldFilter("page", ">=", from_page))
         return int(batches.count().get()[0][0].value)
+
+    def landed_offsets(
+        self, source: str, window_id: str, from_page: int = 0
+    ) -> dict[int, rules.PageOffsets | None]:
+        """The paging tokens of the window's landed batches numbered ``from_page`` or more,
+        by page (None for a marker written without them)."""
+        batches = self._batches(source, window_id)
+        if from_page:
+            batches = batches.where(filter=FieldFilter("page", ">=", from_page))
+        landed = {}
+        for marker in batches.select(["page", *rules.OFFSET_FIELDS]).stream():
+            fields = marker.to_dict()
+            known = all(name in fields for name in rules.OFFSET_FIELDS)
+            landed[fields["page"]] = (fields["offset"], fields["next_offset"]) if known else None
+        return landed
+
+    def _landed_offsets(
+        self,
+        source: str,
+        window_id: str,
+        doc: dict[str, Any],
+        unmarked: FindUnmarked | None,
+        from_page: int,
+    ) -> dict[int, rules.PageOffsets | None]:
+        """``landed_offsets``, once the batches ``unmarked`` finds in the bucket among the
+        missing ones are marked."""
+        landed = self.landed_offsets(source, window_id, from_page)
+        missing = [page for page in range(from_page, doc["pages"]) if page not in landed]
+        if not missing or unmarked is None:
+            return landed
+        first_us, last_us = self._gap_times(source, window_id, doc, from_page, missing)
+        for found in unmarked(source, window_id, set(missing), first_us, last_us):
+            batch = self._marker(source, window_id, found.page)
+            update = rules.marker(
+                found.page, found.records, found.offsets, [found.name], now_ms(self._clock)
+            )
+            with contextlib.suppress(AlreadyExists):
+                batch.create(update | {"found_in_bucket": True})
+            landed[found.page] = found.offsets
+        return landed
+
+    def _gap_times(
+        self, source: str, window_id: str, doc: dict[str, Any], start: int, missing: list[int]
+    ) -> tuple[int, int]:
+        """The record times between which the ``missing`` batches of the read that began at
+        page ``start`` lie: from the last record its batches landed before them to the first
+        landed after (the window's ends if none). Pages of one read follow the time order."""
+        first, last = missing[0], missing[-1]
+        batches = self._batches(source, window_id).select(["first_us", "last_us"])
+        # The nearest few on each side: empty batches hold no time, and a wider span than
+        # needed only makes the listing longer.
+        before = (
+            batches.where(filter=FieldFilter("page", "<", first))
+            .where(filter=FieldFilter("page", ">=", start))
+            .order_by("page", direction=firestore.Query.DESCENDING)
+            .limit(NEIGHBOURS)
+        )
+        after = (
+            batches.where(filter=FieldFilter("page", ">", last)).order_by("page").limit(NEIGHBOURS)
+        )
+        lasts = [m.get("last_us") for m in before.stream()]
+        firsts = [m.get("first_us") for m in after.stream()]
+        return (
+            max((us for us in lasts if us is not None), default=doc["mintime"] * 1000),
+            min((us for us in firsts if us is not None), default=doc["maxtime"] * 1000),
+        )
 
     def landed_spans(self, source: str, window_id: str) -> LandedSpans:
         """The time spans of the window's landed batches, read once for a whole re-read (one

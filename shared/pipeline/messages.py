@@ -75,20 +75,27 @@ class RecordBatch:
     window_id: str
     page: int
     records: list[dict[str, Any]]
+    # The token the page was read from (None: the read's start) and the token after it (None:
+    # the last page); its marker keeps them, so a lost neighbour is read again from them.
+    # None: not known (a version 1 message).
+    offsets: tuple[str | None, str | None] | None = None
 
     @property
     def batch_id(self) -> str:
         return batch_id(self.window_id, self.page)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body = {
             "type": RECORD_BATCH,
-            "version": 1,
+            "version": 1 if self.offsets is None else 2,
             "source": self.source,
             "window_id": self.window_id,
             "page": self.page,
             "records": self.records,
         }
+        if self.offsets is not None:
+            body["offset"], body["next_offset"] = self.offsets
+        return body
 
 
 Message = WindowTask | SpanCheck | RecordBatch
@@ -120,7 +127,8 @@ def decode(data: bytes, message_id: str | None = None) -> Message:
         return task
     if body["type"] == SPAN_CHECK:
         return SpanCheck(body["source"], body["level"], tuple(body["windows"]))
-    return RecordBatch(body["source"], body["window_id"], body["page"], body["records"])
+    offsets = (body["offset"], body["next_offset"]) if body["version"] >= 2 else None
+    return RecordBatch(body["source"], body["window_id"], body["page"], body["records"], offsets)
 
 
 def decode_push(envelope: Any) -> tuple[str | None, Message]:

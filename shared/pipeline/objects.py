@@ -186,9 +186,35 @@ def encode_batch(batch: RecordBatch, prefix: str, gzip: bool) -> list[EncodedObj
                     # MD5 of the uncompressed NDJSON: recognises the same content gzipped by
                     # another zlib build, whose bytes may differ.
                     "ndjson_md5": _md5_base64(body),
+                    # The paging tokens the page lay between: a batch whose marker was never
+                    # written gets it back from here, tokens included.
+                    **({} if batch.offsets is None else {"offsets": json.dumps(batch.offsets)}),
                 },
                 record_count=len(group),
                 md5_base64=_md5_base64(data),
             )
         )
     return objects
+
+
+def decode_records(data: bytes, gzip: bool) -> list[dict[str, Any]]:
+    """The records of an object ``encode_batch`` made, read back from its stored bytes."""
+    body = gzip_module.decompress(data) if gzip else data
+    return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+
+def decode_offsets(metadata: dict[str, str]) -> tuple[str | None, str | None] | None:
+    """The paging tokens an object's metadata keeps (None: written without them)."""
+    raw = metadata.get("offsets")
+    if raw is None:
+        return None
+    offset, next_offset = json.loads(raw)
+    return offset, next_offset
+
+
+def name_floor(prefix: str, us: int) -> str:
+    """The least name an object whose earliest record is at ``us`` or later can have: names
+    sort by that time, folders included, so a listing from here on skips everything older."""
+    first_ts = utc_from_us(us)
+    folder = _hour_folder(prefix.strip("/"), first_ts.replace(minute=0, second=0, microsecond=0))
+    return f"{folder}/{first_ts.strftime(_TS_FORMAT)}"

@@ -18,6 +18,25 @@ _DRAFT = "https://json-schema.org/draft/2020-12/schema"
 _SOURCE = {"type": "string", "pattern": f"^{SOURCE_ID_PATTERN}$"}
 _WINDOW_ID = {"type": "string", "pattern": f"^{WINDOW_ID_PATTERN}$"}
 _EPOCH_MS = {"type": "integer", "minimum": MIN_EPOCH_MS}
+# Duo's paging token, kept verbatim (null: the start, or the end, of a read).
+_TOKEN = {"type": ["string", "null"], "minLength": 1, "maxLength": 1000}
+_BATCH = {
+    "source": _SOURCE,
+    "window_id": _WINDOW_ID,
+    "page": {"type": "integer", "minimum": 0, "maximum": MAX_PAGE},
+    "records": {
+        "type": "array",
+        "maxItems": PAGE_LIMIT,
+        "items": {
+            "type": "object",
+            "required": ["telephony_id", "ts"],
+            "properties": {
+                "telephony_id": {"type": "string", "minLength": 1},
+                "ts": {"type": "string", "minLength": 20},
+            },
+        },
+    },
+}
 
 
 def _envelope(kind: str, version: int, title: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -58,22 +77,13 @@ SCHEMAS: dict[tuple[str, int], dict[str, Any]] = {
         RECORD_BATCH,
         1,
         "One page of telephony records fetched from a window, to be written to Cloud Storage",
-        {
-            "source": _SOURCE,
-            "window_id": _WINDOW_ID,
-            "page": {"type": "integer", "minimum": 0, "maximum": MAX_PAGE},
-            "records": {
-                "type": "array",
-                "maxItems": PAGE_LIMIT,
-                "items": {
-                    "type": "object",
-                    "required": ["telephony_id", "ts"],
-                    "properties": {
-                        "telephony_id": {"type": "string", "minLength": 1},
-                        "ts": {"type": "string", "minLength": 20},
-                    },
-                },
-            },
-        },
+        _BATCH,
+    ),
+    (RECORD_BATCH, 2): _envelope(
+        RECORD_BATCH,
+        2,
+        "One page of telephony records fetched from a window, to be written to Cloud Storage, "
+        "with the paging tokens it was read between",
+        _BATCH | {"offset": _TOKEN, "next_offset": _TOKEN},
     ),
 }

@@ -12,16 +12,19 @@ taken up again within about a lease and a planner period. Only real failures cou
 or a fetcher that died without saving a page since the last claim; a hand-off does not, and a
 saved page clears the count. Pages are numbered for the window's whole life (a re-read goes on
 from the last number), so a batch id, and the objects it names, is never reused for other
-records.
+records. A page is checkpointed before its batch is published, so each number is given to one
+page only; a batch that never lands is read again from the tokens its landed neighbours were
+read with (a gap), not from the window's start.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from shared.duo.paging import token_position_ms
 from shared.duo.records import record_id, record_time_us
 from shared.pipeline.repair import Update, after_check, first_check
 
@@ -53,6 +56,9 @@ RESEND_AFTER_MS = 600_000
 # A fetched window whose batches have not all landed by then is read again: by then Pub/Sub
 # has dead-lettered what kept failing (5 attempts, backoff up to a minute).
 LANDING_TIMEOUT_MS = 900_000
+# A landed batch's marker keeps the token its page was read from and the token after it.
+OFFSET_FIELDS = ("offset", "next_offset")
+PageOffsets = tuple[str | None, str | None]
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,7 @@ class Claim:
     records: int
     attempts: int
     reread_from: int = 0  # > 0: a re-read, whose pages land only records not yet landed
+    read_until: str | None = None  # a gap's re-read ends at this token, or past its time
 
 
 def new_window(mintime: int, maxtime: int, planned_at_ms: int) -> Update:
@@ -84,6 +91,8 @@ def new_window(mintime: int, maxtime: int, planned_at_ms: int) -> Update:
         "failures": 0,
         "rereads": 0,
         "reread_from": 0,
+        "read_offset": None,
+        "read_until": None,
         "lease_owner": None,
         "lease_until_ms": 0,
         "retry_at_ms": 0,
@@ -96,12 +105,24 @@ def new_window(mintime: int, maxtime: int, planned_at_ms: int) -> Update:
 def landed_marker(batch: RecordBatch, objects: list[str], now: int) -> Update:
     """The marker of a batch durably in Storage: its objects, and the ids and time span of its
     records, which a re-read of the window reads to land only what is missing."""
-    times = [record_time_us(record) for record in batch.records]
+    return marker(batch.page, batch.records, batch.offsets, objects, now)
+
+
+def marker(
+    page: int,
+    records: list[dict[str, Any]],
+    offsets: PageOffsets | None,
+    objects: list[str],
+    now: int,
+) -> Update:
+    """A landed batch's marker, from its records (a batch's, or an object's read back)."""
+    times = [record_time_us(record) for record in records]
     return {
-        "page": batch.page,
-        "records": len(batch.records),
+        "page": page,
+        **({} if offsets is None else dict(zip(OFFSET_FIELDS, offsets, strict=True))),
+        "records": len(records),
         "objects": objects,
-        "ids": [record_id(record) for record in batch.records],
+        "ids": [record_id(record) for record in records],
         "first_us": min(times, default=None),
         "last_us": max(times, default=None),
         "written_at_ms": now,
@@ -172,6 +193,7 @@ def claim(
         doc["records"],
         attempts,
         doc.get("reread_from", 0),
+        doc.get("read_until"),
     )
     return taken, update
 
@@ -239,7 +261,8 @@ def requeue(doc: Update, now: int) -> Update | None:
     if doc["state"] not in (QUARANTINED, FAILED):
         return None
     finished_a_read = doc["next_offset"] is None and doc["pages"] > 0
-    return {
+    whole = {"read_offset": None, "read_until": None} if finished_a_read else {}
+    return whole | {
         # A window read to its end before it stopped is read again landing only what is
         # missing; one stopped mid-read resumes from its checkpoint.
         "reread_from": doc["pages"] if finished_a_read else doc.get("reread_from", 0),
@@ -253,10 +276,63 @@ def requeue(doc: Update, now: int) -> Update | None:
     }
 
 
-def reread(doc: Update, why: str) -> Update:
-    """The window read again from its start, numbering on: its pages land only the records
-    that are not in the bucket yet, whatever the page boundaries are now."""
-    return {"state": PLANNED, "next_offset": None, "reread_from": doc["pages"], "error": why}
+def reread(doc: Update, why: str, gap: Gap | None = None) -> Update:
+    """The window read again, from its start or only over a ``gap``, numbering on: its pages
+    land only the records that are not in the bucket yet, whatever the page boundaries are
+    now."""
+    offset, until = (gap.offset, gap.until) if gap else (None, None)
+    return {
+        "state": PLANNED,
+        "next_offset": offset,
+        "reread_from": doc["pages"],
+        "read_offset": offset,
+        "read_until": until,
+        "error": why,
+    }
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Batches of the window's last read that never landed, and where to read them again:
+    from ``offset`` (None: the read's start) to ``until``, the token the next landed batch was
+    read from (None: to the window's end)."""
+
+    first_page: int
+    last_page: int
+    offset: str | None
+    until: str | None
+
+
+def gap(doc: Update, landed: Mapping[int, PageOffsets | None]) -> Gap | None:
+    """The span of the last read whose batches are missing, from its landed neighbours'
+    tokens (``landed``: each landed page's offsets, None when its marker has none). None when
+    nothing is missing, or when a neighbour's tokens are not known: then the whole window is
+    read again."""
+    start, pages = doc.get("reread_from", 0), doc["pages"]
+    missing = [page for page in range(start, pages) if page not in landed]
+    if not missing:
+        return None
+    first, last = missing[0], missing[-1]
+    if first == start:
+        offset = doc.get("read_offset")
+    elif (before := landed[first - 1]) is not None:
+        offset = before[1]
+    else:
+        return None
+    if last == pages - 1:
+        until = doc.get("read_until")
+    elif (after := landed[last + 1]) is not None:
+        until = after[0]
+    else:
+        return None
+    return Gap(first, last, offset, until)
+
+
+def past(following: str, until: str) -> bool:
+    """Whether a gap's read is done: its next token is the one the next landed batch was read
+    from, or lies past its time (page boundaries may differ the second time)."""
+    position, end = token_position_ms(following), token_position_ms(until)
+    return following == until or (position is not None and end is not None and position > end)
 
 
 def checked(doc: Update, level: int, checks: tuple[int, ...], matched: bool) -> Update:
@@ -285,31 +361,45 @@ def sweep_step(
     doc: Update,
     now: int,
     landed_batches: Callable[[int], int],
+    landed_offsets: Callable[[int], Mapping[int, PageOffsets | None]],
     checks: tuple[int, ...] = (),
     landing_timeout_ms: int = LANDING_TIMEOUT_MS,
 ) -> SweepStep | None:
     """Finishes a fetched window whose batches have all landed; sends again a window never
-    picked up, leased by a fetcher that died, or failed and due; reads again a window whose
-    batches did not land in time. None: leave it. ``landed_batches(from_page)`` counts the
-    landed batches numbered ``from_page`` or more; it is asked only for a fetched window. A
-    window finishing for the first time is given its first late-record check (``checks``)."""
+    picked up, leased by a fetcher that died, or failed and due; reads again the gap of a
+    window whose batches did not land in time. None: leave it. ``landed_batches(from_page)``
+    counts the landed batches numbered ``from_page`` or more, ``landed_offsets(from_page)``
+    gives their offsets by page; they are asked only for a fetched window. A window finishing
+    for the first time is given its first late-record check (``checks``)."""
     state = doc["state"]
     touch = {"updated_at_ms": now}
     if state == FETCHED:
         start = doc.get("reread_from", 0)
+        done = {"state": DONE, "done_at_ms": now} | touch
+        if "check_level" not in doc:
+            done |= first_check(doc["maxtime"], checks)
         if landed_batches(start) >= doc["pages"] - start:
-            update = {"state": DONE, "done_at_ms": now} | touch
-            if "check_level" not in doc:
-                update |= first_check(doc["maxtime"], checks)
-            return SweepStep(update, completed=True)
+            return SweepStep(done, completed=True)
         if doc.get("fetched_at_ms", now) + landing_timeout_ms >= now:
             return None
+        # Asked for only now: the store may first find batches in the bucket whose marker was
+        # never written.
+        landed = landed_offsets(start)
+        if all(page in landed for page in range(start, doc["pages"])):
+            return SweepStep(done, completed=True)
         rereads = doc.get("rereads", 0) + 1
         if rereads > MAX_REREADS:
             return SweepStep(
                 _quarantine(f"its batches did not land after {MAX_REREADS} re-reads", now)
             )
-        update = reread(doc, "batches missing after the landing timeout; reading the window again")
+        missing = gap(doc, landed)
+        why = (
+            f"batches {missing.first_page}-{missing.last_page} missing after the landing "
+            "timeout; reading their part of the window again"
+            if missing
+            else "batches missing after the landing timeout; reading the window again"
+        )
+        update = reread(doc, why, missing)
         return SweepStep(update | {"rereads": rereads} | touch, republish=True, reread=True)
     if (
         (state == PLANNED and doc["updated_at_ms"] + RESEND_AFTER_MS < now)

@@ -443,6 +443,36 @@ def test_a_reread_after_the_landing_timeout_numbers_on_and_counts_only_its_own_b
     assert _doc(windows, stale)["state"] == DONE
 
 
+def test_a_batch_that_never_landed_is_read_again_from_its_neighbours_tokens(
+    cursors: CursorStore, windows: WindowStore, clock: FakeClock
+) -> None:
+    # A fetcher died between page 1's checkpoint and its publish: only that gap is read
+    # again, from the token page 0 ended with up to the token page 2 was read from.
+    (task,) = cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    _fetch_all(windows, task, pages=3)
+    tokens = [None, "offset-1", "offset-2", None]
+    for page in (0, 2):
+        batch = RecordBatch(SOURCE, task.window_id, page, [], (tokens[page], tokens[page + 1]))
+        windows.record_batch(batch, [f"obj-{page}"])
+    assert windows.landed_offsets(SOURCE, task.window_id) == {
+        0: (None, "offset-1"),
+        2: ("offset-2", None),
+    }
+    clock.advance(LANDING_TIMEOUT_MS / 1000 + 1)
+
+    assert windows.sweep(SOURCE).rereads == 1
+
+    doc = _doc(windows, task)
+    assert "batches 1-1 missing" in doc["error"]
+    again = _claim(windows, task)
+    assert (again.next_offset, again.read_until, again.pages, again.reread_from) == (
+        "offset-1",
+        "offset-2",
+        3,
+        3,
+    )
+
+
 def test_batches_that_never_land_quarantine_the_window_after_a_few_rereads(
     cursors: CursorStore, windows: WindowStore, clock: FakeClock
 ) -> None:

@@ -187,9 +187,10 @@ def test_a_window_whose_start_left_duos_retention_is_fetched_from_what_duo_keeps
 
 
 def test_a_reread_lands_only_what_is_missing_though_the_pages_fall_differently(make_rig):
-    # Issue 8, case 3. The first read's page 1 never landed (dead-lettered). When the window
-    # is read again, Duo's pages start one record earlier (each repeats its token's event),
-    # so a second read by page number would land some records twice and lose others.
+    # Issue 8, case 3. The first read's page 1 never landed (dead-lettered). When its part of
+    # the window is read again, Duo's pages start one record earlier (each repeats its token's
+    # event), so a second read by page number would land some records twice and lose others.
+    # Only the gap is read: from page 0's last token to the token page 2 was read from.
     rig = make_rig(2500, 2)
     now = now_ms(rig.clock)
     task = rig.plan(now - 3 * 24 * HOUR_MS, now - 180_000)
@@ -214,7 +215,7 @@ def test_a_reread_lands_only_what_is_missing_though_the_pages_fall_differently(m
     relanded = [r["telephony_id"] for b in again for r in b.records]
     assert sorted(relanded) == sorted(r["telephony_id"] for r in first[1].records)
     assert sorted(landed + relanded) == sorted(expected)
-    assert report.already_landed == len(landed)
+    assert report.requests <= 2 < len(first)
 
 
 @pytest.mark.parametrize("precision", ["ms", "us"])

@@ -30,7 +30,7 @@ from tests.unit.deploy.test_bootstrap import BROAD_ROLES
 # test_every_expire_at_is_known until it is added here, and then the TTL test asks the build
 # for a TTL policy on its group.
 EXPIRE_AT_WRITERS = {
-    ("shared/pipeline/windows.py", "landed_marker"): "batches",  # a batch's marker
+    ("shared/pipeline/windows.py", "marker"): "batches",  # a batch's marker
     ("shared/gcp/cursor_store.py", "advance_in"): "windows",  # a window the watermark passed
 }
 

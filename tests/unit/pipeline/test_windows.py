@@ -1,8 +1,9 @@
-"""The window state machine's operator rule: a stopped window put back."""
+"""The window state machine's operator rule (a stopped window put back) and its gap rule (the
+part of a window read again for batches that never landed)."""
 
 from __future__ import annotations
 
-from shared.pipeline.windows import new_window, requeue
+from shared.pipeline.windows import Gap, gap, new_window, past, requeue, reread
 
 
 def test_a_window_put_back_after_a_complete_read_is_read_again_landing_only_what_is_missing():
@@ -19,3 +20,53 @@ def test_a_window_put_back_mid_read_resumes_from_its_checkpoint():
 
 def test_only_a_stopped_window_is_put_back():
     assert requeue(new_window(0, 60_000, 0), now=1) is None
+
+
+# --- a gap: the batches of a read that never landed, read again from their neighbours -------
+
+
+def _fetched(pages: int, **fields: object) -> dict[str, object]:
+    return new_window(0, 60_000, 0) | {"state": "fetched", "pages": pages} | fields
+
+
+def _landed(*pages: int) -> dict[int, tuple[str | None, str | None]]:
+    """Landed pages of a read whose page n was read from token ``t<n>`` (page 0 from None)
+    up to ``t<n+1>``; the read has 6 pages, the last ends with None."""
+    return {
+        n: (f"{n}000,t{n}" if n else None, f"{n + 1}000,t{n + 1}" if n < 5 else None) for n in pages
+    }
+
+
+def test_a_gap_in_the_middle_is_read_from_the_landed_batch_before_to_the_one_after():
+    found = gap(_fetched(6), _landed(0, 1, 4, 5))
+    assert found == Gap(2, 3, "2000,t2", "4000,t4")
+
+
+def test_a_missing_first_page_is_read_from_the_reads_start_and_a_missing_last_to_its_end():
+    assert gap(_fetched(6), _landed(1, 2, 3, 4)) == Gap(0, 5, None, None)
+    ranged = _fetched(6, reread_from=2, read_offset="2000,t2", read_until="9000,t9")
+    assert gap(ranged, _landed(3, 4)) == Gap(2, 5, "2000,t2", "9000,t9")
+
+
+def test_a_gap_next_to_a_marker_without_tokens_reads_the_whole_window():
+    assert gap(_fetched(4), {0: None, 2: _landed(2)[2], 3: _landed(3)[3]}) is None
+    assert gap(_fetched(3), {0: _landed(0)[0], 2: None}) is None
+
+
+def test_nothing_missing_is_no_gap():
+    assert gap(_fetched(2), _landed(0, 1)) is None
+
+
+def test_a_gap_read_ends_at_the_next_landed_batchs_token_or_past_its_time():
+    assert past("4000,t4", "4000,t4")
+    assert past("4001,t9", "4000,t4")
+    assert not past("4000,t3", "4000,t4")  # the same millisecond may hold more of the gap
+    assert not past("3999,t9", "4000,t4")
+    assert not past("opaque", "4000,t4") and past("opaque", "opaque")
+
+
+def test_a_whole_window_reread_forgets_a_gap_reads_bounds():
+    doc = _fetched(4, read_offset="1000,t1", read_until="2000,t2")
+    update = reread(doc, "counted otherwise")
+    assert (update["next_offset"], update["read_offset"], update["read_until"]) == (None,) * 3
+    assert update["reread_from"] == 4

@@ -20,7 +20,7 @@ from shared.duo.api import CallStats
 from shared.duo.paging import AVAILABILITY_DELAY_MS
 from shared.duo.records import record_time_ms
 from shared.gcp.bucket_writer import WriteResult
-from shared.gcp.window_store import SweepResult
+from shared.gcp.window_store import FindUnmarked, SweepResult
 from shared.pipeline import windows as rules
 from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask
 from shared.pipeline.planning import first_planned_until, plan_windows
@@ -111,7 +111,10 @@ class FakeWindowStore:
         source: str,
         checks: tuple[int, ...] = (),
         landing_timeout_ms: int = rules.LANDING_TIMEOUT_MS,
+        unmarked: FindUnmarked | None = None,
     ) -> SweepResult:
+        # The bucket is not looked in: the Firestore store's reconciliation is tested
+        # against the emulators.
         now = now_ms(self.clock)
         republish: list[WindowTask] = []
         completed = rereads = 0
@@ -122,6 +125,7 @@ class FakeWindowStore:
                 doc,
                 now,
                 lambda start, w=window_id: self.landed_batches(source, w, start),
+                lambda start, w=window_id: self.landed_offsets(source, w, start),
                 checks,
                 landing_timeout_ms,
             )
@@ -184,6 +188,15 @@ class FakeWindowStore:
         return sum(
             1 for key in self.markers if key[:2] == (source, window_id) and key[2] >= from_page
         )
+
+    def landed_offsets(
+        self, source: str, window_id: str, from_page: int = 0
+    ) -> dict[int, rules.PageOffsets | None]:
+        return {
+            key[2]: (marker["offset"], marker["next_offset"]) if "offset" in marker else None
+            for key, marker in self.markers.items()
+            if key[:2] == (source, window_id) and key[2] >= from_page
+        }
 
     def landed_spans(self, source: str, window_id: str) -> FakeLandedSpans:
         self.events.append(("landed_spans", window_id))

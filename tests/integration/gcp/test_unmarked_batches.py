@@ -1,0 +1,111 @@
+"""A batch whose object landed but whose marker was never written (Firestore down through
+every redelivery, then dead-lettered): the planner's sweep finds it in the bucket and marks
+it, instead of reading its records again and landing them twice. Against the Firestore
+emulator and fake-gcs-server."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from google.cloud import firestore, storage
+
+from shared.clock import now_ms
+from shared.gcp.bucket_writer import write_batch
+from shared.gcp.unmarked_batches import UnmarkedBatches
+from shared.gcp.window_store import WindowStore
+from shared.pipeline.ids import window_id
+from shared.pipeline.messages import RecordBatch
+from shared.pipeline.windows import DONE, LANDING_TIMEOUT_MS, PLANNED, new_window
+from tests.fakes import FakeClock
+
+pytestmark = pytest.mark.integration
+
+SOURCE = "acme"
+PREFIX = "duo-telephony"
+NOW = now_ms(FakeClock())
+MINTIME = NOW - 7_200_000
+MAXTIME = NOW - 3_600_000
+WID = window_id(MINTIME, MAXTIME)
+TOKENS = [None, "t-1", "t-2", None]
+
+
+def _batch(page: int, window: str = WID, mintime: int = MINTIME) -> RecordBatch:
+    """Page ``page`` of a window read in three pages of two records each, an hour apart
+    within the window's hours (so the pages' objects sit in different folders)."""
+    records = [
+        {
+            "telephony_id": f"{window[-4:]}-r{page}{n}",
+            "ts": datetime.fromtimestamp(
+                (mintime + page * 1_200_000 + n * 1000) / 1000, UTC
+            ).isoformat(timespec="microseconds"),
+        }
+        for n in range(2)
+    ]
+    return RecordBatch(SOURCE, window, page, records, (TOKENS[page], TOKENS[page + 1]))
+
+
+@pytest.fixture
+def store(firestore_db: firestore.Client) -> WindowStore:
+    """A window read in three pages (fetched), whose batches have not been landed yet."""
+    clock = FakeClock()
+    windows = WindowStore(firestore_db, clock)
+    windows.window(SOURCE, WID).create(new_window(MINTIME, MAXTIME, NOW))
+    claim = windows.claim(SOURCE, WID, 3600)
+    for page in range(3):
+        assert claim is not None
+        claim = windows.checkpoint(claim, TOKENS[page + 1], 2, 3600)
+    return windows
+
+
+def _land(
+    store: WindowStore, bucket: storage.Bucket, batch: RecordBatch, *, marked: bool, gzip: bool
+) -> None:
+    result = write_batch(bucket, batch, prefix=PREFIX, gzip=gzip)
+    if marked:
+        store.record_batch(batch, list(result.object_names))
+
+
+def _sweep(store: WindowStore, bucket: storage.Bucket):
+    store._clock.advance(LANDING_TIMEOUT_MS / 1000 + 1)
+    return store.sweep(SOURCE, unmarked=UnmarkedBatches(bucket, PREFIX).find)
+
+
+@pytest.mark.parametrize("gzip", [False, True])
+def test_a_batch_in_the_bucket_without_its_marker_is_marked_and_not_read_again(
+    store: WindowStore, gcs_bucket: storage.Bucket, gzip: bool
+) -> None:
+    _land(store, gcs_bucket, _batch(0), marked=True, gzip=gzip)
+    _land(store, gcs_bucket, _batch(1), marked=False, gzip=gzip)  # Firestore was down
+    _land(store, gcs_bucket, _batch(2), marked=True, gzip=gzip)
+    # Another window's page 1 in the same hours, and another source's: not this batch.
+    other = window_id(MINTIME - 1, MAXTIME)
+    _land(store, gcs_bucket, _batch(1, other, MINTIME + 1), marked=False, gzip=gzip)
+
+    result = _sweep(store, gcs_bucket)
+
+    assert (result.completed, result.rereads, result.republish) == (1, 0, [])
+    doc = store.window(SOURCE, WID).get().to_dict()
+    assert doc["state"] == DONE
+    marker = store._marker(SOURCE, WID, 1).get().to_dict()
+    assert marker["ids"] == [r["telephony_id"] for r in _batch(1).records]
+    assert (marker["offset"], marker["next_offset"], marker["found_in_bucket"]) == (
+        "t-1",
+        "t-2",
+        True,
+    )
+    assert marker["objects"][0].endswith(f"_{SOURCE}_{WID}_p00001.ndjson" + (".gz" if gzip else ""))
+
+
+def test_a_batch_that_is_not_in_the_bucket_either_is_read_again_over_its_gap(
+    store: WindowStore, gcs_bucket: storage.Bucket
+) -> None:
+    _land(store, gcs_bucket, _batch(0), marked=True, gzip=False)
+    _land(store, gcs_bucket, _batch(2), marked=True, gzip=False)
+
+    result = _sweep(store, gcs_bucket)
+
+    assert (result.completed, result.rereads) == (0, 1)
+    doc = store.window(SOURCE, WID).get().to_dict()
+    assert (doc["state"], doc["next_offset"], doc["read_until"]) == (PLANNED, "t-1", "t-2")
+    assert not store._marker(SOURCE, WID, 1).get().exists
