@@ -29,12 +29,13 @@ Settings, from the environment:
 EOF
 }
 
+here="$(dirname "${BASH_SOURCE[0]}")"
+source "$here/options.sh"
 DRY_RUN=false
 LIFECYCLE_DAYS=""
 lifecycle_asked=false
 while [ $# -gt 0 ]; do
   case "$1" in
-    --dry-run) DRY_RUN=true ;;
     --lifecycle-days)
       lifecycle_asked=true
       LIFECYCLE_DAYS="${2:-}"
@@ -44,14 +45,7 @@ while [ $# -gt 0 ]; do
       lifecycle_asked=true
       LIFECYCLE_DAYS="${1#*=}"
       ;;
-    -h | --help)
-      usage
-      exit 0
-      ;;
-    *)
-      usage >&2
-      exit 2
-      ;;
+    *) shared_option "$1" ;;
   esac
   shift
 done
@@ -60,7 +54,6 @@ if [ "$lifecycle_asked" = true ] && ! [[ "$LIFECYCLE_DAYS" =~ ^[1-9][0-9]*$ ]]; 
   exit 2
 fi
 
-here="$(dirname "${BASH_SOURCE[0]}")"
 source "$here/plan.sh"
 source "$here/names.sh"
 settle_project "$DRY_RUN"

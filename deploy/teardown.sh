@@ -31,26 +31,19 @@ Settings, from the environment, as for deploy/bootstrap.sh:
 EOF
 }
 
+here="$(dirname "${BASH_SOURCE[0]}")"
+source "$here/options.sh"
 DRY_RUN=false
 DELETE_BUCKET=false
 DELETE_FIRESTORE_DATA=false
 for arg in "$@"; do
   case "$arg" in
-    --dry-run) DRY_RUN=true ;;
     --delete-bucket) DELETE_BUCKET=true ;;
     --delete-firestore-data) DELETE_FIRESTORE_DATA=true ;;
-    -h | --help)
-      usage
-      exit 0
-      ;;
-    *)
-      usage >&2
-      exit 2
-      ;;
+    *) shared_option "$arg" ;;
   esac
 done
 
-here="$(dirname "${BASH_SOURCE[0]}")"
 source "$here/plan.sh"
 source "$here/names.sh"
 settle_project "$DRY_RUN"

@@ -24,7 +24,8 @@ from harness.chaos import Chaos, ChaosReport
 from harness.duo_requests import RecordingApi, RequestCounts, classify, in_span
 from harness.freshness import Freshness, split_by_phase
 from harness.pipeline import SERVICES
-from harness.service_operations import LOG_BYTES, at, between, log_bytes, parse, read_log
+from harness.service_logs import read_log
+from harness.service_operations import LOG_BYTES, at, between, log_bytes, parse
 from shared.duo.records import record_time_us
 from shared.gcp.clients import storage_client
 from shared.pipeline.objects import parse_object_name

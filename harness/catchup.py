@@ -25,10 +25,10 @@ from typing import Any
 import requests
 
 from harness.chaos import Chaos, ChaosReport
-from harness.duo_requests import RecordingApi
+from harness.duo_requests import RecordingApi, RepairCost, repair_cost
 from harness.emulators import LocalCloud
 from harness.pipeline import LocalPipeline, PipelineConfig
-from services.fetcher.window_fetch import CHECK_EVENT
+from harness.service_logs import log_entries, read_log
 from services.settings import (
     ConfigError,
     lookback_seconds,
@@ -118,15 +118,6 @@ class RunOptions:
         if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]", self.bucket):
             raise ConfigError(f"--bucket: {self.bucket!r} is not a bucket name")
         object_prefix(self.prefix, "--prefix")
-
-
-@dataclass(frozen=True)
-class RepairCost:
-    """What the late-record repair spent, from the fetcher's one line per task."""
-
-    check_requests: int = 0  # span checks: one Duo count per span
-    reread_requests: int = 0  # windows read again after a check or a lost batch
-    records_repaired: int = 0  # records those re-reads landed (none was in the bucket yet)
 
 
 @dataclass
@@ -442,6 +433,7 @@ def _summarize(
                     ids[line.record["telephony_id"]] += 1
     summary.records = sum(ids.values())
     summary.duplicated = sum(1 for count in ids.values() if count > 1)
+    fetcher_log = list(log_entries(read_log(log_dir / "fetcher.log")))
     if duo.simulator is not None:
         stats = duo.simulator.api.stats()
         summary.duo_requests, summary.rate_limited = stats["requests"], stats["rate_limited"]
@@ -455,8 +447,8 @@ def _summarize(
             missing -= late
         summary.missing = len(missing)
     else:
-        summary.duo_requests, summary.rate_limited = _fetcher_requests(log_dir / "fetcher.log")
-    summary.repair = repair_cost(_log_entries(log_dir / "fetcher.log"))
+        summary.duo_requests, summary.rate_limited = _fetcher_requests(fetcher_log)
+    summary.repair = repair_cost(fetcher_log)
     summary.minimum_requests = math.ceil(summary.records / 1000) if summary.records else 1
     return summary
 
@@ -478,38 +470,13 @@ def _ground_truth(simulator: SimulatorServer, watermark_ms: int) -> set[str]:
     return ids
 
 
-def _log_entries(log_path: Path) -> Iterator[dict[str, Any]]:
-    """A service's structured log lines (others, such as tracebacks, are skipped)."""
-    with contextlib.suppress(OSError), log_path.open() as log:
-        for line in log:
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(entry, dict):
-                yield entry
-
-
-def _fetcher_requests(log_path: Path) -> tuple[int, int]:
+def _fetcher_requests(entries: Iterable[dict[str, Any]]) -> tuple[int, int]:
     """Duo requests and 429s, added up from the fetcher's one line per window task."""
     made = throttled = 0
-    for entry in _log_entries(log_path):
+    for entry in entries:
         made += int(entry.get("requests") or 0)
         throttled += int(entry.get("rate_limited") or 0)
     return made, throttled
-
-
-def repair_cost(entries: Iterable[dict[str, Any]]) -> RepairCost:
-    """The late-record repair's requests and records, from the fetcher's log entries: its span
-    checks (``span check ...``) and its re-read windows (``reread``)."""
-    checks = rereads = repaired = 0
-    for entry in entries:
-        if str(entry.get("message", "")).startswith(CHECK_EVENT):
-            checks += int(entry.get("requests") or 0)
-        elif entry.get("reread"):
-            rereads += int(entry.get("requests") or 0)
-            repaired += int(entry.get("records") or 0)
-    return RepairCost(checks, rereads, repaired)
 
 
 def peak_memory_mb(pid: int | None) -> float:

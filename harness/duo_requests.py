@@ -1,23 +1,95 @@
-"""Every request the simulated Duo answered, and what each was for: the backfill (a window
-holding records that existed when the run started) or the live records that came after.
+"""What each Duo request was for: the backfill (a window holding records that existed when the
+run started) or the live records that came after, a window's read or a late-record check.
 
-A request is classified by the window it reads (its ``mintime``), not by when it was sent, so
-a live window fetched in the middle of the backfill counts as live, and a backfill window
-fetched late as backfill.
+One rule, seen two ways: the requests the simulated Duo answered (``RecordingApi``, what the
+benchmark counts) and the fetcher's log lines (``requests_by_kind``, ``repair_cost``: what the
+demo counts, against a real Duo too). A request is classified by the time it reads (its
+``mintime``), not by when it was sent, so a live window fetched in the middle of the backfill
+counts as live, and a backfill window fetched late as backfill.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs
 
+from services.fetcher.window_fetch import CHECK_EVENT
+from shared.pipeline.ids import window_id
 from simulator.api import TELEPHONY_PATH, Response, TelephonyApi
 
+BACKFILL, LIVE, BACKFILL_CHECKS, LIVE_CHECKS = "backfill", "live", "backfill checks", "live checks"
 RATE_LIMITED = 429
-# A request for one record is a late-record check: it reads Duo's count, not the records.
+# Duo sees a late-record check as a request for one record: it reads the count, not records
+# (shared.duo.paging.count_records). Its log line says so by CHECK_EVENT.
 CHECK_LIMIT = 1
+
+
+def kind(mintime: int | None, check: bool, backlog_end_ms: int) -> str:
+    """What a request served: the backfill when the time it reads starts before
+    ``backlog_end_ms`` (the end of what Duo held when the run began), else the live records."""
+    backfill = mintime is not None and mintime < backlog_end_ms
+    if check:
+        return BACKFILL_CHECKS if backfill else LIVE_CHECKS
+    return BACKFILL if backfill else LIVE
+
+
+def is_check(entry: Mapping[str, Any]) -> bool:
+    """Whether a fetcher log entry is a late-record check's (its message starts CHECK_EVENT)."""
+    return str(entry.get("message", "")).startswith(CHECK_EVENT)
+
+
+def window_mintime(window: str) -> int:
+    """A window id's ``mintime``; refuses what ``shared.pipeline.ids.window_id`` would not
+    have written."""
+    try:
+        mintime, maxtime = (int(part) for part in window.split("-"))
+    except ValueError:
+        raise ValueError(f"{window!r} is not a window id") from None
+    if window_id(mintime, maxtime) != window:
+        raise ValueError(f"{window!r} is not a window id")
+    return mintime
+
+
+def requests_by_kind(entries: Iterable[Mapping[str, Any]], backlog_end_ms: int) -> Counter[str]:
+    """Duo requests (429s included) per kind, added up from the fetcher's log entries: one per
+    window task (its ``window_id``) and one per check (the ``mintime`` of its span)."""
+    counts: Counter[str] = Counter()
+    for entry in entries:
+        requests = int(entry.get("requests") or 0)
+        if not requests:
+            continue
+        if is_check(entry):
+            counts[kind(int(entry["mintime"]), True, backlog_end_ms)] += requests
+        elif "window_id" in entry:
+            mintime = window_mintime(str(entry["window_id"]))
+            counts[kind(mintime, False, backlog_end_ms)] += requests
+    return counts
+
+
+@dataclass(frozen=True)
+class RepairCost:
+    """What the late-record repair spent, from the fetcher's one line per task."""
+
+    check_requests: int = 0  # span checks: one Duo count per span
+    reread_requests: int = 0  # windows read again after a check or a lost batch
+    records_repaired: int = 0  # records those re-reads landed (none was in the bucket yet)
+
+
+def repair_cost(entries: Iterable[Mapping[str, Any]]) -> RepairCost:
+    """The late-record repair's requests and records, from the fetcher's log entries: its span
+    checks and its re-read windows (``reread``)."""
+    checks = rereads = repaired = 0
+    for entry in entries:
+        if is_check(entry):
+            checks += int(entry.get("requests") or 0)
+        elif entry.get("reread"):
+            rereads += int(entry.get("requests") or 0)
+            repaired += int(entry.get("records") or 0)
+    return RepairCost(checks, rereads, repaired)
 
 
 @dataclass(frozen=True)
@@ -79,7 +151,8 @@ class RequestCounts:
 def classify(requests: Iterable[DuoRequest], backfill_end_ms: int) -> RequestCounts:
     """Counts the requests by what they were for; ``backfill_end_ms`` is where the records
     that existed at the start end (the simulator's first visible end)."""
-    backfill = live = backfill_checks = live_checks = limited = 0
+    counts: Counter[str] = Counter()
+    limited = 0
     answered: list[float] = []
     fetching: list[float] = []  # the backfill's reads (its checks come minutes later)
     for request in requests:
@@ -87,17 +160,17 @@ def classify(requests: Iterable[DuoRequest], backfill_end_ms: int) -> RequestCou
             limited += 1
             continue
         answered.append(request.at)
-        check = request.limit == CHECK_LIMIT
-        if request.mintime is not None and request.mintime < backfill_end_ms:
-            backfill += 1
-            backfill_checks += check
-            if not check:
-                fetching.append(request.at)
-        else:
-            live += 1
-            live_checks += check
+        served = kind(request.mintime, request.limit == CHECK_LIMIT, backfill_end_ms)
+        counts[served] += 1
+        if served == BACKFILL:
+            fetching.append(request.at)
     return RequestCounts(
-        backfill, live, backfill_checks, live_checks, limited, _rate(answered, fetching)
+        counts[BACKFILL] + counts[BACKFILL_CHECKS],
+        counts[LIVE] + counts[LIVE_CHECKS],
+        counts[BACKFILL_CHECKS],
+        counts[LIVE_CHECKS],
+        limited,
+        _rate(answered, fetching),
     )
 
 

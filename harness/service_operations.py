@@ -13,7 +13,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
+
+from harness.service_logs import log_entries, structured_lines
 
 # Marks the lines the harness's gunicorn settings write; service log lines never carry it.
 MARKER = "harness_operations"
@@ -33,14 +34,11 @@ def totals_line(pid: int, at: float, counts: dict[str, int]) -> str:
 
 def parse(lines: Iterable[str]) -> list[Totals]:
     found = []
-    for line in lines:
-        if MARKER not in line:
-            continue
+    for entry in log_entries(lines):
         try:
-            entry = json.loads(line)
             found.append(Totals(int(entry["pid"]), float(entry["at"]), dict(entry[MARKER])))
         except (ValueError, KeyError, TypeError):
-            continue  # a line cut short by a killed worker
+            continue  # a service's own line
     return found
 
 
@@ -66,18 +64,11 @@ def log_bytes(lines: Iterable[str], start: float | None, end: float) -> int:
     """Bytes of the service's own structured log lines (those with a ``time``) written from
     ``start`` (None: the beginning) to ``end``: what Cloud Logging would ingest from it."""
     size = 0
-    for line in lines:
-        if not line.startswith("{") or MARKER in line:
-            continue
+    for line, entry in structured_lines(lines):
         try:
-            moment = datetime.fromisoformat(json.loads(line)["time"]).timestamp()
+            moment = datetime.fromisoformat(entry["time"]).timestamp()
         except (ValueError, KeyError, TypeError):
             continue
         if (start is None or start <= moment) and moment <= end:
             size += len(line.encode())
     return size
-
-
-def read_log(path: Path) -> list[str]:
-    with path.open(encoding="utf-8", errors="replace") as log:
-        return list(log)

@@ -14,7 +14,8 @@ import pytest
 from google.cloud import firestore
 
 from harness.catchup import LocalStack, RunOptions, catch_up, local_stack
-from harness.request_split import BACKFILL, LIVE, requests_by_kind
+from harness.duo_requests import BACKFILL, LIVE, requests_by_kind
+from harness.service_logs import log_entries, read_log
 from shared.clock import SystemClock
 from shared.gcp.window_store import WindowStore
 
@@ -65,8 +66,7 @@ def test_a_backfill_costs_its_pages_while_live_windows_run_one_request_each(
         second_page.release()
         summary = catch_up(stack, lambda _line: None)
         docs = window_docs(stack)
-    with (tmp_path / "fetcher.log").open() as log:
-        spent = requests_by_kind(log, backlog_end)
+    spent = requests_by_kind(log_entries(read_log(tmp_path / "fetcher.log")), backlog_end)
     live = [doc for doc in docs if doc["mintime"] >= backlog_end and doc["pages"]]
 
     assert summary.missing == 0 and summary.duplicated == 0 and summary.rate_limited == 0

@@ -12,6 +12,7 @@ import pytest
 from google.cloud import firestore
 
 from shared.clock import now_ms
+from shared.gcp.operations import FIRESTORE_READS, OPERATIONS
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.ids import window_id
 from shared.pipeline.messages import RecordBatch
@@ -328,11 +329,23 @@ def test_landed_ids_come_from_overlapping_batches_their_spans_read_once(
     store.record_batch(_batch(1, 10, 11), [])
     store.record_batch(_batch(2), [])  # an empty batch has no span
     second = lambda s: (MINTIME + 1000 * s) * 1000  # noqa: E731
-    landed = store.landed_spans(SOURCE, WID)
+
+    def reads_of(step: Any) -> tuple[Any, int]:
+        before = OPERATIONS.snapshot().get(FIRESTORE_READS, 0)
+        done = step()
+        return done, OPERATIONS.snapshot().get(FIRESTORE_READS, 0) - before
+
+    landed, reads = reads_of(lambda: store.landed_spans(SOURCE, WID))
+    assert reads == 3  # one per marker, once for the whole re-read
     assert len(landed.spans) == 2
-    assert landed.ids(second(3), second(10)) == {"r1", "r2", "r3", "r10", "r11"}
-    assert landed.ids(second(4), second(9)) == set()
-    assert landed.ids(second(11), second(50)) == {"r10", "r11"}
+    # Each page then reads only the markers its records' span overlaps.
+    assert reads_of(lambda: landed.ids(second(3), second(10))) == (
+        {"r1", "r2", "r3", "r10", "r11"},
+        2,
+    )
+    none, reads = reads_of(lambda: landed.ids(second(4), second(9)))
+    assert none == set() and reads <= 1  # no marker: at most an empty lookup's minimum read
+    assert reads_of(lambda: landed.ids(second(11), second(50))) == ({"r10", "r11"}, 1)
 
 
 def test_batch_landed_reports_each_page(store: WindowStore) -> None:

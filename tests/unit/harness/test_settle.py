@@ -3,7 +3,8 @@ repair cost."""
 
 from __future__ import annotations
 
-from harness.catchup import RepairCost, repair_cost, unsettled
+from harness.catchup import unsettled
+from harness.duo_requests import RepairCost, repair_cost
 from services.fetcher.window_fetch import CHECK_EVENT
 
 END = 1_800_000_000_000

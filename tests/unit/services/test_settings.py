@@ -226,10 +226,11 @@ def test_lookback_is_capped_at_duos_180_days():
             planner_settings({"GOOGLE_CLOUD_PROJECT": "p", "LOOKBACK": value})
 
 
-def test_check_batch_defaults_to_half_an_hour():
+def test_check_batch_defaults_to_half_an_hour_and_takes_a_minute_to_six_hours():
     assert planner_settings({"GOOGLE_CLOUD_PROJECT": "p"}).repair_batch_ms == 1_800_000
-    quick = planner_settings({"GOOGLE_CLOUD_PROJECT": "p", "REPAIR_CHECK_BATCH": "2m"})
-    assert quick.repair_batch_ms == 120_000
+    for value, ms in (("2m", 120_000), ("60s", 60_000), ("6h", 21_600_000)):
+        batch = planner_settings({"GOOGLE_CLOUD_PROJECT": "p", "REPAIR_CHECK_BATCH": value})
+        assert batch.repair_batch_ms == ms
 
 
 def test_plan_delay_defaults_to_duos_two_minutes_and_never_less():
@@ -249,8 +250,8 @@ def test_plan_delay_defaults_to_duos_two_minutes_and_never_less():
         ("PLAN_PARALLELISM", "65"),
         ("PLAN_PARALLELISM", "nan"),
         ("PLAN_DELAY", "1m"),
-        ("REPAIR_CHECK_BATCH", "30s"),
-        ("REPAIR_CHECK_BATCH", "7h"),
+        ("REPAIR_CHECK_BATCH", "59s"),
+        ("REPAIR_CHECK_BATCH", "361m"),
         ("REPAIR_CHECK_BATCH", "half an hour"),
     ],
 )

@@ -1,0 +1,42 @@
+"""One planner run on fakes: the late-record checks it sends follow REPAIR_CHECK_BATCH."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.planner.run import run_planner
+from services.settings import PlannerSettings
+from shared.clock import now_ms
+from shared.pipeline.messages import SpanCheck, WindowTask
+from shared.pipeline.repair import CHECK_BATCH_MS
+from shared.pipeline.windows import DONE
+from tests.fakes import FakeClock
+from tests.unit.services.fakes import FakeCursorStore, FakePublisher, FakeWindowStore
+
+SOURCE = "emea"
+MINUTE = 60_000
+
+
+@pytest.mark.parametrize(
+    ("batch_ms", "sent"),
+    [
+        (2 * MINUTE, 1),  # waited 5 minutes: past a batch of 2
+        (CHECK_BATCH_MS, 0),  # the default half hour: waits on for neighbours
+    ],
+)
+def test_a_lone_windows_check_waits_for_the_configured_batch(batch_ms: int, sent: int) -> None:
+    clock = FakeClock()
+    events: list[tuple[object, ...]] = []
+    windows = FakeWindowStore(clock, events)
+    publisher = FakePublisher(events)
+    now = now_ms(clock)
+    # One finished window, a minute long, whose first check fell due 5 minutes ago.
+    task = WindowTask(SOURCE, now - 120 * MINUTE, now - 119 * MINUTE)
+    windows.add(task)
+    windows.doc(task).update(state=DONE, check_level=0, next_check_at_ms=now - 5 * MINUTE)
+    settings = PlannerSettings("p", (SOURCE,), "windows", 3600, 2, repair_batch_ms=batch_ms)
+
+    [result] = run_planner(settings, FakeCursorStore(windows, clock), windows, publisher, clock)
+
+    assert result["checks_sent"] == sent
+    assert publisher.checks == [SpanCheck(SOURCE, 0, (task.window_id,))] * sent
