@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         options.check()
         run_for = parse_duration(args.run_for, "--run-for") if args.run_for else None
-        if run_for == 0:
+        if run_for is not None and run_for < 60:
             raise ConfigError("--run-for: use a duration of a minute or more, e.g. 30m")
     except ConfigError as error:
         print(f"duo-telephony demo: {error}", file=sys.stderr)

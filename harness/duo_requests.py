@@ -18,14 +18,12 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from services.fetcher.window_fetch import CHECK_EVENT
-from shared.pipeline.ids import window_id
+from shared.duo.paging import COUNT_LIMIT
+from shared.pipeline.ids import parse_window_id
 from simulator.api import TELEPHONY_PATH, Response, TelephonyApi
 
 BACKFILL, LIVE, BACKFILL_CHECKS, LIVE_CHECKS = "backfill", "live", "backfill checks", "live checks"
 RATE_LIMITED = 429
-# Duo sees a late-record check as a request for one record: it reads the count, not records
-# (shared.duo.paging.count_records). Its log line says so by CHECK_EVENT.
-CHECK_LIMIT = 1
 
 
 def kind(mintime: int | None, check: bool, backlog_end_ms: int) -> str:
@@ -45,13 +43,7 @@ def is_check(entry: Mapping[str, Any]) -> bool:
 def window_mintime(window: str) -> int:
     """A window id's ``mintime``; refuses what ``shared.pipeline.ids.window_id`` would not
     have written."""
-    try:
-        mintime, maxtime = (int(part) for part in window.split("-"))
-    except ValueError:
-        raise ValueError(f"{window!r} is not a window id") from None
-    if window_id(mintime, maxtime) != window:
-        raise ValueError(f"{window!r} is not a window id")
-    return mintime
+    return parse_window_id(window)[0]
 
 
 def requests_by_kind(entries: Iterable[Mapping[str, Any]], backlog_end_ms: int) -> Counter[str]:
@@ -160,7 +152,8 @@ def classify(requests: Iterable[DuoRequest], backfill_end_ms: int) -> RequestCou
             limited += 1
             continue
         answered.append(request.at)
-        served = kind(request.mintime, request.limit == CHECK_LIMIT, backfill_end_ms)
+        # Duo sees a late-record check as a count: a request for one record.
+        served = kind(request.mintime, request.limit == COUNT_LIMIT, backfill_end_ms)
         counts[served] += 1
         if served == BACKFILL:
             fetching.append(request.at)

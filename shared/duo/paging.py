@@ -25,6 +25,8 @@ from shared.duo.telephony import (
 )
 
 T = TypeVar("T")
+# A count asks for one record: it reads ``metadata.total_objects``, not records.
+COUNT_LIMIT = 1
 
 
 class WindowError(ValueError):
@@ -121,7 +123,7 @@ def count_records(duo: DuoGetter, mintime: int, maxtime: int, *, now_ms: int) ->
     params = {
         "mintime": str(mintime),
         "maxtime": str(maxtime),
-        "limit": "1",
+        "limit": str(COUNT_LIMIT),
         "sort": "ts:asc",
     }
     return duo.get(TELEPHONY_PATH, params, exact_total)

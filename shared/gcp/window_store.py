@@ -63,6 +63,8 @@ class LandedSpans:
             ref for ref, first, last in self.spans if first <= last_us and last >= first_us
         ]
         ids: set[str] = set()
+        if not overlapping:
+            return ids  # nothing to read: no request
         for marker in self._db.get_all(overlapping, field_paths=["ids"]):
             ids.update(marker.get("ids") or [])
         return ids

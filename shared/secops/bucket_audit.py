@@ -40,6 +40,7 @@ from typing import Any
 
 from shared.clock import EPOCH
 from shared.duo.records import RecordError, record_id, record_time_us
+from shared.pipeline.ids import parse_window_id
 from shared.pipeline.objects import MAX_LINE_BYTES, ObjectName, parse_object_name
 from shared.secops.record_source import SourceError, SourceLine, read_records
 from shared.secops.udm_mapping import MappingError, to_udm
@@ -250,8 +251,7 @@ class _Checker:
             self._add("bad_name", {"object": name, "reason": str(exc)})
             return
         self._first_us = (self._object.first_ts - EPOCH) // timedelta(microseconds=1)
-        mintime, maxtime = (int(ms) for ms in self._object.window_id.split("-"))
-        self._window = (mintime, maxtime)
+        self._window = parse_window_id(self._object.window_id)
         self._windows.setdefault(self._object.source, set()).add(self._window)
 
     def check(self, line: SourceLine) -> None:

@@ -29,6 +29,7 @@ from services.cli import main
         (["--prefix", "a//b"], "--prefix"),
         (["--run-for", "half an hour"], "--run-for: 'half an hour' is not a duration"),
         (["--run-for", "0m"], "--run-for: use a duration of a minute or more"),
+        (["--run-for", "30s"], "--run-for: use a duration of a minute or more"),
     ],
 )
 def test_a_bad_option_is_named_and_nothing_starts(argv, named, monkeypatch, capsys):
