@@ -296,6 +296,13 @@ def test_every_service_has_a_startup_probe_on_healthz(build: Build) -> None:
         assert "httpGet.path=/healthz" in (call.flag("startup-probe") or ""), call.words[2]
 
 
+def test_each_service_is_deployed_before_the_one_that_sends_it_messages(build: Build) -> None:
+    # An old writer refuses a record batch of a newer version (and acknowledges it, as it can
+    # never become valid): the writer goes first, then the fetcher, then the planner.
+    order = [call.words[2] for call in calls_of(build.calls, "run", "deploy")]
+    assert order == ["duo-telephony-writer", "duo-telephony-fetcher", "duo-telephony-planner"]
+
+
 def test_the_fetchers_request_timeout_is_within_the_ack_deadline(build: Build) -> None:
     fetcher = next(
         c for c in calls_of(build.calls, "run", "deploy") if c.words[2].endswith("-fetcher")
