@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -106,8 +107,25 @@ def test_exit_while_starting_reports_log_tail(tmp_path: Path) -> None:
     assert str(tmp_path / "fake.log") in message
 
 
+class WaitsForTheLine(FakeClock):
+    """Fake time, but each poll first gives the child (really, at most 10 s) the time to
+    print its line: on a loaded machine the deadline could otherwise come before it did."""
+
+    def __init__(self, log: Path, line: str) -> None:
+        super().__init__()
+        self._log, self._line = log, line
+
+    def sleep(self, seconds: float) -> None:
+        waited_until = time.monotonic() + 10
+        while time.monotonic() < waited_until and not (
+            self._log.exists() and self._line in self._log.read_text()
+        ):
+            time.sleep(0.01)
+        super().sleep(seconds)
+
+
 def test_deadline_reports_log_tail_and_stops_the_process(tmp_path: Path) -> None:
-    clock = FakeClock()
+    clock = WaitsForTheLine(tmp_path / "fake.log", "warming up 2")
     emulator = Emulator(
         _shell_spec("echo warming up $((1 + 1)); exec sleep 60"),
         tmp_path,
