@@ -19,8 +19,11 @@ from shared.pipeline.objects import (
     NDJSON_CONTENT_TYPE,
     LineTooLongError,
     ObjectName,
+    decode_offsets,
+    decode_records,
     encode_batch,
     encode_line,
+    name_floor,
     parse_object_name,
 )
 
@@ -287,3 +290,31 @@ def test_object_name_refuses_parts_that_would_not_parse_back() -> None:
         ObjectName("p", ts.astimezone(timezone(timedelta(hours=1))), "acme", WINDOW, 1, False)
     with pytest.raises(ValueError, match="prefix"):
         ObjectName("/p", ts, "acme", WINDOW, 1, False)
+
+
+@pytest.mark.parametrize("prefix", ["p", ""])
+def test_a_name_lies_between_the_floors_of_its_first_records_microsecond_and_the_next(
+    prefix: str,
+) -> None:
+    # The planner lists a gap's objects from one floor to another: an object must fall in
+    # exactly the floors around its earliest record.
+    us = 1_704_844_740_123_456  # 2024-01-09T23:59:00.123456Z
+    (obj,) = encode_batch(batch(record("2024-01-09T23:59:00.123456+00:00")), prefix, False)
+    assert name_floor(prefix, us) <= obj.name < name_floor(prefix, us + 1)
+    assert (
+        name_floor(prefix, us - 1) < name_floor(prefix, us) < name_floor(prefix, us + 3_600_000_000)
+    )
+
+
+@pytest.mark.parametrize("use_gzip", [False, True])
+def test_an_object_reads_back_to_its_records_and_its_batchs_tokens(use_gzip: bool) -> None:
+    records = [
+        record("2024-01-09T23:59:00.000000+00:00", "a"),
+        record("2024-01-10T00:00:01.000000+00:00", "b"),
+    ]
+    with_tokens = RecordBatch("acme-1", WINDOW, 3, records, ("1704844740000,x", None))
+    (obj,) = encode_batch(with_tokens, "p", use_gzip)
+    assert decode_records(obj.data, use_gzip) == records
+    assert decode_offsets(obj.metadata) == ("1704844740000,x", None)
+    (old,) = encode_batch(batch(*records), "p", use_gzip)
+    assert decode_offsets(old.metadata) is None
