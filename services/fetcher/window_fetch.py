@@ -183,12 +183,15 @@ class WindowFetcher:
         now = now_ms(self._clock)
         start = retention_start(claim.mintime, now)
         next_offset = claim.next_offset
+        # Where this read ends: the window's end, or a gap's (the time of its last token).
+        until = token_position_ms(claim.read_until) if claim.read_until else None
+        end = claim.maxtime if until is None else min(claim.maxtime, until + 1)
         if start > claim.mintime:
             # Duo no longer keeps the window's start: fetch what it still has, and name what
             # was lost (nothing, when the checkpoint is already past it, or cannot be read).
             done_until = token_position_ms(next_offset) if next_offset else claim.mintime - 1
-            if done_until is not None and done_until < start - 1:
-                report.retention_lost_ms = (done_until + 1, min(start, claim.maxtime) - 1)
+            if done_until is not None and done_until < min(start, end) - 1:
+                report.retention_lost_ms = (done_until + 1, min(start, end) - 1)
                 log.error(
                     "window %s: logs between %s and %s ms left Duo's 180-day retention before "
                     "they were fetched",
@@ -196,7 +199,7 @@ class WindowFetcher:
                     *report.retention_lost_ms,
                 )
                 next_offset = None
-        if start >= claim.maxtime:
+        if start >= end:
             pages: Iterator[Page] = iter([Page([], None)])  # nothing left: an empty batch ends it
         else:
             pages = read_window(duo, start, claim.maxtime, now_ms=now, next_offset=next_offset)

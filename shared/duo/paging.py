@@ -27,6 +27,9 @@ from shared.duo.telephony import (
 T = TypeVar("T")
 # A count asks for one record: it reads ``metadata.total_objects``, not records.
 COUNT_LIMIT = 1
+# Duo's tokens are ``"<ms>,<telephony_id>"``, about 50 characters; a longer one is refused
+# here, where it is read, rather than in a record batch that could then never be written.
+MAX_TOKEN_LENGTH = 1000
 
 
 class WindowError(ValueError):
@@ -154,6 +157,11 @@ def parse_page(
     following = metadata.get("next_offset")
     if following is not None and (not isinstance(following, str) or not following):
         raise DuoTransientError(f"Duo returned a paging token that is not a string: {following!r}")
+    if following is not None and len(following) > MAX_TOKEN_LENGTH:
+        raise DuoTransientError(
+            f"Duo returned a paging token of {len(following)} characters "
+            f"(at most {MAX_TOKEN_LENGTH} are kept): {following[:60]!r}..."
+        )
     try:
         checked = [(item, record_id(item), record_time_ms(item)) for item in items]
     except RecordError as error:

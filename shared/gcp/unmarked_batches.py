@@ -4,12 +4,12 @@ planner looks for them before reading a gap again, and marks what it finds, so a
 not land those records a second time.
 
 Names sort by their earliest record's time (folders included), so one listing bounded by the
-gap's neighbours finds them; a gap is rare, and its listing small.
+gap's paging tokens finds them; each is read back and handed on as it is found.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,16 +42,15 @@ class UnmarkedBatches:
         pages: Collection[int],
         first_us: int,
         last_us: int,
-    ) -> list[FoundBatch]:
+    ) -> Iterator[FoundBatch]:
         """The objects of the window's ``pages`` whose earliest record lies in
-        ``[first_us, last_us]``, with their records."""
+        ``[first_us, last_us]``, with their records, one at a time."""
         OPERATIONS.add(STORAGE_READS)
         listing = self._bucket.list_blobs(
             prefix=f"{self._prefix}/" if self._prefix else None,
             start_offset=name_floor(self._prefix, first_us),
             end_offset=name_floor(self._prefix, last_us + 1),
         )
-        found = []
         for blob in listing:
             try:
                 name = parse_object_name(blob.name, self._prefix)
@@ -63,5 +62,4 @@ class UnmarkedBatches:
             data = blob.download_as_bytes()
             records = decode_records(data, name.gzip)
             offsets = decode_offsets(blob.metadata or {})
-            found.append(FoundBatch(name.page, blob.name, records, offsets))
-        return found
+            yield FoundBatch(name.page, blob.name, records, offsets)

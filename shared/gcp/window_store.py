@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,13 +34,16 @@ if TYPE_CHECKING:
     from shared.gcp.unmarked_batches import FoundBatch
 
 ROOT = "telephony_sources"
-# Landed batches read on each side of a gap for its time span.
-NEIGHBOURS = 5
+_log = logging.getLogger(__name__)
 
 
 # Looks in the bucket for a window's batches whose marker was never written:
-# (source, window id, pages, first record µs, last record µs) -> what it found.
-FindUnmarked = Callable[[str, str, Collection[int], int, int], list["FoundBatch"]]
+# (source, window id, pages, first record µs, last record µs) -> what it finds.
+FindUnmarked = Callable[[str, str, Collection[int], int, int], Iterable["FoundBatch"]]
+
+
+class BucketLookupError(RuntimeError):
+    """The bucket could not be searched for a window's batches landed without their marker."""
 
 
 @dataclass(frozen=True)
@@ -217,7 +221,19 @@ class WindowStore:
             doc = snapshot.to_dict()
             landed = functools.partial(self.landed_batches, source, snapshot.id)
             offsets = functools.partial(self._landed_offsets, source, snapshot.id, doc, unmarked)
-            step = rules.sweep_step(doc, now, landed, offsets, checks, landing_timeout_ms)
+            try:
+                step = rules.sweep_step(doc, now, landed, offsets, checks, landing_timeout_ms)
+            except BucketLookupError as error:
+                # One window's trouble must not hold up the others, nor the watermark.
+                _log.error(
+                    "%s",
+                    error,
+                    exc_info=True,
+                    extra={
+                        "json_fields": {"event": "bucket_lookup_failed", "window_id": snapshot.id}
+                    },
+                )
+                continue
             if step is None:
                 continue
             unchanged = self._db.write_option(last_update_time=snapshot.update_time)
@@ -334,47 +350,30 @@ class WindowStore:
         from_page: int,
     ) -> dict[int, rules.PageOffsets | None]:
         """``landed_offsets``, once the batches ``unmarked`` finds in the bucket among the
-        missing ones are marked."""
+        missing ones are marked (each as it is found). Raises BucketLookupError when the
+        bucket cannot be searched: the window is then left for the next run."""
         landed = self.landed_offsets(source, window_id, from_page)
-        missing = [page for page in range(from_page, doc["pages"]) if page not in landed]
+        missing = {page for page in range(from_page, doc["pages"]) if page not in landed}
         if not missing or unmarked is None:
             return landed
-        first_us, last_us = self._gap_times(source, window_id, doc, from_page, missing)
-        for found in unmarked(source, window_id, set(missing), first_us, last_us):
-            batch = self._marker(source, window_id, found.page)
-            update = rules.marker(
-                found.page, found.records, found.offsets, [found.name], now_ms(self._clock)
-            )
-            with contextlib.suppress(AlreadyExists):
-                batch.create(update | {"found_in_bucket": True})
-            landed[found.page] = found.offsets
+        first_us, last_us = rules.gap_times_us(doc, rules.gap(doc, landed))
+        try:
+            for found in unmarked(source, window_id, missing, first_us, last_us):
+                update = rules.marker(
+                    found.page, found.records, found.offsets, [found.name], now_ms(self._clock)
+                )
+                with contextlib.suppress(AlreadyExists):
+                    self._marker(source, window_id, found.page).create(
+                        update | {"found_in_bucket": True}
+                    )
+                landed[found.page] = found.offsets
+        except Exception as error:
+            raise BucketLookupError(
+                f"window {window_id}: looking in the bucket for its batches {sorted(missing)} "
+                f"failed ({type(error).__name__}: {error}); reading them again could land "
+                "them twice, so the window waits for the next run"
+            ) from error
         return landed
-
-    def _gap_times(
-        self, source: str, window_id: str, doc: dict[str, Any], start: int, missing: list[int]
-    ) -> tuple[int, int]:
-        """The record times between which the ``missing`` batches of the read that began at
-        page ``start`` lie: from the last record its batches landed before them to the first
-        landed after (the window's ends if none). Pages of one read follow the time order."""
-        first, last = missing[0], missing[-1]
-        batches = self._batches(source, window_id).select(["first_us", "last_us"])
-        # The nearest few on each side: empty batches hold no time, and a wider span than
-        # needed only makes the listing longer.
-        before = (
-            batches.where(filter=FieldFilter("page", "<", first))
-            .where(filter=FieldFilter("page", ">=", start))
-            .order_by("page", direction=firestore.Query.DESCENDING)
-            .limit(NEIGHBOURS)
-        )
-        after = (
-            batches.where(filter=FieldFilter("page", ">", last)).order_by("page").limit(NEIGHBOURS)
-        )
-        lasts = [m.get("last_us") for m in before.stream()]
-        firsts = [m.get("first_us") for m in after.stream()]
-        return (
-            max((us for us in lasts if us is not None), default=doc["mintime"] * 1000),
-            min((us for us in firsts if us is not None), default=doc["maxtime"] * 1000),
-        )
 
     def landed_spans(self, source: str, window_id: str) -> LandedSpans:
         """The time spans of the window's landed batches, read once for a whole re-read (one

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.duo.paging import MAX_TOKEN_LENGTH
 from shared.duo.telephony import PAGE_LIMIT
 from shared.pipeline.ids import MAX_PAGE, MIN_EPOCH_MS, SOURCE_ID_PATTERN, WINDOW_ID_PATTERN
 
@@ -19,7 +20,7 @@ _SOURCE = {"type": "string", "pattern": f"^{SOURCE_ID_PATTERN}$"}
 _WINDOW_ID = {"type": "string", "pattern": f"^{WINDOW_ID_PATTERN}$"}
 _EPOCH_MS = {"type": "integer", "minimum": MIN_EPOCH_MS}
 # Duo's paging token, kept verbatim (null: the start, or the end, of a read).
-_TOKEN = {"type": ["string", "null"], "minLength": 1, "maxLength": 1000}
+_TOKEN = {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_TOKEN_LENGTH}
 _BATCH = {
     "source": _SOURCE,
     "window_id": _WINDOW_ID,

@@ -33,23 +33,27 @@ if TYPE_CHECKING:  # the settings check imports this module with the standard li
 
 PLANNED = "planned"
 FETCHING = "fetching"
-FETCHED = "fetched"  # every page is published; done once every batch has landed
+FETCHED = "fetched"  # every page is checkpointed; done once every batch has landed
 DONE = "done"
 FAILED = "failed"
 QUARANTINED = "quarantined"  # stopped after too many failures; an operator puts it back
 STATES = (PLANNED, FETCHING, FETCHED, DONE, FAILED, QUARANTINED)
 OPEN_STATES = (PLANNED, FETCHING, FETCHED, FAILED)
 
-# Finished windows (once the watermark has passed them) and batch markers are kept this long,
-# then a Firestore TTL policy on expire_at deletes them.
+# Finished windows (once the watermark has passed them) are kept this long, then a Firestore
+# TTL policy on expire_at deletes them.
 DONE_RETENTION_MS = 30 * 86_400_000
+# Batch markers are kept as long as Duo keeps the records they name, and a little more: a
+# window read for longer than a month must still know what it landed at its start.
+MARKER_RETENTION_MS = 190 * 86_400_000
 # A failed window is tried again after 1 min, doubling per failure, at most after an hour.
 FAILED_RETRY_BASE_MS = 60_000
 FAILED_RETRY_CAP_MS = 3_600_000
 # Failures in a row, without a page saved in between, that quarantine a window (about three
 # hours of backoff). Account-wide Duo trouble (credentials, throttling, outages) only backs off.
 MAX_FAILURES = 8
-# Times a window is read again because its batches never landed, before it is quarantined.
+# Times in a row a window is read again because its batches never landed (without finishing
+# in between), before it is quarantined.
 MAX_REREADS = 3
 # A planned window nobody claimed is sent again after this (its task may have been lost).
 RESEND_AFTER_MS = 600_000
@@ -71,7 +75,7 @@ class Claim:
     mintime: int
     maxtime: int
     next_offset: str | None
-    pages: int  # batches published for this window so far: the next batch's number
+    pages: int  # pages checkpointed for this window so far: the next batch's number
     records: int
     attempts: int
     reread_from: int = 0  # > 0: a re-read, whose pages land only records not yet landed
@@ -126,13 +130,13 @@ def marker(
         "first_us": min(times, default=None),
         "last_us": max(times, default=None),
         "written_at_ms": now,
-        "expire_at": expiry(now),
+        "expire_at": expiry(now, MARKER_RETENTION_MS),
     }
 
 
-def expiry(now: int) -> datetime:
+def expiry(now: int, retention_ms: int = DONE_RETENTION_MS) -> datetime:
     """When a finished document may go (a Firestore TTL policy on ``expire_at`` deletes it)."""
-    return datetime.fromtimestamp((now + DONE_RETENTION_MS) / 1000, UTC)
+    return datetime.fromtimestamp((now + retention_ms) / 1000, UTC)
 
 
 def retry_at(failures: int, now: int) -> int:
@@ -268,7 +272,7 @@ def requeue(doc: Update, now: int) -> Update | None:
         "reread_from": doc["pages"] if finished_a_read else doc.get("reread_from", 0),
         "state": PLANNED,
         "failures": 0,
-        "rereads": 0,
+        "landing_rereads": 0,
         "retry_at_ms": 0,
         "error": f"put back by an operator after: {doc.get('error')}",
         "updated_at_ms": 0,  # overdue: the next sweep sends it
@@ -328,6 +332,18 @@ def gap(doc: Update, landed: Mapping[int, PageOffsets | None]) -> Gap | None:
     return Gap(first, last, offset, until)
 
 
+def gap_times_us(doc: Update, found: Gap | None) -> tuple[int, int]:
+    """The record times (µs, both ends in) that a gap's batches lie between: from its start
+    token's millisecond to the end of its end token's; the window's own ends where a token is
+    absent or opaque (or there is no gap to bound: the whole window is read again)."""
+    first = token_position_ms(found.offset) if found and found.offset else None
+    last = token_position_ms(found.until) if found and found.until else None
+    return (
+        (doc["mintime"] if first is None else first) * 1000,
+        (doc["maxtime"] if last is None else last + 1) * 1000 - 1,
+    )
+
+
 def past(following: str, until: str) -> bool:
     """Whether a gap's read is done: its next token is the one the next landed batch was read
     from, or lies past its time (page boundaries may differ the second time)."""
@@ -375,7 +391,7 @@ def sweep_step(
     touch = {"updated_at_ms": now}
     if state == FETCHED:
         start = doc.get("reread_from", 0)
-        done = {"state": DONE, "done_at_ms": now} | touch
+        done = {"state": DONE, "done_at_ms": now, "landing_rereads": 0} | touch
         if "check_level" not in doc:
             done |= first_check(doc["maxtime"], checks)
         if landed_batches(start) >= doc["pages"] - start:
@@ -387,8 +403,8 @@ def sweep_step(
         landed = landed_offsets(start)
         if all(page in landed for page in range(start, doc["pages"])):
             return SweepStep(done, completed=True)
-        rereads = doc.get("rereads", 0) + 1
-        if rereads > MAX_REREADS:
+        in_a_row = doc.get("landing_rereads", 0) + 1
+        if in_a_row > MAX_REREADS:
             return SweepStep(
                 _quarantine(f"its batches did not land after {MAX_REREADS} re-reads", now)
             )
@@ -400,7 +416,8 @@ def sweep_step(
             else "batches missing after the landing timeout; reading the window again"
         )
         update = reread(doc, why, missing)
-        return SweepStep(update | {"rereads": rereads} | touch, republish=True, reread=True)
+        counts = {"rereads": doc.get("rereads", 0) + 1, "landing_rereads": in_a_row}
+        return SweepStep(update | counts | touch, republish=True, reread=True)
     if (
         (state == PLANNED and doc["updated_at_ms"] + RESEND_AFTER_MS < now)
         or (state == FETCHING and doc["lease_until_ms"] < now)

@@ -5,9 +5,11 @@ emulator and fake-gcs-server."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from google.api_core.exceptions import Forbidden
 from google.cloud import firestore, storage
 
 from shared.clock import now_ms
@@ -16,7 +18,7 @@ from shared.gcp.unmarked_batches import UnmarkedBatches
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.ids import window_id
 from shared.pipeline.messages import RecordBatch
-from shared.pipeline.windows import DONE, LANDING_TIMEOUT_MS, PLANNED, new_window
+from shared.pipeline.windows import DONE, FETCHED, LANDING_TIMEOUT_MS, PLANNED, new_window
 from tests.fakes import FakeClock
 
 pytestmark = pytest.mark.integration
@@ -109,3 +111,29 @@ def test_a_batch_that_is_not_in_the_bucket_either_is_read_again_over_its_gap(
     doc = store.window(SOURCE, WID).get().to_dict()
     assert (doc["state"], doc["next_offset"], doc["read_until"]) == (PLANNED, "t-1", "t-2")
     assert not store._marker(SOURCE, WID, 1).get().exists
+
+
+def test_a_bucket_that_cannot_be_searched_leaves_the_window_for_the_next_run_and_sweeps_on(
+    store: WindowStore, gcs_bucket: storage.Bucket, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Say the planner lacks its bucket role: reading the gap again could land twice what the
+    # writer did land, so the window waits; the source's other windows are swept all the same.
+    _land(store, gcs_bucket, _batch(0), marked=True, gzip=False)
+    _land(store, gcs_bucket, _batch(2), marked=True, gzip=False)
+    other = window_id(MAXTIME, MAXTIME + 60_000)
+    store.window(SOURCE, other).create(new_window(MAXTIME, MAXTIME + 60_000, NOW))
+    claim = store.claim(SOURCE, other, 3600)
+    assert claim is not None and store.checkpoint(claim, None, 0, 3600) is not None
+    store.record_batch(RecordBatch(SOURCE, other, 0, [], (None, None)), [])
+
+    def refused(*_args: object) -> Iterator[object]:
+        raise Forbidden("the planner may not list the bucket")
+        yield
+
+    store._clock.advance(LANDING_TIMEOUT_MS / 1000 + 1)
+    result = store.sweep(SOURCE, unmarked=refused)
+
+    assert (result.completed, result.rereads) == (1, 0)
+    assert store.window(SOURCE, WID).get().to_dict()["state"] == FETCHED
+    assert store.window(SOURCE, other).get().to_dict()["state"] == DONE
+    assert "may not list the bucket" in caplog.text and "[1]" in caplog.text

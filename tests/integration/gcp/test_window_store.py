@@ -17,10 +17,10 @@ from shared.gcp.window_store import WindowStore
 from shared.pipeline.ids import window_id
 from shared.pipeline.messages import RecordBatch
 from shared.pipeline.windows import (
-    DONE_RETENTION_MS,
     FAILED,
     FETCHED,
     FETCHING,
+    MARKER_RETENTION_MS,
     MAX_FAILURES,
     PLANNED,
     QUARANTINED,
@@ -314,7 +314,7 @@ def test_record_batch_is_idempotent(store: WindowStore, clock: FakeClock) -> Non
         "last_us": (MINTIME + 2000) * 1000,
         "written_at_ms": first_written_at,
         # Markers expire like finished windows (a Firestore TTL policy on expire_at).
-        "expire_at": datetime.fromtimestamp((first_written_at + DONE_RETENTION_MS) / 1000, UTC),
+        "expire_at": datetime.fromtimestamp((first_written_at + MARKER_RETENTION_MS) / 1000, UTC),
     }
 
     store.record_batch(_batch(1, 4), ["a/1.ndjson", "b/1.ndjson"])

@@ -6,11 +6,13 @@ import pytest
 
 from shared.duo.errors import DuoProtocolError, DuoTransientError
 from shared.duo.paging import (
+    MAX_TOKEN_LENGTH,
     PAGE_LIMIT,
     Page,
     WindowError,
     count_records,
     exact_total,
+    parse_page,
     read_window,
 )
 
@@ -294,3 +296,12 @@ def test_a_last_page_repeating_only_its_tokens_event_with_the_same_token_ends_th
     pages = list(read_window(duo, MINTIME, MAXTIME, now_ms=NOW_MS))
     assert [len(page.items) for page in pages] == [3, 0]
     assert pages[-1].next_offset is None
+
+
+def test_a_paging_token_longer_than_a_record_batch_keeps_is_refused_naming_its_length():
+    # Kept in every record batch and marker: one too long would make a batch the writer can
+    # never accept, so it is refused where it is read, as a Duo failure.
+    ok = parse_page({"items": [], "metadata": {"next_offset": "x" * MAX_TOKEN_LENGTH}})
+    assert ok == ([], "x" * MAX_TOKEN_LENGTH)
+    with pytest.raises(DuoTransientError, match=f"token of {MAX_TOKEN_LENGTH + 1} characters"):
+        parse_page({"items": [], "metadata": {"next_offset": "x" * (MAX_TOKEN_LENGTH + 1)}})

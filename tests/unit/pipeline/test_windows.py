@@ -3,7 +3,18 @@ part of a window read again for batches that never landed)."""
 
 from __future__ import annotations
 
-from shared.pipeline.windows import Gap, gap, new_window, past, requeue, reread
+from shared.pipeline.windows import (
+    LANDING_TIMEOUT_MS,
+    MAX_REREADS,
+    Gap,
+    gap,
+    gap_times_us,
+    new_window,
+    past,
+    requeue,
+    reread,
+    sweep_step,
+)
 
 
 def test_a_window_put_back_after_a_complete_read_is_read_again_landing_only_what_is_missing():
@@ -70,3 +81,32 @@ def test_a_whole_window_reread_forgets_a_gap_reads_bounds():
     update = reread(doc, "counted otherwise")
     assert (update["next_offset"], update["read_offset"], update["read_until"]) == (None,) * 3
     assert update["reread_from"] == 4
+
+
+def test_a_gaps_records_lie_between_its_tokens_milliseconds_or_the_windows_ends():
+    doc = _fetched(6)
+    assert gap_times_us(doc, Gap(2, 3, "2000,t2", "4000,t4")) == (2_000_000, 4_000_999)
+    assert gap_times_us(doc, Gap(0, 5, None, None)) == (0, 60_000_000 - 1)
+    assert gap_times_us(doc, Gap(2, 3, "opaque", "4000,t4")) == (0, 4_000_999)
+    assert gap_times_us(doc, None) == (0, 60_000_000 - 1)
+
+
+def _sweep_after_timeout(doc: dict[str, object], landed: dict[int, object]):
+    return sweep_step(
+        doc,
+        LANDING_TIMEOUT_MS + 1,
+        lambda start: sum(page >= start for page in landed),
+        lambda start: {page: offsets for page, offsets in landed.items() if page >= start},
+    )
+
+
+def test_a_window_is_quarantined_after_three_rereads_in_a_row_not_three_in_its_life():
+    doc = _fetched(2, fetched_at_ms=0, landing_rereads=MAX_REREADS - 1, rereads=7)
+    step = _sweep_after_timeout(doc, _landed(0))
+    assert step.reread and step.update["landing_rereads"] == MAX_REREADS
+    assert step.update["rereads"] == 8  # the lifetime count status shows
+    doc |= step.update | {"state": "fetched", "fetched_at_ms": 0, "pages": 3}  # its page lost too
+    assert _sweep_after_timeout(doc, _landed(0)).update["state"] == "quarantined"
+    # Landing every batch in between starts the count again.
+    done = _sweep_after_timeout(_fetched(2, landing_rereads=MAX_REREADS), _landed(0, 1))
+    assert done.completed and done.update["landing_rereads"] == 0

@@ -406,6 +406,29 @@ def test_a_window_wholly_past_duos_retention_ends_with_an_empty_batch_and_no_req
     assert rig.store.doc(gone)["state"] == "fetched"
 
 
+def test_a_gap_read_past_duos_retention_names_only_the_gap_as_lost():
+    # A backlog window's page 1 never landed; by the time its gap is read, the gap lies
+    # wholly past Duo's retention: no request, and only the gap is named lost (pages 0 and 2
+    # landed).
+    from shared.duo.telephony import RETENTION_MS
+
+    old = WindowTask(TASK.source, NOW_MS - RETENTION_MS - 3 * HOUR, NOW_MS - RETENTION_MS + HOUR)
+    page_1_from, page_2_from = old.mintime + 600_000, old.mintime + 1_200_000
+    rig = Rig({})
+    rig.store.add(old)
+    rig.store.doc(old).update(
+        pages=3,
+        reread_from=3,
+        next_offset=f"{page_1_from},t-a",
+        read_offset=f"{page_1_from},t-a",
+        read_until=f"{page_2_from},t-b",
+    )
+    report = rig.fetch(old)
+    assert (report.outcome, report.requests) == ("fetched", 0)
+    assert report.retention_lost_ms == (page_1_from + 1, page_2_from)
+    assert rig.published_ids() == [[]]
+
+
 def test_a_lease_lost_while_paging_stops_the_fetch_after_the_page_in_hand():
     from services.fetcher.window_fetch import LeaseKeeper
 
