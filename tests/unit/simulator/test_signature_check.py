@@ -378,3 +378,18 @@ def test_a_vector_with_one_thing_changed_is_refused(vector, change) -> None:
     with pytest.raises(AuthError) as raised:
         verify_vector(changed)
     assert raised.value.code == 40103
+
+
+@pytest.mark.parametrize("version", [5, 2])
+def test_a_post_body_is_signed_as_duos_clients_sign_it(version) -> None:
+    # Version 5: a JSON body, signed by its hash; version 2: form-encoded parameters.
+    clock = FakeClock(1_800_000_000)
+    signer = Signer(SigningConfig(IKEY, SKEY, "127.0.0.1", version, "sha512"), clock)
+    headers, body = signer.post("/accounts/v1/account/create", {"name": "Acme Corp"})
+    headers["Host"] = "127.0.0.1:18443"
+    checker = SignatureChecker({IKEY: SKEY}, clock)
+    assert checker.verify("POST", "/accounts/v1/account/create", "", headers, body) == IKEY
+    changed = body.replace(b"Acme", b"Acne")
+    with pytest.raises(AuthError) as raised:
+        checker.verify("POST", "/accounts/v1/account/create", "", headers, changed)
+    assert raised.value.code == 40103
