@@ -42,8 +42,8 @@ class ChildAccountError(DuoProtocolError):
 
 
 class ChildAccountRefusedError(DuoConfigurationError):
-    """Duo refused the parent's keys for this child (401xx/403xx), as it does for a child in
-    another Duo deployment."""
+    """Duo forbade the parent's keys this child (403xx), as it does a child in another Duo
+    deployment."""
 
 
 class DuoPoster(Protocol):
@@ -140,9 +140,9 @@ class ChildAccountApi:
     def get(self, path: str, params: Mapping[str, str], parse: Callable[[dict[str, Any]], T]) -> T:
         try:
             return self._api.get(path, {**params, ACCOUNT_ID: self.child.account_id}, parse)
-        except DuoClockSkewError as error:
-            raise self._named(type(error), error) from None
         except DuoConfigurationError as error:
+            if error.status != 403:  # credentials or clock (401xx): their own hint says which
+                raise self._named(type(error), error) from None
             raise self._named(
                 ChildAccountRefusedError,
                 error,

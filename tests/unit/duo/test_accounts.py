@@ -20,7 +20,7 @@ from shared.duo.accounts import (
 )
 from shared.duo.api import DuoApi
 from shared.duo.endpoint import DuoEndpoint
-from shared.duo.errors import DuoRateLimitedError, DuoTransientError
+from shared.duo.errors import DuoConfigurationError, DuoRateLimitedError, DuoTransientError
 from shared.duo.paging import count_records
 from shared.duo.rate_limit import TokenBucket
 from shared.duo.retry import RetryPolicy
@@ -250,3 +250,12 @@ def test_other_failures_of_a_child_keep_their_kind_and_name_the_child():
         api.get(TELEPHONY_PATH, {"mintime": "1", "maxtime": "2"}, lambda response: response)
     assert str(raised.value).startswith(f"{SOURCE}: child account 'Acme Corp' (")
     assert "42901" in str(raised.value)
+
+
+def test_a_child_refusing_the_signature_is_a_credentials_error_not_a_refused_child():
+    api, _session, _clock = child_api(fail(401, 40103, "Invalid signature in request credentials"))
+    with pytest.raises(DuoConfigurationError) as raised:
+        api.get(TELEPHONY_PATH, {"mintime": "1", "maxtime": "2"}, lambda response: response)
+    assert not isinstance(raised.value, ChildAccountRefusedError)
+    assert str(raised.value).startswith(f"{SOURCE}: child account 'Acme Corp' (")
+    assert "code 40103" in str(raised.value)
