@@ -8,7 +8,9 @@ this module to Duo's reference.
 
 Accepted: version 5 (seven-line canonical string, HMAC-SHA512, line 7 hashing every ``x-duo-*``
 header present) and version 2 (five lines, HMAC-SHA1 per Duo's documentation or HMAC-SHA512 as
-Duo's clients sign). The date is ``X-Duo-Date`` when present, else ``Date``.
+Duo's clients sign). The date is ``X-Duo-Date`` when present, else ``Date``. A POST (the
+Accounts API) signs its body: version 5 by its hash (Duo's clients send JSON), version 2 as the
+parameters a form-encoded body holds.
 
 Check order (Duo's own order is not documented): credentials present and well-formed (40101) ->
 integration key known (40102) -> date present and parseable (40105) -> signature (40103) ->
