@@ -106,7 +106,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_non_negative(int),
         default=0,
         metavar="PER_MINUTE",
-        help="requests per minute for the whole simulator, then 429 (default: off)",
+        help="requests per minute for the whole simulator (a fleet: see --rate-limit-scope), "
+        "then 429 (default: off)",
     )
     parser.add_argument(
         "--rate-limit-changes",
