@@ -24,7 +24,7 @@ import json
 import random
 import threading
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlencode
 
@@ -62,7 +62,6 @@ class FleetApi:
         parent_keys: tuple[str, Secret],
         clock: Clock,
         options: ApiOptions | None = None,
-        start: float | None = None,
     ) -> None:
         """``dataset_spec`` is the whole fleet's: its records and live records a minute are
         spread over the accounts; ``parent_keys`` are the MSP parent's (ikey, skey)."""
@@ -70,32 +69,27 @@ class FleetApi:
         self.options = options or ApiOptions()
         self._clock = clock
         self._parent_ikey = parent_keys[0]
-        started = clock.now() if start is None else start
+        started = clock.now()
         self.accounts = fleet_accounts(spec, dataset_spec.seed)
         account_shares = shares(spec, dataset_spec.seed)
         counts = spread(dataset_spec.records, account_shares)
-        parent_budget = MinuteBudget(
+        self._parent_budget = MinuteBudget(
             self.options.rate_limit_per_minute, self.options.rate_limit_changes, started
         )
-        self._parent_budget = parent_budget
         self.apis: dict[str, TelephonyApi] = {}
         for account, count, share in zip(self.accounts, counts, account_shares, strict=True):
-            data = Dataset(
-                DatasetSpec(
-                    records=count,
-                    days=dataset_spec.days,
-                    seed=dataset_spec.seed * 1_000_003 + account.index,
-                    live_per_minute=dataset_spec.live_per_minute * share,
-                    late_rate=dataset_spec.late_rate,
-                    late_by_seconds=dataset_spec.late_by_seconds,
-                ),
-                start=started,
+            own_spec = replace(
+                dataset_spec,
+                records=count,
+                # Each account its own events: a seed of its own, different for every seed.
+                seed=dataset_spec.seed * 1_000_003 + account.index,
+                live_per_minute=dataset_spec.live_per_minute * share,
             )
             keys = {account.ikey: account.skey} if account.ikey and account.skey else {}
             rng = random.Random(f"faults:{dataset_spec.seed}:{account.index}")
-            api = TelephonyApi(data, keys, clock, rng, self.options)
+            api = TelephonyApi(Dataset(own_spec, start=started), keys, clock, rng, self.options)
             if account.is_child and spec.rate_limit_scope == "parent":
-                api.budget = parent_budget
+                api.budget = self._parent_budget
             self.apis[account.account_id] = api
         self._by_id = {account.account_id: account for account in self.accounts}
         self._by_ikey = {account.ikey: account for account in self.accounts if account.ikey}

@@ -111,6 +111,7 @@ def test_the_children_come_from_a_post_signed_as_duo_client_signs_it():
     assert children.invalid == ()
     [call] = session.calls
     assert (call["method"], call["url"]) == ("POST", f"https://{PARENT}{ACCOUNTS_LIST_PATH}")
+    assert (call["verify"], call["allow_redirects"]) == (True, False)
     # Version 5: the parameters are a JSON body, signed by its hash, with no query parameters.
     assert call["data"] == b"{}"
     date = rfc2822_date(clock.now())
