@@ -117,9 +117,10 @@ class RecordingApi(TelephonyApi):
         query: str,
         headers: Mapping[str, str],
         client_address: str = "127.0.0.1",
+        body: bytes = b"",
     ) -> Response:
         at = self._clock.now()
-        response = super().handle(method, path, query, headers, client_address)
+        response = super().handle(method, path, query, headers, client_address, body)
         if path == TELEPHONY_PATH:
             with self._recording:
                 self._recorded.append(DuoRequest.parse(at, query, response.status))

@@ -276,7 +276,7 @@ class TelephonyApi:
             self.options.rate_limit_per_minute, self.options.rate_limit_changes, clock.now()
         )
         self._holds: list[HeldRequest] = []
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered by ``answer`` and ``fault``
 
     def stats(self) -> dict[str, int]:
         with self._lock:
@@ -301,8 +301,10 @@ class TelephonyApi:
         query: str,
         headers: Mapping[str, str],
         client_address: str = "127.0.0.1",
+        body: bytes = b"",
     ) -> Response:
-        """Answer one request. ``path`` excludes the query string; ``query`` is its raw text."""
+        """Answer one request. ``path`` excludes the query string; ``query`` is its raw text;
+        the body is not read (the endpoint is GET only)."""
         if path.startswith("/__sim__/"):
             return self._handle_sim(method, path, client_address)
         with self._lock:
@@ -324,9 +326,9 @@ class TelephonyApi:
     ) -> Response:
         c = self._counters
         c.requests += 1
-        if self.options.fail_rate and self._rng.random() < self.options.fail_rate:
-            c.server_errors += 1
-            return self._server_error()
+        fault = self.fault()
+        if fault is not None:
+            return fault
         if path != TELEPHONY_PATH:
             c.not_found += 1
             return _fail(404, 40401, "Resource not found")
@@ -340,21 +342,28 @@ class TelephonyApi:
         except AuthError as error:
             c.auth_failures += 1
             return _fail(error.status, error.code, error.message)
-        now = self._clock.now()
-        if not self.budget.take(now):
-            c.rate_limited += 1
-            return _fail(429, 42901, "Too Many Requests")  # Duo sends no Retry-After
-        try:
-            request = parse_params(query, int(now * 1000))
-            body = self._page(request, now)
-        except InvalidParams as error:
-            c.bad_requests += 1
-            return _fail(400, 40002, "Invalid request parameters", str(error))
-        if self.options.malformed_rate and self._rng.random() < self.options.malformed_rate:
-            c.malformed += 1
-            return self._malformed(body)
-        c.ok += 1
-        return Response(200, [("Content-Type", _JSON)], _ENCODE(body).encode())
+        return self.answer(query)
+
+    def answer(self, query: str) -> Response:
+        """An authenticated telephony request's answer: the rate limit (429), the parameters
+        (400), the page, perhaps made malformed. A fleet's accounts are answered here."""
+        c = self._counters
+        with self._lock:
+            now = self._clock.now()
+            if not self.budget.take(now):
+                c.rate_limited += 1
+                return _fail(429, 42901, "Too Many Requests")  # Duo sends no Retry-After
+            try:
+                request = parse_params(query, int(now * 1000))
+                body = self._page(request, now)
+            except InvalidParams as error:
+                c.bad_requests += 1
+                return _fail(400, 40002, "Invalid request parameters", str(error))
+            if self.options.malformed_rate and self._rng.random() < self.options.malformed_rate:
+                c.malformed += 1
+                return self._malformed(body)
+            c.ok += 1
+            return Response(200, [("Content-Type", _JSON)], _ENCODE(body).encode())
 
     def _page(self, request: PageRequest, now: float) -> dict[str, Any]:
         data = self.dataset
@@ -394,6 +403,14 @@ class TelephonyApi:
             "stat": "OK",
             "response": {"items": [to_item(r) for r in page], "metadata": metadata},
         }
+
+    def fault(self) -> Response | None:
+        """An injected 5xx (``fail_rate``), or None."""
+        with self._lock:
+            if self.options.fail_rate and self._rng.random() < self.options.fail_rate:
+                self._counters.server_errors += 1
+                return self._server_error()
+        return None
 
     def _server_error(self) -> Response:
         kind = self._rng.randrange(3)

@@ -20,6 +20,8 @@ from shared.clock import SystemClock
 from shared.duo.secret import Secret
 from simulator.api import ApiOptions, TelephonyApi
 from simulator.dataset import Dataset, DatasetSpec
+from simulator.fleet import FleetSpec
+from simulator.fleet_api import ACCOUNTS_PATH, FleetApi
 from simulator.server import SimulatorServer
 
 DEFAULT_PORT = 18443
@@ -104,7 +106,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_non_negative(int),
         default=0,
         metavar="PER_MINUTE",
-        help="requests per minute for the whole simulator, then 429 (default: off)",
+        help="requests per minute for the whole simulator (a fleet: see --rate-limit-scope), "
+        "then 429 (default: off)",
     )
     parser.add_argument(
         "--rate-limit-changes",
@@ -163,7 +166,66 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="compare maxtime with the records' microseconds (us) or take in its whole "
         "millisecond (ms, the default)",
     )
+    fleet = parser.add_argument_group(
+        "a fleet", "many Duo accounts on the one port; --records and --live are the fleet's"
+    )
+    fleet.add_argument(
+        "--accounts",
+        type=_non_negative(int),
+        default=0,
+        metavar="N",
+        help="N accounts, each with its own keys and host (listed at /__sim__/accounts)",
+    )
+    fleet.add_argument(
+        "--msp-children",
+        type=_non_negative(int),
+        default=0,
+        metavar="N",
+        help="an MSP parent (--ikey, --skey) whose Accounts API lists N children, each read "
+        "with the parent's keys and its account_id at its own api_hostname",
+    )
+    fleet.add_argument(
+        "--refused-share",
+        type=_fraction,
+        default=0.0,
+        help="share of the children that refuse the parent's keys (40301), as children in "
+        "another Duo deployment do",
+    )
+    fleet.add_argument(
+        "--activity-distribution",
+        choices=("even", "zipf"),
+        default="even",
+        help="how the records spread over the accounts: evenly, or zipf (most accounts quiet, "
+        "a few busy; which ones depends on --seed)",
+    )
+    fleet.add_argument(
+        "--rate-limit-scope",
+        choices=("account", "parent"),
+        default="account",
+        help="--rate-limit per account, or per credentials (the MSP parent's keys share one)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+
+
+def _fleet_spec(args: argparse.Namespace) -> FleetSpec | None:
+    """The fleet asked for, or None for the single account; raises ValueError naming the
+    option that cannot be used."""
+    if args.refused_share and not args.msp_children:
+        raise ValueError("--refused-share needs --msp-children")
+    if args.rate_limit_scope == "parent" and not args.msp_children:
+        raise ValueError("--rate-limit-scope parent needs --msp-children")
+    fleet = args.accounts or args.msp_children
+    if not fleet and args.activity_distribution != "even":
+        raise ValueError("--activity-distribution needs --accounts or --msp-children")
+    if not fleet:
+        return None
+    return FleetSpec(
+        accounts=args.accounts,
+        msp_children=args.msp_children,
+        refused_share=args.refused_share,
+        distribution=args.activity_distribution,
+        rate_limit_scope=args.rate_limit_scope,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -176,18 +238,20 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
 
+    try:
+        fleet = _fleet_spec(args)
+    except ValueError as error:
+        print(f"duo-telephony simulate: {error}", file=sys.stderr)
+        return 2
     skey = Secret(args.skey or os.environ.get(SKEY_ENV) or DEMO_SKEY)
     clock = SystemClock()
-    dataset = Dataset(
-        DatasetSpec(
-            records=args.records,
-            days=args.days,
-            seed=args.seed,
-            live_per_minute=args.live,
-            late_rate=args.late_rate,
-            late_by_seconds=args.late_by,
-        ),
-        start=clock.now(),
+    dataset_spec = DatasetSpec(
+        records=args.records,
+        days=args.days,
+        seed=args.seed,
+        live_per_minute=args.live,
+        late_rate=args.late_rate,
+        late_by_seconds=args.late_by,
     )
     options = ApiOptions(
         rate_limit_per_minute=args.rate_limit,
@@ -199,10 +263,15 @@ def run(args: argparse.Namespace) -> int:
         final_offset=args.final_offset,
         boundary_precision=args.boundary_precision,
     )
-    # Faults get their own RNG stream so they never change the data set.
-    api = TelephonyApi(
-        dataset, {args.ikey: skey}, clock, random.Random(f"faults:{args.seed}"), options
-    )
+    api: TelephonyApi | FleetApi
+    if fleet is None:
+        dataset = Dataset(dataset_spec, start=clock.now())
+        # Faults get their own RNG stream so they never change the data set.
+        api = TelephonyApi(
+            dataset, {args.ikey: skey}, clock, random.Random(f"faults:{args.seed}"), options
+        )
+    else:
+        api = FleetApi(fleet, dataset_spec, (args.ikey, skey), clock, options)
     try:
         server = SimulatorServer(api, port=args.port, verbose=args.verbose)
     except OSError as error:
@@ -213,15 +282,36 @@ def run(args: argparse.Namespace) -> int:
         return 1
     server.start()
     # It is a simulator: printing its demo secret key is the point.
-    print(
-        f"Duo simulator ready at {server.base_url} with {len(dataset)} records: "
-        f"ikey={args.ikey} skey={skey.reveal()} "
-        f"(plain HTTP; e.g. DUO_API_HOST=http://{server.host_port}; "
-        f"ground truth at {server.base_url}/__sim__/records)",
-        flush=True,
-    )
+    if isinstance(api, FleetApi):
+        print(_fleet_ready(api, server, args.ikey, skey), flush=True)
+    else:
+        print(
+            f"Duo simulator ready at {server.base_url} with {len(api.dataset)} records: "
+            f"ikey={args.ikey} skey={skey.reveal()} "
+            f"(plain HTTP; e.g. DUO_API_HOST=http://{server.host_port}; "
+            f"ground truth at {server.base_url}/__sim__/records)",
+            flush=True,
+        )
     while not stop.wait(0.5):
         pass
     server.stop()
     print("Duo simulator stopped", flush=True)
     return 0
+
+
+def _fleet_ready(api: FleetApi, server: SimulatorServer, ikey: str, skey: Secret) -> str:
+    spec = api.spec
+    records = sum(api.records(account.account_id) for account in api.accounts)
+    parts = [f"Duo simulator ready at {server.base_url} with {records} records"]
+    if spec.accounts:
+        parts.append(f"{spec.accounts} accounts with their own keys")
+    if spec.msp_children:
+        parts.append(
+            f"an MSP parent ikey={ikey} skey={skey.reveal()} with {spec.msp_children} children "
+            f"({spec.refused} refusing its keys)"
+        )
+    return (
+        "; ".join(parts) + f" (plain HTTP; accounts, keys and hosts at "
+        f"{server.base_url}{ACCOUNTS_PATH}; ground truth at "
+        f"{server.base_url}/__sim__/records?account_id=...)"
+    )

@@ -4,12 +4,28 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+from typing import Protocol
 
-from simulator.api import Response, TelephonyApi
+from simulator.api import Response
 
 LOOPBACK = "127.0.0.1"
+
+
+class Api(Protocol):
+    """What the server serves: the single account's TelephonyApi or a fleet's."""
+
+    def handle(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: Mapping[str, str],
+        client_address: str = ...,
+        body: bytes = ...,
+    ) -> Response: ...
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -19,14 +35,13 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def _dispatch(self) -> None:
-        # The request body is never used (GET only), but must be drained for keep-alive.
+        # Read whole, also for keep-alive: the Accounts API's POSTs carry a signed body.
         length = int(self.headers.get("Content-Length") or 0)
-        if length > 0:
-            self.rfile.read(length)
+        body = self.rfile.read(length) if length > 0 else b""
         path, _, query = self.path.partition("?")
         headers = {name: value for name, value in self.headers.items()}
         response = self.server.api.handle(
-            self.command, path, query, headers, client_address=self.client_address[0]
+            self.command, path, query, headers, client_address=self.client_address[0], body=body
         )
         self._send(response)
 
@@ -57,7 +72,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # a stuck client never blocks shutdown
 
-    def __init__(self, port: int, api: TelephonyApi, verbose: bool) -> None:
+    def __init__(self, port: int, api: Api, verbose: bool) -> None:
         self.api = api
         self.verbose = verbose
         super().__init__((LOOPBACK, port), _Handler)
@@ -75,7 +90,7 @@ class SimulatorServer:
     Use as a context manager in tests: ``with SimulatorServer(api) as sim: sim.base_url``.
     """
 
-    def __init__(self, api: TelephonyApi, port: int = 0, verbose: bool = False) -> None:
+    def __init__(self, api: Api, port: int = 0, verbose: bool = False) -> None:
         self.api = api
         self._httpd = _Server(port, api, verbose)
         self._thread: threading.Thread | None = None

@@ -8,7 +8,9 @@ this module to Duo's reference.
 
 Accepted: version 5 (seven-line canonical string, HMAC-SHA512, line 7 hashing every ``x-duo-*``
 header present) and version 2 (five lines, HMAC-SHA1 per Duo's documentation or HMAC-SHA512 as
-Duo's clients sign). The date is ``X-Duo-Date`` when present, else ``Date``.
+Duo's clients sign). The date is ``X-Duo-Date`` when present, else ``Date``. A POST (the
+Accounts API) signs its body: version 5 by its hash (Duo's clients send JSON), version 2 as the
+parameters a form-encoded body holds.
 
 Check order (Duo's own order is not documented): credentials present and well-formed (40101) ->
 integration key known (40102) -> date present and parseable (40105) -> signature (40103) ->
@@ -31,7 +33,7 @@ from shared.clock import Clock
 from shared.duo.secret import Secret
 
 MAX_CLOCK_SKEW_SECONDS = 300.0
-_EMPTY_BODY = b""  # the simulator serves GET only: the signed body is always empty
+_FORM = "application/x-www-form-urlencoded"
 _X_DUO_PREFIX = "x-duo-"
 # RFC 3986's unreserved characters, the only ones Duo leaves unencoded (OAuth 1.0's rule).
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -157,8 +159,12 @@ class SignatureChecker:
         self._clock = clock
         self._max_skew = max_skew_seconds
 
-    def verify(self, method: str, path: str, query: str, headers: Mapping[str, str]) -> str:
-        """The integration key of an authentic request; raises AuthError otherwise."""
+    def verify(
+        self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes = b""
+    ) -> str:
+        """The integration key of an authentic request; raises AuthError otherwise. A POST's
+        form-encoded body holds parameters, which version 2 signs as parameters; version 5
+        signs the body by its hash (Duo's clients send a JSON body)."""
         lower = {name.lower(): value for name, value in headers.items()}
         credentials = _parse_authorization(lower.get("authorization"))
         if credentials is None:
@@ -173,10 +179,14 @@ class SignatureChecker:
             raise AuthError(*INVALID_DATE)
 
         params = parse_qs(query, keep_blank_values=True)
+        form = params
+        if lower.get("content-type", "").split(";")[0].strip().lower() == _FORM:
+            form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+            form = {key: params.get(key, []) + form.get(key, []) for key in {*params, *form}}
         host = signed_host(lower.get("host", ""))
         x_duo = {name: value for name, value in lower.items() if name.startswith(_X_DUO_PREFIX)}
-        v5 = canonical_v5(date, method, host, path, params, _EMPTY_BODY, x_duo)
-        v2 = canonical_v2(date, method, host, path, params)
+        v5 = canonical_v5(date, method, host, path, params, body, x_duo)
+        v2 = canonical_v2(date, method, host, path, form)
         candidates = _hexdigests(skey, v5, ("sha512",)) + _hexdigests(skey, v2, ("sha1", "sha512"))
         given = signature.lower().encode()
         # Compare with every candidate (no early exit) so timing tells nothing about which.

@@ -55,22 +55,35 @@ class DuoApi:
     ) -> T:
         """GETs ``path`` and returns ``parse`` of Duo's ``response`` object, retrying what may
         succeed later; ``parse`` runs inside the retry so a garbled answer is asked again."""
-        return self._retry.run(
-            lambda: parse(self._attempt(path, params)),
-            clock=self._clock,
-            rng=self._rng,
-            wait=self._wait,
-        )
+        return self._retried(lambda: parse(self._attempt("GET", path, params, dict)))
 
-    def _attempt(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
+    def post(self, path: str, params: Mapping[str, str], parse: Callable[[Any], T]) -> T:
+        """POSTs ``path`` and returns ``parse`` of Duo's ``response``, an object or a list (the
+        Accounts API lists child accounts); only for reads, which are retried as ``get``'s."""
+        return self._retried(lambda: parse(self._attempt("POST", path, params, (dict, list))))
+
+    def _retried(self, attempt: Callable[[], T]) -> T:
+        return self._retry.run(attempt, clock=self._clock, rng=self._rng, wait=self._wait)
+
+    def _attempt(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str],
+        shape: type | tuple[type, ...],
+    ) -> Any:
         self._limiter.acquire()
-        headers = self._signer.headers("GET", path, params)  # a fresh Date on every attempt
         self.stats.requests += 1
-        status, body = self._http.get(path, params, headers)
+        # Signed here, so every attempt has a fresh Date.
+        if method == "POST":
+            headers, content = self._signer.post(path, params)
+            status, body = self._http.post(path, content, headers)
+        else:
+            status, body = self._http.get(path, params, self._signer.headers(method, path, params))
         self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
         if status != 200:
             raise error_from_response(status, body)
-        return _ok_response(body)
+        return _ok_response(body, shape)
 
     def _wait(self, error: DuoError, delay: float) -> None:
         if isinstance(error, DuoRateLimitedError):
@@ -82,7 +95,7 @@ class DuoApi:
             self._clock.sleep(delay)
 
 
-def _ok_response(body: bytes) -> dict[str, Any]:
+def _ok_response(body: bytes, shape: type | tuple[type, ...]) -> Any:
     try:
         parsed = json.loads(body)
     except ValueError:
@@ -92,6 +105,6 @@ def _ok_response(body: bytes) -> dict[str, Any]:
     if not isinstance(parsed, dict) or parsed.get("stat") != "OK":
         raise DuoTransientError(f"Duo answered 200 without stat OK: {body[:120]!r}")
     response = parsed.get("response")
-    if not isinstance(response, dict):
+    if not isinstance(response, shape):
         raise DuoTransientError(f"Duo answered 200 without a response object: {body[:120]!r}")
     return response

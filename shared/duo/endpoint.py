@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>\d{1,5}))?$")
+# Duo's API hosts: api-<id>.duosecurity.com, and Duo Federal's api-<id>.duofederal.com.
+_DUO_API_HOST = re.compile(r"^api-[a-z0-9]+\.(duosecurity|duofederal)\.com$")
 
 
 class EndpointError(ValueError):
@@ -50,8 +52,18 @@ class DuoEndpoint:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{host}" + (f":{self.port}" if self.port else "")
 
+    @property
+    def is_local(self) -> bool:
+        """Plain http to loopback: the local simulator."""
+        return self.scheme == "http"
+
     def __str__(self) -> str:
         return self.base_url
+
+
+def is_duo_api_host(host: str) -> bool:
+    """Whether ``host`` is a name Duo gives an account's API (no port, no scheme)."""
+    return _DUO_API_HOST.fullmatch(host.lower()) is not None
 
 
 def _is_loopback(host: str) -> bool:

@@ -17,11 +17,13 @@ class DuoError(Exception):
         status: int | None = None,
         code: int | None = None,
         detail: str | None = None,
+        answer: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.detail = detail
+        self.answer = answer  # what Duo answered, without our hint: "Duo answered HTTP 403 ..."
 
 
 class DuoConfigurationError(DuoError):
@@ -70,6 +72,7 @@ def error_from_response(status: int, body: bytes) -> DuoError:
         described += f" code {code}"
     if message:
         described += f" ({message}{': ' + detail if detail else ''})"
+    answer = described
     kind = _kind_for(status, code)
     if kind in (DuoConfigurationError, DuoClockSkewError):
         hint = _CONFIGURATION_HINTS.get(
@@ -79,7 +82,7 @@ def error_from_response(status: int, body: bytes) -> DuoError:
             else "check DUO_API_HOST, DUO_IKEY and the secret key",
         )
         described += f": {hint}"
-    return kind(described, status=status, code=code, detail=detail)
+    return kind(described, status=status, code=code, detail=detail, answer=answer)
 
 
 def _kind_for(status: int, code: int | None) -> type[DuoError]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -167,10 +168,12 @@ def test_stats_endpoint_over_http(sim) -> None:
     assert stats["requests"] >= stats["ok"]
 
 
-def test_the_command_serves_and_stops_cleanly_on_sigterm() -> None:
-    env = {**os.environ, "DUO_SIM_SKEY": "EnvSecretKeyForTheSimulatorCommand000000"}
+@contextlib.contextmanager
+def simulate(*argv: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, str]]:
+    """Runs ``duo-telephony simulate --port 0 ARGV``; yields its ready line and base URL, then
+    checks that SIGTERM stops it cleanly."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "simulate", "--port", "0", "--records", "300"],
+        [sys.executable, "-m", "services.cli", "simulate", "--port", "0", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -180,10 +183,7 @@ def test_the_command_serves_and_stops_cleanly_on_sigterm() -> None:
         line = process.stdout.readline()
         match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
         assert match, line
-        assert "skey=EnvSecretKeyForTheSimulatorCommand000000" in line
-        assert "ikey=DIDEMOSIMULATOR00001" in line
-        records = requests.get(f"{match.group(1)}/__sim__/records", timeout=30).text
-        assert len(records.splitlines()) == 300
+        yield line, match.group(1)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
         assert "Traceback" not in process.stderr.read()
@@ -191,3 +191,30 @@ def test_the_command_serves_and_stops_cleanly_on_sigterm() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_the_command_serves_and_stops_cleanly_on_sigterm() -> None:
+    env = {**os.environ, "DUO_SIM_SKEY": "EnvSecretKeyForTheSimulatorCommand000000"}
+    with simulate("--records", "300", env=env) as (line, url):
+        assert "skey=EnvSecretKeyForTheSimulatorCommand000000" in line
+        assert "ikey=DIDEMOSIMULATOR00001" in line
+        records = requests.get(f"{url}/__sim__/records", timeout=30).text
+        assert len(records.splitlines()) == 300
+
+
+def test_the_command_serves_an_msp_fleet_and_says_where_its_accounts_are() -> None:
+    argv = ("--records", "300", "--accounts", "2", "--msp-children", "4")
+    more = ("--refused-share", "0.5", "--activity-distribution", "zipf")
+    with simulate(*argv, *more) as (line, url):
+        assert f"accounts, keys and hosts at {url}/__sim__/accounts" in line
+        assert "2 accounts with their own keys" in line
+        assert "ikey=DIDEMOSIMULATOR00001" in line and "4 children (2 refusing its keys)" in line
+        accounts = requests.get(f"{url}/__sim__/accounts", timeout=30).json()
+        assert [a["msp_child"] for a in accounts] == [False, False, True, True, True, True]
+        assert sum(a["refused"] for a in accounts) == 2
+        assert sum(a["records"] for a in accounts) == 300
+        for account in accounts:
+            records = requests.get(
+                f"{url}/__sim__/records", params={"account_id": account["account_id"]}, timeout=30
+            ).text
+            assert len(records.splitlines()) == account["records"]

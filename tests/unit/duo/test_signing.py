@@ -1,7 +1,9 @@
 """Our Authorization headers must equal Duo's official client's, byte for byte."""
 
 import base64
+import email.utils
 import hashlib
+import json
 
 import pytest
 from duo_client import client as duo_client
@@ -15,6 +17,7 @@ from shared.duo.signing import (
     rfc2822_date,
 )
 from tests.fakes import FakeClock
+from tests.fixtures import make_signature_vectors
 
 IKEY = "DIWJ8X6AEYOR5OMC6TQ1"
 SKEY = "Zh5eGmUq9zpfQnyUIu5OL9iWoMMv5ZNmk3zLJ4Ep"
@@ -122,3 +125,33 @@ def test_secret_key_never_shows_in_reprs():
 def test_unsupported_choices_are_refused(version, digest):
     with pytest.raises(ValueError):
         SigningConfig(IKEY, Secret(SKEY), HOST, version=version, digest=digest)
+
+
+# --- fixed vectors signed by Duo's own libraries ---------------------------------------------
+
+VECTOR_FILE = json.loads(make_signature_vectors.OUTPUT.read_text(encoding="utf-8"))
+# Ours sends duo-hmac's X-Duo-Date for version 5 (duo_client's sends Date) and Date for 2.
+OURS = [v for v in VECTOR_FILE["vectors"] if v["library"] == "duo_hmac" or v["sig_version"] == 2]
+
+
+@pytest.mark.parametrize("vector", [pytest.param(v, id=v["name"]) for v in OURS])
+def test_our_signer_makes_the_requests_duos_libraries_make(vector):
+    clock = FakeClock(email.utils.parsedate_to_datetime(vector["date"]).timestamp())
+    host = vector["headers"]["Host"].rsplit(":", 1)[0]  # Duo signs the host without the port
+    config = SigningConfig(
+        VECTOR_FILE["ikey"], Secret(VECTOR_FILE["skey"]), host, vector["sig_version"],
+        vector["digest"],
+    )  # fmt: skip
+    signer = Signer(config, clock)
+    if vector["method"] == "POST":
+        headers, body = signer.post(vector["path"], vector["params"])
+        assert body.decode() == vector["body"]
+    else:
+        headers = signer.headers("GET", vector["path"], vector["params"])
+    assert headers["Authorization"] == vector["headers"]["Authorization"]
+
+
+def test_the_vectors_hold_an_accounts_list_and_a_child_read_with_its_account_id():
+    names = {v["name"] for v in OURS}
+    assert {"v5 duo_hmac accounts list", "v2-sha512 accounts create"} <= names
+    assert {"v5 duo_hmac child first page", "v2-sha1 child first page"} <= names

@@ -246,9 +246,13 @@ def vector_checker(vector: dict) -> SignatureChecker:
     return SignatureChecker(VECTOR_KEYS, FakeClock(sent_at.timestamp()))
 
 
+def body_of(vector: dict) -> bytes:
+    return (vector.get("body") or "").encode()
+
+
 def verify_vector(vector: dict) -> str:
     return vector_checker(vector).verify(
-        vector["method"], vector["path"], vector["query"], vector["headers"]
+        vector["method"], vector["path"], vector["query"], vector["headers"], body_of(vector)
     )
 
 
@@ -271,12 +275,18 @@ def test_our_canonical_string_is_duos(vector) -> None:
     date = headers.get("x-duo-date") or headers["date"]
     params = parse_qs(vector["query"], keep_blank_values=True)
     host = signed_host(headers["host"])
-    v2 = canonical_v2(date, vector["method"], host, vector["path"], params)
     if vector["sig_version"] == 2:
-        assert v2 == vector["canonical"]
+        # A version 2 POST signs its form-encoded body as its parameters.
+        form = params or parse_qs(body_of(vector).decode(), keep_blank_values=True)
+        assert (
+            canonical_v2(date, vector["method"], host, vector["path"], form)
+            == (vector["canonical"])
+        )
     else:
         x_duo = {name: value for name, value in headers.items() if name.startswith("x-duo-")}
-        v5 = canonical_v5(date, vector["method"], host, vector["path"], params, b"", x_duo)
+        v5 = canonical_v5(
+            date, vector["method"], host, vector["path"], params, body_of(vector), x_duo
+        )
         assert v5 == vector["canonical"]
 
 
@@ -345,6 +355,11 @@ def _add_x_duo_header(vector: dict) -> None:
     vector["headers"]["X-Duo-Extra"] = "injected"
 
 
+def _change_body(vector: dict) -> None:
+    body = vector["body"]
+    vector["body"] = bump(body, max(i for i, c in enumerate(body) if c.isascii() and c.isalnum()))
+
+
 CHANGES = {
     "method": (_change_method, lambda v: True),
     "host": (_change_host, lambda v: True),
@@ -359,6 +374,7 @@ CHANGES = {
     ),
     # Version 2 does not sign x-duo headers; version 5 signs every one present.
     "x-duo header added": (_add_x_duo_header, lambda v: v["sig_version"] == 5),
+    "body": (_change_body, lambda v: any(c.isascii() and c.isalnum() for c in v.get("body", ""))),
 }
 
 
@@ -377,4 +393,19 @@ def test_a_vector_with_one_thing_changed_is_refused(vector, change) -> None:
     assert changed != vector
     with pytest.raises(AuthError) as raised:
         verify_vector(changed)
+    assert raised.value.code == 40103
+
+
+@pytest.mark.parametrize("version", [5, 2])
+def test_a_post_body_is_signed_as_duos_clients_sign_it(version) -> None:
+    # Version 5: a JSON body, signed by its hash; version 2: form-encoded parameters.
+    clock = FakeClock(1_800_000_000)
+    signer = Signer(SigningConfig(IKEY, SKEY, "127.0.0.1", version, "sha512"), clock)
+    headers, body = signer.post("/accounts/v1/account/create", {"name": "Acme Corp"})
+    headers["Host"] = "127.0.0.1:18443"
+    checker = SignatureChecker({IKEY: SKEY}, clock)
+    assert checker.verify("POST", "/accounts/v1/account/create", "", headers, body) == IKEY
+    changed = body.replace(b"Acme", b"Acne")
+    with pytest.raises(AuthError) as raised:
+        checker.verify("POST", "/accounts/v1/account/create", "", headers, changed)
     assert raised.value.code == 40103
