@@ -18,22 +18,13 @@ from typing import Any, Protocol
 
 from shared.clock import Clock, now_ms
 from shared.duo.api import DuoApi
-from shared.duo.errors import (
-    DuoConfigurationError,
-    DuoError,
-    DuoRateLimitedError,
-    DuoTransientError,
-)
+from shared.duo.errors import DuoError
 from shared.duo.paging import Page, WindowError, count_records, read_window, token_position_ms
 from shared.duo.records import enriched, record_id, record_time_us
 from shared.gcp.window_store import LandedSpans, WindowStore
 from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask
 from shared.pipeline.planning import is_live, retention_start
-from shared.pipeline.windows import DONE, Claim, past
-
-# Duo trouble that concerns every window of the account alike: it backs off, never
-# quarantines a window.
-ACCOUNT_WIDE = (DuoConfigurationError, DuoRateLimitedError, DuoTransientError)
+from shared.pipeline.windows import DONE, Claim, own_trouble, past
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +110,14 @@ class LeaseKeeper:
         self._thread.join()
 
 
+@dataclass
+class _Lease:
+    """A fetch's claim as its last published page left it: what a failure is counted from (a
+    page checkpointed but not published is no progress)."""
+
+    held: Claim
+
+
 class WindowFetcher:
     def __init__(
         self,
@@ -152,16 +151,17 @@ class WindowFetcher:
         report.reread = claim.reread_from > 0
         started = self._clock.now()
         keeper = LeaseKeeper(lambda: self._store.renew(claim, self._lease), self._lease / 3)
+        lease = _Lease(claim)
         try:
             with keeper:
-                report.outcome = self._page_through(task, claim, duo, report, started, keeper)
+                report.outcome = self._page_through(task, lease, duo, report, started, keeper)
         except (DuoError, WindowError) as error:
             report.outcome, report.error = "failed", str(error)
-            self._store.release(
-                claim, error=str(error), account_wide=isinstance(error, ACCOUNT_WIDE)
-            )
+            self._store.release(lease.held, error=str(error), own=own_trouble(error))
         except BaseException as error:
-            self._store.release(claim, error=f"{type(error).__name__}: {error}")
+            # Firestore, Pub/Sub, the shared limiter or a bug: raised on, logged with its trace.
+            described = f"{type(error).__name__}: {error}"
+            self._store.release(lease.held, error=described, own=own_trouble(error))
             raise
         finally:
             report.requests = duo.stats.requests
@@ -173,12 +173,13 @@ class WindowFetcher:
     def _page_through(
         self,
         task: WindowTask,
-        claim: Claim,
+        lease: _Lease,
         duo: DuoApi,
         report: FetchReport,
         started: float,
         keeper: LeaseKeeper,
     ) -> str:
+        claim = lease.held
         host = self._enrich_host(task.source) if self._enrich_host else None
         now = now_ms(self._clock)
         start = retention_start(claim.mintime, now)
@@ -221,10 +222,13 @@ class WindowFetcher:
             )
             if saved is None:
                 return "lost_lease"
+            # A failed publish ends the fetch here, counted from ``lease.held``: the page keeps
+            # its number, and its gap is read again once the window is fetched.
             self._publisher.publish_batch(
                 RecordBatch(task.source, task.window_id, claim.pages, records, (offset, following))
             )
             claim, offset = saved, following
+            lease.held = claim
             report.pages += 1
             report.records += len(records)
             report.dropped += page.dropped

@@ -6,9 +6,12 @@ import json
 
 
 class DuoError(Exception):
-    """A failed Duo request. ``retryable`` says whether trying again can help."""
+    """A failed Duo request. ``retryable`` says whether trying again can help; ``account_wide``
+    whether the trouble concerns every request of the account alike (credentials, throttling,
+    outages) rather than what one request asked for or was answered."""
 
     retryable = False
+    account_wide = False
 
     def __init__(
         self,
@@ -29,6 +32,8 @@ class DuoError(Exception):
 class DuoConfigurationError(DuoError):
     """401xx/403xx: the credentials, host or permissions are wrong; retrying cannot fix it."""
 
+    account_wide = True
+
 
 class DuoClockSkewError(DuoConfigurationError):
     """40105: our Date is too far from Duo's clock. One retry with a fresh Date is worth it."""
@@ -39,20 +44,23 @@ class DuoInvalidRequestError(DuoError):
 
 
 class DuoProtocolError(DuoError):
-    """Duo answered with something that breaks its own contract (a token that does not move,
-    an item without an id); retrying the same request would loop, so the window fails loudly."""
+    """Duo answered with data that breaks its own contract (an item without an id or a valid
+    ts, a paging token that is not a string, too long, or does not move): asking again gets
+    the same data, so the window it was read for fails loudly."""
 
 
 class DuoRateLimitedError(DuoError):
     """42901: the account's request budget is spent; the whole account must back off."""
 
     retryable = True
+    account_wide = True
 
 
 class DuoTransientError(DuoError):
     """5xx, connection errors, timeouts, or a body that is not Duo's JSON."""
 
     retryable = True
+    account_wide = True
 
 
 _CONFIGURATION_HINTS = {

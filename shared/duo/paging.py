@@ -147,7 +147,9 @@ def exact_total(response: dict[str, Any]) -> int | None:
 def parse_page(
     response: dict[str, Any],
 ) -> tuple[list[tuple[dict[str, Any], str, int]], str | None]:
-    """Checks one telephony response: (item, telephony_id, ms) per item, and the next token."""
+    """Checks one telephony response: (item, telephony_id, ms) per item, and the next token.
+    A response without an items list is taken as garbled on the way (transient); items or a
+    token that break Duo's contract are Duo's data, answered again alike (a protocol error)."""
     items = response.get("items")
     if not isinstance(items, list):
         raise DuoTransientError(f"Duo's response has no items list: {str(response)[:120]}")
@@ -156,14 +158,14 @@ def parse_page(
         raise DuoTransientError(f"Duo's response metadata is not an object: {metadata!r:.120}")
     following = metadata.get("next_offset")
     if following is not None and (not isinstance(following, str) or not following):
-        raise DuoTransientError(f"Duo returned a paging token that is not a string: {following!r}")
+        raise DuoProtocolError(f"Duo returned a paging token that is not a string: {following!r}")
     if following is not None and len(following) > MAX_TOKEN_LENGTH:
-        raise DuoTransientError(
+        raise DuoProtocolError(
             f"Duo returned a paging token of {len(following)} characters "
             f"(at most {MAX_TOKEN_LENGTH} are kept): {following[:60]!r}..."
         )
     try:
         checked = [(item, record_id(item), record_time_ms(item)) for item in items]
     except RecordError as error:
-        raise DuoTransientError(f"Duo returned a malformed telephony item: {error}") from None
+        raise DuoProtocolError(f"Duo returned a malformed telephony item: {error}") from None
     return checked, following

@@ -166,18 +166,17 @@ class WindowStore:
 
         return save(self._db.transaction())
 
-    def release(
-        self, claim: Claim, *, error: str | None = None, account_wide: bool = False
-    ) -> None:
-        """Gives the lease back: to hand the rest on, or after a failure (failed, or
-        quarantined when the window has failed too often for its own reasons)."""
+    def release(self, claim: Claim, *, error: str | None = None, own: bool = True) -> None:
+        """Gives the lease back: to hand the rest on, or after a failure counted from
+        ``claim`` (failed, or quarantined when the window has failed too often for its
+        ``own`` reasons)."""
         ref = self.window(claim.source, claim.window_id)
 
         @firestore.transactional
         def give_back(transaction: firestore.Transaction) -> None:
             doc = ref.get(transaction=transaction).to_dict()
             if rules.holds_lease(doc, claim):
-                update = rules.release(doc, now_ms(self._clock), error, account_wide=account_wide)
+                update = rules.release(claim, now_ms(self._clock), error, own=own)
                 transaction.update(ref, update)
 
         give_back(self._db.transaction())

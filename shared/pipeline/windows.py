@@ -8,11 +8,13 @@ planner's sweep does with each open window. Pure rules; the Firestore store appl
                           too many failures or re-reads ──▶ quarantined ──operator: retry──▶ planned
 
 A fetcher holds a short lease and renews it while it works, so a window whose fetcher died is
-taken up again within about a lease and a planner period. Only real failures count: an error,
-or a fetcher that died without saving a page since the last claim; a hand-off does not, and a
-saved page clears the count. Pages are numbered for the window's whole life (a re-read goes on
-from the last number), so a batch id, and the objects it names, is never reused for other
-records. A page is checkpointed before its batch is published, so each number is given to one
+taken up again within about a lease and a planner period. Only the window's own failures count
+towards quarantine: Duo refusing it or answering it with broken data, or a fetcher that died
+without saving a page since the last claim. Trouble every window shares (Duo's account, the
+pipeline's Firestore, Pub/Sub and shared limiter) only backs off; a hand-off is no failure, and
+a published page clears both counts. Pages are numbered for the window's whole life (a re-read
+goes on from the last number), so a batch id, and the objects it names, is never reused for
+other records. A page is checkpointed before its batch is published, so each number is given to one
 page only; a batch that never lands is read again from the tokens its landed neighbours were
 read with (a gap), not from the window's start.
 """
@@ -24,7 +26,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from shared.duo.paging import token_position_ms
+from shared.duo.errors import DuoError
+from shared.duo.paging import WindowError, token_position_ms
 from shared.duo.records import record_id, record_time_us
 from shared.pipeline.repair import Update, after_check, first_check
 
@@ -49,8 +52,8 @@ MARKER_RETENTION_MS = 190 * 86_400_000
 # A failed window is tried again after 1 min, doubling per failure, at most after an hour.
 FAILED_RETRY_BASE_MS = 60_000
 FAILED_RETRY_CAP_MS = 3_600_000
-# Failures in a row, without a page saved in between, that quarantine a window (about three
-# hours of backoff). Account-wide Duo trouble (credentials, throttling, outages) only backs off.
+# The window's own failures in a row, without a page published in between, that quarantine it
+# (about three hours of backoff). Trouble every window shares only backs off (own_trouble).
 MAX_FAILURES = 8
 # Times in a row a window is read again because its batches never landed (without finishing
 # in between), before it is quarantined.
@@ -80,6 +83,8 @@ class Claim:
     attempts: int
     reread_from: int = 0  # > 0: a re-read, whose pages land only records not yet landed
     read_until: str | None = None  # a gap's re-read ends at this token, or past its time
+    failures: int = 0  # the window's own failures in a row, when claimed or last published
+    shared_failures: int = 0  # failures in a row from trouble every window shares
 
 
 def new_window(mintime: int, maxtime: int, planned_at_ms: int) -> Update:
@@ -93,6 +98,7 @@ def new_window(mintime: int, maxtime: int, planned_at_ms: int) -> Update:
         "records": 0,
         "attempts": 0,
         "failures": 0,
+        "shared_failures": 0,
         "rereads": 0,
         "reread_from": 0,
         "read_offset": None,
@@ -137,6 +143,17 @@ def marker(
 def expiry(now: int, retention_ms: int = DONE_RETENTION_MS) -> datetime:
     """When a finished document may go (a Firestore TTL policy on ``expire_at`` deletes it)."""
     return datetime.fromtimestamp((now + retention_ms) / 1000, UTC)
+
+
+def own_trouble(error: BaseException) -> bool:
+    """Whether a fetch's failure is its window's own trouble, counted towards quarantine: Duo
+    refusing the window or answering it with broken data. Everything else concerns every window
+    alike and only backs off: Duo's account (credentials, throttling, outages) and the
+    pipeline's own infrastructure (Firestore, Pub/Sub, the shared rate limiter), whatever it
+    raised."""
+    return isinstance(error, WindowError) or (
+        isinstance(error, DuoError) and not error.account_wide
+    )
 
 
 def retry_at(failures: int, now: int) -> int:
@@ -198,6 +215,8 @@ def claim(
         attempts,
         doc.get("reread_from", 0),
         doc.get("read_until"),
+        failures,
+        doc.get("shared_failures", 0),
     )
     return taken, update
 
@@ -219,8 +238,9 @@ def checkpoint(
     lease_ms: int,
     lost_ms: tuple[int, int] | None = None,
 ) -> tuple[Claim, Update]:
-    """One more page published: where to resume, the lease renewed, the failure count cleared;
-    the last page (no ``next_offset``) makes the window fetched. ``lost_ms``: the span that
+    """One more page read, about to be published: where to resume, the lease renewed, the
+    failure counts cleared (a release after its publish failed counts from the claim before
+    it); the last page (no ``next_offset``) makes the window fetched. ``lost_ms``: the span that
     left Duo's retention before it was fetched, kept on the window for operators."""
     update: Update = {
         "next_offset": next_offset,
@@ -229,6 +249,7 @@ def checkpoint(
         "lease_until_ms": now + lease_ms,
         "updated_at_ms": now,
         "failures": 0,
+        "shared_failures": 0,
         "error": None,
     }
     if next_offset is None:
@@ -236,27 +257,31 @@ def checkpoint(
     if lost_ms is not None:
         update |= {"retention_lost": True, "retention_lost_ms": list(lost_ms)}
     after = replace(
-        held, next_offset=next_offset, pages=held.pages + 1, records=held.records + records
+        held,
+        next_offset=next_offset,
+        pages=held.pages + 1,
+        records=held.records + records,
+        failures=0,
+        shared_failures=0,
     )
     return after, update
 
 
-def release(doc: Update, now: int, error: str | None, *, account_wide: bool = False) -> Update:
-    """The lease given back: planned again (handed on), or failed and backing off; a window
-    failing for its own reasons too often is quarantined. ``account_wide`` failures (Duo
-    credentials, throttling, outages) concern every window alike and only back off."""
+def release(held: Claim, now: int, error: str | None, *, own: bool = True) -> Update:
+    """The lease given back: planned again (handed on), or failed and backing off, the failure
+    counted from ``held``: the claim as its last published page left it (a page checkpointed
+    but not published is no progress). A window failing for its ``own`` reasons too often is
+    quarantined; other failures (``own_trouble``) only back off, and neither clear nor add to
+    its own count."""
     update: Update = {"lease_owner": None, "lease_until_ms": 0, "updated_at_ms": now}
     if error is None:
         return update | {"state": PLANNED}
-    failures = doc.get("failures", 0) + 1
-    if failures >= MAX_FAILURES and not account_wide:
-        return update | _quarantine(error, now) | {"failures": failures}
-    return update | {
-        "state": FAILED,
-        "error": error,
-        "failures": failures,
-        "retry_at_ms": retry_at(failures, now),
-    }
+    failures, shared = held.failures + own, held.shared_failures + (not own)
+    counts = {"failures": failures, "shared_failures": shared}
+    if failures >= MAX_FAILURES and own:
+        return update | _quarantine(error, now) | counts
+    failed = {"state": FAILED, "error": error, "retry_at_ms": retry_at(failures + shared, now)}
+    return update | counts | failed
 
 
 def requeue(doc: Update, now: int) -> Update | None:
@@ -272,6 +297,7 @@ def requeue(doc: Update, now: int) -> Update | None:
         "reread_from": doc["pages"] if finished_a_read else doc.get("reread_from", 0),
         "state": PLANNED,
         "failures": 0,
+        "shared_failures": 0,
         "landing_rereads": 0,
         "retry_at_ms": 0,
         "error": f"put back by an operator after: {doc.get('error')}",

@@ -117,7 +117,7 @@ def _land(windows: WindowStore, task: WindowTask, page: int) -> None:
 
 def _fail(windows: WindowStore, task: WindowTask, error: str) -> None:
     """A failure of Duo's own (it backs off: a minute for a first failure)."""
-    windows.release(_claim(windows, task), error=error, account_wide=True)
+    windows.release(_claim(windows, task), error=error, own=False)
 
 
 # --- planning ----------------------------------------------------------------------------

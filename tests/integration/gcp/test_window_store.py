@@ -193,13 +193,13 @@ def test_release_with_error_marks_the_window_failed(store: WindowStore, clock: F
     claim = store.claim(SOURCE, WID, LEASE_S)
     assert claim is not None
 
-    store.release(claim, error="DuoError: 503 from Duo", account_wide=True)
+    store.release(claim, error="DuoError: 503 from Duo", own=False)
 
     doc = _doc(store)
     assert doc["state"] == FAILED
     assert doc["error"] == "DuoError: 503 from Duo"
     assert doc["retry_at_ms"] == now_ms(clock) + 60_000  # the first failure waits a minute
-    assert doc["failures"] == 1
+    assert (doc["failures"], doc["shared_failures"]) == (0, 1)  # Duo's 5xx is not the window's
     assert doc["lease_owner"] is None
     assert doc["lease_until_ms"] == 0
     # Not before it is due, then claimable again.
@@ -234,7 +234,7 @@ def test_hand_offs_are_not_failures(store: WindowStore, clock: FakeClock) -> Non
     # Its first real failure then waits a minute, not an hour.
     claim = store.claim(SOURCE, WID, LEASE_S)
     assert claim is not None
-    store.release(claim, error="DuoError: 503", account_wide=True)
+    store.release(claim, error="DuoError: 503", own=False)
     assert _doc(store)["retry_at_ms"] == now_ms(clock) + 60_000
 
 
@@ -265,7 +265,7 @@ def test_account_wide_trouble_only_backs_off(store: WindowStore, clock: FakeCloc
         clock.advance(3600)
         claim = store.claim(SOURCE, WID, LEASE_S)
         assert claim is not None
-        store.release(claim, error="DuoRateLimitedError: 429", account_wide=True)
+        store.release(claim, error="DuoRateLimitedError: 429", own=False)
     assert _doc(store)["state"] == FAILED
 
 

@@ -11,9 +11,11 @@ from shared.duo.endpoint import DuoEndpoint
 from shared.duo.errors import (
     DuoConfigurationError,
     DuoInvalidRequestError,
+    DuoProtocolError,
     DuoRateLimitedError,
     DuoTransientError,
 )
+from shared.duo.paging import MAX_TOKEN_LENGTH, parse_page
 from shared.duo.rate_limit import TokenBucket
 from shared.duo.retry import RetryPolicy
 from shared.duo.secret import Secret
@@ -212,6 +214,28 @@ def test_a_garbled_200_is_retried_as_transient(body):
     assert len(transport.sent) == 2
     assert api.stats.transient_failures == 1
     assert [seconds for seconds in clock.sleeps if seconds] == [1]
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        {"items": [{"ts": "2027-01-15T08:00:00.000000+00:00"}], "metadata": {}},
+        {"items": [], "metadata": {"next_offset": "x" * (MAX_TOKEN_LENGTH + 1)}},
+    ],
+    ids=["item-without-id", "over-long-token"],
+)
+def test_broken_data_through_the_parser_costs_one_request_not_the_retry_policys(response):
+    # Duo's data answers the same when asked again: the production policy's eight attempts
+    # would be eight requests of the account's budget spent on every try of the window.
+    clock = FakeClock(START)
+    body = json.dumps({"stat": "OK", "response": response}).encode()
+    transport = Transport(clock, *[(200, body)] * 8)
+    signer = Signer(SigningConfig(IKEY, Secret(SKEY), HOST, 5, "sha512"), clock)
+    api = DuoApi(transport, signer, retry=RetryPolicy(), clock=clock, rng=Ceiling())
+    assert RetryPolicy().max_attempts == 8
+    with pytest.raises(DuoProtocolError, match="Duo returned a"):
+        api.get(TELEPHONY_PATH, PARAMS, parse_page)
+    assert len(transport.sent) == 1
 
 
 def test_a_garbled_200_that_persists_says_what_came_back():

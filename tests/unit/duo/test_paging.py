@@ -231,23 +231,25 @@ def test_an_id_repeated_within_one_page_is_kept_once():
 
 
 @pytest.mark.parametrize(
-    "response",
+    ("response", "kind"),
     [
-        {"metadata": {}},
-        {"items": "nope", "metadata": {}},
-        {"items": [{"ts": "2027-01-15T08:00:00.000000+00:00"}], "metadata": {}},
-        {"items": [{"telephony_id": "a", "ts": "yesterday"}], "metadata": {}},
-        {"items": [], "metadata": {"next_offset": 17}},
+        ({"metadata": {}}, DuoTransientError),
+        ({"items": "nope", "metadata": {}}, DuoTransientError),
+        # Duo's data itself: asked again, it answers the same, so the window is at fault.
+        ({"items": [{"ts": "2027-01-15T08:00:00.000000+00:00"}], "metadata": {}}, DuoProtocolError),
+        ({"items": [{"telephony_id": "a", "ts": "yesterday"}], "metadata": {}}, DuoProtocolError),
+        ({"items": [], "metadata": {"next_offset": 17}}, DuoProtocolError),
     ],
     ids=["no-items", "items-not-list", "no-id", "bad-ts", "token-not-string"],
 )
-def test_garbled_answers_are_transient_errors_naming_the_problem(response):
+def test_garbled_answers_and_broken_data_are_errors_naming_the_problem(response, kind):
     class Garbled(ScriptedDuo):
         def get(self, path, params, parse):
             return parse(response)
 
-    with pytest.raises(DuoTransientError, match="Duo"):
+    with pytest.raises(kind, match="Duo") as raised:
         read_all(Garbled([]))
+    assert type(raised.value) is kind
 
 
 @pytest.mark.parametrize(
@@ -300,8 +302,8 @@ def test_a_last_page_repeating_only_its_tokens_event_with_the_same_token_ends_th
 
 def test_a_paging_token_longer_than_a_record_batch_keeps_is_refused_naming_its_length():
     # Kept in every record batch and marker: one too long would make a batch the writer can
-    # never accept, so it is refused where it is read, as a Duo failure.
+    # never accept, so it is refused where it is read, as broken data.
     ok = parse_page({"items": [], "metadata": {"next_offset": "x" * MAX_TOKEN_LENGTH}})
     assert ok == ([], "x" * MAX_TOKEN_LENGTH)
-    with pytest.raises(DuoTransientError, match=f"token of {MAX_TOKEN_LENGTH + 1} characters"):
+    with pytest.raises(DuoProtocolError, match=f"token of {MAX_TOKEN_LENGTH + 1} characters"):
         parse_page({"items": [], "metadata": {"next_offset": "x" * (MAX_TOKEN_LENGTH + 1)}})

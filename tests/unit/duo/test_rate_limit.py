@@ -54,32 +54,54 @@ def test_after_a_pause_the_rate_resumes_without_a_burst():
     assert clock.sleeps == pytest.approx([30, 0.1, 0.1])
 
 
-# Over a hundred times the longest a second caller took to arrive (2 ms with both cores busy);
-# the correct, locked bucket pays it once.
-HOLD_S = 0.25
-
-
 class HeldReservation:
-    """Wraps ``reserve_slots`` so that its first call stops between the read of the bucket's
-    state (the argument) and the write of the new state (the return), until a second caller
-    is inside as well or HOLD_S passes. Without the bucket's lock a second caller is certain
-    to read the same state in that time; with it, none can."""
+    """Stands in for ``reserve_slots`` and for the bucket's lock. The first reservation stops
+    between its read of the bucket's state (the argument) and its write (the return) until a
+    second caller is inside as well (the lock is missing, or does not cover the reservation)
+    or waits for the lock the first one holds (it does). One of the two comes for certain,
+    whatever the scheduler does: nothing here waits for time to pass."""
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holder: threading.Thread | None = None
         self._changed = threading.Condition()
         self.calls = 0
         self.inside = 0
         self.most_inside = 0
+        self.waiting = 0  # callers waiting for the lock
+        self.raced = False  # a caller waited for the lock while the first reservation held it
+
+    def __enter__(self) -> None:
+        if not self._lock.acquire(blocking=False):
+            with self._changed:
+                self.waiting += 1
+                self._changed.notify_all()
+            self._lock.acquire()
+            with self._changed:
+                self.waiting -= 1
+        with self._changed:
+            self._holder = threading.current_thread()
+
+    def __exit__(self, *exc: object) -> None:
+        with self._changed:
+            self._holder = None
+        self._lock.release()
 
     def __call__(self, *args: Any) -> tuple[list[float], LimitState]:
         result = reserve_slots(*args)
+        me = threading.current_thread()
         with self._changed:
             self.calls += 1
             self.inside += 1
             self.most_inside = max(self.most_inside, self.inside)
             self._changed.notify_all()
             if self.calls == 1:
-                self._changed.wait_for(lambda: self.calls > 1, timeout=HOLD_S)
+                # The bound only ends a broken test instead of hanging it.
+                self._changed.wait_for(
+                    lambda: self.most_inside > 1 or (self._holder is me and self.waiting > 0),
+                    timeout=10,
+                )
+                self.raced = self._holder is me and self.waiting > 0
             self.inside -= 1
         return result
 
@@ -101,6 +123,7 @@ def test_concurrent_callers_never_exceed_the_rate(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(rate_limit, "reserve_slots", held)
     clock = LockedClock()
     bucket = TokenBucket(rate=2, burst=1, clock=clock)
+    monkeypatch.setattr(bucket, "_lock", held)
     callers = 40
     ready = threading.Barrier(callers)
 
@@ -116,6 +139,7 @@ def test_concurrent_callers_never_exceed_the_rate(monkeypatch: pytest.MonkeyPatc
     assert not any(thread.is_alive() for thread in threads), "a caller hung"
     assert held.calls == callers
     assert held.most_inside == 1, "two callers read the bucket's state before either wrote it"
+    assert held.raced, "no caller came while the first reservation was held"
     starts = sorted(clock.starts)
     assert starts == [1000 + 0.5 * i for i in range(callers)]
 

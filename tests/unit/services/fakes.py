@@ -98,12 +98,10 @@ class FakeWindowStore:
         self.events.append(("checkpoint", claim.pages, next_offset))
         return after
 
-    def release(
-        self, claim: Claim, *, error: str | None = None, account_wide: bool = False
-    ) -> None:
+    def release(self, claim: Claim, *, error: str | None = None, own: bool = True) -> None:
         doc = self.docs.get((claim.source, claim.window_id))
         if rules.holds_lease(doc, claim):
-            doc.update(rules.release(doc, now_ms(self.clock), error, account_wide=account_wide))
+            doc.update(rules.release(claim, now_ms(self.clock), error, own=own))
             self.events.append(("release", error))
 
     def sweep(

@@ -432,14 +432,21 @@ def test_a_gap_read_past_duos_retention_names_only_the_gap_as_lost():
 def test_a_lease_lost_while_paging_stops_the_fetch_after_the_page_in_hand():
     from services.fetcher.window_fetch import LeaseKeeper
 
-    renewals = iter([True, False])
-    keeper = LeaseKeeper(lambda: next(renewals), every_seconds=3600)
+    renewals = [True, False, True]
+    asked = []
+
+    def renew() -> bool:
+        asked.append(renewals[len(asked)])
+        return asked[-1]
+
+    keeper = LeaseKeeper(renew, every_seconds=3600)
     keeper.beat()
     assert not keeper.lost
     keeper.beat()
     assert keeper.lost
-    keeper.beat()  # no further renewal is asked for once lost
+    keeper.beat()  # no further renewal is asked for once lost, and lost stays lost
     assert keeper.lost
+    assert len(asked) == 2
 
 
 def test_a_renewal_that_raises_is_tried_again_at_the_next_beat():
@@ -459,17 +466,89 @@ def test_a_renewal_that_raises_is_tried_again_at_the_next_beat():
     assert not keeper.lost
 
 
-def test_a_window_duo_answers_with_broken_data_for_is_quarantined_not_retried_for_ever():
-    # Issue 8, case 7: a protocol error is the window's own: after MAX_FAILURES it stops.
-    from shared.duo.errors import DuoProtocolError
+@pytest.mark.parametrize(
+    "response",
+    [
+        {"items": [{"ts": item(1)["ts"]}], "metadata": {}},
+        {"items": [{"telephony_id": "t-0001", "ts": "yesterday"}], "metadata": {}},
+        {"items": page(1), "metadata": {"next_offset": "x" * 1001}},
+    ],
+    ids=["item-without-id", "item-without-valid-ts", "over-long-token"],
+)
+def test_a_window_duo_answers_with_broken_data_for_is_quarantined_not_retried_for_ever(response):
+    # Issue 8, case 7, through Duo's parser: broken data is the window's own trouble, one
+    # request a try, counted; after MAX_FAILURES in a row the window stops.
     from shared.pipeline.windows import MAX_FAILURES
 
-    rig = Rig({FIRST: DuoProtocolError("an item without an id")})
-    for _ in range(MAX_FAILURES):
-        assert rig.fetch().outcome == "failed"
+    rig = Rig({FIRST: response})
+    for tries in range(1, MAX_FAILURES + 1):
+        report = rig.fetch()
+        assert (report.outcome, report.requests) == ("failed", 1)
+        assert "Duo returned a" in report.error
+        assert rig.doc["failures"] == tries
         rig.clock.advance(3600)
     assert rig.doc["state"] == "quarantined"
     assert rig.fetch().outcome == "skipped"
+
+
+def test_a_publish_outage_stops_each_try_after_its_page_and_backs_off_in_a_row():
+    # Pub/Sub is down: each try reads one page, checkpoints it (its number is its own) and
+    # fails to publish it. The fetch stops there, the failure counts from before that
+    # checkpoint, and the tries back off like Duo's 5xx; the window's own count is kept.
+    six_pages = paged([page(n) for n in range(1, 7)])
+    rig = Rig(six_pages)
+    rig.publisher.failing_pages = set(range(6))
+    rig.store.docs[TASK.source, TASK.window_id] |= {"failures": 3}
+    delays = []
+    for tries in range(1, 5):
+        with pytest.raises(TimeoutError):
+            rig.fetch()
+        assert len(rig.duo_requests) == tries  # one page a try, never the next
+        assert (rig.doc["state"], rig.doc["pages"], rig.doc["failures"]) == ("failed", tries, 3)
+        delays.append((rig.doc["retry_at_ms"] - now_ms(rig.clock)) / MINUTE_MS)
+        rig.clock.advance(delays[-1] * 60)
+    assert delays == [8, 16, 32, 60]  # the fourth to seventh failures in a row
+    assert rig.publisher.batches == []
+
+
+@pytest.mark.parametrize("trouble", ["shared limiter contention", "firestore unavailable"])
+def test_infrastructure_trouble_backs_off_and_never_quarantines_a_window(trouble):
+    from google.api_core.exceptions import ServiceUnavailable
+
+    from shared.gcp.rate_limiter import SharedRateLimitError
+    from shared.pipeline.windows import MAX_FAILURES
+
+    if trouble == "shared limiter contention":
+        error: Exception = SharedRateLimitError("could not update the limiter in 10 attempts")
+        rig = Rig({FIRST: error})  # raised by the limiter inside DuoApi.get
+    else:
+        error = ServiceUnavailable("Firestore is unavailable")
+        rig = Rig(THREE_PAGES)
+        rig.store.docs[TASK.source, TASK.window_id] |= {"pages": 3, "reread_from": 3}
+
+        def unavailable(source: str, window_id: str) -> Any:
+            raise error
+
+        rig.store.landed_spans = unavailable  # read by a re-read at its first page
+    delays = []
+    for _ in range(MAX_FAILURES + 2):
+        with pytest.raises(type(error)):
+            rig.fetch()
+        delays.append((rig.doc["retry_at_ms"] - now_ms(rig.clock)) / MINUTE_MS)
+        rig.clock.advance(delays[-1] * 60)
+    assert delays == [1, 2, 4, 8, 16, 32, 60, 60, 60, 60]
+    assert (rig.doc["state"], rig.doc["failures"]) == ("failed", 0)
+
+
+def test_a_published_page_clears_the_count_and_a_later_failure_counts_from_there():
+    from shared.duo.errors import DuoProtocolError
+    from shared.pipeline.windows import MAX_FAILURES
+
+    rig = Rig({FIRST: THREE_PAGES[FIRST], SECOND: DuoProtocolError("an item without an id")})
+    rig.store.docs[TASK.source, TASK.window_id] |= {"failures": MAX_FAILURES - 1}
+    report = rig.fetch()
+    assert (report.outcome, rig.published_pages()) == ("failed", [0])
+    assert (rig.doc["state"], rig.doc["failures"]) == ("failed", 1)
 
 
 # --- late-record checks -------------------------------------------------------------------

@@ -413,17 +413,31 @@ def test_slow_adds_latency_on_the_clock(clock) -> None:
 # --- holding a chosen request -----------------------------------------------------------------
 
 
+class WatchedRelease(threading.Event):
+    """A hold's release that tells the test once the held request is waiting for it: from
+    then on, until the test releases it, the request cannot have been answered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waited_for = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waited_for.set()
+        return super().wait(timeout)
+
+
 def test_a_held_request_waits_until_released_and_the_test_knows_it_arrived(clock) -> None:
     api = make_api(clock, records=2500)
     held = api.hold(lambda number, query: number == 2)
     assert call(api, clock, window(clock)).status == 200  # the first: answered at once
     answers: list[Response] = []
     params = window(clock, sort="ts:asc")
+    held._released = release = WatchedRelease()
     caller = threading.Thread(target=lambda: answers.append(call(api, clock, params)))
     caller.start()
     assert held.wait_arrived(timeout=10) == urlencode(params)
     assert held.number == 2
-    caller.join(timeout=0.2)
+    assert release.waited_for.wait(timeout=10), "the held request does not wait for its release"
     assert caller.is_alive() and answers == []
     assert api.stats()["requests"] == 2  # its answer is decided and counted on arrival
     held.release()
