@@ -40,3 +40,37 @@ def test_a_lone_windows_check_waits_for_the_configured_batch(batch_ms: int, sent
 
     assert result["checks_sent"] == sent
     assert publisher.checks == [SpanCheck(SOURCE, 0, (task.window_id,))] * sent
+
+
+def test_the_run_logs_the_backfills_progress_against_duos_count():
+    clock = FakeClock()
+    windows = FakeWindowStore(clock, [])
+    now = now_ms(clock)
+    task = WindowTask(SOURCE, now - 24 * 60 * MINUTE, now - 2 * MINUTE)
+    windows.add(task)
+    # The backlog, being read: 12,000 of Duo's 20,000, 2,000 of them in the last two minutes.
+    windows.doc(task).update(
+        state="fetching",
+        lease_until_ms=now + MINUTE,
+        pages=12,
+        duo_total=20_000,
+        duo_total_exact=True,
+        read_records=12_000,
+        read_at_ms=now,
+        rate_from_ms=now - 2 * MINUTE,
+        rate_from_records=10_000,
+    )
+    settings = PlannerSettings("p", (SOURCE,), "windows", 3600, 2)
+
+    [result] = run_planner(
+        settings, FakeCursorStore(windows, clock), windows, FakePublisher([]), clock
+    )
+
+    assert {name: value for name, value in result.items() if name.startswith("progress")} == {
+        "progress_records": 12_000,
+        "progress_total": 20_000,
+        "progress_total_exact": True,
+        "progress_percent": 60.0,
+        "progress_per_minute": 1000,
+        "progress_minutes_left": 8.0,
+    }
