@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import gzip
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from google.cloud import storage
 
+from harness.emulators import ENV_VARS, STORAGE, LocalCloud
+from harness.storage_gate import StorageGate
 from shared.gcp.bucket_writer import WriteResult, write_batch
+from shared.gcp.clients import storage_client
 from shared.pipeline.messages import RecordBatch
 from shared.pipeline.objects import encode_batch
 
@@ -206,3 +210,39 @@ def test_an_empty_batch_writes_nothing(gcs_bucket: storage.Bucket) -> None:
 
     assert result == WriteResult((), 0, 0, 0, 0)
     assert stored(gcs_bucket) == {}
+
+
+@pytest.fixture
+def creator_only_bucket(
+    local_cloud: LocalCloud, gcs_bucket: storage.Bucket, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[storage.Bucket]:
+    """The bucket through the Storage gate answering 403 where the emulator answers 412, as
+    Cloud Storage may answer a principal without storage.objects.delete."""
+    with StorageGate(local_cloud.env[ENV_VARS[STORAGE]]) as gate:
+        gate.forbid_overwrites()
+        monkeypatch.setenv(ENV_VARS[STORAGE], gate.url)
+        yield storage_client(local_cloud.project).bucket(gcs_bucket.name)
+
+
+def test_a_403_over_the_batchs_own_object_counts_as_present(
+    gcs_bucket: storage.Bucket, creator_only_bucket: storage.Bucket
+) -> None:
+    first = write_batch(creator_only_bucket, BATCH, prefix=PREFIX, gzip=False)
+    before = stored(gcs_bucket)
+
+    again = write_batch(creator_only_bucket, BATCH, prefix=PREFIX, gzip=False)
+
+    assert again == WriteResult(first.object_names, 0, 0, 1, 0)
+    assert stored(gcs_bucket) == before
+
+
+def test_a_403_over_an_object_with_other_records_is_a_conflict(
+    gcs_bucket: storage.Bucket, creator_only_bucket: storage.Bucket
+) -> None:
+    gcs_bucket.blob(NAME).upload_from_string(b'{"telephony_id":"other"}\n')
+    before = stored(gcs_bucket)
+
+    result = write_batch(creator_only_bucket, BATCH, prefix=PREFIX, gzip=False)
+
+    assert result == WriteResult((NAME,), 0, 0, 0, 1)
+    assert stored(gcs_bucket) == before
