@@ -113,13 +113,17 @@ def test_a_batch_becomes_one_object_holding_exactly_its_records(
 
 
 @pytest.mark.parametrize("use_gzip", [False, True])
+@pytest.mark.parametrize("refused_with", [412, 403])
 def test_writing_the_same_batch_again_writes_nothing(
-    gcs_bucket: storage.Bucket, use_gzip: bool
+    gcs_bucket: storage.Bucket, use_gzip: bool, refused_with: int, request: pytest.FixtureRequest
 ) -> None:
-    first = write_batch(gcs_bucket, BATCH, prefix=PREFIX, gzip=use_gzip)
+    # 403: as Cloud Storage may refuse the upload over an existing object to the writer,
+    # which has no delete rights (the Storage gate turns the emulator's 412 into it).
+    writer = request.getfixturevalue("creator_only_bucket") if refused_with == 403 else gcs_bucket
+    first = write_batch(writer, BATCH, prefix=PREFIX, gzip=use_gzip)
     before = stored(gcs_bucket)
 
-    again = write_batch(gcs_bucket, BATCH, prefix=PREFIX, gzip=use_gzip)
+    again = write_batch(writer, BATCH, prefix=PREFIX, gzip=use_gzip)
 
     assert again == WriteResult(first.object_names, 0, 0, 1, 0)
     assert stored(gcs_bucket) == before
@@ -222,18 +226,6 @@ def creator_only_bucket(
         gate.forbid_overwrites()
         monkeypatch.setenv(ENV_VARS[STORAGE], gate.url)
         yield storage_client(local_cloud.project).bucket(gcs_bucket.name)
-
-
-def test_a_403_over_the_batchs_own_object_counts_as_present(
-    gcs_bucket: storage.Bucket, creator_only_bucket: storage.Bucket
-) -> None:
-    first = write_batch(creator_only_bucket, BATCH, prefix=PREFIX, gzip=False)
-    before = stored(gcs_bucket)
-
-    again = write_batch(creator_only_bucket, BATCH, prefix=PREFIX, gzip=False)
-
-    assert again == WriteResult(first.object_names, 0, 0, 1, 0)
-    assert stored(gcs_bucket) == before
 
 
 def test_a_403_over_an_object_with_other_records_is_a_conflict(
