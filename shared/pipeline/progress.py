@@ -46,7 +46,9 @@ def after_page(doc: Mapping[str, Any], read: int, total: DuoTotal | None, now: i
     records = read if first else doc["read_records"] + read
     update: Update = {"read_records": records, "read_at_ms": now}
     if first:
-        update |= {"rate_from_ms": now, "rate_from_records": records}
+        # Measured from the claim that began the read (its last write before this page), so a
+        # rate shows after one page and falls while the read stalls.
+        update |= {"rate_from_ms": min(doc["updated_at_ms"], now), "rate_from_records": 0}
     elif now - doc["rate_from_ms"] >= RATE_INTERVAL_MS:
         # Measured from the page before this one from now on: the rate's interval stays
         # between one page and RATE_INTERVAL_MS and a page.
@@ -63,7 +65,7 @@ class Progress:
     records: int  # read so far by the windows being read
     total: int  # Duo's count for them
     exact: bool  # False: some count is only a lower bound
-    per_minute: float | None  # None: not measured yet (one page so far)
+    per_minute: float | None  # None: not measured yet (no time since the read began)
 
     @property
     def fraction(self) -> float:
@@ -103,7 +105,7 @@ def measure(docs: Iterable[Mapping[str, Any]], now: int) -> Progress | None:
     rates = [
         (doc["read_records"] - doc["rate_from_records"]) * 60_000 / (now - doc["rate_from_ms"])
         for doc in reading
-        if doc["read_at_ms"] > doc["rate_from_ms"] and now > doc["rate_from_ms"]
+        if now > doc["rate_from_ms"]
     ]
     return Progress(
         records=sum(doc["read_records"] for doc in reading),

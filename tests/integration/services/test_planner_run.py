@@ -93,4 +93,4 @@ def test_the_run_carries_the_progress_of_the_window_being_read(
 
     assert (result["progress_records"], result["progress_total"]) == (1000, 3000)
     assert result["progress_total_exact"] is False
-    assert result["progress_per_minute"] is None  # one page: no rate yet
+    assert result["progress_per_minute"] == 1000  # one page, a minute after the claim

@@ -63,15 +63,16 @@ def test_status_shows_the_backfill_read_against_duos_count(
     windows = WindowStore(firestore_db, clock)
     [task] = CursorStore(firestore_db, windows, clock).plan("emea", 3_600_000, parallelism=1)
     claim = windows.claim("emea", task.window_id, 60)
+    clock.advance(30)
     claim = windows.checkpoint(claim, "1,a", 1000, 60, read=1000, total=DuoTotal(4000))
     clock.advance(30)
     windows.checkpoint(claim, "2,b", 1000, 60, read=1000, total=DuoTotal(4000))
     command_env.setattr(status, "SystemClock", lambda: clock)
-    clock.advance(30)
+    clock.advance(60)
 
     assert main(["status", "--source", "emea"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    # 1,000 records in the minute since the first page: 2,000 to go, two minutes.
+    # 2,000 records in the two minutes since the claim: 2,000 to go, two minutes.
     assert lines[-1] == (
         "  backfill    [#####.....] 2,000 / 4,000 records (50 %), 1,000/min, ~2 min left"
     )

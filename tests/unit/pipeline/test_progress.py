@@ -16,13 +16,15 @@ MINUTE = 60 * SECOND
 
 
 def _read(doc: dict[str, Any], read: int, total: DuoTotal | None, now: int) -> None:
-    """One page checkpointed, as the store applies it: progress first, then the page count."""
+    """One page checkpointed, as the store applies it: progress from the document before the
+    page, then the page count and the time of the write."""
     doc.update(after_page(doc, read, total, now))
-    doc["pages"] += 1
+    doc |= {"pages": doc["pages"] + 1, "updated_at_ms": now}
 
 
-def _reading(**fields: Any) -> dict[str, Any]:
-    return new_window(0, 60_000, 0) | {"state": "fetching"} | fields
+def _reading(claimed_at: int = -MINUTE, **fields: Any) -> dict[str, Any]:
+    """A window claimed at ``claimed_at``, before its first page."""
+    return new_window(0, 60_000, 0) | {"state": "fetching", "updated_at_ms": claimed_at} | fields
 
 
 @pytest.mark.parametrize(
@@ -52,7 +54,7 @@ def test_records_read_against_duos_count_with_the_rate_and_the_time_left():
 
     progress = measure([doc], now=1 * MINUTE)
 
-    # 1,000 records read since the first page, a minute ago: 1,000 a minute, 18,000 to go.
+    # 2,000 records read in the two minutes since the claim: 1,000 a minute, 18,000 to go.
     assert progress == Progress(records=2000, total=20_000, exact=True, per_minute=1000.0)
     assert progress.minutes_left == 18.0
     assert describe(progress) == (
@@ -71,21 +73,22 @@ def test_the_rate_follows_the_recent_pace_not_the_whole_reads_average():
 
     progress = measure([doc], now=15 * MINUTE)
 
-    # Measured from the page read at 13.5 min (once five minutes old, the mark moves to the
-    # page before the newest), not from the start: 3 pages in the last 1.5 minutes.
+    # Measured from the page read at 12.5 min (once five minutes old, the mark moves to the
+    # page before the newest), not from the claim: 5 pages in the last 2.5 minutes.
     assert progress.records == 21_000
     assert progress.per_minute == 2000.0
     assert progress.minutes_left == 39.5
 
 
 def test_a_stalled_read_slows_its_rate_and_says_so_when_nothing_moves():
-    doc = _reading()
+    doc = _reading()  # claimed a minute before its first page
     _read(doc, 1000, DuoTotal(4000), now=0)
-    _read(doc, 1000, DuoTotal(4000), now=1 * MINUTE)
-    assert measure([doc], now=4 * MINUTE).per_minute == 250.0  # 1,000 in 4 minutes
-    one_page = _reading()
+    assert measure([doc], now=1 * MINUTE).per_minute == 500.0  # 1,000 in 2 minutes
+    stalled = measure([doc], now=9 * MINUTE)  # no page since
+    assert (stalled.per_minute, stalled.minutes_left) == (100.0, 30.0)
+    one_page = _reading(claimed_at=0)  # the first page in the claim's millisecond
     _read(one_page, 1000, DuoTotal(4000), now=0)
-    assert describe(measure([one_page], now=MINUTE)).endswith(
+    assert describe(measure([one_page], now=0)).endswith(
         "1,000 / 4,000 records (25 %), rate not measured yet"
     )
     idle = Progress(records=1000, total=4000, exact=True, per_minute=0.0)
@@ -93,7 +96,7 @@ def test_a_stalled_read_slows_its_rate_and_says_so_when_nothing_moves():
 
 
 def test_a_lower_bound_from_duo_is_shown_as_one_and_an_absent_total_hides_the_window():
-    bounded = _reading()
+    bounded = _reading(claimed_at=0)
     _read(bounded, 1000, DuoTotal(10_000, exact=False), now=0)
     _read(bounded, 1000, DuoTotal(10_000, exact=False), now=MINUTE)
     unknown = _reading()
@@ -101,14 +104,15 @@ def test_a_lower_bound_from_duo_is_shown_as_one_and_an_absent_total_hides_the_wi
 
     progress = measure([bounded, unknown], now=2 * MINUTE)
 
-    assert progress == Progress(records=2000, total=10_000, exact=False, per_minute=500.0)
+    assert progress == Progress(records=2000, total=10_000, exact=False, per_minute=1000.0)
     assert describe(progress) == (
-        "backfill [##........] 2,000 / >= 10,000 records (20 %), 500/min, ~16 min left"
+        "backfill [##........] 2,000 / >= 10,000 records (20 %), 1,000/min, ~8 min left"
     )
 
 
 def test_only_windows_being_read_count_and_several_add_up():
-    first, second = _reading(), _reading(state="planned")  # handed on between two pages
+    # Claimed with their first page; the second was handed on between two pages.
+    first, second = _reading(claimed_at=0), _reading(claimed_at=0, state="planned")
     for doc in (first, second):
         _read(doc, 1000, DuoTotal(5000), now=0)
         _read(doc, 500, DuoTotal(5000), now=MINUTE)
@@ -118,7 +122,7 @@ def test_only_windows_being_read_count_and_several_add_up():
 
     progress = measure([first, second, fetched, never_read], now=MINUTE)
 
-    assert progress == Progress(records=3000, total=10_000, exact=True, per_minute=1000.0)
+    assert progress == Progress(records=3000, total=10_000, exact=True, per_minute=3000.0)
     assert measure([fetched, never_read], now=MINUTE) is None
 
 
@@ -129,10 +133,11 @@ def test_a_re_read_counts_from_its_own_first_page():
     doc |= {"state": "planned", "reread_from": doc["pages"]}  # read again (late records)
     assert measure([doc], now=3 * MINUTE) is None  # not begun: the old read's figures are not shown
 
+    doc |= {"state": "fetching", "updated_at_ms": 9 * MINUTE}  # claimed
     _read(doc, 1000, DuoTotal(3100), now=10 * MINUTE)
 
     progress = measure([doc], now=11 * MINUTE)
-    assert (progress.records, progress.total, progress.per_minute) == (1000, 3100, None)
+    assert (progress.records, progress.total, progress.per_minute) == (1000, 3100, 500.0)
 
 
 def test_the_time_left_reads_in_hours_and_days_when_long():

@@ -236,7 +236,7 @@ def test_each_checkpoint_keeps_duos_count_and_the_records_read_for_the_progress_
 
     # The planner's run reads it with the windows it sweeps.
     progress = rig.store.sweep(TASK.source).reading
-    # 4 records in the 8 s between the first page and the third: 30 a minute; 1 to go, 2 s.
+    # 6 records in the 12 s since the claim: 30 a minute; 1 to go, 2 s.
     assert (progress.records, progress.total, progress.per_minute) == (6, 7, 30.0)
     assert progress.minutes_left * 60 == pytest.approx(2.0)
 
