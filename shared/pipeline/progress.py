@@ -128,15 +128,17 @@ def describe(progress: Progress, label: str = "backfill") -> str:
         return line + ", rate not measured yet"
     if left is None:
         return line + ", 0/min: stalled"
-    return line + f", {progress.per_minute:,.0f}/min, ~{_duration(left)} left"
+    return line + f", {progress.per_minute:,.0f}/min, {_duration(left)} left"
 
 
 def _duration(minutes: float) -> str:
     whole = round(minutes)
+    if whole < 1:
+        return "under a minute"
     if whole < 60:
-        return f"{whole} min"
+        return f"~{whole} min"
     hours, rest = divmod(whole, 60)
     if hours < 48:
-        return f"{hours} h {rest} min"
+        return f"~{hours} h {rest} min"
     days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h"
+    return f"~{days} d {hours} h"

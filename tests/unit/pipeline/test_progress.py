@@ -140,11 +140,13 @@ def test_a_re_read_counts_from_its_own_first_page():
     assert (progress.records, progress.total, progress.per_minute) == (1000, 3100, 500.0)
 
 
-def test_the_time_left_reads_in_hours_and_days_when_long():
+def test_the_time_left_reads_in_hours_and_days_when_long_and_plainly_when_short():
     hours = Progress(records=0, total=200_000, exact=True, per_minute=1000.0)
     days = Progress(records=0, total=5_000_000, exact=True, per_minute=1000.0)
+    soon = Progress(records=19_900, total=20_000, exact=True, per_minute=1000.0)
     assert describe(hours).endswith("~3 h 20 min left")
     assert describe(days).endswith("~3 d 11 h left")
+    assert describe(soon).endswith("1,000/min, under a minute left")
 
 
 def test_the_figures_as_log_fields():
