@@ -22,8 +22,8 @@ from shared.gcp.window_store import WindowStore
 from shared.pipeline.progress import Progress, describe
 
 T = TypeVar("T")
-# Firestore's client keeps retrying a server it cannot reach for a minute; status gives up
-# sooner, so an operator (or a probe) is told at once.
+# Firestore's client keeps retrying a server it cannot reach (300 s against a closed port);
+# status gives up sooner, so an operator (or a probe) is told at once.
 READ_DEADLINE_SECONDS = 10.0
 
 
