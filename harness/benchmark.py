@@ -24,6 +24,7 @@ from harness.chaos import Chaos, ChaosReport
 from harness.duo_requests import RecordingApi, RequestCounts, classify, in_span
 from harness.freshness import Freshness, split_by_phase
 from harness.pipeline import SERVICES
+from harness.scheduler import Scheduler
 from harness.service_logs import read_log
 from harness.service_operations import LOG_BYTES, at, between, log_bytes, parse
 from shared.duo.records import record_time_us
@@ -108,9 +109,8 @@ class Cadence:
 
     def __init__(self, stack: LocalStack, every: float, progress: Callable[[str], None]) -> None:
         self._stack = stack
-        self._every = every
+        self._scheduler = Scheduler(stack.pipeline.trigger_planner, every, progress)
         self._progress = progress
-        self._due = 0.0
         self._said = 0.0
         self.started = time.time()
 
@@ -118,9 +118,7 @@ class Cadence:
         deadline = time.monotonic() + timeout
         while True:
             now = time.monotonic()
-            if now >= self._due:
-                self._stack.pipeline.trigger_planner()
-                self._due = max(self._due + self._every, now) if self._due else now + self._every
+            self._scheduler.poll()
             status = self._stack.pipeline.status()
             if now - self._said >= PROGRESS_EVERY:
                 self._said = now

@@ -28,6 +28,7 @@ from harness.chaos import Chaos, ChaosReport
 from harness.duo_requests import RecordingApi, RepairCost, repair_cost
 from harness.emulators import LocalCloud
 from harness.pipeline import LocalPipeline, PipelineConfig
+from harness.scheduler import Scheduler
 from harness.service_logs import log_entries, read_log
 from services.settings import (
     ConfigError,
@@ -41,6 +42,7 @@ from shared.duo.records import record_time_ms
 from shared.duo.secret import Secret
 from shared.gcp.clients import storage_client
 from shared.pipeline.objects import parse_object_name
+from shared.pipeline.progress import Progress, describe
 from shared.pipeline.repair import CHECK_BATCH_MS, DEFAULT_CHECKS_MS
 from shared.pipeline.topics import TopicNames
 from shared.pipeline.windows import DONE
@@ -314,28 +316,17 @@ def _until_caught_up(
     progress: Callable[[str], None],
     clock_start: float,
 ) -> dict[str, Any]:
-    next_plan = 0.0
+    scheduler = Scheduler(pipeline.trigger_planner, options.plan_every, progress)
     first_watermark = None
     while True:
         now = time.monotonic()
-        if now >= next_plan:
-            pipeline.trigger_planner()
-            next_plan = now + options.plan_every
+        scheduler.poll()
         status = pipeline.status()
         watermark = status["watermark_ms"] or 0
         first_watermark = first_watermark or watermark
-        windows = status["windows"]
-        open_windows = sum(windows[s] for s in ("planned", "fetching", "fetched", "failed"))
         span = max(duo.data_end_ms - first_watermark, 1)
         done = min(max(watermark - first_watermark, 0) / span, 1.0)
-        line = (
-            f"[{now - clock_start:6.1f}s] watermark {done:6.1%}, "
-            f"{status['records']:,} records fetched, "
-            f"windows done {windows['done']}, open {open_windows}"
-        )
-        if status["last_error"]:
-            line += f"; last error: {status['last_error'][:160]}"
-        progress(line)
+        progress(catch_up_line(now - clock_start, status, pipeline.reading(), done))
         if watermark >= duo.data_end_ms:
             return status
         if now - clock_start > options.timeout:
@@ -343,6 +334,23 @@ def _until_caught_up(
                 f"not caught up after {options.timeout:.0f} s; logs in {pipeline.log_dir}"
             )
         time.sleep(1.0)
+
+
+def catch_up_line(
+    elapsed: float, status: dict[str, Any], reading: Progress | None, watermark_done: float
+) -> str:
+    """The demo's progress line: while the backfill is read, its bar against Duo's count (the
+    watermark moves only once its window is done), else how far the watermark has come."""
+    windows = status["windows"]
+    open_windows = sum(windows[s] for s in ("planned", "fetching", "fetched", "failed"))
+    where = describe(reading) if reading else f"watermark {watermark_done:6.1%}"
+    line = (
+        f"[{elapsed:6.1f}s] {where}; {status['records']:,} records fetched, "
+        f"windows done {windows['done']}, open {open_windows}"
+    )
+    if status["last_error"]:
+        line += f"; last error: {status['last_error'][:160]}"
+    return line
 
 
 def settle(
@@ -367,8 +375,9 @@ def settle(
         f"most {patience / 60:.0f} min) until every window before then is fetched and checked "
         "for late records"
     )
+    scheduler = Scheduler(stack.pipeline.trigger_planner, period, progress)
     while True:
-        stack.pipeline.trigger_planner()
+        scheduler.call()
         status = stack.pipeline.status()
         waiting = unsettled(stack.pipeline.window_docs(), records_end)
         watermark = status["watermark_ms"] or 0

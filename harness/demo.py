@@ -12,8 +12,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from harness.catchup import LocalStack, RunOptions, Summary, format_summary, run_catchup, settle
+from harness.scheduler import Scheduler
 from services.settings import ConfigError, parse_duration
 
 SCHEDULER_PERIOD_SECONDS = 60
@@ -200,15 +202,22 @@ def _steady_state(stack: LocalStack, caught_up: Summary, run_for: float | None) 
     until = "Ctrl-C to stop" if run_for is None else f"for {run_for / 60:g} min"
     print(f"keeping on: the planner runs every {SCHEDULER_PERIOD_SECONDS} s; {until}", flush=True)
     deadline = None if run_for is None else time.monotonic() + run_for
+
+    def plan() -> list[dict[str, Any]]:
+        results = stack.pipeline.trigger_planner()
+        for result in results:
+            print(
+                f"planned {result['planned']} window(s), sent {result['checks_sent']} "
+                f"late-record check(s); watermark lag {result['lag_seconds']} s",
+                flush=True,
+            )
+        return results
+
+    scheduler = Scheduler(plan, SCHEDULER_PERIOD_SECONDS, lambda line: print(line, flush=True))
     try:
-        while deadline is None or time.monotonic() < deadline:
-            for result in stack.pipeline.trigger_planner():
-                print(
-                    f"planned {result['planned']} window(s), sent {result['checks_sent']} "
-                    f"late-record check(s); watermark lag {result['lag_seconds']} s",
-                    flush=True,
-                )
-            time.sleep(SCHEDULER_PERIOD_SECONDS)
+        scheduler.run_until(
+            lambda: deadline is not None and time.monotonic() >= deadline, time.sleep
+        )
     except KeyboardInterrupt:
         if run_for is not None:
             raise

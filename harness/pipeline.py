@@ -26,6 +26,7 @@ from shared.clock import Clock, SystemClock
 from shared.gcp.clients import firestore_client, pubsub_publisher, pubsub_subscriber, storage_client
 from shared.gcp.cursor_store import CursorStore
 from shared.gcp.window_store import WindowStore
+from shared.pipeline.progress import Progress
 from shared.pipeline.topics import TopicNames
 
 SERVICES = ("planner", "fetcher", "writer")
@@ -197,6 +198,14 @@ class LocalPipeline:
         try:
             store = CursorStore(db, WindowStore(db, self._clock), self._clock)
             return store.status(self.config.source)
+        finally:
+            db.close()
+
+    def reading(self) -> Progress | None:
+        """How far the windows being read are, against Duo's count (as ``status`` shows)."""
+        db = firestore_client(self.config.project)
+        try:
+            return WindowStore(db, self._clock).reading(self.config.source)
         finally:
             db.close()
 

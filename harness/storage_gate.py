@@ -1,7 +1,9 @@
-"""A pass-through proxy in front of the Storage emulator, with one control point for tests:
+"""A pass-through proxy in front of the Storage emulator, with two control points for tests:
 hold an object's first upload until a second upload of the same object arrives, so that two
 writers are inside the create-only upload of one object at once, for certain rather than by
-luck. A service is pointed at it through its STORAGE_EMULATOR_HOST; production never sees it.
+luck; and answer 403 where the emulator answers 412 to an upload, as Cloud Storage may answer
+a principal without storage.objects.delete (which fake-gcs-server cannot tell apart). A service
+is pointed at it through its STORAGE_EMULATOR_HOST; production never sees it.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _forward(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.path.startswith(_UPLOAD_PATH) and "uploadType=multipart" in self.path:
+        upload = self.path.startswith(_UPLOAD_PATH) and "uploadType=multipart" in self.path
+        if upload:
             self.server.gate.before_upload(_object_name(body))
         upstream = http.client.HTTPConnection(self.server.upstream, timeout=60)
         try:
@@ -52,7 +55,10 @@ class _Handler(BaseHTTPRequestHandler):
             upstream.request(self.command, self.path, body=body, headers=headers)
             response = upstream.getresponse()
             answer = response.read()
-            self.send_response(response.status)
+            status = response.status
+            if upload and status == 412 and self.server.gate.forbid_existing:
+                status, answer = 403, _FORBIDDEN
+            self.send_response(status)
             for name, value in response.getheaders():
                 if name.lower() not in _NOT_FORWARDED:
                     self.send_header(name, value)
@@ -66,6 +72,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+
+# Cloud Storage's answer to a principal lacking a permission (JSON API error format).
+_FORBIDDEN = json.dumps(
+    {
+        "error": {
+            "code": 403,
+            "message": "writer does not have storage.objects.delete access to the object.",
+            "errors": [{"reason": "forbidden", "domain": "global"}],
+        }
+    }
+).encode()
 
 
 def _object_name(body: bytes) -> str:
@@ -94,6 +112,8 @@ class StorageGate:
         )
         self._races: list[RacedUpload] = []
         self._lock = threading.Lock()
+        # Answer 403, not 412, to an upload over an existing object (``forbid_overwrites``).
+        self.forbid_existing = False
         self._thread: threading.Thread | None = None
 
     @property
@@ -107,6 +127,10 @@ class StorageGate:
         with self._lock:
             self._races.append(race)
         return race
+
+    def forbid_overwrites(self) -> None:
+        """From now on, an upload over an existing object is answered 403 instead of 412."""
+        self.forbid_existing = True
 
     def before_upload(self, name: str) -> None:
         """Called with each upload's object name before it is forwarded; waits if it is the

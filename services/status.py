@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from google.api_core.exceptions import GoogleAPICallError, RetryError
 
@@ -16,6 +19,12 @@ from shared.clock import Clock, SystemClock, now_ms
 from shared.gcp.clients import firestore_client
 from shared.gcp.cursor_store import CursorStore
 from shared.gcp.window_store import WindowStore
+from shared.pipeline.progress import Progress, describe
+
+T = TypeVar("T")
+# Firestore's client keeps retrying a server it cannot reach (300 s against a closed port);
+# status gives up sooner, so an operator (or a probe) is told at once.
+READ_DEADLINE_SECONDS = 10.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     clock = SystemClock()
     try:
-        reports = read_reports(project, sources, clock)
-    except (GoogleAPICallError, RetryError) as error:
+        reports = within(READ_DEADLINE_SECONDS, lambda: read_reports(project, sources, clock))
+    except (GoogleAPICallError, RetryError, NoAnswer) as error:
         # A wrong project, credentials or emulator address: one line, not a gRPC traceback.
         where = os.environ.get("FIRESTORE_EMULATOR_HOST")
         target = f"the emulator at {where}" if where else f"project {project}"
@@ -61,7 +70,48 @@ def read_reports(project: str, sources: list[str] | None, clock: Clock) -> list[
     db = firestore_client(project)
     windows = WindowStore(db, clock)
     store = CursorStore(db, windows, clock)
-    return [store.status(source) for source in sources or windows.sources()]
+    return [
+        store.status(source) | reading(windows, source) for source in sources or windows.sources()
+    ]
+
+
+class NoAnswer(TimeoutError):
+    """Firestore did not answer in time."""
+
+
+def within(seconds: float, call: Callable[[], T]) -> T:
+    """``call()``'s result, or NoAnswer when it has not returned within ``seconds``. The call
+    runs in a daemon thread, left behind when it is late: the command is about to exit."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as error:
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target, name="status-read", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise NoAnswer(f"no answer within {seconds:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def reading(windows: WindowStore, source: str) -> dict[str, Any]:
+    """The backfill's progress: records read against Duo's count, the rate, the time left."""
+    progress = windows.reading(source)
+    return {"progress": dataclasses.asdict(progress) if progress else None}
+
+
+def progress_line(report: dict[str, Any]) -> list[str]:
+    """``  backfill    [#####.....] 12,000 / 20,000 records (60 %), 1,000/min, ~8 min left``,
+    while a window is being read."""
+    if not report.get("progress"):
+        return []
+    return ["  " + describe(Progress(**report["progress"]), label="backfill   ")]
 
 
 def show(reports: list[dict[str, Any]], now: int, *, as_json: bool, out: TextIO) -> int:
@@ -98,6 +148,7 @@ def render(report: dict, now: int) -> str:
         f"  late checks {report['checks']} window checks against Duo's count, "
         f"{report['repairs']} found records Duo published late and read the window again",
         f"  last error  {report['last_error'] or 'none'}",
+        *progress_line(report),
     ]
     for window in report["quarantined"]:
         lines.append(

@@ -218,7 +218,13 @@ class WindowFetcher:
                 items = self._not_landed(landed, items, report)
             records = [enriched(item, host) for item in items] if host else items
             saved = self._store.checkpoint(
-                claim, following, len(records), self._lease, lost_ms=report.retention_lost_ms
+                claim,
+                following,
+                len(records),
+                self._lease,
+                lost_ms=report.retention_lost_ms,
+                read=len(page.items),
+                total=page.total,
             )
             if saved is None:
                 return "lost_lease"

@@ -85,6 +85,8 @@ def _run_source(
         "lag_seconds": round((now_ms(clock) - watermark) / 1000, 1) if watermark else None,
         # Read every run so a log-based metric can alert while a window waits for an operator.
         "quarantined": windows.count(source, QUARANTINED),
+        # The backfill's records read against Duo's count, its rate and the time left.
+        **(swept.reading.fields() if swept.reading else {}),
     }
     structured_log.event(log, logging.INFO, f"planned source {source}", **result)
     return result

@@ -41,10 +41,19 @@ class DuoGetter(Protocol):
 
 
 @dataclass(frozen=True)
+class DuoTotal:
+    """Duo's ``total_objects``: exact, or a lower bound (``{"relation": "gte", ...}``)."""
+
+    value: int
+    exact: bool = True
+
+
+@dataclass(frozen=True)
 class Page:
     items: list[dict[str, Any]]
     next_offset: str | None  # resume right after this page; None: the window is done
     dropped: int = 0  # repeated ids or items outside the window, not returned
+    total: DuoTotal | None = None  # Duo's count of the records of the window asked for
 
 
 def check_window(mintime: int, maxtime: int, now_ms: int) -> None:
@@ -97,7 +106,7 @@ def read_window(
         }
         if next_offset is not None:
             params["next_offset"] = next_offset
-        items, following = duo.get(TELEPHONY_PATH, params, parse_page)
+        items, following, total = duo.get(TELEPHONY_PATH, params, parse_page)
         kept: list[dict[str, Any]] = []
         page_ids: set[str] = set()
         new = 0  # events not seen on the page before (or named by the token)
@@ -113,7 +122,7 @@ def read_window(
             # Nothing new after the token (at most the token's own event again), and the same
             # token: the window is exhausted.
             following = None
-        yield Page(kept, following, dropped=len(items) - len(kept))
+        yield Page(kept, following, dropped=len(items) - len(kept), total=total)
         if following is None:
             return
         previous_ids, next_offset = page_ids, following
@@ -136,20 +145,30 @@ def exact_total(response: dict[str, Any]) -> int | None:
     """``metadata.total_objects`` when it is exact: an integer, or ``{"relation": "eq",
     "value": n}``; a lower bound (``"gte"``) or anything else counts as not known."""
     metadata = response.get("metadata")
-    total = metadata.get("total_objects") if isinstance(metadata, dict) else None
+    total = duo_total(metadata) if isinstance(metadata, dict) else None
+    return total.value if total is not None and total.exact else None
+
+
+def duo_total(metadata: dict[str, Any]) -> DuoTotal | None:
+    """``metadata.total_objects``: an integer, or ``{"relation", "value"}`` (exact only when
+    the relation is ``"eq"``); None when absent or of another shape."""
+    total = metadata.get("total_objects")
+    exact = True
     if isinstance(total, dict):
-        total = total.get("value") if total.get("relation") == "eq" else None
+        exact = total.get("relation") == "eq"
+        total = total.get("value")
     if isinstance(total, bool) or not isinstance(total, int) or total < 0:
         return None
-    return total
+    return DuoTotal(total, exact)
 
 
 def parse_page(
     response: dict[str, Any],
-) -> tuple[list[tuple[dict[str, Any], str, int]], str | None]:
-    """Checks one telephony response: (item, telephony_id, ms) per item, and the next token.
-    A response without an items list is taken as garbled on the way (transient); items or a
-    token that break Duo's contract are Duo's data, answered again alike (a protocol error)."""
+) -> tuple[list[tuple[dict[str, Any], str, int]], str | None, DuoTotal | None]:
+    """Checks one telephony response: (item, telephony_id, ms) per item, the next token, and
+    Duo's count of the window's records (None when it gives none). A response without an items
+    list is taken as garbled on the way (transient); items or a token that break Duo's contract
+    are Duo's data, answered again alike (a protocol error)."""
     items = response.get("items")
     if not isinstance(items, list):
         raise DuoTransientError(f"Duo's response has no items list: {str(response)[:120]}")
@@ -168,4 +187,4 @@ def parse_page(
         checked = [(item, record_id(item), record_time_ms(item)) for item in items]
     except RecordError as error:
         raise DuoProtocolError(f"Duo returned a malformed telephony item: {error}") from None
-    return checked, following
+    return checked, following, duo_total(metadata)

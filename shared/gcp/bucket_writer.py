@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from google.api_core.exceptions import NotFound, PreconditionFailed
+from google.api_core.exceptions import Forbidden, NotFound, PreconditionFailed
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY_IF_GENERATION_SPECIFIED
 
@@ -18,6 +18,10 @@ from shared.pipeline.messages import RecordBatch
 from shared.pipeline.objects import GZIP_CONTENT_TYPE, EncodedObject, encode_batch
 
 _log = logging.getLogger(__name__)
+
+
+class StoragePermissionError(PermissionError):
+    """Cloud Storage refused to create an object that does not exist: a missing permission."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,26 @@ def _create(bucket: storage.Bucket, obj: EncodedObject) -> bool:
         )
     except PreconditionFailed:
         return False
+    except Forbidden as error:
+        # A principal without storage.objects.delete (roles/storage.objectCreator) may be
+        # answered 403 rather than 412 for a create-only upload over an existing object: the
+        # object is read back, and one that exists is what a 412 would have said.
+        OPERATIONS.add(STORAGE_READS)
+        try:
+            exists = blob.exists()
+        except Forbidden:
+            raise StoragePermissionError(
+                f"Cloud Storage refused to create {obj.name} in bucket {bucket.name}, and to "
+                "read it back: the writer's service account needs storage.objects.get on the "
+                "bucket to tell an existing object from a missing permission"
+            ) from error
+        if exists:
+            return False
+        raise StoragePermissionError(
+            f"Cloud Storage refused to create {obj.name} in bucket {bucket.name} and no "
+            "object has that name: the writer's service account needs storage.objects.create "
+            f"on the bucket (roles/storage.objectCreator); Storage said: {error.message}"
+        ) from error
     return True
 
 

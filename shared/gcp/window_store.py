@@ -25,8 +25,11 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.document import DocumentReference
 
 from shared.clock import Clock, now_ms
+from shared.duo.paging import DuoTotal
+from shared.pipeline import progress
 from shared.pipeline import windows as rules
 from shared.pipeline.messages import RecordBatch, WindowTask
+from shared.pipeline.progress import Progress
 from shared.pipeline.repair import CHECK_RESEND_MS, Span
 from shared.pipeline.windows import Claim
 
@@ -51,6 +54,8 @@ class SweepResult:
     republish: list[WindowTask]
     completed: int
     rereads: int
+    # How far the windows being read are (from the documents the sweep read anyway).
+    reading: Progress | None = None
 
 
 @dataclass(frozen=True)
@@ -145,23 +150,28 @@ class WindowStore:
         lease_seconds: float,
         *,
         lost_ms: tuple[int, int] | None = None,
+        read: int = 0,
+        total: DuoTotal | None = None,
     ) -> Claim | None:
-        """Records one published page; None if the lease was lost (someone else resumes)."""
+        """Records one published page; None if the lease was lost (someone else resumes).
+        ``read``: the page's records, ``total``: Duo's count of the window (``progress``)."""
         ref = self.window(claim.source, claim.window_id)
 
         @firestore.transactional
         def save(transaction: firestore.Transaction) -> Claim | None:
-            if not rules.holds_lease(ref.get(transaction=transaction).to_dict(), claim):
+            doc = ref.get(transaction=transaction).to_dict()
+            if not rules.holds_lease(doc, claim):
                 return None
+            now = now_ms(self._clock)
             after, update = rules.checkpoint(
                 claim,
                 next_offset,
                 records,
-                now_ms(self._clock),
+                now,
                 int(lease_seconds * 1000),
                 lost_ms,
             )
-            transaction.update(ref, update)
+            transaction.update(ref, update | progress.after_page(doc, read, total, now))
             return after
 
         return save(self._db.transaction())
@@ -216,8 +226,10 @@ class WindowStore:
         query = self.windows(source).where(
             filter=FieldFilter("state", "in", list(rules.OPEN_STATES))
         )
+        docs = []
         for snapshot in query.stream():
             doc = snapshot.to_dict()
+            docs.append(doc)
             landed = functools.partial(self.landed_batches, source, snapshot.id)
             offsets = functools.partial(self._landed_offsets, source, snapshot.id, doc, unmarked)
             try:
@@ -244,7 +256,7 @@ class WindowStore:
             rereads += step.reread
             if step.republish:
                 republish.append(WindowTask(source, doc["mintime"], doc["maxtime"]))
-        return SweepResult(republish, completed, rereads)
+        return SweepResult(republish, completed, rereads, progress.measure(docs, now))
 
     def due_checks(self, source: str, limit: int) -> list[tuple[str, dict[str, Any]]]:
         """Finished windows whose late-record check is due, ``(window id, document)``."""
@@ -373,6 +385,14 @@ class WindowStore:
                 "them twice, so the window waits for the next run"
             ) from error
         return landed
+
+    def reading(self, source: str) -> Progress | None:
+        """How far the source's windows being read are (``status``, the demo)."""
+        query = self.windows(source).where(
+            filter=FieldFilter("state", "in", list(progress.READING_STATES))
+        )
+        docs = (snapshot.to_dict() for snapshot in query.select(progress.FIELDS).stream())
+        return progress.measure(docs, now_ms(self._clock))
 
     def landed_spans(self, source: str, window_id: str) -> LandedSpans:
         """The time spans of the window's landed batches, read once for a whole re-read (one

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import gzip
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from google.cloud import storage
 
+from harness.emulators import ENV_VARS, STORAGE, LocalCloud
+from harness.storage_gate import StorageGate
 from shared.gcp.bucket_writer import WriteResult, write_batch
+from shared.gcp.clients import storage_client
 from shared.pipeline.messages import RecordBatch
 from shared.pipeline.objects import encode_batch
 
@@ -109,13 +113,17 @@ def test_a_batch_becomes_one_object_holding_exactly_its_records(
 
 
 @pytest.mark.parametrize("use_gzip", [False, True])
+@pytest.mark.parametrize("refused_with", [412, 403])
 def test_writing_the_same_batch_again_writes_nothing(
-    gcs_bucket: storage.Bucket, use_gzip: bool
+    gcs_bucket: storage.Bucket, use_gzip: bool, refused_with: int, request: pytest.FixtureRequest
 ) -> None:
-    first = write_batch(gcs_bucket, BATCH, prefix=PREFIX, gzip=use_gzip)
+    # 403: as Cloud Storage may refuse the upload over an existing object to the writer,
+    # which has no delete rights (the Storage gate turns the emulator's 412 into it).
+    writer = request.getfixturevalue("creator_only_bucket") if refused_with == 403 else gcs_bucket
+    first = write_batch(writer, BATCH, prefix=PREFIX, gzip=use_gzip)
     before = stored(gcs_bucket)
 
-    again = write_batch(gcs_bucket, BATCH, prefix=PREFIX, gzip=use_gzip)
+    again = write_batch(writer, BATCH, prefix=PREFIX, gzip=use_gzip)
 
     assert again == WriteResult(first.object_names, 0, 0, 1, 0)
     assert stored(gcs_bucket) == before
@@ -206,3 +214,27 @@ def test_an_empty_batch_writes_nothing(gcs_bucket: storage.Bucket) -> None:
 
     assert result == WriteResult((), 0, 0, 0, 0)
     assert stored(gcs_bucket) == {}
+
+
+@pytest.fixture
+def creator_only_bucket(
+    local_cloud: LocalCloud, gcs_bucket: storage.Bucket, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[storage.Bucket]:
+    """The bucket through the Storage gate answering 403 where the emulator answers 412, as
+    Cloud Storage may answer a principal without storage.objects.delete."""
+    with StorageGate(local_cloud.env[ENV_VARS[STORAGE]]) as gate:
+        gate.forbid_overwrites()
+        monkeypatch.setenv(ENV_VARS[STORAGE], gate.url)
+        yield storage_client(local_cloud.project).bucket(gcs_bucket.name)
+
+
+def test_a_403_over_an_object_with_other_records_is_a_conflict(
+    gcs_bucket: storage.Bucket, creator_only_bucket: storage.Bucket
+) -> None:
+    gcs_bucket.blob(NAME).upload_from_string(b'{"telephony_id":"other"}\n')
+    before = stored(gcs_bucket)
+
+    result = write_batch(creator_only_bucket, BATCH, prefix=PREFIX, gzip=False)
+
+    assert result == WriteResult((NAME,), 0, 0, 0, 1)
+    assert stored(gcs_bucket) == before

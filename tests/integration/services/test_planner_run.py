@@ -7,6 +7,7 @@ import pytest
 from harness.pubsub_setup import ensure_pull_subscription, ensure_topic
 from services.planner.run import run_planner
 from services.settings import PlannerSettings
+from shared.duo.paging import DuoTotal
 from shared.gcp.clients import pubsub_publisher, pubsub_subscriber
 from shared.gcp.cursor_store import CursorStore
 from shared.gcp.publisher import Publisher
@@ -73,3 +74,23 @@ def test_one_broken_source_does_not_stop_the_others(local_cloud, firestore_db, p
     assert results[0]["source"] == "broken" and "error" in results[0]
     assert results[1]["source"] == "healthy" and results[1]["planned"] == 2
     assert {t.source for t in tasks} == {"healthy"}
+
+
+def test_the_run_carries_the_progress_of_the_window_being_read(
+    local_cloud, firestore_db, pubsub_names
+):
+    settings, cursors, windows, publisher, _, clock = setup(
+        local_cloud, firestore_db, pubsub_names, ("emea",)
+    )
+    [first] = run_planner(settings, cursors, windows, publisher, clock)
+    assert "progress_records" not in first  # nothing read yet
+    task = next(iter(windows.windows("emea").list_documents()))
+    claim = windows.claim("emea", task.id, 60)
+    windows.checkpoint(claim, "1,a", 1000, 60, read=1000, total=DuoTotal(3000, exact=False))
+    clock.advance(60)
+
+    [result] = run_planner(settings, cursors, windows, publisher, clock)
+
+    assert (result["progress_records"], result["progress_total"]) == (1000, 3000)
+    assert result["progress_total_exact"] is False
+    assert result["progress_per_minute"] == 1000  # one page, a minute after the claim

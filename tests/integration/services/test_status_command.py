@@ -4,12 +4,16 @@ shows every source the planner created; pointed at the wrong endpoint it says so
 from __future__ import annotations
 
 import json
+import socket
+import time
 
 import pytest
 from google.cloud import firestore
 
 from harness.emulators import ENV_VARS, PUBSUB
+from services import status
 from services.cli import main
+from shared.duo.paging import DuoTotal
 from shared.gcp.cursor_store import CursorStore
 from shared.gcp.window_store import WindowStore
 from tests.fakes import FakeClock
@@ -50,3 +54,41 @@ def test_status_pointed_at_the_wrong_emulator_says_so_in_one_line(
     assert len(out.splitlines()) == 1
     expected = f"duo-telephony status: could not read Firestore (the emulator at {pubsub})"
     assert out.startswith(expected)
+
+
+def test_status_shows_the_backfill_read_against_duos_count(
+    command_env, firestore_db: firestore.Client, capsys
+) -> None:
+    clock = FakeClock()
+    windows = WindowStore(firestore_db, clock)
+    [task] = CursorStore(firestore_db, windows, clock).plan("emea", 3_600_000, parallelism=1)
+    claim = windows.claim("emea", task.window_id, 60)
+    clock.advance(30)
+    claim = windows.checkpoint(claim, "1,a", 1000, 60, read=1000, total=DuoTotal(4000))
+    clock.advance(30)
+    windows.checkpoint(claim, "2,b", 1000, 60, read=1000, total=DuoTotal(4000))
+    command_env.setattr(status, "SystemClock", lambda: clock)
+    clock.advance(60)
+
+    assert main(["status", "--source", "emea"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # 2,000 records in the two minutes since the claim: 2,000 to go, two minutes.
+    assert lines[-1] == (
+        "  backfill    [#####.....] 2,000 / 4,000 records (50 %), 1,000/min, ~2 min left"
+    )
+
+
+def test_status_against_a_closed_port_names_firestore_within_its_deadline(monkeypatch, capsys):
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{probe.getsockname()[1]}"
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "acme-prod")
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", closed)
+    monkeypatch.setenv("SOURCE_ID", "emea")
+
+    started = time.monotonic()
+    assert main(["status"]) == 2
+    assert time.monotonic() - started < status.READ_DEADLINE_SECONDS + 5
+    assert capsys.readouterr().out.startswith(
+        f"duo-telephony status: could not read Firestore (the emulator at {closed})"
+    )

@@ -8,6 +8,7 @@ from shared.duo.errors import DuoProtocolError, DuoTransientError
 from shared.duo.paging import (
     MAX_TOKEN_LENGTH,
     PAGE_LIMIT,
+    DuoTotal,
     Page,
     WindowError,
     count_records,
@@ -85,7 +86,7 @@ def spread(count, start=MINTIME + 1000, step=1000):
 
 def test_empty_window_is_one_request_and_one_empty_page():
     duo = ScriptedDuo([])
-    assert read_all(duo) == [Page([], None)]
+    assert read_all(duo) == [Page([], None, total=DuoTotal(0))]
     assert len(duo.requests) == 1
 
 
@@ -304,6 +305,6 @@ def test_a_paging_token_longer_than_a_record_batch_keeps_is_refused_naming_its_l
     # Kept in every record batch and marker: one too long would make a batch the writer can
     # never accept, so it is refused where it is read, as broken data.
     ok = parse_page({"items": [], "metadata": {"next_offset": "x" * MAX_TOKEN_LENGTH}})
-    assert ok == ([], "x" * MAX_TOKEN_LENGTH)
+    assert ok == ([], "x" * MAX_TOKEN_LENGTH, None)
     with pytest.raises(DuoProtocolError, match=f"token of {MAX_TOKEN_LENGTH + 1} characters"):
         parse_page({"items": [], "metadata": {"next_offset": "x" * (MAX_TOKEN_LENGTH + 1)}})

@@ -17,10 +17,11 @@ from typing import Any, TypeVar
 
 from shared.clock import now_ms
 from shared.duo.api import CallStats
-from shared.duo.paging import AVAILABILITY_DELAY_MS
+from shared.duo.paging import AVAILABILITY_DELAY_MS, DuoTotal
 from shared.duo.records import record_time_ms
 from shared.gcp.bucket_writer import WriteResult
 from shared.gcp.window_store import FindUnmarked, SweepResult
+from shared.pipeline import progress
 from shared.pipeline import windows as rules
 from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask
 from shared.pipeline.planning import first_planned_until, plan_windows
@@ -85,16 +86,19 @@ class FakeWindowStore:
         lease_seconds: float,
         *,
         lost_ms: tuple[int, int] | None = None,
+        read: int = 0,
+        total: DuoTotal | None = None,
     ) -> Claim | None:
         if claim.pages in self.failing_checkpoints:
             raise ConnectionError("Firestore is unavailable")
         doc = self.docs.get((claim.source, claim.window_id))
         if not rules.holds_lease(doc, claim):
             return None
+        now = now_ms(self.clock)
         after, update = rules.checkpoint(
-            claim, next_offset, records, now_ms(self.clock), int(lease_seconds * 1000), lost_ms
+            claim, next_offset, records, now, int(lease_seconds * 1000), lost_ms
         )
-        doc.update(update)
+        doc.update(update | progress.after_page(doc, read, total, now))
         self.events.append(("checkpoint", claim.pages, next_offset))
         return after
 
@@ -116,9 +120,11 @@ class FakeWindowStore:
         now = now_ms(self.clock)
         republish: list[WindowTask] = []
         completed = rereads = 0
+        swept = []
         for (doc_source, window_id), doc in self.docs.items():
             if doc_source != source or doc["state"] not in rules.OPEN_STATES:
                 continue
+            swept.append(dict(doc))
             step = rules.sweep_step(
                 doc,
                 now,
@@ -134,7 +140,7 @@ class FakeWindowStore:
             rereads += step.reread
             if step.republish:
                 republish.append(WindowTask(source, doc["mintime"], doc["maxtime"]))
-        return SweepResult(republish, completed, rereads)
+        return SweepResult(republish, completed, rereads, progress.measure(swept, now))
 
     def due_checks(self, source: str, limit: int) -> list[tuple[str, dict[str, Any]]]:
         now = now_ms(self.clock)

@@ -92,3 +92,12 @@ def test_a_source_with_no_cursor_yet():
         last_error=None,
     )
     assert render(empty, NOW) == "source us-prod: no cursor yet (the planner has not run)"
+
+
+def test_a_backfill_being_read_shows_its_bar_against_duos_count():
+    progress = {"records": 12_000, "total": 20_000, "exact": True, "per_minute": 1000.0}
+    lines = render(report(progress=progress), NOW).splitlines()
+    assert lines[-1] == (
+        "  backfill    [######....] 12,000 / 20,000 records (60 %), 1,000/min, ~8 min left"
+    )
+    assert "backfill" not in render(report(progress=None), NOW)

@@ -172,3 +172,35 @@ def test_firestore_that_cannot_be_read_is_one_line_not_a_traceback(env, capsys):
         "duo-telephony status: could not read Firestore (the emulator at 127.0.0.1:8085): "
         "501 Method not found: BatchGetDocuments"
     ]
+
+
+def test_firestore_that_does_not_answer_is_reported_at_the_deadline_naming_firestore(env, capsys):
+    import threading
+
+    env.setenv("GOOGLE_CLOUD_PROJECT", "acme-prod")
+    env.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:9")
+    unanswered = threading.Event()
+
+    def no_answer(project: str, sources: list[str] | None, clock: Clock) -> list:
+        unanswered.wait(30)  # as the client retrying a closed port; released below
+        return [report()]
+
+    env.setattr(status, "read_reports", no_answer)
+    env.setattr(status, "READ_DEADLINE_SECONDS", 0)  # the deadline is passed at once
+    try:
+        assert cli.main(["status"]) == 2
+    finally:
+        unanswered.set()
+    assert capsys.readouterr().out.splitlines() == [
+        "duo-telephony status: could not read Firestore (the emulator at 127.0.0.1:9): "
+        "no answer within 0 s"
+    ]
+
+
+def test_a_read_within_the_deadline_gives_its_result_or_its_error():
+    def broken() -> list:
+        raise ValueError("bad")
+
+    assert status.within(30, lambda: [report()]) == [report()]
+    with pytest.raises(ValueError, match="bad"):
+        status.within(30, broken)

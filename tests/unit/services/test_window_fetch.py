@@ -227,6 +227,20 @@ def test_past_its_time_budget_a_fetch_hands_the_rest_of_the_window_on():
     assert rig.published_pages() == [0, 1, 2, 3]
 
 
+def test_each_checkpoint_keeps_duos_count_and_the_records_read_for_the_progress_shown():
+    pages = paged([page(1, 2), page(3, 4), page(5, 6), page(7)])
+    for answer in pages.values():
+        answer["metadata"]["total_objects"] = 7
+    rig = Rig(pages, budget=10.0, seconds_per_call=4.0)
+    assert rig.fetch().outcome == "handed_on"  # three pages, 4 s each
+
+    # The planner's run reads it with the windows it sweeps.
+    progress = rig.store.sweep(TASK.source).reading
+    # 6 records in the 12 s since the claim: 30 a minute; 1 to go, 2 s.
+    assert (progress.records, progress.total, progress.per_minute) == (6, 7, 30.0)
+    assert progress.minutes_left * 60 == pytest.approx(2.0)
+
+
 def test_a_stopping_instance_hands_the_window_on_after_the_page_in_hand():
     rig = Rig(THREE_PAGES, should_stop=True)
     report = rig.fetch()
