@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from google.api_core.exceptions import AlreadyExists, FailedPrecondition
+from google.api_core.exceptions import AlreadyExists, FailedPrecondition, Forbidden
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.document import DocumentReference
@@ -46,11 +46,19 @@ class BucketLookupError(RuntimeError):
     """The bucket could not be searched for a window's batches landed without their marker."""
 
 
+# What the planner needs to search the bucket (``shared.gcp.unmarked_batches``).
+BUCKET_PERMISSION = (
+    "the planner's service account needs roles/storage.objectViewer on the bucket "
+    "(storage.objects.list and storage.objects.get)"
+)
+
+
 @dataclass(frozen=True)
 class SweepResult:
     republish: list[WindowTask]
     completed: int
     rereads: int
+    bucket_waits: int = 0  # windows left waiting because the bucket could not be searched
 
 
 @dataclass(frozen=True)
@@ -213,7 +221,7 @@ class WindowStore:
         a window's missing batches are read again."""
         now = now_ms(self._clock)
         republish: list[WindowTask] = []
-        completed = rereads = 0
+        completed = rereads = bucket_waits = 0
         query = self.windows(source).where(
             filter=FieldFilter("state", "in", list(rules.OPEN_STATES))
         )
@@ -221,10 +229,12 @@ class WindowStore:
             doc = snapshot.to_dict()
             landed = functools.partial(self.landed_batches, source, snapshot.id)
             offsets = functools.partial(self._landed_offsets, source, snapshot.id, doc, unmarked)
+            unchanged = self._db.write_option(last_update_time=snapshot.update_time)
             try:
                 step = rules.sweep_step(doc, now, landed, offsets, checks, landing_timeout_ms)
             except BucketLookupError as error:
-                # One window's trouble must not hold up the others, nor the watermark.
+                # One window's trouble must not hold up the others, nor the watermark; counted
+                # on the window, so that status shows it stalls.
                 _log.error(
                     "%s",
                     error,
@@ -233,10 +243,10 @@ class WindowStore:
                         "json_fields": {"event": "bucket_lookup_failed", "window_id": snapshot.id}
                     },
                 )
-                continue
+                bucket_waits += 1
+                step = rules.SweepStep(rules.bucket_wait(doc, str(error), now))
             if step is None:
                 continue
-            unchanged = self._db.write_option(last_update_time=snapshot.update_time)
             try:
                 snapshot.reference.update(step.update, option=unchanged)
             except FailedPrecondition:
@@ -245,20 +255,25 @@ class WindowStore:
             rereads += step.reread
             if step.republish:
                 republish.append(WindowTask(source, doc["mintime"], doc["maxtime"]))
-        return SweepResult(republish, completed, rereads)
+        return SweepResult(republish, completed, rereads, bucket_waits)
 
     def due_checks(self, source: str, limit: int) -> list[tuple[str, dict[str, Any]]]:
-        """Finished windows whose late-record check is due, ``(window id, document)``."""
+        """Finished windows whose late-record check is due, ``(window id, document)``, the
+        longest due first. Only done windows are asked for (a composite index on state and
+        next_check_at_ms, made by the build): windows read again or stopped with a past check
+        time must not fill the limit."""
         now = now_ms(self._clock)
         query = (
             self.windows(source)
+            .where(filter=FieldFilter("state", "==", rules.DONE))
             .where(filter=FieldFilter("next_check_at_ms", "<=", now))
+            .order_by("next_check_at_ms")
             .limit(limit)
         )
         return [
             (snapshot.id, doc)
             for snapshot in query.stream()
-            if (doc := snapshot.to_dict())["state"] == rules.DONE
+            if rules.checkable(doc := snapshot.to_dict(), now)
         ]
 
     def checks_sent(self, source: str, span: Span) -> None:
@@ -293,7 +308,8 @@ class WindowStore:
             doc = ref.get(transaction=transaction).to_dict()
             if doc is None or doc["state"] != rules.DONE or doc.get("check_level") != level:
                 return False
-            transaction.update(ref, rules.checked(doc, level, checks, matched))
+            update = rules.checked(doc, level, checks, matched, now_ms(self._clock))
+            transaction.update(ref, update)
             return not matched
 
         return move_on(self._db.transaction())
@@ -368,10 +384,11 @@ class WindowStore:
                     )
                 landed[found.page] = found.offsets
         except Exception as error:
+            needs = f"; {BUCKET_PERMISSION}" if isinstance(error, Forbidden) else ""
             raise BucketLookupError(
                 f"window {window_id}: looking in the bucket for its batches {sorted(missing)} "
-                f"failed ({type(error).__name__}: {error}); reading them again could land "
-                "them twice, so the window waits for the next run"
+                f"failed ({type(error).__name__}: {error}){needs}; reading them again could "
+                "land them twice, so the window waits for the next run"
             ) from error
         return landed
 
