@@ -94,6 +94,14 @@ def _quarantine_by_rereads(stores: Stores, task: WindowTask) -> None:
     assert stores.doc(task)["state"] == QUARANTINED
 
 
+def _passed(stores: Stores, checks: tuple[int, ...]) -> WindowTask:
+    """One window, done (its late-record checks ``checks``) and passed by the watermark."""
+    (task,) = stores.cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    _finish(stores, task, checks=checks)
+    assert stores.cursors.advance(SOURCE) == task.maxtime
+    return task
+
+
 def _expiry(stores: Stores, days: int = 30) -> datetime:
     return datetime.fromtimestamp(now_ms(stores.clock) / 1000 + days * 86_400, UTC)
 
@@ -117,9 +125,7 @@ def test_the_watermark_moves_over_contiguous_done_windows_and_stops_at_a_quarant
 def test_a_done_window_with_checks_to_come_expires_only_after_its_last_check(
     stores: Stores,
 ) -> None:
-    (task,) = stores.cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
-    _finish(stores, task, checks=CHECKS)
-    assert stores.cursors.advance(SOURCE) == task.maxtime
+    task = _passed(stores, CHECKS)
     # A check is still to come: the document must outlive it.
     assert stores.doc(task)["expire_at"] is None
     stores.clock.advance(24 * 3600)
@@ -132,9 +138,7 @@ def test_a_done_window_with_checks_to_come_expires_only_after_its_last_check(
 def test_a_late_record_reread_behind_the_watermark_that_is_quarantined_does_not_expire(
     stores: Stores,
 ) -> None:
-    (task,) = stores.cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
-    _finish(stores, task, checks=CHECKS)
-    assert stores.cursors.advance(SOURCE) == task.maxtime
+    task = _passed(stores, CHECKS)
     stores.clock.advance(24 * 3600)
     assert stores.windows.apply_check(SOURCE, task.window_id, 0, True, CHECKS) is False
     # Duo counts otherwise at the last check: the window is read again, behind the watermark.
@@ -147,9 +151,7 @@ def test_a_late_record_reread_behind_the_watermark_that_is_quarantined_does_not_
 
 
 def test_a_reread_behind_the_watermark_expires_again_once_done(stores: Stores) -> None:
-    (task,) = stores.cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
-    _finish(stores, task, checks=CHECKS[:1])
-    assert stores.cursors.advance(SOURCE) == task.maxtime
+    task = _passed(stores, CHECKS[:1])
     stores.clock.advance(3600)
     assert stores.windows.apply_check(SOURCE, task.window_id, 0, False, CHECKS[:1]) is True
     assert stores.doc(task)["expire_at"] is None

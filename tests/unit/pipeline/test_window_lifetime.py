@@ -69,6 +69,16 @@ def test_a_window_with_a_check_to_come_expires_only_after_its_last_check():
     assert doc["expire_at"] == datetime(2027, 2, 15, 8, 0, tzinfo=UTC)
 
 
+def test_a_check_later_than_thirty_days_is_made_before_the_window_expires():
+    # REPAIR_CHECKS=15m,60d: the watermark passes the window long before its last check.
+    checks = (15 * MIN, 60 * DAY)
+    doc = _window(0, 5, check_level=1, next_check_at_ms=5 * MIN + 60 * DAY)
+    doc |= passed(doc, 20 * MIN)
+    assert doc["expire_at"] is None
+    doc |= checked(doc, 1, checks, True, NOW)
+    assert doc["expire_at"] == THIRTY_DAYS_ON
+
+
 def test_a_window_ahead_of_the_watermark_does_not_expire_after_its_last_check():
     doc = _window(0, 5, check_level=1, next_check_at_ms=DAY + 5 * MIN)
     assert checked(doc, 1, CHECKS, True, NOW)["expire_at"] is None
