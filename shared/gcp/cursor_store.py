@@ -32,7 +32,7 @@ from shared.pipeline.windows import (
     watermark_run,
 )
 
-# Windows the watermark may pass in one run: each gets its expiry in the same transaction,
+# Windows the watermark may pass in one run: each is marked passed in the same transaction,
 # which takes at most 500 writes.
 ADVANCE_SCAN = 400
 PLAN_ATTEMPTS = 20

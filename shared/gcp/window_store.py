@@ -229,7 +229,6 @@ class WindowStore:
             doc = snapshot.to_dict()
             landed = functools.partial(self.landed_batches, source, snapshot.id)
             offsets = functools.partial(self._landed_offsets, source, snapshot.id, doc, unmarked)
-            unchanged = self._db.write_option(last_update_time=snapshot.update_time)
             try:
                 step = rules.sweep_step(doc, now, landed, offsets, checks, landing_timeout_ms)
             except BucketLookupError as error:
@@ -247,6 +246,7 @@ class WindowStore:
                 step = rules.SweepStep(rules.bucket_wait(doc, str(error), now))
             if step is None:
                 continue
+            unchanged = self._db.write_option(last_update_time=snapshot.update_time)
             try:
                 snapshot.reference.update(step.update, option=unchanged)
             except FailedPrecondition:

@@ -150,7 +150,9 @@ def expiry(now: int, retention_ms: int = DONE_RETENTION_MS) -> datetime:
 def lifetime(doc: Update, now: int) -> Update:
     """The expiry of a window document as an update leaves it (``doc``, the update applied):
     DONE_RETENTION_MS from ``now`` once it is done for good, none before."""
-    for_good = doc["state"] == DONE and PASSED in doc and doc.get("next_check_at_ms") is None
+    # A window passed by a version before passed_at_ms was given its expiry at once.
+    behind = PASSED in doc or doc.get("expire_at") is not None
+    for_good = doc["state"] == DONE and behind and doc.get("next_check_at_ms") is None
     return {"expire_at": expiry(now) if for_good else None}
 
 

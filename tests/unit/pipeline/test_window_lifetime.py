@@ -79,6 +79,14 @@ def test_a_check_later_than_thirty_days_is_made_before_the_window_expires():
     assert doc["expire_at"] == THIRTY_DAYS_ON
 
 
+def test_a_window_the_previous_version_passed_expires_after_its_last_check():
+    # Given its expiry when passed, before passed_at_ms was kept.
+    doc = _window(0, 5, check_level=1, next_check_at_ms=DAY + 5 * MIN, expire_at=THIRTY_DAYS_ON)
+    assert checked(doc, 1, CHECKS, True, NOW + DAY)["expire_at"] == datetime(
+        2027, 2, 15, 8, 0, tzinfo=UTC
+    )
+
+
 def test_a_window_ahead_of_the_watermark_does_not_expire_after_its_last_check():
     doc = _window(0, 5, check_level=1, next_check_at_ms=DAY + 5 * MIN)
     assert checked(doc, 1, CHECKS, True, NOW)["expire_at"] is None
