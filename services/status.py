@@ -115,15 +115,17 @@ def progress_line(report: dict[str, Any]) -> list[str]:
 
 
 def show(reports: list[dict[str, Any]], now: int, *, as_json: bool, out: TextIO) -> int:
-    """Prints the reports; the exit code is 1 when a window failed or is quarantined or a
-    source has no cursor yet, so a script or a probe can tell without reading the text."""
+    """Prints the reports; the exit code is 1 when a window failed, is quarantined or stalls
+    on the bucket, or a source has no cursor yet, so a script or a probe can tell without
+    reading the text."""
     if as_json:
         print(json.dumps(reports, indent=2), file=out)
     else:
         for report in reports:
             print(render(report, now), file=out)
     troubled = (
-        not r["exists"] or r["windows"]["failed"] or r["windows"]["quarantined"] for r in reports
+        not r["exists"] or r["windows"]["failed"] or r["windows"]["quarantined"] or r["stalled"]
+        for r in reports
     )
     return 1 if any(troubled) else 0
 
@@ -156,6 +158,11 @@ def render(report: dict, now: int) -> str:
             f"{window['error']}\n"
             f"              put it back: duo-telephony retry {report['source']} "
             f"{window['window_id']}"
+        )
+    for window in report["stalled"]:
+        lines.append(
+            f"  stalled     {window['window_id']} waited {window['bucket_waits']} planner runs "
+            f"for the bucket: {window['error']}"
         )
     for first, last in report["retention_lost_ms"]:
         lines.append(

@@ -80,6 +80,8 @@ def _run_source(
         "republished": len(swept.republish),
         "completed": swept.completed,
         "rereads": swept.rereads,
+        # Fetched windows left for the next run because the bucket could not be searched.
+        "bucket_waits": swept.bucket_waits,
         "checks_sent": len(checks),
         "watermark_ms": watermark,
         "lag_seconds": round((now_ms(clock) - watermark) / 1000, 1) if watermark else None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from google.api_core.exceptions import FailedPrecondition
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
@@ -21,9 +22,17 @@ from shared.gcp.window_store import WindowStore
 from shared.pipeline.ids import window_id
 from shared.pipeline.messages import WindowTask
 from shared.pipeline.planning import first_planned_until, plan_windows, retention_gap
-from shared.pipeline.windows import DONE, FAILED, QUARANTINED, STATES, expiry, new_window
+from shared.pipeline.windows import (
+    BUCKET_WAITS_ALERT,
+    FAILED,
+    QUARANTINED,
+    STATES,
+    new_window,
+    passed,
+    watermark_run,
+)
 
-# Windows the watermark may pass in one run: each gets its expiry in the same transaction,
+# Windows the watermark may pass in one run: each is marked passed in the same transaction,
 # which takes at most 500 writes.
 ADVANCE_SCAN = 400
 PLAN_ATTEMPTS = 20
@@ -91,8 +100,9 @@ class CursorStore:
 
         The windows are read before the transaction, which then reads only the cursor: a
         transaction holding hundreds of windows would contend with every fetcher and check
-        writing them. A finished window never opens again except to be read again for late
-        records, which happens behind the watermark too, so reading them first is as good."""
+        writing them. Each passed window is written only if unchanged since it was read (a
+        check may have reopened it meanwhile): otherwise nothing moves and the next run
+        decides."""
         ref = self.cursor(source)
         snapshot = ref.get()
         if not snapshot.exists:
@@ -102,18 +112,12 @@ class CursorStore:
             self._windows.windows(source)
             .where(filter=FieldFilter("mintime", ">=", watermark))
             .order_by("mintime")
-            .select(["mintime", "maxtime", "state"])
+            .select(["mintime", "maxtime", "state", "next_check_at_ms"])
             .limit(ADVANCE_SCAN)
         )
-        moved = watermark
-        passed = []
-        for window in query.stream():
-            doc = window.to_dict()
-            if doc["mintime"] != moved or doc["state"] != DONE:
-                break
-            moved = doc["maxtime"]
-            passed.append(window.reference)
-        if moved == watermark:
+        windows = list(query.stream())
+        moved, count = watermark_run(watermark, (window.to_dict() for window in windows))
+        if count == 0:
             return watermark
 
         @firestore.transactional
@@ -125,11 +129,17 @@ class CursorStore:
             transaction.update(ref, {"watermark_ms": moved, "updated_at_ms": now})
             # Only a window behind the watermark may expire: one deleted ahead of it would
             # leave a hole the watermark could never cross.
-            for window_ref in passed:
-                transaction.update(window_ref, {"expire_at": expiry(now)})
+            for window in windows[:count]:
+                unchanged = self._db.write_option(last_update_time=window.update_time)
+                transaction.update(
+                    window.reference, passed(window.to_dict(), now), option=unchanged
+                )
             return moved
 
-        return advance_in(self._db.transaction())
+        try:
+            return advance_in(self._db.transaction())
+        except FailedPrecondition:
+            return watermark
 
     def status(self, source: str) -> dict[str, Any]:
         """The cursor, window counts by state, the stopped windows, what left Duo's retention
@@ -145,6 +155,13 @@ class CursorStore:
         stopped = [
             _described(w.id, w.to_dict())
             for w in windows.where(filter=FieldFilter("state", "in", [FAILED, QUARANTINED]))
+            .limit(STATUS_LIST)
+            .stream()
+        ]
+        # Fetched windows left waiting, run after run, because the bucket cannot be searched.
+        stalled = [
+            _described(w.id, w.to_dict())
+            for w in windows.where(filter=FieldFilter("bucket_waits", ">=", BUCKET_WAITS_ALERT))
             .limit(STATUS_LIST)
             .stream()
         ]
@@ -171,6 +188,7 @@ class CursorStore:
             "checks": int(checks),
             "repairs": int(repairs),
             "quarantined": [w for w in stopped if w["state"] == QUARANTINED],
+            "stalled": stalled,
             "retention_lost_ms": lost,
             "last_error": last_error,
             "gap_ms": cursor.get("gap_ms"),
@@ -183,5 +201,6 @@ def _described(window_id: str, doc: dict[str, Any]) -> dict[str, Any]:
         "state": doc["state"],
         "error": doc.get("error"),
         "failures": doc.get("failures", 0),
+        "bucket_waits": doc.get("bucket_waits", 0),
         "updated_at_ms": doc["updated_at_ms"],
     }

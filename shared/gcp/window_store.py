@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from google.api_core.exceptions import AlreadyExists, FailedPrecondition
+from google.api_core.exceptions import AlreadyExists, FailedPrecondition, Forbidden
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.document import DocumentReference
@@ -49,6 +49,13 @@ class BucketLookupError(RuntimeError):
     """The bucket could not be searched for a window's batches landed without their marker."""
 
 
+# What the planner needs to search the bucket (``shared.gcp.unmarked_batches``).
+BUCKET_PERMISSION = (
+    "the planner's service account needs roles/storage.objectViewer on the bucket "
+    "(storage.objects.list and storage.objects.get)"
+)
+
+
 @dataclass(frozen=True)
 class SweepResult:
     republish: list[WindowTask]
@@ -56,6 +63,7 @@ class SweepResult:
     rereads: int
     # How far the windows being read are (from the documents the sweep read anyway).
     reading: Progress | None = None
+    bucket_waits: int = 0  # windows left waiting because the bucket could not be searched
 
 
 @dataclass(frozen=True)
@@ -222,7 +230,7 @@ class WindowStore:
         a window's missing batches are read again."""
         now = now_ms(self._clock)
         republish: list[WindowTask] = []
-        completed = rereads = 0
+        completed = rereads = bucket_waits = 0
         query = self.windows(source).where(
             filter=FieldFilter("state", "in", list(rules.OPEN_STATES))
         )
@@ -235,7 +243,8 @@ class WindowStore:
             try:
                 step = rules.sweep_step(doc, now, landed, offsets, checks, landing_timeout_ms)
             except BucketLookupError as error:
-                # One window's trouble must not hold up the others, nor the watermark.
+                # One window's trouble must not hold up the others, nor the watermark; counted
+                # on the window, so that status shows it stalls.
                 _log.error(
                     "%s",
                     error,
@@ -244,7 +253,8 @@ class WindowStore:
                         "json_fields": {"event": "bucket_lookup_failed", "window_id": snapshot.id}
                     },
                 )
-                continue
+                bucket_waits += 1
+                step = rules.SweepStep(rules.bucket_wait(doc, str(error), now))
             if step is None:
                 continue
             unchanged = self._db.write_option(last_update_time=snapshot.update_time)
@@ -256,20 +266,25 @@ class WindowStore:
             rereads += step.reread
             if step.republish:
                 republish.append(WindowTask(source, doc["mintime"], doc["maxtime"]))
-        return SweepResult(republish, completed, rereads, progress.measure(docs, now))
+        return SweepResult(republish, completed, rereads, progress.measure(docs, now), bucket_waits)
 
     def due_checks(self, source: str, limit: int) -> list[tuple[str, dict[str, Any]]]:
-        """Finished windows whose late-record check is due, ``(window id, document)``."""
+        """Finished windows whose late-record check is due, ``(window id, document)``, the
+        longest due first. Only done windows are asked for (a composite index on state and
+        next_check_at_ms, made by the build): windows read again or stopped with a past check
+        time must not fill the limit."""
         now = now_ms(self._clock)
         query = (
             self.windows(source)
+            .where(filter=FieldFilter("state", "==", rules.DONE))
             .where(filter=FieldFilter("next_check_at_ms", "<=", now))
+            .order_by("next_check_at_ms")
             .limit(limit)
         )
         return [
             (snapshot.id, doc)
             for snapshot in query.stream()
-            if (doc := snapshot.to_dict())["state"] == rules.DONE
+            if rules.checkable(doc := snapshot.to_dict(), now)
         ]
 
     def checks_sent(self, source: str, span: Span) -> None:
@@ -304,7 +319,8 @@ class WindowStore:
             doc = ref.get(transaction=transaction).to_dict()
             if doc is None or doc["state"] != rules.DONE or doc.get("check_level") != level:
                 return False
-            transaction.update(ref, rules.checked(doc, level, checks, matched))
+            update = rules.checked(doc, level, checks, matched, now_ms(self._clock))
+            transaction.update(ref, update)
             return not matched
 
         return move_on(self._db.transaction())
@@ -379,10 +395,11 @@ class WindowStore:
                     )
                 landed[found.page] = found.offsets
         except Exception as error:
+            needs = f"; {BUCKET_PERMISSION}" if isinstance(error, Forbidden) else ""
             raise BucketLookupError(
                 f"window {window_id}: looking in the bucket for its batches {sorted(missing)} "
-                f"failed ({type(error).__name__}: {error}); reading them again could land "
-                "them twice, so the window waits for the next run"
+                f"failed ({type(error).__name__}: {error}){needs}; reading them again could "
+                "land them twice, so the window waits for the next run"
             ) from error
         return landed
 

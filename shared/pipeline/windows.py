@@ -21,7 +21,7 @@ read with (a gap), not from the window's start.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -43,9 +43,14 @@ QUARANTINED = "quarantined"  # stopped after too many failures; an operator puts
 STATES = (PLANNED, FETCHING, FETCHED, DONE, FAILED, QUARANTINED)
 OPEN_STATES = (PLANNED, FETCHING, FETCHED, FAILED)
 
-# Finished windows (once the watermark has passed them) are kept this long, then a Firestore
-# TTL policy on expire_at deletes them.
+# A window done for good (done, behind the watermark, with no late-record check to come) is
+# kept this long, then a Firestore TTL policy on expire_at deletes it.
 DONE_RETENTION_MS = 30 * 86_400_000
+# Any other window is never deleted: a TTL policy ignores a null. A reopened or stopped window
+# behind the watermark must stay, to be read again and to be seen by status.
+KEPT: Update = {"expire_at": None}
+# Set on a window when the watermark passes it (ms).
+PASSED = "passed_at_ms"
 # Batch markers are kept as long as Duo keeps the records they name, and a little more: a
 # window read for longer than a month must still know what it landed at its start.
 MARKER_RETENTION_MS = 190 * 86_400_000
@@ -63,6 +68,9 @@ RESEND_AFTER_MS = 600_000
 # A fetched window whose batches have not all landed by then is read again: by then Pub/Sub
 # has dead-lettered what kept failing (5 attempts, backoff up to a minute).
 LANDING_TIMEOUT_MS = 900_000
+# Planner runs in a row that a fetched window past its landing timeout waits because the bucket
+# cannot be searched for its batches landed without a marker, before status calls it stalled.
+BUCKET_WAITS_ALERT = 5
 # A landed batch's marker keeps the token its page was read from and the token after it.
 OFFSET_FIELDS = ("offset", "next_offset")
 PageOffsets = tuple[str | None, str | None]
@@ -156,6 +164,48 @@ def own_trouble(error: BaseException) -> bool:
     )
 
 
+def lifetime(doc: Update, now: int) -> Update:
+    """The expiry of a window document as an update leaves it (``doc``, the update applied):
+    DONE_RETENTION_MS from ``now`` once it is done for good, none before."""
+    # A window passed by a version before passed_at_ms was given its expiry at once.
+    behind = PASSED in doc or doc.get("expire_at") is not None
+    for_good = doc["state"] == DONE and behind and doc.get("next_check_at_ms") is None
+    return {"expire_at": expiry(now) if for_good else None}
+
+
+def watermark_run(watermark: int, docs: Iterable[Update]) -> tuple[int, int]:
+    """Where the watermark moves over ``docs`` (the windows from ``watermark`` on, by
+    ``mintime``), and how many windows it passes: the contiguous done ones from it (windows
+    are half-open, each starting where the one before ends)."""
+    moved, count = watermark, 0
+    for doc in docs:
+        if doc["mintime"] != moved or doc["state"] != DONE:
+            break
+        moved, count = doc["maxtime"], count + 1
+    return moved, count
+
+
+def passed(doc: Update, now: int) -> Update:
+    """A done window the watermark has just passed: it expires once done for good."""
+    update = {PASSED: now}
+    return update | lifetime(doc | update, now)
+
+
+def checkable(doc: Update, now: int) -> bool:
+    """Whether a window's late-record check can be sent: it is done and its check is due. A
+    window read again, failed or quarantined waits, and must not hold up the others'."""
+    due = doc.get("next_check_at_ms")
+    return doc["state"] == DONE and due is not None and due <= now
+
+
+def bucket_wait(doc: Update, error: str, now: int) -> Update:
+    """A fetched window left for the next run because the bucket could not be searched for its
+    batches landed without a marker (reading them again could land them twice): counted, with
+    why, so status can tell a window that waits from one that stalled."""
+    waits = doc.get("bucket_waits", 0) + 1
+    return {"bucket_waits": waits, "error": error, "updated_at_ms": now} | KEPT
+
+
 def retry_at(failures: int, now: int) -> int:
     """When a window that has failed ``failures`` times in a row is tried again."""
     delay = min(FAILED_RETRY_CAP_MS, FAILED_RETRY_BASE_MS * 2 ** min(failures - 1, 10))
@@ -170,7 +220,7 @@ def _quarantine(reason: str, now: int) -> Update:
         "lease_owner": None,
         "lease_until_ms": 0,
         "updated_at_ms": now,
-    }
+    } | KEPT
 
 
 def claim(
@@ -281,7 +331,7 @@ def release(held: Claim, now: int, error: str | None, *, own: bool = True) -> Up
     if failures >= MAX_FAILURES and own:
         return update | _quarantine(error, now) | counts
     failed = {"state": FAILED, "error": error, "retry_at_ms": retry_at(failures + shared, now)}
-    return update | counts | failed
+    return update | counts | failed | KEPT
 
 
 def requeue(doc: Update, now: int) -> Update | None:
@@ -318,7 +368,7 @@ def reread(doc: Update, why: str, gap: Gap | None = None) -> Update:
         "read_offset": offset,
         "read_until": until,
         "error": why,
-    }
+    } | KEPT
 
 
 @dataclass(frozen=True)
@@ -377,12 +427,13 @@ def past(following: str, until: str) -> bool:
     return following == until or (position is not None and end is not None and position > end)
 
 
-def checked(doc: Update, level: int, checks: tuple[int, ...], matched: bool) -> Update:
-    """A finished window once Duo counted its span at check ``level``: on to the next check,
-    and, when Duo counted otherwise, read again, sent by the next sweep."""
+def checked(doc: Update, level: int, checks: tuple[int, ...], matched: bool, now: int) -> Update:
+    """A finished window once Duo counted its span at check ``level``: on to the next check
+    (expiring after its last one, behind the watermark), and, when Duo counted otherwise, read
+    again, sent by the next sweep."""
     update = after_check(doc, level, checks)
     if matched:
-        return update
+        return update | lifetime(doc | update, now)
     why = f"Duo counted other records than landed at check {level}; reading again"
     # updated_at 0: overdue, so the next sweep sends it.
     return update | reread(doc, why) | {"repairs": doc.get("repairs", 0) + 1, "updated_at_ms": 0}
@@ -417,9 +468,12 @@ def sweep_step(
     touch = {"updated_at_ms": now}
     if state == FETCHED:
         start = doc.get("reread_from", 0)
-        done = {"state": DONE, "done_at_ms": now, "landing_rereads": 0} | touch
+        # Leaving fetched, the window no longer waits for the bucket.
+        settled = {"bucket_waits": 0}
+        done = {"state": DONE, "done_at_ms": now, "landing_rereads": 0} | settled | touch
         if "check_level" not in doc:
             done |= first_check(doc["maxtime"], checks)
+        done |= lifetime(doc | done, now)  # a re-read behind the watermark, done again
         if landed_batches(start) >= doc["pages"] - start:
             return SweepStep(done, completed=True)
         if doc.get("fetched_at_ms", now) + landing_timeout_ms >= now:
@@ -432,7 +486,7 @@ def sweep_step(
         in_a_row = doc.get("landing_rereads", 0) + 1
         if in_a_row > MAX_REREADS:
             return SweepStep(
-                _quarantine(f"its batches did not land after {MAX_REREADS} re-reads", now)
+                _quarantine(f"its batches did not land after {MAX_REREADS} re-reads", now) | settled
             )
         missing = gap(doc, landed)
         why = (
@@ -442,7 +496,7 @@ def sweep_step(
             else "batches missing after the landing timeout; reading the window again"
         )
         update = reread(doc, why, missing)
-        counts = {"rereads": doc.get("rereads", 0) + 1, "landing_rereads": in_a_row}
+        counts = {"rereads": doc.get("rereads", 0) + 1, "landing_rereads": in_a_row} | settled
         return SweepStep(update | counts | touch, republish=True, reread=True)
     if (
         (state == PLANNED and doc["updated_at_ms"] + RESEND_AFTER_MS < now)

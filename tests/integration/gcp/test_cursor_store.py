@@ -304,6 +304,57 @@ def test_a_failed_window_in_the_middle_stops_the_watermark(
     assert cursors.advance(SOURCE) == w3.maxtime
 
 
+CHECKS = (15 * 60_000, DAY_MS)
+
+
+def test_a_window_quarantined_behind_the_watermark_is_kept_and_named_by_status(
+    cursors: CursorStore, windows: WindowStore, clock: FakeClock
+) -> None:
+    # Its check found records Duo published late; their re-read never lands and is
+    # quarantined. TTL must not delete it: status would go green and the records never land.
+    (task,) = cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    _finish(windows, task)
+    assert windows.sweep(SOURCE, CHECKS).completed == 1
+    assert cursors.advance(SOURCE) == task.maxtime
+    clock.advance(3600)
+    assert windows.apply_check(SOURCE, task.window_id, 0, False, CHECKS) is True
+    for _ in range(MAX_REREADS + 1):
+        _fetch_all(windows, task)
+        clock.advance(LANDING_TIMEOUT_MS / 1000 + 1)
+        windows.sweep(SOURCE, CHECKS)
+
+    doc = _doc(windows, task)
+    assert (doc["state"], doc["expire_at"]) == (QUARANTINED, None)
+    status = cursors.status(SOURCE)
+    assert status["watermark_ms"] == task.maxtime  # behind the watermark
+    assert status["windows"][QUARANTINED] == 1
+    assert [w["window_id"] for w in status["quarantined"]] == [task.window_id]
+
+
+def test_a_window_reopened_while_the_watermark_passes_it_is_not_passed(
+    cursors: CursorStore, windows: WindowStore, clock: FakeClock, monkeypatch
+) -> None:
+    # The advance reads the windows before its transaction; a check reopens one in between.
+    # The watermark must not pass it then, nor give it an expiry.
+    (task,) = cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    _finish(windows, task)
+    assert windows.sweep(SOURCE, CHECKS[-1:]).completed == 1
+    start = _cursor(cursors)["watermark_ms"]
+    clock.advance(DAY_MS / 1000)
+    run = cursor_store.watermark_run
+
+    def reopened_meanwhile(watermark, docs):
+        found = run(watermark, docs)
+        assert windows.apply_check(SOURCE, task.window_id, 0, False, CHECKS[-1:]) is True
+        return found
+
+    monkeypatch.setattr(cursor_store, "watermark_run", reopened_meanwhile)
+    assert cursors.advance(SOURCE) == start
+    doc = _doc(windows, task)
+    assert (doc["state"], doc.get("expire_at"), doc.get("passed_at_ms")) == (PLANNED, None, None)
+    assert _cursor(cursors)["watermark_ms"] == start
+
+
 # --- the sweep ---------------------------------------------------------------------------
 
 
@@ -395,7 +446,7 @@ def test_a_done_window_expires_only_once_the_watermark_has_passed_it(
     w1, w2, w3 = _three_windows(cursors)
     _finish(windows, w2)
     assert windows.sweep(SOURCE).completed == 1
-    assert "expire_at" not in _doc(windows, w2)  # w1 is still open: the watermark waits
+    assert _doc(windows, w2)["expire_at"] is None  # w1 is still open: the watermark waits
 
     _finish(windows, w1)
     windows.sweep(SOURCE)
@@ -403,7 +454,7 @@ def test_a_done_window_expires_only_once_the_watermark_has_passed_it(
     assert cursors.advance(SOURCE) == w2.maxtime
     expected = datetime.fromtimestamp((now_ms(clock) + DONE_RETENTION_MS) / 1000, UTC)
     assert _doc(windows, w1)["expire_at"] == _doc(windows, w2)["expire_at"] == expected
-    assert "expire_at" not in _doc(windows, w3)
+    assert _doc(windows, w3).get("expire_at") is None
 
 
 def test_a_reread_after_the_landing_timeout_numbers_on_and_counts_only_its_own_batches(

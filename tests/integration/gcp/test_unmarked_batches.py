@@ -14,11 +14,19 @@ from google.cloud import firestore, storage
 
 from shared.clock import now_ms
 from shared.gcp.bucket_writer import write_batch
+from shared.gcp.cursor_store import CursorStore
 from shared.gcp.unmarked_batches import UnmarkedBatches
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.ids import window_id
 from shared.pipeline.messages import RecordBatch
-from shared.pipeline.windows import DONE, FETCHED, LANDING_TIMEOUT_MS, PLANNED, new_window
+from shared.pipeline.windows import (
+    BUCKET_WAITS_ALERT,
+    DONE,
+    FETCHED,
+    LANDING_TIMEOUT_MS,
+    PLANNED,
+    new_window,
+)
 from tests.fakes import FakeClock
 
 pytestmark = pytest.mark.integration
@@ -137,3 +145,34 @@ def test_a_bucket_that_cannot_be_searched_leaves_the_window_for_the_next_run_and
     assert store.window(SOURCE, WID).get().to_dict()["state"] == FETCHED
     assert store.window(SOURCE, other).get().to_dict()["state"] == DONE
     assert "may not list the bucket" in caplog.text and "[1]" in caplog.text
+
+
+def test_a_window_that_waits_run_after_run_for_the_bucket_is_counted_and_shown_by_status(
+    store: WindowStore, gcs_bucket: storage.Bucket
+) -> None:
+    # A waiting window is not done, so the watermark stops: without a count, status stayed
+    # green while it stalled for ever.
+    _land(store, gcs_bucket, _batch(0), marked=True, gzip=False)
+    _land(store, gcs_bucket, _batch(2), marked=True, gzip=False)
+    status = CursorStore(store._db, store, store._clock).status
+
+    def refused(*_args: object) -> Iterator[object]:
+        raise Forbidden("403 GET storage.googleapis.com: no storage.objects.list access")
+        yield
+
+    for _ in range(BUCKET_WAITS_ALERT):
+        store._clock.advance(60)
+        assert status(SOURCE)["stalled"] == []
+        store._clock.advance(LANDING_TIMEOUT_MS / 1000 + 1)
+        assert store.sweep(SOURCE, unmarked=refused).bucket_waits == 1
+    doc = store.window(SOURCE, WID).get().to_dict()
+    assert (doc["state"], doc["bucket_waits"]) == (FETCHED, BUCKET_WAITS_ALERT)
+    (stalled,) = status(SOURCE)["stalled"]
+    assert (stalled["window_id"], stalled["bucket_waits"]) == (WID, BUCKET_WAITS_ALERT)
+    assert "roles/storage.objectViewer" in stalled["error"]
+    assert "storage.objects.list and storage.objects.get" in stalled["error"]
+
+    # The role granted: the window moves on, and no longer shows.
+    result = _sweep(store, gcs_bucket)
+    assert (result.rereads, result.bucket_waits) == (1, 0)
+    assert status(SOURCE)["stalled"] == []

@@ -31,7 +31,8 @@ from tests.unit.deploy.test_bootstrap import BROAD_ROLES
 # for a TTL policy on its group.
 EXPIRE_AT_WRITERS = {
     ("shared/pipeline/windows.py", "marker"): "batches",  # a batch's marker
-    ("shared/gcp/cursor_store.py", "advance_in"): "windows",  # a window the watermark passed
+    ("shared/pipeline/windows.py", "lifetime"): "windows",  # a window done for good
+    ("shared/pipeline/windows.py", None): "windows",  # KEPT: an open window never expires
 }
 
 
@@ -239,6 +240,17 @@ def test_ttl_on_every_collection_group_that_carries_expire_at(build: Build) -> N
     assert enabled == set(EXPIRE_AT_WRITERS.values())
     # Once asked for, a TTL policy is not asked for again.
     assert calls_of(build.again_calls, "firestore", "fields", "ttls", "update") == []
+
+
+def test_the_late_record_checks_index_is_made_once(build: Build) -> None:
+    # WindowStore.due_checks: state == done and next_check_at_ms <= now.
+    (made,) = calls_of(build.calls, "firestore", "indexes", "composite", "create")
+    assert made.flag("collection-group") == "windows"
+    assert [a for a in made.argv if a.startswith("--field-config=")] == [
+        "--field-config=field-path=state,order=ascending",
+        "--field-config=field-path=next_check_at_ms,order=ascending",
+    ]
+    assert calls_of(build.again_calls, "firestore", "indexes", "composite", "create") == []
 
 
 def test_every_substitution_used_is_defined() -> None:

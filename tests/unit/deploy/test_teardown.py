@@ -82,6 +82,7 @@ def test_it_removes_what_the_bootstrap_and_the_build_made_but_the_bucket(torn_do
     assert left == {BUCKET, "firestore databases|(default)"} | set(THEIRS) | {
         "firestore indexes fields|expire_at@windows",
         "firestore indexes fields|expire_at@batches",
+        "firestore indexes composite|@windows",  # kept with the database, like the TTLs
     }
     # No binding of a deleted account lingers on the project or the bucket kept.
     assert [b for b in state["bindings"] if "duo-telephony-" in b[1]] == []

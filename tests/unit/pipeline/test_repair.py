@@ -12,6 +12,7 @@ CHECKS = (15 * MIN, 24 * 60 * MIN)
 
 def window(start_min: int, end_min: int, level: int = 0, due_min: int | None = None) -> dict:
     return {
+        "state": "done",
         "mintime": start_min * MIN,
         "maxtime": end_min * MIN,
         "pages": 2,
@@ -26,15 +27,20 @@ def test_a_finished_window_is_first_checked_fifteen_minutes_after_its_end():
 
 
 def test_a_matching_count_moves_the_window_to_its_next_check_then_to_none():
-    first = checked(window(0, 1), 0, CHECKS, matched=True)
-    assert first == {"check_level": 1, "checks": 1, "next_check_at_ms": 1 * MIN + 24 * 60 * MIN}
+    first = checked(window(0, 1), 0, CHECKS, matched=True, now=2 * MIN)
+    assert first == {
+        "check_level": 1,
+        "checks": 1,
+        "next_check_at_ms": 1 * MIN + 24 * 60 * MIN,
+        "expire_at": None,
+    }
     last = after_check(window(0, 1, level=1) | first, 1, CHECKS)
     assert (last["check_level"], last["next_check_at_ms"], last["checks"]) == (2, None, 2)
     assert "state" not in last
 
 
 def test_a_count_that_differs_reads_the_window_again_numbering_on():
-    update = checked(window(0, 1), 0, CHECKS, matched=False)
+    update = checked(window(0, 1), 0, CHECKS, matched=False, now=2 * MIN)
     assert update["state"] == "planned"
     assert (update["reread_from"], update["next_offset"], update["repairs"]) == (2, None, 1)
     assert update["check_level"] == 1  # checked again a day later, after the repair

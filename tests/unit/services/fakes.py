@@ -144,13 +144,12 @@ class FakeWindowStore:
 
     def due_checks(self, source: str, limit: int) -> list[tuple[str, dict[str, Any]]]:
         now = now_ms(self.clock)
-        return [
+        due = [
             (window_id, doc)
             for (doc_source, window_id), doc in self.docs.items()
-            if doc_source == source
-            and doc["state"] == rules.DONE
-            and (doc.get("next_check_at_ms") or now + 1) <= now
-        ][:limit]
+            if doc_source == source and rules.checkable(doc, now)
+        ]
+        return sorted(due, key=lambda item: item[1]["next_check_at_ms"])[:limit]
 
     def checks_sent(self, source: str, span: Span) -> None:
         for window_id in span.window_ids:
@@ -169,7 +168,7 @@ class FakeWindowStore:
         doc = self.docs.get((source, window_id))
         if doc is None or doc["state"] != rules.DONE or doc.get("check_level") != level:
             return False
-        doc.update(rules.checked(doc, level, checks, matched))
+        doc.update(rules.checked(doc, level, checks, matched, now_ms(self.clock)))
         self.events.append(("checked", window_id, matched))
         return not matched
 
@@ -255,17 +254,19 @@ class FakeCursorStore:
         cursor = self.cursors.get(source)
         if cursor is None:
             return 0
-        moved = cursor["watermark_ms"]
-        ordered = sorted(
-            (doc for (s, _), doc in self.windows.docs.items() if s == source),
+        watermark = cursor["watermark_ms"]
+        ahead = sorted(
+            (
+                doc
+                for (s, _), doc in self.windows.docs.items()
+                if s == source and doc["mintime"] >= watermark
+            ),
             key=lambda doc: doc["mintime"],
         )
-        for doc in ordered:
-            if doc["mintime"] <= moved:
-                continue
-            if doc["mintime"] != moved + 1 or doc["state"] != rules.DONE:
-                break
-            moved = doc["maxtime"]
+        moved, count = rules.watermark_run(watermark, ahead)
+        now = now_ms(self.clock)
+        for doc in ahead[:count]:
+            doc.update(rules.passed(doc, now))
         cursor["watermark_ms"] = moved
         return moved
 

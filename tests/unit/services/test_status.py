@@ -26,6 +26,7 @@ def report(**changes):
         "checks": 0,
         "repairs": 0,
         "quarantined": [],
+        "stalled": [],
         "retention_lost_ms": [],
         "last_error": "window 1799996000000-1799996300000: Duo answered HTTP 500",
         "gap_ms": None,
@@ -68,6 +69,26 @@ def test_quarantined_windows_and_retention_losses_are_named_with_what_to_do():
         "  lost        2027-01-15T06:00:00.000+00:00 to 2027-01-15T06:59:59.999+00:00: left "
         "Duo's 180-day retention before it was fetched",
     ]
+
+
+def test_a_window_stalled_on_the_bucket_is_named_with_the_permission_it_needs():
+    stalled = {
+        "window_id": "1799996000000-1799996300000",
+        "state": "fetched",
+        "error": "window 1799996000000-1799996300000: looking in the bucket for its batches [1] "
+        "failed (Forbidden: 403 GET); the planner's service account needs "
+        "roles/storage.objectViewer on the bucket (storage.objects.list and "
+        "storage.objects.get); reading them again could land them twice, so the window waits "
+        "for the next run",
+        "failures": 0,
+        "bucket_waits": 7,
+        "updated_at_ms": NOW,
+    }
+    lines = render(report(stalled=[stalled]), NOW).splitlines()
+    assert lines[-1] == (
+        "  stalled     1799996000000-1799996300000 waited 7 planner runs for the bucket: "
+        + stalled["error"]
+    )
 
 
 def test_no_error_and_nothing_planned_yet():

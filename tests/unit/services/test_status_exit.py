@@ -28,7 +28,12 @@ SETTINGS = (
 
 
 def report(
-    source: str = "eu-prod", *, exists: bool = True, failed: int = 0, quarantined: int = 0
+    source: str = "eu-prod",
+    *,
+    exists: bool = True,
+    failed: int = 0,
+    quarantined: int = 0,
+    stalled: int = 0,
 ) -> dict[str, Any]:
     return {
         "source": source,
@@ -48,6 +53,9 @@ def report(
         "checks": 0,
         "repairs": 0,
         "quarantined": [],
+        "stalled": [
+            {"window_id": f"w{n}", "bucket_waits": 5, "error": "Forbidden"} for n in range(stalled)
+        ],
         "retention_lost_ms": [],
         "last_error": None,
         "gap_ms": None,
@@ -61,6 +69,7 @@ def report(
         ([report("emea"), report("amer")], 0),
         ([report(failed=1)], 1),
         ([report(quarantined=1)], 1),
+        ([report(stalled=1)], 1),  # a fetched window waits, run after run, for the bucket
         ([report(exists=False)], 1),
         ([report("emea"), report("amer", failed=3)], 1),
         ([report("emea", exists=False), report("amer")], 1),
