@@ -15,7 +15,8 @@ limit costs about one 429 each 20 minutes of saturated use. Above the limit foun
 429, the limit has risen: the probe is fast again.
 
 All of it is pure arithmetic on an ``AutoRate``, kept with the GCRA state in the limiter's
-Firestore document and updated in the same transaction that reserves slots.
+Firestore document and updated in the same transaction that reserves slots
+(``reserve_found``, ``pause_found``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from shared.duo.rate_limit import WINDOW_SECONDS
+from shared.duo.rate_limit import (
+    WINDOW_SECONDS,
+    LimitState,
+    paused_state,
+    reserve_slots,
+    strict_interval,
+)
 
 
 @dataclass(frozen=True)
@@ -35,7 +42,7 @@ class AutoPolicy:
     floor: float = 1.0
     ceiling: float = 600.0
     # After a 429: this share of what Duo accepted in the minute before. The count is exact
-    # for a limit that holds, so the margin is small: the strict spacing already takes 2 %.
+    # for a limit that holds, so the margin is small: the strict spacing already takes 2.5 %.
     back_off: float = 0.93
     probe: float = 2.0  # growth per minute of saturated use, outside the band below the limit
     # Inside it: 0.93 to 1.0 takes about 20 minutes, so a steady limit costs about three 429
@@ -110,6 +117,26 @@ def after_429(auto: AutoRate, policy: AutoPolicy, now: float, slot: float) -> Au
         resume_at=max(now, _room_at(sent, now, rate)),
         sent=sent,
     )
+
+
+def reserve_found(
+    state: LimitState, auto: AutoRate, policy: AutoPolicy, now: float, count: int
+) -> tuple[list[float], LimitState, AutoRate]:
+    """The next ``count`` slots at the rate found so far (strictly spaced, no burst), and the
+    state and rate after them."""
+    waited = state.tat > now  # the previous slot's successor was wanted before its time
+    interval = strict_interval(auto.per_minute / WINDOW_SECONDS, 1)
+    slots, state = reserve_slots(state, now, count, interval, 0.0)
+    return slots, state, after_slots(auto, policy, now, slots, waited)
+
+
+def pause_found(
+    state: LimitState, auto: AutoRate, policy: AutoPolicy, now: float, seconds: float, slot: float
+) -> tuple[LimitState, AutoRate]:
+    """The state and rate after Duo refused the request started at ``slot``: nobody sends for
+    ``seconds``, nor before the minute has room for the rate cut to."""
+    auto = after_429(auto, policy, now, slot)
+    return paused_state(state, now, max(seconds, auto.resume_at - now), 0.0), auto
 
 
 def _grown(auto: AutoRate, policy: AutoPolicy, minutes: float) -> float:

@@ -26,23 +26,41 @@ class RateLimiter(Protocol):
 # Duo counts an account's requests per minute: a limit of R means at most R requests in any
 # 60-second window.
 WINDOW_SECONDS = 60.0
+# What the spacing holds for, so that a strict Duo never counts R + 1. A request reaches Duo
+# up to MAX_LATE_SECONDS after its slot: the limiter starts it at most LATE_START_SECONDS late
+# (thread wake-up, the shared document's write) and leaves the rest to setting up the
+# connection. The instances' clocks, which place the slots, differ by up to
+# MAX_CLOCK_SKEW_SECONDS (Cloud Run's are NTP-synced, far closer).
+MAX_LATE_SECONDS = 1.0
+LATE_START_SECONDS = 0.5
+MAX_CLOCK_SKEW_SECONDS = 0.5
+# Below LATE_START_SECONDS, a slot is used at most this fraction of an interval late, so that a
+# late request never goes out together with the next one.
+LATE_START_FRACTION = 0.25
 # Slots end this much more than the window apart, so clock granularity cannot close the gap.
 _WINDOW_MARGIN_SECONDS = 0.001
 
 
-def strict_interval(rate: float, burst: int, lateness: float) -> float:
-    """The slot spacing that keeps any 60-second window within ``rate * 60`` requests when
-    each request may start up to ``lateness`` seconds after its slot.
+def start_lateness(rate: float) -> float:
+    """How long after its slot a request may still be started, at ``rate`` a second."""
+    return min(LATE_START_FRACTION / rate, LATE_START_SECONDS)
 
-    A GCRA with spacing T and burst b has at most b + floor(W / T) slots in any span W; a span
-    of 60 s of starts is at most 60 s + lateness of slots, so b + (60 + lateness) / T must
-    stay below R + 1. With no lateness and b = 1 this is just over 60 / R.
+
+def strict_interval(rate: float, burst: int) -> float:
+    """The slot spacing that keeps any 60-second window of arrivals at Duo within
+    ``rate * 60`` requests, each arriving up to MAX_LATE_SECONDS after its slot, on an
+    instance whose clock is off by up to MAX_CLOCK_SKEW_SECONDS.
+
+    A GCRA with spacing T and burst b has at most b + floor(W / T) slots in any span W; 60 s of
+    arrivals are at most 60 s + lateness + skew of slots, so b + (60 + lateness + skew) / T
+    must stay below R + 1. With b = 1 this is 61.5 / R seconds: 2.5 % of the budget.
     """
     per_window = rate * WINDOW_SECONDS
     spans = per_window + 1 - burst
     if spans <= 0:
         raise ValueError(f"a burst of {burst} exceeds the limit of {per_window:g} a minute")
-    return max(1.0 / rate, (WINDOW_SECONDS + lateness + _WINDOW_MARGIN_SECONDS) / spans)
+    margin = MAX_LATE_SECONDS + MAX_CLOCK_SKEW_SECONDS + _WINDOW_MARGIN_SECONDS
+    return max(1.0 / rate, (WINDOW_SECONDS + margin) / spans)
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,8 @@ class CursorStore:
         parallelism: int,
         delay_ms: int = AVAILABILITY_DELAY_MS,
     ) -> list[WindowTask]:
-        """Creates the windows up to now - delay (2 min); returns them, to be published."""
+        """Creates the windows up to now - delay (2 min), to its last whole minute; returns them,
+        to be published."""
         ref = self.cursor(source)
 
         @firestore.transactional

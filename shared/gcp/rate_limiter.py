@@ -10,14 +10,16 @@ write only if the document is unchanged), so concurrent instances never lose an 
 
 Times are the instances' wall clocks (seconds since the epoch): the instances' clocks are
 assumed NTP-synced (Cloud Run's are), so a slot reserved by one instance means the same moment
-to all.
+to all, give or take MAX_CLOCK_SKEW_SECONDS, which the spacing allows for.
 
 Guarantees and their limits:
 - The reserved slots of all instances together form one GCRA-conforming sequence (at most
   ``burst`` at once). A request starts at its slot, or up to a quarter of an interval (at most
-  MAX_LATE_SECONDS) later (thread wake-up, write latency); a slot later than that is dropped,
-  never used in a burst. The slots are spaced so that, lateness included, no 60-second window
-  holds more than ``rate * 60`` requests (``strict_interval``): a strict Duo never sees R + 1.
+  LATE_START_SECONDS) later (thread wake-up, write latency); a slot later than that is
+  dropped, never used in a burst. The slots are spaced so that no 60-second window of
+  arrivals at Duo holds more than ``rate * 60`` requests, for requests arriving up to
+  MAX_LATE_SECONDS after their slots from instances whose clocks differ by up to
+  MAX_CLOCK_SKEW_SECONDS (``strict_interval``): a strict Duo never sees R + 1.
 - Unused slots are wasted, which only lowers the achieved rate.
 - A ``pause`` (after a 429) reaches the other instances on their next reservation: until then
   they may still use the slots they already hold (at most one batch, about one second of
@@ -26,8 +28,8 @@ Guarantees and their limits:
 With ``rate=AutoPolicy(...)`` (``DUO_RATE_LIMIT_PER_MINUTE=auto``) the rate is not given but
 found (shared/duo/adaptive_rate.py): the document also holds the rate found so far and the
 requests started in the last minute, updated in the same write that reserves the slots, so a
-429 seen by any instance lowers the rate of all of them. The spacing then always accepts
-MAX_LATE_SECONDS of lateness, since the rate, and with it a quarter interval, changes.
+429 seen by any instance lowers the rate of all of them. A slot may then always start
+LATE_START_SECONDS late, since the rate, and with it a quarter interval, changes.
 """
 
 from __future__ import annotations
@@ -43,17 +45,20 @@ from google.api_core.exceptions import AlreadyExists, FailedPrecondition
 from google.cloud import firestore
 
 from shared.clock import Clock, SystemClock
-from shared.duo.adaptive_rate import AutoPolicy, AutoRate, after_429, after_slots
-from shared.duo.rate_limit import LimitState, paused_state, reserve_slots, strict_interval
+from shared.duo.adaptive_rate import AutoPolicy, AutoRate, pause_found, reserve_found
+from shared.duo.rate_limit import (
+    LATE_START_SECONDS,
+    LimitState,
+    paused_state,
+    reserve_slots,
+    start_lateness,
+    strict_interval,
+)
 
 DEFAULT_COLLECTION = "duo-telephony-rate-limits"
 # One reservation covers this much of the account's budget, so the document is written about
 # once per this many seconds, whatever the rate.
 BATCH_SECONDS = 1.0
-# A slot may be used this fraction of an interval after its time, and no later...
-LATE_FRACTION = 0.25
-# ...nor more than this: lateness is paid for by spacing every slot a little wider.
-MAX_LATE_SECONDS = 1.0
 # Contention is low (about one write per second in total), but instances starting together
 # conflict a few times; every attempt re-reads the state, so retrying is safe.
 _UPDATE_ATTEMPTS = 10
@@ -106,11 +111,11 @@ class FirestoreRateLimiter:
         self._ref = client.collection(collection).document(source_id)
         self._policy = rate if isinstance(rate, AutoPolicy) else None
         if isinstance(rate, AutoPolicy):
-            self._lateness = MAX_LATE_SECONDS
+            self._lateness = LATE_START_SECONDS
             self._tolerance = 0.0
         else:
-            self._lateness = min(LATE_FRACTION / rate, MAX_LATE_SECONDS)
-            self._interval = strict_interval(rate, burst, self._lateness)
+            self._lateness = start_lateness(rate)
+            self._interval = strict_interval(rate, burst)
             self._tolerance = (burst - 1) * self._interval
             self._batch = batch_size(rate)
         self._clock = clock or SystemClock()
@@ -170,11 +175,10 @@ class FirestoreRateLimiter:
         def update(
             state: LimitState, auto: AutoRate | None, now: float
         ) -> tuple[LimitState, AutoRate | None, float]:
-            wait = seconds
             if auto is not None and self._policy is not None:
-                auto = after_429(auto, self._policy, now, refused)
-                wait = max(wait, auto.resume_at - now)
-            paused = paused_state(state, now, wait, self._tolerance)
+                paused, auto = pause_found(state, auto, self._policy, now, seconds, refused)
+            else:
+                paused = paused_state(state, now, seconds, self._tolerance)
             return paused, auto, paused.paused_until
 
         self._hold_until(self._update(update))
@@ -207,11 +211,9 @@ class FirestoreRateLimiter:
         if self._policy is None or auto is None:
             slots, state = reserve_slots(state, now, self._batch, self._interval, self._tolerance)
             return state, auto, slots
-        rate = auto.per_minute / 60.0
-        interval = strict_interval(rate, 1, self._lateness)
-        waited = state.tat > now  # the previous slot's successor was wanted before its time
-        slots, state = reserve_slots(state, now, batch_size(rate), interval, 0.0)
-        return state, after_slots(auto, self._policy, now, slots, waited), slots
+        count = batch_size(auto.per_minute / 60.0)
+        slots, state, auto = reserve_found(state, auto, self._policy, now, count)
+        return state, auto, slots
 
     def _usable(self, slot: float, now: float) -> bool:
         return slot >= self._paused_until and now <= slot + self._lateness

@@ -1,10 +1,11 @@
 """Batches in the bucket whose marker was never written: the writer uploaded the object, then
 could not reach Firestore through every redelivery, and Pub/Sub dead-lettered the batch. The
-planner looks for them before reading a gap again, and marks what it finds, so a re-read does
-not land those records a second time.
+planner looks for them before reading a gap again, and marks those that are the batches
+(``shared.pipeline.found_batches``), so a re-read does not land those records a second time.
 
 Names sort by their earliest record's time (folders included), so one listing bounded by the
-gap's paging tokens finds them; each is read back and handed on as it is found.
+gap's paging tokens finds them; the listing gives each one's paging tokens, and only an object
+taken as its batch is read back.
 """
 
 from __future__ import annotations
@@ -22,12 +23,18 @@ from shared.pipeline.windows import PageOffsets
 
 @dataclass(frozen=True)
 class FoundBatch:
-    """A batch's object found in the bucket, read back."""
+    """An object in the bucket under one of a window's batches' names, not read yet."""
 
     page: int
     name: str
-    records: list[dict[str, Any]]
     offsets: PageOffsets | None
+    gzip: bool
+    _blob: storage.Blob
+
+    def records(self) -> list[dict[str, Any]]:
+        """The object's records, read back."""
+        OPERATIONS.add(STORAGE_READS)
+        return decode_records(self._blob.download_as_bytes(), self.gzip)
 
 
 class UnmarkedBatches:
@@ -43,8 +50,8 @@ class UnmarkedBatches:
         first_us: int,
         last_us: int,
     ) -> Iterator[FoundBatch]:
-        """The objects of the window's ``pages`` whose earliest record lies in
-        ``[first_us, last_us]``, with their records, one at a time."""
+        """The objects named for the window's ``pages`` whose earliest record lies in
+        ``[first_us, last_us]``."""
         OPERATIONS.add(STORAGE_READS)
         listing = self._bucket.list_blobs(
             prefix=f"{self._prefix}/" if self._prefix else None,
@@ -58,8 +65,5 @@ class UnmarkedBatches:
                 continue  # not one of ours
             if (name.source, name.window_id) != (source, window_id) or name.page not in pages:
                 continue
-            OPERATIONS.add(STORAGE_READS)
-            data = blob.download_as_bytes()
-            records = decode_records(data, name.gzip)
             offsets = decode_offsets(blob.metadata or {})
-            yield FoundBatch(name.page, blob.name, records, offsets)
+            yield FoundBatch(name.page, blob.name, offsets, name.gzip, blob)

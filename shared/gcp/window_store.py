@@ -28,6 +28,7 @@ from shared.clock import Clock, now_ms
 from shared.duo.paging import DuoTotal
 from shared.pipeline import progress
 from shared.pipeline import windows as rules
+from shared.pipeline.found_batches import own_batches
 from shared.pipeline.messages import RecordBatch, WindowTask
 from shared.pipeline.progress import Progress
 from shared.pipeline.repair import CHECK_RESEND_MS, Span
@@ -377,7 +378,8 @@ class WindowStore:
         from_page: int,
     ) -> dict[int, rules.PageOffsets | None]:
         """``landed_offsets``, once the batches ``unmarked`` finds in the bucket among the
-        missing ones are marked (each as it is found). Raises BucketLookupError when the
+        missing ones are marked (those whose tokens are their pages': an object holding other
+        records is left, and its page read again). Raises BucketLookupError when the
         bucket cannot be searched: the window is then left for the next run."""
         landed = self.landed_offsets(source, window_id, from_page)
         missing = {page for page in range(from_page, doc["pages"]) if page not in landed}
@@ -385,9 +387,10 @@ class WindowStore:
             return landed
         first_us, last_us = rules.gap_times_us(doc, rules.gap(doc, landed))
         try:
-            for found in unmarked(source, window_id, missing, first_us, last_us):
+            listed = list(unmarked(source, window_id, missing, first_us, last_us))
+            for found in own_batches(doc, landed, listed):
                 update = rules.marker(
-                    found.page, found.records, found.offsets, [found.name], now_ms(self._clock)
+                    found.page, found.records(), found.offsets, [found.name], now_ms(self._clock)
                 )
                 with contextlib.suppress(AlreadyExists):
                     self._marker(source, window_id, found.page).create(

@@ -7,7 +7,9 @@ So a backlog is one window by default (``DEFAULT_PARALLELISM``), read in ceil(N 
 requests, or one more; ``parallelism`` cuts it into more, each at least ``min_split_ms`` long
 and each costing up to one request more, for a limit one reader cannot reach. Once the backlog
 is planned, each planner run (every minute) plans the minute just published as one live
-window: one request a minute.
+window: one request a minute. Windows end on a whole minute, so however often the planner
+runs, a live window is a minute long at least: a shorter one would buy no freshness (Duo
+publishes two minutes late) and cost a request.
 
 Windows are half-open, ``[mintime, maxtime)`` in milliseconds, and the next one starts at the
 previous one's ``maxtime``: Duo is asked for both ends inclusive, and a record is kept by the
@@ -23,6 +25,8 @@ from shared.duo.telephony import AVAILABILITY_DELAY_MS, RETENTION_MS
 DEFAULT_PARALLELISM = 1
 MIN_SPLIT_MS = 3_600_000
 MIN_WINDOW_MS = 1_000
+# Windows end on a multiple of this: the length of a live window.
+LIVE_WINDOW_MS = 60_000
 # A window starting this recently is live: a planner run's minute, or the few minutes after a
 # short outage; a backfill window starts hours or days back.
 LIVE_MS = 15 * 60_000
@@ -50,10 +54,12 @@ def plan_windows(
     min_split_ms: int = MIN_SPLIT_MS,
     delay_ms: int = AVAILABILITY_DELAY_MS,
 ) -> list[tuple[int, int]]:
-    """Half-open windows ``[mintime, maxtime)`` (ms) covering [planned_until, now - delay); the
-    delay is Duo's two minutes at least, more where its logs are seen to arrive late."""
+    """Half-open windows ``[mintime, maxtime)`` (ms) covering [planned_until, now - delay),
+    up to its last whole minute (``LIVE_WINDOW_MS``); the delay is Duo's two minutes at least,
+    more where its logs are seen to arrive late."""
     start = planned_until
-    end = now_ms - max(delay_ms, AVAILABILITY_DELAY_MS)
+    published = now_ms - max(delay_ms, AVAILABILITY_DELAY_MS)
+    end = published - published % LIVE_WINDOW_MS
     span = end - start
     if span < MIN_WINDOW_MS:
         return []

@@ -125,10 +125,11 @@ def test_records_duo_publishes_late_are_repaired_through_the_running_services(
 ):
     # Issue 8, case 1, end to end: the planner sends the checks, the fetcher's app answers
     # them (204, not 500), re-reads land the late records. The records are dense (15 min) so
-    # that some of the last 30 s are late; a check comes after they show: 2 min (Duo's delay)
-    # + 30 s late < 160 s after a window's end.
-    repair = {"REPAIR_CHECKS": "160s,24h", "REPAIR_CHECK_BATCH": "1m"}
-    late = options(records=3000, days=0.01, late_rate=0.2, late_by="30s")
+    # that some of the last 2 min are late, still hidden when the catch-up ends (windows end
+    # on whole minutes: up to a minute after the start); a check comes after they show:
+    # 2 min (Duo's delay) + 2 min late < 270 s after a window's end.
+    repair = {"REPAIR_CHECKS": "270s,24h", "REPAIR_CHECK_BATCH": "1m"}
+    late = options(records=3000, days=0.01, late_rate=0.2, late_by="2m")
     with local_stack(late, tmp_path, quiet, extra_env=repair) as stack:
         caught_up = catch_up(stack, quiet)
         settled = settle(stack, period=5.0, progress=quiet)

@@ -13,7 +13,8 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.document import DocumentReference
 
 from shared.clock import SystemClock
-from shared.gcp.rate_limiter import DEFAULT_COLLECTION, LATE_FRACTION, FirestoreRateLimiter
+from shared.duo.rate_limit import LATE_START_FRACTION, strict_interval
+from shared.gcp.rate_limiter import DEFAULT_COLLECTION, FirestoreRateLimiter
 from tests.fakes import FakeClock
 
 pytestmark = pytest.mark.integration
@@ -28,14 +29,6 @@ def _at(moment: float) -> object:
     """Equal to ``moment`` up to the rounding of sums of intervals at epoch magnitude (about
     1e-7 s per addition); approx's default relative tolerance would accept half an hour."""
     return pytest.approx(moment, abs=1e-5)
-
-
-def spacing(per_second: float, burst: int = 1) -> float:
-    """The limiter's slot spacing, restated from its rule: so that no 60-second window holds
-    more than a minute's budget, 60 s plus the lateness it accepts (a quarter interval, at most
-    1 s) plus 1 ms, over the requests a minute beyond the burst's first."""
-    lateness = min(0.25 / per_second, 1.0)
-    return (60 + lateness + 0.001) / (per_second * 60 + 1 - burst)
 
 
 def _document(db: firestore.Client) -> dict:
@@ -89,9 +82,9 @@ def test_instances_and_threads_together_keep_the_rate(firestore_db):
         f"\nconfigured {rate}/s, achieved {achieved:.2f}/s, smallest gap {min(gaps):.4f} s, "
         f"{writes} writes in {elapsed:.2f} s"
     )
-    # Each request starts at its slot or at most LATE_FRACTION of an interval after it.
-    assert min(gaps) >= interval * (1 - LATE_FRACTION) - RECORDING_SLACK
-    assert span >= (len(starts) - 1) * interval - interval * LATE_FRACTION - RECORDING_SLACK
+    # Each request starts at its slot or at most LATE_START_FRACTION of an interval after it.
+    assert min(gaps) >= interval * (1 - LATE_START_FRACTION) - RECORDING_SLACK
+    assert span >= (len(starts) - 1) * interval - interval * LATE_START_FRACTION - RECORDING_SLACK
     # Slots dropped because a thread woke late lower it; a busy machine may drop a few.
     assert achieved >= 0.7 * rate
     for start in starts:
@@ -129,14 +122,14 @@ def test_a_pause_elsewhere_reaches_an_instance_at_its_next_reservation(firestore
         other.acquire()
         times.append(clock.now())
     # The other instance still uses the slots it held (documented) ...
-    assert times == [T0] * 9
+    assert times == [_at(T0)] * 9
     # ... while the paused one dropped its own: its next batch starts at paused_until, and
     # without a burst after the pause.
     throttled.acquire()
     assert clock.now() == T0 + 30
     # The other instance's next reservation sees the pause, after that batch (ten slots).
     other.acquire()
-    assert clock.now() == _at(T0 + 30 + 10 * spacing(10, burst=20))
+    assert clock.now() == _at(T0 + 30 + 10 * strict_interval(10, burst=20))
 
 
 def test_a_pause_delays_another_instance_with_the_real_clock(firestore_db):
@@ -155,7 +148,7 @@ def test_a_reservation_is_a_batch_of_evenly_spaced_slots(firestore_db):
     first = FirestoreRateLimiter(firestore_db, SOURCE, rate=4, burst=1, clock=clock)
     second = FirestoreRateLimiter(firestore_db, SOURCE, rate=4, burst=1, clock=clock)
 
-    step = spacing(4)  # just over 0.25 s
+    step = strict_interval(4, 1)  # just over 0.25 s
     times = []
     for _ in range(4):
         first.acquire()
@@ -185,7 +178,7 @@ def test_burst_slots_are_shared_out_once(firestore_db):
         times.append(clock.now())
     # Two slots per batch: the burst of three at T0 goes to the first two instances (the
     # second's other slot is one step later); each later batch starts two steps further on.
-    step = spacing(2, burst=3)
+    step = strict_interval(2, burst=3)
     assert times == [_at(T0), _at(T0), _at(T0 + 2 * step), _at(T0 + 4 * step)]
 
 
@@ -198,7 +191,7 @@ def test_late_slots_are_dropped_not_used_in_a_burst(firestore_db):
     limiter.acquire()
     assert clock.now() == T0 + 0.52
     limiter.acquire()
-    assert clock.now() == _at(T0 + 6 * spacing(10))
+    assert clock.now() == _at(T0 + 6 * strict_interval(10, 1))
     assert _document(firestore_db)["writes"] == 1
 
 
@@ -228,6 +221,6 @@ def test_an_instance_that_writes_between_a_read_and_a_write_wins(
     # Its write was refused, it backed off briefly, read again and took the next batch.
     assert len(clock.sleeps) == 2
     assert 0 <= clock.sleeps[0] <= 0.01
-    assert clock.now() == _at(T0 + 10 * spacing(10))
+    assert clock.now() == _at(T0 + 10 * strict_interval(10, 1))
     assert _document(firestore_db)["writes"] == 2
-    assert _document(firestore_db)["tat"] == _at(T0 + 20 * spacing(10))
+    assert _document(firestore_db)["tat"] == _at(T0 + 20 * strict_interval(10, 1))

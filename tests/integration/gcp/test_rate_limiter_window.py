@@ -1,8 +1,9 @@
 """The Firestore-shared limiter keeps a strict Duo happy: never R + 1 requests in a 60-second
-window, though threads wake up late and instances share the slots through the emulator.
+window of arrivals, though threads wake up late, connections are slow to set up, instances'
+clocks differ and the instances share the slots through the emulator (issue 16, item 11).
 
-Time is a clock that oversleeps by up to the lateness the limiter accepts, at random: what a
-busy instance does. Nothing sleeps for real.
+Time is a true clock that oversleeps by up to the lateness the limiter accepts, at random: what
+a busy instance does; each instance reads it through its own offset. Nothing sleeps for real.
 """
 
 from __future__ import annotations
@@ -13,12 +14,8 @@ import threading
 import pytest
 from google.cloud import firestore
 
-from shared.gcp.rate_limiter import (
-    LATE_FRACTION,
-    MAX_LATE_SECONDS,
-    FirestoreRateLimiter,
-    batch_size,
-)
+from shared.duo.rate_limit import MAX_CLOCK_SKEW_SECONDS, MAX_LATE_SECONDS, start_lateness
+from shared.gcp.rate_limiter import FirestoreRateLimiter, batch_size
 from tests.fakes import FakeClock
 from tests.rate_windows import most_in_a_minute
 
@@ -41,22 +38,43 @@ class OversleepingClock(FakeClock):
             super().sleep(seconds + over)
 
 
+class SkewedClock:
+    """One instance's clock: ``offset`` seconds ahead of the true one, sleeping on it."""
+
+    def __init__(self, true: FakeClock, offset: float) -> None:
+        self._true = true
+        self._offset = offset
+
+    def now(self) -> float:
+        return self._true.now() + self._offset
+
+    def sleep(self, seconds: float) -> None:
+        self._true.sleep(seconds)
+
+
 @pytest.mark.parametrize("per_minute", [5, 30, 120])
-def test_two_instances_never_put_r_plus_one_requests_in_a_minute(
+def test_instances_with_skewed_clocks_never_put_r_plus_one_arrivals_in_a_minute(
     firestore_db: firestore.Client, per_minute: int
 ) -> None:
     rate = per_minute / 60
-    # Oversleeping by up to the accepted lateness: a later start is dropped, not used.
-    clock = OversleepingClock(min(LATE_FRACTION / rate, MAX_LATE_SECONDS) * 0.99, seed=per_minute)
+    # Oversleeping by up to the lateness the limiter starts a request with (a later start is
+    # dropped, not used), and the connection taking the rest of MAX_LATE_SECONDS.
+    started_late = start_lateness(rate) * 0.99
+    connect = MAX_LATE_SECONDS - started_late
+    true = OversleepingClock(started_late, seed=per_minute)
+    rng = random.Random(per_minute)
+    offsets = (0.0, MAX_CLOCK_SKEW_SECONDS / 2, MAX_CLOCK_SKEW_SECONDS)
     instances = [
-        FirestoreRateLimiter(firestore_db, f"strict-{per_minute}", rate=rate, clock=clock)
-        for _ in range(2)
+        FirestoreRateLimiter(
+            firestore_db, f"skewed-{per_minute}", rate=rate, clock=SkewedClock(true, offset)
+        )
+        for offset in offsets
     ]
-    starts = []
+    arrivals = []
     for number in range(per_minute * 4):
-        # Turn by turn, each using up the slots it reserved (one time stands for both).
-        instances[number // batch_size(rate) % 2].acquire()
-        starts.append(clock.now())
-    assert most_in_a_minute(starts) <= per_minute
-    # ...and the budget is still used: the last start is close to 4 minutes in.
-    assert starts[-1] - starts[0] < 4 * 60 * 1.03
+        # Turn by turn, each using up the slots it reserved (one true time stands for all).
+        instances[number // batch_size(rate) % len(instances)].acquire()
+        arrivals.append(true.now() + rng.choice([0.0, connect, rng.uniform(0, connect)]))
+    assert most_in_a_minute(arrivals) <= per_minute
+    # ...and the budget is still used: the last arrival is close to 4 minutes in.
+    assert arrivals[-1] - arrivals[0] < 4 * 60 * 1.05

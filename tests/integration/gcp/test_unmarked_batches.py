@@ -12,7 +12,7 @@ import pytest
 from google.api_core.exceptions import Forbidden
 from google.cloud import firestore, storage
 
-from shared.clock import now_ms
+from shared.clock import now_ms, utc_from_us
 from shared.gcp.bucket_writer import write_batch
 from shared.gcp.cursor_store import CursorStore
 from shared.gcp.unmarked_batches import UnmarkedBatches
@@ -119,6 +119,60 @@ def test_a_batch_that_is_not_in_the_bucket_either_is_read_again_over_its_gap(
     doc = store.window(SOURCE, WID).get().to_dict()
     assert (doc["state"], doc["next_offset"], doc["read_until"]) == (PLANNED, "t-1", "t-2")
     assert not store._marker(SOURCE, WID, 1).get().exists
+
+
+@pytest.mark.parametrize("tokens", [("old-1", "old-2"), None])
+def test_an_object_holding_other_records_under_a_batch_name_is_left_and_the_gap_read_again(
+    store: WindowStore, gcs_bucket: storage.Bucket, tokens: tuple[str, str] | None
+) -> None:
+    # Issue 16, item 3: the writer refused to mark batch 1 (its name held other records, read
+    # between other tokens or written without them); marking that object would lose batch 1.
+    _land(store, gcs_bucket, _batch(0), marked=True, gzip=False)
+    _land(store, gcs_bucket, _batch(2), marked=True, gzip=False)
+    mine = _batch(1)
+    other = RecordBatch(SOURCE, WID, 1, [mine.records[0] | {"telephony_id": "other"}], tokens)
+    _land(store, gcs_bucket, other, marked=False, gzip=False)
+    assert write_batch(gcs_bucket, mine, prefix=PREFIX, gzip=False).conflicting == 1
+
+    result = _sweep(store, gcs_bucket)
+
+    assert (result.completed, result.rereads) == (0, 1)
+    doc = store.window(SOURCE, WID).get().to_dict()
+    assert (doc["state"], doc["reread_from"]) == (PLANNED, 3)  # read again under page 3 on
+    assert (doc["next_offset"], doc["read_until"]) == ("t-1", "t-2")
+    assert not store._marker(SOURCE, WID, 1).get().exists
+
+
+def test_a_batch_whose_first_record_is_on_the_gaps_last_microsecond_is_found(
+    firestore_db: firestore.Client, gcs_bucket: storage.Bucket
+) -> None:
+    # Duo's tokens name the millisecond of a page's last record: the gap ends with the last
+    # microsecond of the next landed batch's start token's millisecond.
+    store = WindowStore(firestore_db, FakeClock())
+    ms = [MINTIME + 1_000, MINTIME + 2_000, MINTIME + 3_000]
+    tokens = [None, f"{ms[0]},r0", f"{ms[1]},r1", None]
+    batches = [
+        RecordBatch(
+            SOURCE,
+            WID,
+            page,
+            [{"telephony_id": f"r{page}", "ts": utc_from_us(ms[page] * 1000 + 999).isoformat()}],
+            (tokens[page], tokens[page + 1]),
+        )
+        for page in range(3)
+    ]
+    store.window(SOURCE, WID).create(new_window(MINTIME, MAXTIME, NOW))
+    claim = store.claim(SOURCE, WID, 3600)
+    for page in range(3):
+        assert claim is not None
+        claim = store.checkpoint(claim, tokens[page + 1], 1, 3600)
+    for page in range(3):
+        _land(store, gcs_bucket, batches[page], marked=page != 1, gzip=False)
+
+    result = _sweep(store, gcs_bucket)
+
+    assert (result.completed, result.rereads) == (1, 0)
+    assert store._marker(SOURCE, WID, 1).get().to_dict()["found_in_bucket"]
 
 
 def test_a_bucket_that_cannot_be_searched_leaves_the_window_for_the_next_run_and_sweeps_on(

@@ -24,13 +24,13 @@ from shared.duo.rate_limit import TokenBucket
 from shared.duo.retry import RetryPolicy
 from shared.duo.secret import Secret
 from shared.duo.signing import Signer, SigningConfig
-from shared.duo.telephony import AVAILABILITY_DELAY_MS, RETENTION_MS
+from shared.duo.telephony import RETENTION_MS
 from shared.duo.transport import DuoHttp
 from shared.gcp.clients import pubsub_publisher, pubsub_subscriber
 from shared.gcp.publisher import Publisher
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask, decode
-from shared.pipeline.planning import FETCH_RETENTION_MARGIN_MS, plan_windows
+from shared.pipeline.planning import FETCH_RETENTION_MARGIN_MS
 from shared.pipeline.repair import CHECK_BATCH_MS, spans_due
 from shared.pipeline.windows import LANDING_TIMEOUT_MS, new_window
 from simulator.api import ApiOptions, TelephonyApi
@@ -292,9 +292,9 @@ def test_a_record_in_the_millisecond_two_windows_share_lands_once(make_rig, prec
     records = data.slice(0, data.visible_end(rig.clock.now()))
     on_the_boundary = next(r for r in records[100:] if r.ts_us % 1000)
     start, boundary = records[0].ts_ms, on_the_boundary.ts_ms
-    # The planner's two runs: the first up to now - 2 min = b, the second a minute later.
-    (first,) = plan_windows(start, boundary + AVAILABILITY_DELAY_MS, parallelism=1)
-    (second,) = plan_windows(first[1], boundary + AVAILABILITY_DELAY_MS + 60_000, parallelism=1)
+    # Two windows as the planner makes them, the second from the first's end (the planner
+    # ends them on whole minutes; here, at the record's millisecond).
+    first, second = (start, boundary), (boundary, boundary + 60_000)
     tasks = [rig.plan(*first), rig.plan(*second)]
 
     for task in tasks:

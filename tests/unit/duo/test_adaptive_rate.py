@@ -12,10 +12,13 @@ from shared.duo.adaptive_rate import (
     AutoRate,
     after_429,
     after_slots,
+    pause_found,
+    reserve_found,
     sent_within_minute,
 )
-from shared.duo.rate_limit import LimitState, paused_state, reserve_slots, strict_interval
+from shared.duo.rate_limit import MAX_CLOCK_SKEW_SECONDS, MAX_LATE_SECONDS, LimitState
 from simulator.rate_budget import MinuteBudget
+from tests.rate_windows import most_in_a_minute
 
 T0 = 1_800_000_000  # a whole second
 POLICY = AutoPolicy()
@@ -133,6 +136,26 @@ def test_a_policy_that_cannot_work_is_refused(changes):
         AutoPolicy(**changes)
 
 
+# --- the slots: what the limiter's document gets -------------------------------------------
+
+
+def test_the_rate_found_is_kept_in_any_minute_of_late_arrivals_from_skewed_clocks():
+    slots_, _, _ = reserve_found(LimitState(), AutoRate(30.0, found=30.0), POLICY, T0, 90)
+    # Every other request arrives as late, from a clock as far behind, as the spacing allows.
+    late = MAX_LATE_SECONDS + MAX_CLOCK_SKEW_SECONDS
+    assert most_in_a_minute([slot + late * (n % 2) for n, slot in enumerate(slots_)]) == 30
+
+
+def test_a_429_holds_everyone_until_the_minute_has_room_for_the_rate_cut_to():
+    state, auto = LimitState(tat=T0 + 2), AutoRate(60.0, sent=((T0 - 30, 30), (T0, 30)))
+    paused, after = pause_found(state, auto, POLICY, T0 + 1, 0.5, T0)
+    assert after.per_minute == POLICY.back_off * 59
+    # 59 accepted in the minute: room for 54.87 once the 30 of T0 - 30 leave it.
+    assert paused == LimitState(tat=T0 + 31, paused_until=T0 + 31)
+    (slot,), _, _ = reserve_found(paused, after, POLICY, T0 + 1, 1)
+    assert slot == T0 + 31
+
+
 # --- the whole search against the simulator's Duo, which counts any 60 seconds -------------
 
 
@@ -144,17 +167,12 @@ def saturated(duo: MinuteBudget, minutes: float) -> list[tuple[float, bool]]:
     state, auto = LimitState(), AutoRate.starting(POLICY)
     now, answers = float(T0), []
     while now < T0 + minutes * 60:
-        interval = strict_interval(auto.per_minute / 60, 1, 1.0)
-        waited = state.tat > now
-        (slot,), state = reserve_slots(state, now, 1, interval, 0.0)
-        auto = after_slots(auto, POLICY, now, [slot], waited)
+        (slot,), state, auto = reserve_found(state, auto, POLICY, now, 1)
         ok = duo.take(slot)
         answers.append((slot, ok))
         now = slot + 0.2
         if not ok:
-            auto = after_429(auto, POLICY, now, slot)
-            wait = max(rng.uniform(0, 1), auto.resume_at - now)
-            state = paused_state(state, now, wait, 0.0)
+            state, auto = pause_found(state, auto, POLICY, now, rng.uniform(0, 1), slot)
     return answers
 
 

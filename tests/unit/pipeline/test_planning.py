@@ -53,6 +53,22 @@ def test_after_the_backlog_each_run_a_minute_apart_plans_one_live_window_of_that
     ]
 
 
+@pytest.mark.parametrize("every_ms", [1_000, 5_000, 59_999, 60_000])
+def test_a_planner_run_however_often_plans_one_live_window_a_minute(every_ms):
+    # Issue 16, item 12: the demo planned every 5 s, each run a live window of 5 s, a request
+    # each; a window shorter than a minute buys no freshness. Started at an odd moment.
+    start = NOW + 7_321
+    (backlog,) = plan_windows(start - 7 * DAY, start, DEFAULT_PARALLELISM)
+    planned_until, live = backlog[1], []
+    for now in range(start + every_ms, start + 10 * 60_000 + 1, every_ms):
+        for window in plan_windows(planned_until, now, DEFAULT_PARALLELISM):
+            live.append(window)
+            planned_until = window[1]
+    assert backlog[1] == NOW - 120_000  # ends on the last whole minute published
+    assert len(live) == 10 and all(maxtime - mintime == 60_000 for mintime, maxtime in live)
+    covers_exactly(live, backlog[1], NOW + 10 * 60_000 - 120_000)
+
+
 def test_a_window_starting_within_the_last_quarter_hour_is_live():
     assert is_live(NOW - 15 * 60_000, NOW)
     assert not is_live(NOW - 15 * 60_000 - 1, NOW)
