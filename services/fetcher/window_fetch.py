@@ -298,10 +298,11 @@ class WindowFetcher:
     def _differing_windows(
         self, duo: DuoApi, report: CheckReport, landed: list[int], starts: list[int]
     ) -> tuple[int, ...]:
-        """The span's windows (by position) to read again. Every count ends 1 ms past the span,
-        whether Duo compares ``maxtime`` with microseconds or not, so the difference of two
-        counts is exact for the time between their starts. Past the time budget, the windows
-        not yet cleared are read again rather than left unchecked."""
+        """The span's windows (by position) to read again. Every count ends at the same point,
+        1 ms past the span: whether Duo compares that ``maxtime`` with microseconds or not, it
+        adds the same records to every count, so the difference of two counts is exact for the
+        time between their starts. Past the time budget, the windows not yet cleared are read
+        again rather than left unchecked."""
         edges = [*starts, report.maxtime]
         counts: dict[int, int | None] = {}
         started = self._clock.now()
