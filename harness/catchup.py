@@ -540,14 +540,23 @@ def format_summary(summary: Summary) -> str:
         rows.append(("duplicated telephony_ids", str(summary.duplicated)))
     if summary.repair is not None and summary.duo_requests:
         repair = summary.repair
-        spent = repair.check_requests + repair.reread_requests
+        per_record = repair.requests_per_record
         rows += [
             (
                 "late-record repair",
-                f"{repair.check_requests} check request(s), {repair.reread_requests} re-read "
-                f"request(s): {spent / summary.duo_requests:.1%} of Duo requests",
+                f"{repair.check_requests} check request(s), {repair.bisection_requests} "
+                f"bisection count(s), {repair.reread_requests} re-read request(s): "
+                f"{repair.requests / summary.duo_requests:.1%} of Duo requests",
             ),
             ("records the repair landed", f"{repair.records_repaired:,}"),
+            (
+                "windows read again",
+                f"{repair.windows_reread} ({repair.windows_reread_for_nothing} landing nothing)",
+            ),
+            (
+                "repair requests per record",
+                "none landed" if per_record is None else f"{per_record:.2f}",
+            ),
         ]
     if summary.chaos is not None:
         recoveries = sorted(summary.chaos.recoveries)

@@ -66,22 +66,38 @@ def requests_by_kind(entries: Iterable[Mapping[str, Any]], backlog_end_ms: int) 
 class RepairCost:
     """What the late-record repair spent, from the fetcher's one line per task."""
 
-    check_requests: int = 0  # span checks: one Duo count per span
+    check_requests: int = 0  # span checks: two Duo counts per span
+    bisection_requests: int = 0  # counts of parts of a span that differed, finding its windows
     reread_requests: int = 0  # windows read again after a check or a lost batch
     records_repaired: int = 0  # records those re-reads landed (none was in the bucket yet)
+    windows_reread: int = 0
+    windows_reread_for_nothing: int = 0  # of those, windows whose re-reads landed no record
+
+    @property
+    def requests(self) -> int:
+        return self.check_requests + self.bisection_requests + self.reread_requests
+
+    @property
+    def requests_per_record(self) -> float | None:
+        """The repair's requests per record it landed; None when it landed none."""
+        return self.requests / self.records_repaired if self.records_repaired else None
 
 
 def repair_cost(entries: Iterable[Mapping[str, Any]]) -> RepairCost:
     """The late-record repair's requests and records, from the fetcher's log entries: its span
-    checks and its re-read windows (``reread``)."""
-    checks = rereads = repaired = 0
+    checks (their counts of parts, ``bisected``, apart) and its re-read windows (``reread``)."""
+    checks = bisections = rereads = 0
+    landed: Counter[str] = Counter()  # records landed per window read again
     for entry in entries:
         if is_check(entry):
-            checks += int(entry.get("requests") or 0)
+            bisected = int(entry.get("bisected") or 0)
+            checks += int(entry.get("requests") or 0) - bisected
+            bisections += bisected
         elif entry.get("reread"):
             rereads += int(entry.get("requests") or 0)
-            repaired += int(entry.get("records") or 0)
-    return RepairCost(checks, rereads, repaired)
+            landed[str(entry.get("window_id"))] += int(entry.get("records") or 0)
+    nothing = sum(1 for records in landed.values() if not records)
+    return RepairCost(checks, bisections, rereads, landed.total(), len(landed), nothing)
 
 
 @dataclass(frozen=True)

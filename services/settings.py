@@ -303,7 +303,7 @@ def repair_checks(e: _Env) -> tuple[int, ...]:
 
 def repair_batch_ms(e: _Env) -> int:
     """REPAIR_CHECK_BATCH: how long finished windows due for a check wait for neighbours, so
-    one Duo count covers them all (longer: fewer requests; shorter: late records sooner)."""
+    one check covers them all (longer: fewer requests; shorter: late records sooner)."""
     raw = e.text("REPAIR_CHECK_BATCH", "30m")
     batch = parse_duration(raw, "REPAIR_CHECK_BATCH")
     if not 60 <= batch <= 6 * 3600:

@@ -24,6 +24,7 @@ from shared.duo.records import enriched, record_id, record_time_us
 from shared.gcp.window_store import LandedSpans, WindowStore
 from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask
 from shared.pipeline.planning import is_live, retention_start
+from shared.pipeline.repair import bisect_step
 from shared.pipeline.windows import DONE, Claim, own_trouble, past
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class CheckReport:
     duo_count: int | None = None  # None: Duo gave no exact count
     rereads: int = 0
     requests: int = 0
+    bisected: int = 0  # counts of parts of the span, finding the windows that differ
 
 
 class LeaseKeeper:
@@ -262,9 +264,10 @@ class WindowFetcher:
         return kept
 
     def check(self, message: SpanCheck) -> CheckReport:
-        """Counts a span of finished windows again with Duo (one request) and compares the
-        count with what landed for them; windows whose span Duo counts otherwise are read
-        again, landing only the records that are missing."""
+        """Counts a span of finished windows again with Duo and compares the count with what
+        landed for them; when they differ, counts halves of the span until the windows that
+        differ are found (``repair.bisect_step``), and only those are read again, landing only
+        the records that are missing."""
         report = CheckReport(message.source, message.level, len(message.windows), "stale")
         docs = self._store.window_docs(message.source, message.windows)
         if any(
@@ -281,32 +284,49 @@ class WindowFetcher:
             for window in message.windows:
                 self._store.apply_check(message.source, window, message.level, True, self._checks)
             return report
-        report.landed = sum(
-            self._store.landed_records(message.source, window) for window in message.windows
-        )
+        landed = [self._store.landed_records(message.source, window) for window in message.windows]
+        report.landed = sum(landed)
         duo = self._duo_for(message.source, False)
         try:
-            matched = self._counts_match(duo, report, now)
+            reread = self._differing_windows(duo, report, landed, [start for start, _ in spans])
         finally:
             report.requests = duo.stats.requests
         again = [
             WindowTask(message.source, mintime, maxtime)
-            for window, (mintime, maxtime) in zip(message.windows, spans, strict=True)
-            if self._store.apply_check(message.source, window, message.level, matched, self._checks)
+            for n, (window, (mintime, maxtime)) in enumerate(
+                zip(message.windows, spans, strict=True)
+            )
+            if self._store.apply_check(
+                message.source, window, message.level, n not in reread, self._checks
+            )
         ]
         self._publisher.publish_tasks(again)
         report.rereads = len(again)
-        report.outcome = "matched" if matched else "repairing"
+        report.outcome = "repairing" if reread else "matched"
         return report
 
-    def _counts_match(self, duo: DuoApi, report: CheckReport, now: int) -> bool:
-        """Whether Duo holds as many records in the span as landed. Duo's ends are inclusive,
-        the span half-open: asked up to ``maxtime - 1`` it may leave out the span's last
-        millisecond (when it compares microseconds), asked up to ``maxtime`` it may take in
-        the next window's first; only when the first count is off is the second asked for,
-        and landed between the two is a match."""
-        report.duo_count = count_records(duo, report.mintime, report.maxtime - 1, now_ms=now)
-        if report.duo_count is None or report.duo_count >= report.landed:
-            return report.duo_count == report.landed
-        wider = count_records(duo, report.mintime, report.maxtime, now_ms=now)
-        return wider is not None and report.duo_count <= report.landed <= wider
+    def _differing_windows(
+        self, duo: DuoApi, report: CheckReport, landed: list[int], starts: list[int]
+    ) -> tuple[int, ...]:
+        """The span's windows (by position) to read again. Every count ends at the same point,
+        1 ms past the span: whether Duo compares that ``maxtime`` with microseconds or not, it
+        adds the same records to every count, so the difference of two counts is exact for the
+        time between their starts. Past the time budget, the windows not yet cleared are read
+        again rather than left unchecked."""
+        edges = [*starts, report.maxtime]
+        counts: dict[int, int | None] = {}
+        started = self._clock.now()
+        step = bisect_step(landed, counts)
+        while step.ask is not None:
+            if len(counts) >= 2 and (
+                self._clock.now() - started >= self._budget or self._should_stop()
+            ):
+                break
+            counts[step.ask] = count_records(
+                duo, edges[step.ask], report.maxtime + 1, now_ms=now_ms(self._clock)
+            )
+            step = bisect_step(landed, counts)
+        first, last = counts.get(0), counts.get(len(landed))
+        report.duo_count = None if first is None or last is None else first - last
+        report.bisected = max(0, len(counts) - 2)
+        return step.reread

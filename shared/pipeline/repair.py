@@ -4,19 +4,29 @@ Duo may publish a record after the two minutes it promises (its ingestion lags, 
 second behind): the record then falls in a window already read. So each finished window is
 checked again at each configured age (by default 15 minutes and a day after its end): Duo's
 exact count for a span of contiguous finished windows is compared with what the pipeline landed
-for them. Equal: nothing was missed. Different, or not an exact count: the windows are read
-again, landing only the records not already in the bucket.
+for them. Equal: nothing was missed. Different: the span is halved with more counts until the
+windows that differ are found (``bisect_step``), and only those are read again, landing only
+the records not already in the bucket; a part Duo gives no exact count for is read again whole.
 
-Checks cost one Duo request per span. A span waits until it covers ``batch_ms`` of time (or
-its oldest window has waited that long), so in steady state the checks take about one request
-per ``batch_ms`` per check age: 2 requests an hour by default, a few percent of the smallest
-budget Duo has been seen to give (2 requests a minute).
+Duo's ``maxtime`` is inclusive and may be compared with the records' microseconds or not, so a
+count that ends inside the span cannot be trusted for its last millisecond. Every count ends at
+the same point past the span (its end + 1 ms): the count of a part is the difference of the
+counts from its two edges, exact whichever way Duo compares.
+
+Checks cost two Duo requests per span, and one more per halving while a window differs (about
+log2 of the span's windows per late record). A span waits until it covers ``batch_ms`` of time
+(or its oldest window has waited that long), so in steady state the checks take about two
+requests per ``batch_ms`` per check age: 4 requests an hour by default, a few percent of the
+smallest budget Duo has been seen to give (2 requests a minute).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from shared.duo.telephony import PAGE_LIMIT
 
 # When a finished window is checked again, after its end.
 DEFAULT_CHECKS_MS = (15 * 60_000, 24 * 3_600_000)
@@ -93,3 +103,54 @@ def spans_due(
                 )
             )
     return spans
+
+
+UNKNOWN = -1  # an edge not counted yet
+
+
+@dataclass(frozen=True)
+class BisectStep:
+    """A check's next move: the edge whose count it needs (None: it is done), and the windows
+    to read again: the verdict once done, else what a check stopped now reads again (every
+    window not yet cleared by the counts)."""
+
+    ask: int | None
+    reread: tuple[int, ...]
+
+
+def bisect_step(landed: Sequence[int], counts: Mapping[int, int | None]) -> BisectStep:
+    """Where a span's difference lies. ``landed[i]``: records landed for window i of the span;
+    ``counts[j]``: Duo's count from edge j (window j's start; edge ``len(landed)``, the span's
+    end) to the common end past the span, None when Duo gave no exact count. A part differs
+    when its edges' counts differ by other than what landed for it; a differing part is halved
+    while counts can spare re-reads (``_worth_halving``), else read again."""
+    ask: int | None = None
+    reread: list[int] = []
+    parts = [(0, len(landed))]
+    while parts:
+        lo, hi = parts.pop()
+        # The end first: a record published between two counts then only adds to the difference.
+        end, start = counts.get(hi, UNKNOWN), counts.get(lo, UNKNOWN)
+        if end is None or start is None or UNKNOWN in (end, start):
+            if ask is None and end is not None and start is not None:
+                ask = hi if end == UNKNOWN else lo
+            reread.extend(range(lo, hi))
+            continue
+        difference = start - end - sum(landed[lo:hi])
+        if difference == 0:
+            continue
+        if _worth_halving(landed[lo:hi], difference):
+            middle = (lo + hi) // 2
+            parts += [(middle, hi), (lo, middle)]  # the left half is taken up first
+        else:
+            reread.extend(range(lo, hi))
+    return BisectStep(ask, tuple(sorted(reread)))
+
+
+def _worth_halving(landed: Sequence[int], difference: int) -> bool:
+    """Whether counting a part's middle can spare re-reads: it holds more than one window, and
+    fewer records are missing than it has windows (so some window misses none), or a window
+    takes more than one request to read again."""
+    if len(landed) < 2:
+        return False
+    return difference < len(landed) or any(records >= PAGE_LIMIT for records in landed)

@@ -24,7 +24,7 @@ from shared.duo.rate_limit import TokenBucket
 from shared.duo.retry import RetryPolicy
 from shared.duo.secret import Secret
 from shared.duo.signing import Signer, SigningConfig
-from shared.duo.telephony import RETENTION_MS
+from shared.duo.telephony import AVAILABILITY_DELAY_MS, RETENTION_MS
 from shared.duo.transport import DuoHttp
 from shared.gcp.clients import pubsub_publisher, pubsub_subscriber
 from shared.gcp.publisher import Publisher
@@ -337,3 +337,88 @@ def test_records_duo_publishes_late_are_found_by_the_check_and_landed_once(make_
     repaired = [r["telephony_id"] for b in rig.published() for r in b.records]
     assert sorted(repaired) == sorted(late)
     assert sorted(landed + repaired) == sorted(everything)
+
+
+def land_all(rig: Rig) -> list[RecordBatch]:
+    """Lands every batch published so far, as the writer does; returns them."""
+    batches = rig.published()
+    for batch in batches:
+        rig.store.record_batch(batch, [batch.batch_id])
+    return batches
+
+
+def test_a_late_record_is_found_when_duo_compares_microseconds_and_the_last_ms_is_landed(
+    make_rig,
+):
+    # Issue 16, item 2, against the simulator comparing maxtime with microseconds. The window
+    # ends one millisecond after an on-time record at some microseconds past its millisecond,
+    # and holds one late record, not yet published when the window was read. A count up to
+    # maxtime - 1 leaves the on-time record out and equals what landed: before, the check
+    # called that a match and the late record was never landed.
+    rig = make_rig(20_000, 0.5, late_rate=0.05, late_by_seconds=600, boundary_precision="us")
+    data = rig.simulator.api.dataset
+    now = now_ms(rig.clock)
+    records = data.slice(0, data.visible_end(rig.clock.now()))
+    last = next(
+        r
+        for r in reversed(records)
+        if r.ts_ms + 1 <= now - AVAILABILITY_DELAY_MS and r.ts_us % 1000 and not data.is_late(r)
+    )
+    late = next(r for r in reversed(records) if r.ts_ms < last.ts_ms and data.is_late(r))
+    assert not data.visible(late, now * 1000)  # published after the window is read
+    task = rig.plan(late.ts_ms, last.ts_ms + 1)
+    assert [r for r in records if task.mintime <= r.ts_ms < task.maxtime and data.is_late(r)] == [
+        late
+    ]
+    assert rig.fetcher.fetch(task).outcome == "fetched"
+    landed = [r["telephony_id"] for b in land_all(rig) for r in b.records]
+    assert last.telephony_id in landed and late.telephony_id not in landed
+    assert rig.store.sweep(SOURCE, CHECKS).completed == 1
+
+    rig.clock.advance(CHECK_BATCH_MS / 1000 + CHECKS[0] / 1000)
+    (span,) = spans_due(rig.store.due_checks(SOURCE, limit=100), now_ms(rig.clock), max_windows=500)
+    report = rig.fetcher.check(SpanCheck(SOURCE, span.level, span.window_ids))
+
+    assert (report.outcome, report.landed, report.duo_count) == (
+        "repairing",
+        len(landed),
+        len(landed) + 1,
+    )
+    assert rig.fetcher.fetch(task).outcome == "fetched"
+    assert [r["telephony_id"] for b in rig.published() for r in b.records] == [late.telephony_id]
+
+
+@pytest.mark.parametrize("precision", ["ms", "us"])
+def test_a_check_reads_again_only_the_windows_holding_late_records(make_rig, precision: str):
+    # Issue 16, item 10: twenty live windows of a minute, a few holding a record Duo published
+    # late. Before, the check read all twenty again; now counts find the windows that differ,
+    # and only those are read again, landing the late records once.
+    rig = make_rig(30_000, 0.5, late_rate=0.01, late_by_seconds=600, boundary_precision=precision)
+    data = rig.simulator.api.dataset
+    now = now_ms(rig.clock)
+    end = now - AVAILABILITY_DELAY_MS
+    tasks = [rig.plan(end - (20 - n) * MINUTE_MS, end - (19 - n) * MINUTE_MS) for n in range(20)]
+    for task in tasks:
+        assert rig.fetcher.fetch(task).outcome == "fetched"
+    land_all(rig)
+    assert rig.store.sweep(SOURCE, CHECKS).completed == 20
+    records = data.slice(0, data.visible_end(rig.clock.now()))
+    unseen = [r for r in records if r.ts_ms >= tasks[0].mintime and not data.visible(r, now * 1000)]
+    holding = [t for t in tasks if any(t.mintime <= r.ts_ms < t.maxtime for r in unseen)]
+    assert 1 <= len(holding) <= 8
+
+    rig.clock.advance(CHECK_BATCH_MS / 1000 + CHECKS[0] / 1000)
+    (span,) = spans_due(rig.store.due_checks(SOURCE, limit=100), now_ms(rig.clock), max_windows=500)
+    assert len(span.window_ids) == 20
+    report = rig.fetcher.check(SpanCheck(SOURCE, span.level, span.window_ids))
+
+    assert (report.outcome, report.rereads) == ("repairing", len(holding))
+    assert report.requests == 2 + report.bisected < 20
+    repaired = []
+    for task in holding:
+        assert rig.fetcher.fetch(task).outcome == "fetched"
+        repaired += [r["telephony_id"] for b in rig.published() for r in b.records]
+    assert sorted(repaired) == sorted(r.telephony_id for r in unseen if r.ts_ms < end)
+    for task in tasks:
+        if task not in holding:
+            assert (rig.doc(task)["state"], rig.doc(task)["check_level"]) == ("done", 1)

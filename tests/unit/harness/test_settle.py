@@ -35,11 +35,31 @@ def test_windows_before_the_end_must_be_done_and_checked_once():
 def test_repair_cost_counts_checks_and_rereads_apart_from_ordinary_reads():
     entries = [
         {"message": "window w1 fetched", "requests": 20, "records": 19_500},
-        {"message": f"{CHECK_EVENT} matched", "requests": 1},
-        {"message": f"{CHECK_EVENT} repairing", "requests": 1, "rereads": 2},
-        {"message": "window w2 fetched", "requests": 3, "records": 7, "reread": True},
+        {"message": f"{CHECK_EVENT} matched", "requests": 2, "bisected": 0},
+        {"message": f"{CHECK_EVENT} repairing", "requests": 7, "bisected": 5, "rereads": 2},
+        {
+            "message": "window w2 fetched",
+            "window_id": "w2",
+            "requests": 3,
+            "records": 7,
+            "reread": True,
+        },
         {"message": "window w3 fetched", "requests": 1, "records": 0, "reread": False},
+        # w4 is read again in two deliveries and lands nothing: a window read for nothing.
+        {"message": "window w4 handed_on", "window_id": "w4", "requests": 1, "reread": True},
+        {"message": "window w4 fetched", "window_id": "w4", "requests": 1, "reread": True},
     ]
-    assert repair_cost(entries) == RepairCost(
-        check_requests=2, reread_requests=3, records_repaired=7
+    cost = repair_cost(entries)
+    assert cost == RepairCost(
+        check_requests=4,
+        bisection_requests=5,
+        reread_requests=5,
+        records_repaired=7,
+        windows_reread=2,
+        windows_reread_for_nothing=1,
     )
+    assert cost.requests_per_record == 14 / 7
+
+
+def test_a_repair_that_landed_nothing_has_no_requests_per_record():
+    assert RepairCost(check_requests=2).requests_per_record is None

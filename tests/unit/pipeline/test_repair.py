@@ -3,7 +3,7 @@ a check's outcome does to them."""
 
 from __future__ import annotations
 
-from shared.pipeline.repair import after_check, first_check, spans_due
+from shared.pipeline.repair import BisectStep, after_check, bisect_step, first_check, spans_due
 from shared.pipeline.windows import checked
 
 MIN = 60_000
@@ -76,3 +76,54 @@ def test_spans_split_at_gaps_levels_and_size():
         ("a",),
         ("b",),
     ]
+
+
+# --- where a span's difference lies: bisect_step --------------------------------------------
+# Four windows with 10 records landed each; ``counts[j]`` is Duo's count from window j's start
+# (edge 4: the span's end) to past the span's end, where 3 records of the next window lie.
+
+LANDED = [10, 10, 10, 10]
+
+
+def test_a_check_asks_for_the_spans_end_first_then_its_start():
+    # The end first: a record Duo publishes between the two counts can only raise the
+    # difference, never hide a missing one.
+    assert bisect_step(LANDED, {}) == BisectStep(ask=4, reread=(0, 1, 2, 3))
+    assert bisect_step(LANDED, {4: 3}) == BisectStep(ask=0, reread=(0, 1, 2, 3))
+
+
+def test_a_span_duo_counts_as_landed_reads_nothing_again():
+    assert bisect_step(LANDED, {4: 3, 0: 43}) == BisectStep(ask=None, reread=())
+
+
+def test_one_missing_record_is_found_by_halving_the_span_and_only_its_window_is_read_again():
+    # 44 - 3 = 41 records in the span, 40 landed: one is missing, in window 2.
+    assert bisect_step(LANDED, {4: 3, 0: 44}) == BisectStep(ask=2, reread=(0, 1, 2, 3))
+    # From window 2's start 24 - 3 = 21 records, 20 landed: the right half; then window 2.
+    assert bisect_step(LANDED, {4: 3, 0: 44, 2: 24}) == BisectStep(ask=3, reread=(2, 3))
+    assert bisect_step(LANDED, {4: 3, 0: 44, 2: 24, 3: 13}) == BisectStep(ask=None, reread=(2,))
+
+
+def test_as_many_missing_records_as_windows_read_the_part_again_without_more_counts():
+    # Two missing in the right half of two windows: counting it again could clear neither.
+    assert bisect_step(LANDED, {4: 3, 0: 45, 2: 25}) == BisectStep(ask=None, reread=(2, 3))
+
+
+def test_a_window_too_long_for_one_request_is_isolated_even_when_every_window_may_differ():
+    # 2 missing among 2 windows, one of which takes 3 requests to read again: a count is cheaper.
+    assert bisect_step([2500, 10], {2: 0, 0: 2512}) == BisectStep(ask=1, reread=(0, 1))
+    assert bisect_step([2500, 10], {2: 0, 0: 2512, 1: 12}) == BisectStep(ask=None, reread=(1,))
+
+
+def test_more_landed_than_duo_counts_is_a_difference_too():
+    # A batch landed twice (+2) beside a missing record (-1): Duo counts one fewer than landed.
+    assert bisect_step([12], {1: 0, 0: 11}) == BisectStep(ask=None, reread=(0,))
+
+
+def test_a_count_duo_does_not_give_exactly_reads_its_part_again():
+    assert bisect_step(LANDED, {4: None, 0: 43}) == BisectStep(ask=None, reread=(0, 1, 2, 3))
+    assert bisect_step(LANDED, {4: 3, 0: 44, 2: None}) == BisectStep(ask=None, reread=(0, 1, 2, 3))
+
+
+def test_a_part_already_known_to_be_read_again_asks_for_no_more_counts():
+    assert bisect_step(LANDED, {4: None}) == BisectStep(ask=None, reread=(0, 1, 2, 3))

@@ -394,3 +394,24 @@ class FakeWrite:
             already_present=0,
             conflicting=self.conflicting,
         )
+
+
+class CountingDuo:
+    """Duo's counts over a fixed set of record times (µs): ``total_objects`` of the records in
+    ``[mintime, maxtime]``, ``maxtime`` compared with its whole millisecond (``"ms"``) or as
+    ``maxtime.000000`` (``"us"``), the two ways Duo may compare it, as the simulator's
+    ``boundary_precision``."""
+
+    def __init__(self, times_us: Iterable[int], precision: str = "ms") -> None:
+        self.times_us = sorted(times_us)
+        self.precision = precision
+        self.stats = CallStats()
+        self.params: list[dict[str, str]] = []  # every request's parameters
+
+    def get(self, path: str, params: dict[str, str], parse: Callable[[dict[str, Any]], T]) -> T:
+        self.params.append(dict(params))
+        self.stats.requests += 1
+        first = int(params["mintime"]) * 1000
+        last = int(params["maxtime"]) * 1000 + (999 if self.precision == "ms" else 0)
+        total = sum(1 for at in self.times_us if first <= at <= last)
+        return parse({"items": [], "metadata": {"total_objects": total}})

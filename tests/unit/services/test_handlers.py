@@ -128,7 +128,13 @@ def test_the_fetcher_acknowledges_a_late_record_check_and_logs_what_it_found(log
     assert push(fetcher.client, SpanCheck(TASK.source, 0, (TASK.window_id,))) == 204
     assert errors(read()) == []
     [line] = [line for line in read() if line["message"].startswith(CHECK_EVENT)]
-    assert (line["outcome"], line["level"], line["requests"]) == ("matched", 0, 1)
+    # Two counts, both ending past the span: their difference is the span's count.
+    assert (line["outcome"], line["level"], line["requests"], line["bisected"]) == (
+        "matched",
+        0,
+        2,
+        0,
+    )
 
 
 class Writer:

@@ -19,6 +19,7 @@ from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask
 from shared.pipeline.windows import LANDING_TIMEOUT_MS
 from tests.fakes import FakeClock
 from tests.unit.services.fakes import (
+    CountingDuo,
     FakeDuo,
     FakePublisher,
     FakeWindowStore,
@@ -53,9 +54,11 @@ class Rig:
         should_stop: bool = False,
         enrich_host: dict[str, str] | None = None,
         repair_checks: tuple[int, ...] = (),
+        counting: CountingDuo | None = None,
         **duo_options: Any,
     ) -> None:
         self.answers = answers
+        self.counting = counting  # when given, the Duo every delivery gets
         self.duo_options = duo_options
         self.duos: list[FakeDuo] = []
         self.live: list[bool] = []  # per Duo client asked for: a live window's or not
@@ -76,8 +79,10 @@ class Rig:
             repair_checks=repair_checks,
         )
 
-    def _duo_for(self, source: str, live: bool) -> FakeDuo:
+    def _duo_for(self, source: str, live: bool) -> FakeDuo | CountingDuo:
         self.live.append(live)
+        if self.counting is not None:
+            return self.counting
         duo = FakeDuo(self.answers, self.events, self.clock, **self.duo_options)
         self.duos.append(duo)
         return duo
@@ -585,16 +590,23 @@ def checked_rig(duo_count: Any) -> Rig:
 
 
 def test_a_check_whose_count_matches_moves_the_window_to_its_next_check():
+    # Duo holds the two landed records, and one in the next window's first millisecond.
     rig = checked_rig(2)
+    rig.counting = CountingDuo([(TASK.mintime + 1000) * 1000, (TASK.mintime + 2000) * 1000])
+    rig.counting.times_us.append(TASK.maxtime * 1000 + 300)
     report = rig.fetcher.check(SpanCheck(TASK.source, 0, (TASK.window_id,)))
     assert (report.outcome, report.landed, report.duo_count, report.requests) == (
         "matched",
         2,
         2,
-        1,
+        2,
     )
-    # Duo's ends are inclusive, the window half-open: one millisecond less at the end.
-    assert rig.duo_requests[0]["maxtime"] == str(TASK.maxtime - 1)
+    # Duo's ends are inclusive: both counts end one millisecond past the window, the span's
+    # end first, and their difference is the window's count.
+    assert [(p["mintime"], p["maxtime"]) for p in rig.counting.params] == [
+        (str(TASK.maxtime), str(TASK.maxtime + 1)),
+        (str(TASK.mintime), str(TASK.maxtime + 1)),
+    ]
     assert (rig.doc["state"], rig.doc["check_level"]) == ("done", 1)
     assert rig.publisher.tasks == []
 
@@ -636,21 +648,6 @@ def test_a_fetch_whose_lease_keeper_lost_the_lease_publishes_nothing_more(monkey
     assert (report.outcome, rig.published_pages()) == ("lost_lease", [0])
 
 
-def test_a_count_short_by_the_spans_last_millisecond_is_asked_again_up_to_its_end():
-    # Duo comparing microseconds leaves out the span's last millisecond when asked up to
-    # maxtime - 1; asked up to maxtime it takes it in: landed between the two is a match.
-    rig = checked_rig(1)
-    calls = iter([1, 2])
-
-    def answer() -> None:
-        rig.answers[None] = {"items": [], "metadata": {"total_objects": next(calls)}}
-
-    rig.duo_options["during_call"] = answer
-    report = rig.fetcher.check(SpanCheck(TASK.source, 0, (TASK.window_id,)))
-    assert (report.outcome, report.requests) == ("matched", 2)
-    assert [p["maxtime"] for p in rig.duo_requests] == [str(TASK.maxtime - 1), str(TASK.maxtime)]
-
-
 def test_a_check_of_windows_past_duos_retention_moves_them_on_without_a_request():
     from shared.duo.telephony import RETENTION_MS
 
@@ -668,3 +665,119 @@ def test_a_live_window_asks_for_live_first_requests_and_a_backfill_window_does_n
     rig.fetch(live)
     rig.fetch(TASK)
     assert rig.live == [True, False]
+
+
+# A span of one-minute windows, finished and due for their first check.
+SPAN_START = NOW_MS - 3 * HOUR
+
+
+def span_rig(
+    windows: int, landed_us: list[int], late_us: list[int], precision: str = "ms"
+) -> tuple[Rig, list[WindowTask]]:
+    """``windows`` finished one-minute windows from SPAN_START, each with one batch landed
+    holding the records at ``landed_us`` in it (µs after SPAN_START); Duo holds those and the
+    records at ``late_us``, published late and landed nowhere, and compares ``maxtime`` as
+    ``precision`` says."""
+    start_us = SPAN_START * 1000
+    duo = CountingDuo([start_us + at for at in landed_us + late_us], precision)
+    rig = Rig({}, repair_checks=CHECKS, counting=duo)
+    tasks = [
+        WindowTask(TASK.source, SPAN_START + i * MINUTE_MS, SPAN_START + (i + 1) * MINUTE_MS)
+        for i in range(windows)
+    ]
+    for n, task in enumerate(tasks):
+        rig.store.add(task)
+        rig.store.docs[task.source, task.window_id] |= {
+            "state": "done",
+            "check_level": 0,
+            "next_check_at_ms": task.maxtime + CHECKS[0],
+        }
+        records = [
+            telephony_item(f"r-{at}", SPAN_START + at // 1000)
+            for at in landed_us
+            if n * MINUTE_MS * 1000 <= at < (n + 1) * MINUTE_MS * 1000
+        ]
+        if records:
+            rig.store.record_batch(RecordBatch(task.source, task.window_id, 0, records), ["p0"])
+    return rig, tasks
+
+
+def check_span(rig: Rig, tasks: list[WindowTask]) -> Any:
+    return rig.fetcher.check(SpanCheck(TASK.source, 0, tuple(t.window_id for t in tasks)))
+
+
+@pytest.mark.parametrize("precision", ["ms", "us"])
+def test_a_late_record_is_found_though_a_landed_one_shares_the_spans_last_millisecond(
+    precision: str,
+):
+    # Issue 16, item 2. A landed record at the span's last millisecond + 500 µs, and a late
+    # one missing. Duo comparing microseconds leaves the landed one out of a count up to
+    # maxtime - 1, which then equals what landed though a record is missing: before, "landed
+    # between the two counts" called it a match.
+    last_ms_us = (MINUTE_MS - 1) * 1000 + 500
+    rig, tasks = span_rig(1, [1_000_000, 2_000_000, last_ms_us], [30_000_000], precision)
+    report = check_span(rig, tasks)
+    assert (report.outcome, report.landed, report.duo_count) == ("repairing", 3, 4)
+    assert rig.publisher.tasks == tasks
+
+
+@pytest.mark.parametrize("precision", ["ms", "us"])
+def test_a_span_whose_last_millisecond_holds_landed_records_matches_when_nothing_is_missing(
+    precision: str,
+):
+    # The same span with nothing missing, and records in the next window's first millisecond
+    # (at .000000 and later), which no count may take for the span's.
+    landed = [0, 2_000_000, (MINUTE_MS - 1) * 1000, (MINUTE_MS - 1) * 1000 + 999]
+    rig, tasks = span_rig(1, landed, [MINUTE_MS * 1000, MINUTE_MS * 1000 + 1], precision)
+    report = check_span(rig, tasks)
+    assert (report.outcome, report.landed, report.duo_count, report.rereads) == (
+        "matched",
+        4,
+        4,
+        0,
+    )
+
+
+def test_one_late_record_in_a_span_of_thirty_windows_reads_only_its_window_again():
+    # Issue 16, item 10: before, all thirty windows were read again. Now the span is halved
+    # with counts (one request each) until the window holding the late record is found.
+    landed = [n * MINUTE_MS * 1000 + 5_000_000 for n in range(30)]
+    late = 17 * MINUTE_MS * 1000 + 40_000_000
+    rig, tasks = span_rig(30, landed, [late])
+    report = check_span(rig, tasks)
+    assert (report.outcome, report.rereads) == ("repairing", 1)
+    assert rig.publisher.tasks == [tasks[17]]
+    # The span's two counts, then five halvings (30 -> 15 -> 8 -> 4 -> 2 -> 1).
+    assert (report.requests, report.bisected) == (7, 5)
+    assert [rig.store.doc(t)["state"] for t in tasks].count("planned") == 1
+    assert all(rig.store.doc(t)["check_level"] == 1 for t in tasks)
+
+
+def test_a_window_holding_a_batch_twice_and_missing_a_record_is_read_again():
+    # A batch landed twice (two records more) beside a missing late record: more landed than
+    # Duo counts, which no count may call a match: the window is read again.
+    rig, tasks = span_rig(1, [1_000_000, 2_000_000, 3_000_000], [40_000_000])
+    twice = [telephony_item(f"r-{at}", SPAN_START + at // 1000) for at in (2_000_000, 3_000_000)]
+    rig.store.record_batch(RecordBatch(TASK.source, tasks[0].window_id, 1, twice), ["p1"])
+    report = check_span(rig, tasks)
+    assert (report.outcome, report.landed, report.duo_count) == ("repairing", 5, 4)
+    assert rig.publisher.tasks == tasks
+
+
+def test_a_check_out_of_time_reads_again_every_window_it_has_not_cleared():
+    # Each count takes a minute (Duo's limit is low): past the budget (4 min) the check stops
+    # counting, and what it could not clear is read again rather than left unchecked.
+    landed = [n * MINUTE_MS * 1000 + 5_000_000 for n in range(30)]
+    rig, tasks = span_rig(30, landed, [17 * MINUTE_MS * 1000 + 40_000_000])
+    requests = rig.counting.get
+
+    def slow(*args: Any) -> Any:
+        rig.clock.advance(60)
+        return requests(*args)
+
+    rig.counting.get = slow  # type: ignore[method-assign]
+    report = check_span(rig, tasks)
+    assert (report.outcome, report.requests) == ("repairing", 4)
+    # Counted: the span (its end, its start), window 15's start (15-29 differs), window 22's
+    # (15-21 differs, 22-29 is cleared); then the budget is spent.
+    assert rig.publisher.tasks == tasks[15:22]
