@@ -8,11 +8,12 @@ usage() {
   cat <<'EOF'
 usage: deploy/bootstrap.sh [--dry-run] [--lifecycle-days N] [--help]
 
-Sets up what cloudbuild.yaml expects in the project: the APIs, Firestore (native mode), the
-Artifact Registry repository, the bucket the SecOps feed reads (and the build's staging
-bucket), the Duo secret's container (never its value), the topics and subscriptions, the
-service accounts and each one's least-privilege roles. Run it as a project owner with gcloud
-logged in. Re-running it changes nothing.
+Sets up what cloudbuild.yaml expects in the project: the APIs, the alerts' notification
+channel, the pipeline's own Firestore database (native mode, point-in-time recovery, delete
+protection), the Artifact Registry repository, the bucket the SecOps feed reads (and the
+build's staging bucket), the Duo secret's container (never its value), the topics and
+subscriptions, the service accounts and each one's least-privilege roles. Run it as a project
+owner with gcloud logged in. Re-running it changes nothing.
 
   --dry-run           print the commands it would run on an empty project, in order, and
                       run none (needs no gcloud login and no settings)
@@ -22,8 +23,14 @@ logged in. Re-running it changes nothing.
 
 Settings, from the environment:
   PROJECT_ID          the project (required, except for --dry-run)
-  REGION              us-central1: Cloud Run, Artifact Registry, the buckets
-  FIRESTORE_LOCATION  REGION: the (default) Firestore database's location
+  NOTIFICATION_EMAIL  who the alerts e-mail (required, unless NOTIFICATION_CHANNEL): an e-mail
+                      notification channel to it is found or created
+  NOTIFICATION_CHANNEL  an existing channel to notify instead,
+                      projects/PROJECT_ID/notificationChannels/ID
+  REGION              us-central1: Cloud Run, Artifact Registry, the buckets, the secret's
+                      replica (user-managed replication in this region only)
+  FIRESTORE_DATABASE  duo-telephony: the pipeline's own Firestore database
+  FIRESTORE_LOCATION  REGION: that database's location
   BUCKET              PROJECT_ID-duo-telephony: the bucket the SecOps feed reads
   SECRET              duo-skey: the Secret Manager secret for the Duo secret key
 EOF
@@ -58,6 +65,17 @@ source "$here/plan.sh"
 source "$here/names.sh"
 settle_project "$DRY_RUN"
 project=(--project="$PROJECT_ID")
+# Alerts that notify nobody are not alerts: a channel is required (on a dry run, a placeholder).
+NOTIFICATION_CHANNEL="${NOTIFICATION_CHANNEL:-}"
+NOTIFICATION_EMAIL="${NOTIFICATION_EMAIL:-}"
+if [ -z "$NOTIFICATION_CHANNEL$NOTIFICATION_EMAIL" ]; then
+  if ! dry; then
+    echo "NOTIFICATION_EMAIL is not set: the alerts would notify nobody. export" \
+      "NOTIFICATION_EMAIL=oncall@example.com (or NOTIFICATION_CHANNEL=projects/$PROJECT_ID/notificationChannels/ID)" >&2
+    exit 2
+  fi
+  NOTIFICATION_EMAIL=NOTIFICATION_EMAIL
+fi
 
 # APIs: one call for the ones not enabled yet. Logging and Monitoring carry the build's
 # log-based metrics, alert policies and dashboard.
@@ -75,18 +93,55 @@ done
 # The Pub/Sub service agent signs push requests and forwards dead letters; this makes sure it
 # exists (it returns the existing one, so it changes nothing on a re-run).
 run gcloud beta services identity create --service=pubsub.googleapis.com "${project[@]}"
+number=PROJECT_NUMBER
+dry || number="$(gcloud projects describe "$PROJECT_ID" --format='value(projectNumber)')"
+pubsub_agent="serviceAccount:service-$number@gcp-sa-pubsub.iam.gserviceaccount.com"
 
-# Firestore, native mode, the (default) database the services use.
-if exists gcloud firestore databases describe --database='(default)' "${project[@]}"; then
-  type="$(gcloud firestore databases describe --database='(default)' "${project[@]}" \
-    --format='value(type)')"
+# The alerts' channel (Cloud Monitoring channels are in gcloud's alpha and beta tracks only).
+email_channel() { # EMAIL: the name of an e-mail channel to it, if there is one
+  dry && return 0
+  gcloud beta monitoring channels list "${project[@]}" \
+    --format='value(name,labels.email_address)' | while IFS=$'\t' read -r name address; do
+    if [ "$address" = "$1" ]; then echo "$name"; fi
+  done | head -n 1
+}
+if [ -n "$NOTIFICATION_CHANNEL" ]; then
+  if ! dry && ! gcloud beta monitoring channels describe "$NOTIFICATION_CHANNEL" \
+    "${project[@]}" >/dev/null; then
+    echo "NOTIFICATION_CHANNEL $NOTIFICATION_CHANNEL is not a channel of $PROJECT_ID" >&2
+    exit 2
+  fi
+  channel="$NOTIFICATION_CHANNEL"
+else
+  channel="$(email_channel "$NOTIFICATION_EMAIL")"
+  if [ -z "$channel" ]; then
+    run gcloud beta monitoring channels create --type=email \
+      --display-name="duo-telephony: $NOTIFICATION_EMAIL" \
+      --channel-labels=email_address="$NOTIFICATION_EMAIL" "${project[@]}"
+    channel="$(email_channel "$NOTIFICATION_EMAIL")"
+  fi
+  channel="${channel:-projects/$PROJECT_ID/notificationChannels/CHANNEL_ID}"
+fi
+
+# Firestore, native mode: a database of the pipeline's own, so that its TTL policies, its
+# grants and a teardown's deletes touch nothing else in the project. Point-in-time recovery
+# keeps 7 days of versions to read or restore from; delete protection refuses a deletion
+# until it is turned off.
+database=(--database="$FIRESTORE_DATABASE")
+if exists gcloud firestore databases describe "${database[@]}" "${project[@]}"; then
+  read -r type pitr protection < <(gcloud firestore databases describe "${database[@]}" \
+    "${project[@]}" --format='value(type,pointInTimeRecoveryEnablement,deleteProtectionState)')
   if [ "$type" != FIRESTORE_NATIVE ]; then
-    echo "the (default) Firestore database is $type; the pipeline needs native mode: use another project" >&2
+    echo "the Firestore database $FIRESTORE_DATABASE is $type; the pipeline needs native mode: set FIRESTORE_DATABASE to another name" >&2
     exit 1
   fi
+  if [ "$pitr" != POINT_IN_TIME_RECOVERY_ENABLED ] || [ "$protection" != DELETE_PROTECTION_ENABLED ]; then
+    run gcloud firestore databases update "${database[@]}" --enable-pitr --delete-protection \
+      "${project[@]}"
+  fi
 else
-  run gcloud firestore databases create --database='(default)' \
-    --location="$FIRESTORE_LOCATION" --type=firestore-native "${project[@]}"
+  run gcloud firestore databases create "${database[@]}" --location="$FIRESTORE_LOCATION" \
+    --type=firestore-native --enable-pitr --delete-protection "${project[@]}"
 fi
 
 exists gcloud artifacts repositories describe "$REPOSITORY" --location="$REGION" "${project[@]}" ||
@@ -120,9 +175,11 @@ exists gcloud storage buckets describe "gs://$STAGING_BUCKET" "${project[@]}" ||
   run gcloud storage buckets create "gs://$STAGING_BUCKET" "${bucket_flags[@]}" "${project[@]}"
 
 # The secret's container only: its value is added by hand from standard input (the guide's
-# next step), so the Duo secret key never passes through this script.
+# next step), so the Duo secret key never passes through this script. Replicated in REGION
+# only, which a resource-locations organization policy allows where it allows the rest.
 exists gcloud secrets describe "$SECRET" "${project[@]}" ||
-  run gcloud secrets create "$SECRET" --replication-policy=automatic "${project[@]}"
+  run gcloud secrets create "$SECRET" --replication-policy=user-managed --locations="$REGION" \
+    "${project[@]}"
 
 # Topics and bare subscriptions. The build configures the subscriptions (push endpoint, OIDC,
 # dead letters); creating them here lets the build's account hold Pub/Sub rights on these six
@@ -146,8 +203,8 @@ done
 
 # Runtime accounts: each role on the one resource it is for.
 for name in planner fetcher writer; do
-  for role in "${RUNTIME_PROJECT_ROLES[@]}"; do
-    grant project "$PROJECT_ID" "serviceAccount:$(sa "$name")" "$role"
+  for role in "${RUNTIME_DATABASE_ROLES[@]}"; do
+    grant database "$PROJECT_ID" "serviceAccount:$(sa "$name")" "$role"
   done
 done
 grant topic "$WINDOW_TOPIC" "serviceAccount:$(sa planner)" roles/pubsub.publisher
@@ -163,13 +220,34 @@ for role in "${PLANNER_BUCKET_ROLES[@]}"; do
   grant bucket "gs://$BUCKET" "serviceAccount:$(sa planner)" "$role"
 done
 # The push and scheduler accounts get run.invoker on their services from the build, once the
-# services exist.
+# services exist. The Pub/Sub service agent mints the push account's OIDC tokens: projects made
+# since April 2021 let it by default, older ones need this, and a re-run changes nothing.
+grant account "$(sa push)" "$pubsub_agent" roles/iam.serviceAccountTokenCreator
+
+# The log-based metrics' custom role. A role deleted by the teardown stays for 7 days, under its
+# id, and comes back with undelete.
+if exists gcloud iam roles describe "$LOG_METRICS_ROLE_ID" "${project[@]}"; then
+  deleted="$(gcloud iam roles describe "$LOG_METRICS_ROLE_ID" "${project[@]}" \
+    --format='value(deleted)')"
+  if [ "$deleted" = True ]; then
+    run gcloud iam roles undelete "$LOG_METRICS_ROLE_ID" "${project[@]}"
+  fi
+else
+  run gcloud iam roles create "$LOG_METRICS_ROLE_ID" "${project[@]}" \
+    --title="duo-telephony log-based metrics" --permissions="$LOG_METRICS_PERMISSIONS"
+fi
 
 # The build's account.
 deployer="serviceAccount:$(sa deployer)"
-for role in "${DEPLOYER_PROJECT_ROLES[@]}"; do
+for role in "${DEPLOYER_PROJECT_ROLES[@]}" "$LOG_METRICS_ROLE"; do
   grant project "$PROJECT_ID" "$deployer" "$role"
 done
+for role in "${DEPLOYER_DATABASE_ROLES[@]}"; do
+  grant database "$PROJECT_ID" "$deployer" "$role"
+done
+# The build's first step checks that the secret has an enabled version: its metadata only,
+# never its value.
+grant secret "$SECRET" "$deployer" roles/secretmanager.viewer
 grant repository "$REPOSITORY" "$deployer" roles/artifactregistry.writer
 grant bucket "gs://$STAGING_BUCKET" "$deployer" roles/storage.objectViewer
 # Deploy each service as its account, and name the push and scheduler accounts as OIDC
@@ -191,8 +269,8 @@ cat <<EOF
 
 Project $PROJECT_ID is set up. Next (docs/deploy.md, sections 3 and 4):
   gcloud secrets versions add $SECRET --data-file=- --project=$PROJECT_ID   # paste the Duo secret key, then Ctrl-D
-  gcloud beta builds submit --config=cloudbuild.yaml --project=$PROJECT_ID \\
+  gcloud beta builds submit --config=cloudbuild.yaml --project=$PROJECT_ID --region=$REGION \\
     --service-account=projects/$PROJECT_ID/serviceAccounts/$(sa deployer) \\
     --gcs-source-staging-dir=gs://$STAGING_BUCKET/source \\
-    --substitutions=_REGION=$REGION,_BUCKET=$BUCKET,_DUO_SKEY_SECRET=$SECRET,_DUO_API_HOST=api-xxxxxxxx.duosecurity.com,_DUO_IKEY=DIXXXXXXXXXXXXXXXXXX
+    --substitutions=_REGION=$REGION,_BUCKET=$BUCKET,_DUO_SKEY_SECRET=$SECRET,_FIRESTORE_DATABASE=$FIRESTORE_DATABASE,_NOTIFICATION_CHANNEL=$channel,_DUO_API_HOST=api-xxxxxxxx.duosecurity.com,_DUO_IKEY=DIXXXXXXXXXXXXXXXXXX
 EOF

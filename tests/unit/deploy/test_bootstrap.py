@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.unit.deploy.conftest import PROJECT, Call, Cloud, cloudbuild, plan, script
+from tests.unit.deploy.gcloud_recorder import PROJECT_NUMBER
 
 # Project-wide roles that would give an account far more than it needs.
 BROAD_ROLES = {
@@ -48,13 +49,22 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     return Runs(cloud, dry, dry_calls, first, first_calls, second, second_calls)
 
 
+# The IAM condition that holds a project binding to the pipeline's Firestore database.
+DATABASE = f'expression=resource.name=="projects/{PROJECT}/databases/duo-telephony"'
+
+
 def bindings(calls: list[Call]) -> list[tuple[str, str, str, str]]:
-    """(resource kind, resource, member, role) of each add-iam-policy-binding."""
+    """(resource kind, resource, member, role) of each add-iam-policy-binding; a project
+    binding held to the pipeline's database is of kind "projects if database"."""
     found = []
     for call in calls:
         if "add-iam-policy-binding" in call.words:
             at = call.words.index("add-iam-policy-binding")
             kind = " ".join(call.words[:at])
+            condition = call.flag("condition")
+            if condition not in (None, "None"):
+                assert condition == f"{DATABASE},title=duo-telephony-database", condition
+                kind += " if database"
             found.append((kind, call.words[at + 1], call.flag("member"), call.flag("role")))
     return found
 
@@ -64,7 +74,11 @@ def dry_plan_lines(output: str) -> list[str]:
 
 
 def without_temp_path(arg: str) -> str:
-    return "--lifecycle-file=FILE" if arg.startswith("--lifecycle-file=") else arg
+    """An argument as a dry run can print it: without its temporary file or the project
+    number, which only a real run looks up."""
+    if arg.startswith("--lifecycle-file="):
+        return "--lifecycle-file=FILE"
+    return arg.replace(PROJECT_NUMBER, "PROJECT_NUMBER")
 
 
 def test_dry_run_needs_no_settings_no_login_and_calls_nothing(cloud: Cloud) -> None:
@@ -153,38 +167,51 @@ def test_each_account_gets_exactly_its_roles(runs: Runs) -> None:
         granted.setdefault(member, set()).add((kind, resource, role))
     bucket = f"gs://{PROJECT}-duo-telephony"
     # Listing and reading the bucket: a batch landed without its marker is looked for there.
+    # Firestore: datastore.user held to the pipeline's database, not the project's others.
     assert granted[account("planner")] == {
-        ("projects", PROJECT, "roles/datastore.user"),
+        ("projects if database", PROJECT, "roles/datastore.user"),
         ("pubsub topics", "duo-telephony-windows", "roles/pubsub.publisher"),
         ("storage buckets", bucket, "roles/storage.objectViewer"),
     }
     assert granted[account("fetcher")] == {
-        ("projects", PROJECT, "roles/datastore.user"),
+        ("projects if database", PROJECT, "roles/datastore.user"),
         ("pubsub topics", "duo-telephony-windows", "roles/pubsub.publisher"),
         ("pubsub topics", "duo-telephony-batches", "roles/pubsub.publisher"),
         ("secrets", "duo-skey", "roles/secretmanager.secretAccessor"),
     }
     # Create-only uploads and a metadata read of an existing object: no list, no delete.
     assert granted[account("writer")] == {
-        ("projects", PROJECT, "roles/datastore.user"),
+        ("projects if database", PROJECT, "roles/datastore.user"),
         ("storage buckets", bucket, "roles/storage.objectCreator"),
         ("storage buckets", bucket, "roles/storage.legacyObjectReader"),
     }
     # The push and scheduler accounts get run.invoker from the build, on their services.
     assert account("push") not in granted
     assert account("scheduler") not in granted
-    deployer = granted[account("deployer")]
-    assert {(kind, role) for kind, _, role in deployer if kind == "projects"} == {
-        ("projects", role)
-        for role in (
-            "roles/run.admin",
-            "roles/cloudscheduler.admin",
-            "roles/datastore.indexAdmin",
-            "roles/logging.logWriter",
-            "roles/logging.configWriter",
-            "roles/monitoring.alertPolicyEditor",
-            "roles/monitoring.dashboardEditor",
+    # The Pub/Sub service agent mints the push account's OIDC tokens, on every project.
+    agent = f"serviceAccount:service-{PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
+    assert granted[agent] == {
+        (
+            "iam service-accounts",
+            f"duo-telephony-push@{PROJECT}.iam.gserviceaccount.com",
+            "roles/iam.serviceAccountTokenCreator",
         )
+    }
+    deployer = granted[account("deployer")]
+    assert {(kind, role) for kind, _, role in deployer if kind.startswith("projects")} == {
+        ("projects", "roles/run.admin"),
+        ("projects", "roles/cloudscheduler.admin"),
+        ("projects", "roles/logging.logWriter"),
+        # Log-based metrics only, not logging.configWriter (sinks, exclusions, buckets).
+        ("projects", f"projects/{PROJECT}/roles/duoTelephonyLogMetrics"),
+        ("projects", "roles/monitoring.alertPolicyEditor"),
+        ("projects", "roles/monitoring.dashboardEditor"),
+        ("projects", "roles/monitoring.notificationChannelViewer"),
+        ("projects if database", "roles/datastore.indexAdmin"),
+    }
+    # The secret's metadata (the build checks it has an enabled version), never its value.
+    assert {(kind, resource, role) for kind, resource, role in deployer if kind == "secrets"} == {
+        ("secrets", "duo-skey", "roles/secretmanager.viewer")
     }
     assert {resource for kind, resource, role in deployer if role == "roles/pubsub.admin"} == {
         "duo-telephony-windows",
@@ -261,10 +288,12 @@ def test_names_are_the_builds_defaults(runs: Runs) -> None:
 
 
 def test_a_datastore_mode_database_stops_the_bootstrap(cloud: Cloud) -> None:
-    cloud.seed({"firestore databases|(default)": {"name": "(default)", "type": "DATASTORE_MODE"}})
+    cloud.seed(
+        {"firestore databases|duo-telephony": {"name": "duo-telephony", "type": "DATASTORE_MODE"}}
+    )
     result, calls = cloud.run(script("bootstrap.sh"))
     assert result.returncode == 1
     assert "native mode" in result.stderr
     # It stops at the check: nothing after it, nothing made in Firestore.
     assert calls[-1].words[:3] == ["firestore", "databases", "describe"]
-    assert calls[-1].flag("format") == "value(type)"
+    assert calls[-1].flag("format").startswith("value(type,")
