@@ -297,3 +297,99 @@ def test_a_datastore_mode_database_stops_the_bootstrap(cloud: Cloud) -> None:
     # It stops at the check: nothing after it, nothing made in Firestore.
     assert calls[-1].words[:3] == ["firestore", "databases", "describe"]
     assert calls[-1].flag("format").startswith("value(type,")
+
+
+def test_the_dry_run_shows_the_database_channel_grants_role_and_regional_secret(
+    cloud: Cloud,
+) -> None:
+    result, _ = cloud.run(script("bootstrap.sh"), "--dry-run", settings={})
+    printed = [shlex.split(line) for line in dry_plan_lines(result.stdout)]
+    assert [
+        "gcloud", "firestore", "databases", "create", "--database=duo-telephony",
+        "--location=us-central1", "--type=firestore-native", "--enable-pitr",
+        "--delete-protection", "--project=PROJECT_ID",
+    ] in printed  # fmt: skip
+    assert [
+        "gcloud", "beta", "monitoring", "channels", "create", "--type=email",
+        "--display-name=duo-telephony: NOTIFICATION_EMAIL",
+        "--channel-labels=email_address=NOTIFICATION_EMAIL", "--project=PROJECT_ID",
+    ] in printed  # fmt: skip
+    assert [
+        "gcloud", "iam", "service-accounts", "add-iam-policy-binding",
+        "duo-telephony-push@PROJECT_ID.iam.gserviceaccount.com",
+        "--member=serviceAccount:service-PROJECT_NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com",
+        "--role=roles/iam.serviceAccountTokenCreator", "--project=PROJECT_ID",
+    ] in printed  # fmt: skip
+    assert [
+        "gcloud", "iam", "roles", "create", "duoTelephonyLogMetrics", "--project=PROJECT_ID",
+        "--title=duo-telephony log-based metrics",
+        "--permissions=logging.logMetrics.create,logging.logMetrics.get,"
+        "logging.logMetrics.update",
+    ] in printed  # fmt: skip
+    assert [
+        "gcloud", "secrets", "create", "duo-skey", "--replication-policy=user-managed",
+        "--locations=us-central1", "--project=PROJECT_ID",
+    ] in printed  # fmt: skip
+    assert not any("(default)" in " ".join(argv) for argv in printed)
+
+
+def test_a_real_run_without_anyone_to_notify_stops_before_calling_gcloud(cloud: Cloud) -> None:
+    result, calls = cloud.run(script("bootstrap.sh"), settings={"PROJECT_ID": PROJECT})
+    assert result.returncode == 2
+    assert "NOTIFICATION_EMAIL is not set: the alerts would notify nobody" in result.stderr
+    assert calls == []
+
+
+def test_the_channel_is_made_once_and_named_in_the_build_command(runs: Runs) -> None:
+    made = [
+        c for c in plan(runs.first_calls) if c.words[:3] == ["monitoring", "channels", "create"]
+    ]
+    assert [c.flag("channel-labels") for c in made] == ["email_address=oncall@acme.example"]
+    channel = f"projects/{PROJECT_NUMBER}/notificationChannels/1"
+    assert runs.cloud.channels() == [channel]
+    for result in (runs.first, runs.second):
+        assert f"_NOTIFICATION_CHANNEL={channel}," in result.stdout
+
+
+def test_a_given_channel_is_used_as_it_is(cloud: Cloud) -> None:
+    channel = f"projects/{PROJECT}/notificationChannels/77"
+    cloud.seed({f"monitoring channels|{channel}": {"name": channel}})
+    result, calls = cloud.run(
+        script("bootstrap.sh"), settings={"PROJECT_ID": PROJECT, "NOTIFICATION_CHANNEL": channel}
+    )
+    assert result.returncode == 0, result.stderr
+    assert not [c for c in plan(calls) if c.words[:2] == ["monitoring", "channels"]]
+    assert f"_NOTIFICATION_CHANNEL={channel}," in result.stdout
+
+
+def test_a_given_channel_that_does_not_exist_stops_the_bootstrap(cloud: Cloud) -> None:
+    channel = f"projects/{PROJECT}/notificationChannels/404"
+    result, _ = cloud.run(
+        script("bootstrap.sh"), settings={"PROJECT_ID": PROJECT, "NOTIFICATION_CHANNEL": channel}
+    )
+    assert result.returncode == 2
+    assert f"NOTIFICATION_CHANNEL {channel} is not a channel of {PROJECT}" in result.stderr
+    assert cloud.state()["resources"] == {}  # nothing made (the APIs enabled only)
+
+
+def test_an_existing_database_gets_recovery_and_delete_protection(cloud: Cloud) -> None:
+    cloud.seed(
+        {"firestore databases|duo-telephony": {"name": "duo-telephony", "type": "FIRESTORE_NATIVE"}}
+    )
+    result, calls = cloud.run(script("bootstrap.sh"))
+    assert result.returncode == 0, result.stderr
+    [update] = [c for c in plan(calls) if c.words[:2] == ["firestore", "databases"]]
+    assert update.words[2] == "update"
+    assert update.flag("enable-pitr") == update.flag("delete-protection") == ""
+    database = cloud.state()["resources"]["firestore databases|duo-telephony"]
+    assert database["pointInTimeRecoveryEnablement"] == "POINT_IN_TIME_RECOVERY_ENABLED"
+    assert database["deleteProtectionState"] == "DELETE_PROTECTION_ENABLED"
+
+
+def test_a_log_metrics_role_deleted_by_a_teardown_is_undeleted(cloud: Cloud) -> None:
+    cloud.seed({"iam roles|duoTelephonyLogMetrics": {"name": "x", "deleted": "True"}})
+    result, calls = cloud.run(script("bootstrap.sh"))
+    assert result.returncode == 0, result.stderr
+    assert [c.words for c in plan(calls) if c.words[:2] == ["iam", "roles"]] == [
+        ["iam", "roles", "undelete", "duoTelephonyLogMetrics"]
+    ]
