@@ -475,3 +475,8 @@ def test_an_account_the_build_cannot_find_stops_it(tmp_path: Path) -> None:
     assert result.returncode == 1
     [line] = result.stderr.splitlines()
     assert line.startswith(f"preflight: service account {push}: missing")
+
+
+def test_the_monitoring_is_applied_once_the_scheduler_job_exists() -> None:
+    # Else "no planner run" watches a planner nothing calls yet.
+    assert "scheduler-and-ttl" in waits_for("monitoring")
