@@ -6,7 +6,8 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-usage: deploy/bootstrap.sh [--dry-run] [--lifecycle-days N] [--help]
+usage: deploy/bootstrap.sh [--dry-run] [--lifecycle-days N] [--keep-images N] [--budget-usd N]
+                           [--help]
 
 Sets up what cloudbuild.yaml expects in the project: the APIs, the alerts' notification
 channel, the pipeline's own Firestore database (native mode, point-in-time recovery, delete
@@ -19,6 +20,12 @@ owner with gcloud logged in. Re-running it changes nothing.
                       run none (needs no gcloud login and no settings)
   --lifecycle-days N  give the bucket a lifecycle rule that deletes objects N days old
                       (only this; an existing bucket's rule is brought to N days)
+  --keep-images N     the Artifact Registry cleanup policy keeps the newest N images (10),
+                      for rollbacks, and deletes the others once 30 days old (set once: an
+                      existing policy is left as it is)
+  --budget-usd N      a budget of N US dollars a month on the project's billing account for
+                      this project, alerting the notification channel at 50, 90 and 100 %
+                      (needs billing.budgets.create on the account; made once)
   --help              this text
 
 Settings, from the environment:
@@ -40,26 +47,30 @@ here="$(dirname "${BASH_SOURCE[0]}")"
 source "$here/options.sh"
 DRY_RUN=false
 LIFECYCLE_DAYS=""
-lifecycle_asked=false
+KEEP_IMAGES=10
+BUDGET_USD=""
+# Options that take a whole number: OPTION -> the variable it sets.
+declare -A NUMBER_OPTIONS=([--lifecycle-days]=LIFECYCLE_DAYS [--keep-images]=KEEP_IMAGES
+  [--budget-usd]=BUDGET_USD)
 while [ $# -gt 0 ]; do
-  case "$1" in
-    --lifecycle-days)
-      lifecycle_asked=true
-      LIFECYCLE_DAYS="${2:-}"
+  option="${1%%=*}"
+  if [ -n "${NUMBER_OPTIONS[$option]:-}" ]; then
+    if [ "$option" = "$1" ]; then
+      value="${2:-}"
       shift
-      ;;
-    --lifecycle-days=*)
-      lifecycle_asked=true
-      LIFECYCLE_DAYS="${1#*=}"
-      ;;
-    *) shared_option "$1" ;;
-  esac
+    else
+      value="${1#*=}"
+    fi
+    if ! [[ "$value" =~ ^[1-9][0-9]*$ ]]; then
+      echo "$option takes a whole number, not '$value'" >&2
+      exit 2
+    fi
+    printf -v "${NUMBER_OPTIONS[$option]}" '%s' "$value"
+  else
+    shared_option "$1"
+  fi
   shift
 done
-if [ "$lifecycle_asked" = true ] && ! [[ "$LIFECYCLE_DAYS" =~ ^[1-9][0-9]*$ ]]; then
-  echo "--lifecycle-days takes a whole number of days, not '$LIFECYCLE_DAYS'" >&2
-  exit 2
-fi
 
 source "$here/plan.sh"
 source "$here/names.sh"
@@ -123,6 +134,23 @@ else
   channel="${channel:-projects/$PROJECT_ID/notificationChannels/CHANNEL_ID}"
 fi
 
+# An optional monthly budget for the project, told to the same channel. Budgets live on the
+# billing account, found by display name.
+if [ -n "$BUDGET_USD" ]; then
+  account=BILLING_ACCOUNT_ID budgets=""
+  if ! dry; then
+    account="$(gcloud billing projects describe "$PROJECT_ID" --format='value(billingAccountName)')"
+    account="${account#billingAccounts/}"
+    budgets="$(gcloud billing budgets list --billing-account="$account" --format='value(displayName)')"
+  fi
+  grep -qxF "duo-telephony $PROJECT_ID" <<<"$budgets" ||
+    run gcloud billing budgets create --billing-account="$account" \
+      --display-name="duo-telephony $PROJECT_ID" --budget-amount="${BUDGET_USD}USD" \
+      --filter-projects="projects/$PROJECT_ID" --threshold-rule=percent=0.5 \
+      --threshold-rule=percent=0.9 --threshold-rule=percent=1.0 \
+      --notifications-rule-monitoring-notification-channels="$channel"
+fi
+
 # Firestore, native mode: a database of the pipeline's own, so that its TTL policies, its
 # grants and a teardown's deletes touch nothing else in the project. Point-in-time recovery
 # keeps 7 days of versions to read or restore from; delete protection refuses a deletion
@@ -144,35 +172,52 @@ else
     --type=firestore-native --enable-pitr --delete-protection "${project[@]}"
 fi
 
+# Files handed to gcloud (lifecycle rules, the cleanup policy), printed on a dry run.
+files="$(mktemp -d)"
+trap 'rm -rf "$files"' EXIT
+file() { # NAME CONTENT: a file of CONTENT; prints its path
+  printf '%s\n' "$2" >"$files/$1"
+  echo "$files/$1"
+}
+
 exists gcloud artifacts repositories describe "$REPOSITORY" --location="$REGION" "${project[@]}" ||
   run gcloud artifacts repositories create "$REPOSITORY" --repository-format=docker \
     --location="$REGION" --description="duo-telephony images" "${project[@]}"
+# A build pushes an image each time: keep the newest KEEP_IMAGES (a rollback needs the earlier
+# ones) and delete the others once they are 30 days old (a Keep policy wins over a Delete).
+cleanup=""
+dry || cleanup="$(gcloud artifacts repositories describe "$REPOSITORY" --location="$REGION" \
+  "${project[@]}" --format='value(cleanupPolicies)')"
+if [ -z "$cleanup" ]; then
+  policy="$(file cleanup.json "[{\"name\": \"keep-newest\", \"action\": {\"type\": \"Keep\"}, \"mostRecentVersions\": {\"keepCount\": $KEEP_IMAGES}}, {\"name\": \"delete-older\", \"action\": {\"type\": \"Delete\"}, \"condition\": {\"tagState\": \"any\", \"olderThan\": \"30d\"}}]")"
+  dry && echo "# $policy: $(cat "$policy")"
+  run gcloud artifacts repositories set-cleanup-policies "$REPOSITORY" --location="$REGION" \
+    --policy="$policy" "${project[@]}"
+fi
 
 # The buckets: uniform access, never public. The feed's bucket gets a lifecycle rule only
-# when asked (docs/deploy.md, section 2: delete only, long after the feed has read them).
+# when asked (docs/deploy.md, section 2: delete only, long after the feed has read them); the
+# staging bucket, which holds only past builds' uploaded sources, keeps them 30 days.
 bucket_flags=(--location="$REGION" --uniform-bucket-level-access --public-access-prevention)
-lifecycle=()
-if [ -n "$LIFECYCLE_DAYS" ]; then
-  lifecycle_file="$(mktemp)"
-  trap 'rm -f "$lifecycle_file"' EXIT
-  printf '{"rule": [{"action": {"type": "Delete"}, "condition": {"age": %d}}]}\n' \
-    "$LIFECYCLE_DAYS" >"$lifecycle_file"
-  dry && echo "# $lifecycle_file: $(cat "$lifecycle_file")"
-  lifecycle=(--lifecycle-file="$lifecycle_file")
-fi
-if exists gcloud storage buckets describe "gs://$BUCKET" "${project[@]}"; then
-  if [ -n "$LIFECYCLE_DAYS" ]; then
-    age="$(gcloud storage buckets describe "gs://$BUCKET" "${project[@]}" \
-      --format='value(lifecycle_config.rule[0].condition.age)')"
-    [ "$age" = "$LIFECYCLE_DAYS" ] ||
-      run gcloud storage buckets update "gs://$BUCKET" "${lifecycle[@]}" "${project[@]}"
+bucket() { # BUCKET DAYS: made, with a rule deleting objects DAYS old (none when empty)
+  local lifecycle=() age
+  if [ -n "$2" ]; then
+    lifecycle=(--lifecycle-file="$(file "lifecycle-$2.json" \
+      "{\"rule\": [{\"action\": {\"type\": \"Delete\"}, \"condition\": {\"age\": $2}}]}")")
+    dry && echo "# ${lifecycle[0]#*=}: $(cat "${lifecycle[0]#*=}")"
   fi
-else
-  run gcloud storage buckets create "gs://$BUCKET" "${bucket_flags[@]}" "${lifecycle[@]}" \
-    "${project[@]}"
-fi
-exists gcloud storage buckets describe "gs://$STAGING_BUCKET" "${project[@]}" ||
-  run gcloud storage buckets create "gs://$STAGING_BUCKET" "${bucket_flags[@]}" "${project[@]}"
+  if exists gcloud storage buckets describe "gs://$1" "${project[@]}"; then
+    if [ -n "$2" ]; then
+      age="$(gcloud storage buckets describe "gs://$1" "${project[@]}" \
+        --format='value(lifecycle_config.rule[0].condition.age)')"
+      [ "$age" = "$2" ] || run gcloud storage buckets update "gs://$1" "${lifecycle[@]}" "${project[@]}"
+    fi
+  else
+    run gcloud storage buckets create "gs://$1" "${bucket_flags[@]}" "${lifecycle[@]}" "${project[@]}"
+  fi
+}
+bucket "$BUCKET" "$LIFECYCLE_DAYS"
+bucket "$STAGING_BUCKET" 30
 
 # The secret's container only: its value is added by hand from standard input (the guide's
 # next step), so the Duo secret key never passes through this script. Replicated in REGION

@@ -47,6 +47,7 @@ VERBS = {
     "list",
     "remove-iam-policy-binding",
     "rm",
+    "set-cleanup-policies",
     "undelete",
     "update",
     "update-traffic",
@@ -128,6 +129,8 @@ def _fields_on_create(group: str, name: str, flags: dict[str, str]) -> dict[str,
     if "lifecycle-file" in flags:
         rule = json.loads(Path(flags["lifecycle-file"]).read_text())["rule"][0]
         fields["lifecycle_config.rule[0].condition.age"] = str(rule["condition"]["age"])
+    if "policy" in flags and group == "artifacts repositories":
+        fields["cleanupPolicies"] = Path(flags["policy"]).read_text().strip()
     if "enable-ttl" in flags:
         fields["ttlConfig.state"] = "CREATING"
     if "display-name" in flags:
@@ -303,13 +306,13 @@ def play(argv: list[str], project: Project) -> tuple[int, str, str, bool]:
         return 0, "", "", False
     if found is None and verb == "update" and group in UPSERTED:
         found = resources[key] = {"name": name}
-    if found is None and verb in ("describe", "update", "delete", "rm"):
+    if found is None and verb in ("describe", "update", "delete", "rm", "set-cleanup-policies"):
         return 1, "", f"ERROR: NOT_FOUND: {key}\n", False
     if verb == "describe":
         # One line, tab-separated, as gcloud's value() format prints one resource.
         line = "\t".join(str(found.get(f, "")) for f in fields) + "\n" if fields else ""
         return 0, line, "", False
-    if verb == "update":
+    if verb in ("update", "set-cleanup-policies"):
         found.update(_fields_on_create(group, name, flags))
         return 0, "", "", False
     if verb in ("delete", "rm"):

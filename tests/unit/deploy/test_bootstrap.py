@@ -6,6 +6,7 @@ import json
 import shlex
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -76,8 +77,9 @@ def dry_plan_lines(output: str) -> list[str]:
 def without_temp_path(arg: str) -> str:
     """An argument as a dry run can print it: without its temporary file or the project
     number, which only a real run looks up."""
-    if arg.startswith("--lifecycle-file="):
-        return "--lifecycle-file=FILE"
+    for flag in ("--lifecycle-file=", "--policy="):
+        if arg.startswith(flag):
+            return f"{flag}{Path(arg).name}"
     return arg.replace(PROJECT_NUMBER, "PROJECT_NUMBER")
 
 
@@ -232,14 +234,56 @@ def test_the_secret_is_created_empty(runs: Runs) -> None:
 def test_the_bucket_gets_a_lifecycle_rule_only_when_asked(runs: Runs, cloud: Cloud) -> None:
     bucket = runs.cloud.state()["resources"][f"storage buckets|gs://{PROJECT}-duo-telephony"]
     assert bucket["lifecycle_config.rule[0].condition.age"] == LIFECYCLE_DAYS
+    # The staging bucket holds only past builds' sources: always a 30-day rule.
     staging = runs.cloud.state()["resources"][f"storage buckets|gs://{PROJECT}-duo-telephony-build"]
-    assert "lifecycle_config.rule[0].condition.age" not in staging
+    assert staging["lifecycle_config.rule[0].condition.age"] == "30"
 
     result, _ = cloud.run(script("bootstrap.sh"), "--dry-run")
-    assert "lifecycle" not in result.stdout
-    for line in dry_plan_lines(result.stdout):
-        if line.startswith("gcloud storage buckets create"):
-            assert "--uniform-bucket-level-access --public-access-prevention" in line
+    creates = [
+        line
+        for line in dry_plan_lines(result.stdout)
+        if line.startswith("gcloud storage buckets create")
+    ]
+    assert [line.split()[4] for line in creates] == [
+        f"gs://{PROJECT}-duo-telephony",
+        f"gs://{PROJECT}-duo-telephony-build",
+    ]
+    assert "lifecycle" not in creates[0]
+    assert "--lifecycle-file=" in creates[1] and "lifecycle-30.json" in creates[1]
+    for line in creates:
+        assert "--uniform-bucket-level-access --public-access-prevention" in line
+
+
+def test_the_image_repository_keeps_the_newest_images_and_deletes_old_ones(runs: Runs) -> None:
+    repository = runs.cloud.state()["resources"]["artifacts repositories|duo-telephony"]
+    assert json.loads(repository["cleanupPolicies"]) == [
+        {
+            "name": "keep-newest",
+            "action": {"type": "Keep"},
+            "mostRecentVersions": {"keepCount": 10},
+        },
+        {
+            "name": "delete-older",
+            "action": {"type": "Delete"},
+            "condition": {"tagState": "any", "olderThan": "30d"},
+        },
+    ]
+
+
+def test_a_budget_is_made_once_when_asked_and_tells_the_channel(cloud: Cloud) -> None:
+    cloud.seed({f"billing projects|{PROJECT}": {"billingAccountName": "billingAccounts/0A-1B"}})
+    first, calls = cloud.run(script("bootstrap.sh"), "--budget-usd", "75")
+    assert first.returncode == 0, first.stderr
+    [budget] = [c for c in plan(calls) if c.words[:3] == ["billing", "budgets", "create"]]
+    assert budget.flag("billing-account") == "0A-1B"
+    assert budget.flag("budget-amount") == "75USD"
+    assert budget.flag("filter-projects") == f"projects/{PROJECT}"
+    assert (
+        budget.flag("notifications-rule-monitoring-notification-channels") == (cloud.channels()[0])
+    )
+    again, calls = cloud.run(script("bootstrap.sh"), "--budget-usd", "75")
+    assert again.returncode == 0, again.stderr
+    assert not [c for c in plan(calls) if c.words[:2] == ["billing", "budgets"]]
 
 
 def test_a_changed_lifecycle_age_updates_the_existing_bucket(runs: Runs) -> None:
