@@ -7,7 +7,7 @@ set -euo pipefail
 usage() {
   cat <<'EOF'
 usage: deploy/bootstrap.sh [--dry-run] [--lifecycle-days N] [--keep-images N] [--budget-usd N]
-                           [--help]
+                           [--kms-key KEY] [--help]
 
 Sets up what cloudbuild.yaml expects in the project: the APIs, the alerts' notification
 channel, the pipeline's own Firestore database (native mode, point-in-time recovery, delete
@@ -26,6 +26,11 @@ owner with gcloud logged in. Re-running it changes nothing.
   --budget-usd N      a budget of N US dollars a month on the project's billing account for
                       this project, alerting the notification channel at 50, 90 and 100 %
                       (needs billing.budgets.create on the account; made once)
+  --kms-key KEY       encrypt with this Cloud KMS key (projects/P/locations/L/keyRings/R/
+                      cryptoKeys/K, in REGION's location) what the bootstrap creates: the
+                      buckets, the Firestore database, the topics and the image repository;
+                      their service agents get cryptoKeyEncrypterDecrypter on it. Only at
+                      creation: existing resources keep their encryption
   --help              this text
 
 Settings, from the environment:
@@ -49,12 +54,24 @@ DRY_RUN=false
 LIFECYCLE_DAYS=""
 KEEP_IMAGES=10
 BUDGET_USD=""
+KMS_KEY=""
 # Options that take a whole number: OPTION -> the variable it sets.
 declare -A NUMBER_OPTIONS=([--lifecycle-days]=LIFECYCLE_DAYS [--keep-images]=KEEP_IMAGES
   [--budget-usd]=BUDGET_USD)
 while [ $# -gt 0 ]; do
   option="${1%%=*}"
-  if [ -n "${NUMBER_OPTIONS[$option]:-}" ]; then
+  if [ "$option" = --kms-key ]; then
+    if [ "$1" = --kms-key ]; then
+      KMS_KEY="${2:-}"
+      shift
+    else
+      KMS_KEY="${1#*=}"
+    fi
+    if ! [[ "$KMS_KEY" =~ ^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$ ]]; then
+      echo "--kms-key takes projects/P/locations/L/keyRings/R/cryptoKeys/K, not '$KMS_KEY'" >&2
+      exit 2
+    fi
+  elif [ -n "${NUMBER_OPTIONS[$option]:-}" ]; then
     if [ "$option" = "$1" ]; then
       value="${2:-}"
       shift
@@ -151,6 +168,25 @@ if [ -n "$BUDGET_USD" ]; then
       --notifications-rule-monitoring-notification-channels="$channel"
 fi
 
+# CMEK, when asked: each service agent may use the key before anything is created with it.
+# Each resource gets the flag its create command takes.
+cmek_firestore=() cmek_repository=() cmek_bucket=() cmek_topic=()
+if [ -n "$KMS_KEY" ]; then
+  for service in artifactregistry.googleapis.com firestore.googleapis.com; do
+    run gcloud beta services identity create --service="$service" "${project[@]}"
+  done
+  for agent in "$pubsub_agent" "serviceAccount:service-$number@gcp-sa-artifactregistry.iam.gserviceaccount.com" \
+    "serviceAccount:service-$number@gcp-sa-firestore.iam.gserviceaccount.com"; do
+    grant key "$KMS_KEY" "$agent" roles/cloudkms.cryptoKeyEncrypterDecrypter
+  done
+  # Makes the Cloud Storage service agent if need be and grants it the same role on the key.
+  run gcloud storage service-agent --authorize-cmek="$KMS_KEY" "${project[@]}"
+  cmek_firestore=(--kms-key-name="$KMS_KEY")
+  cmek_repository=(--kms-key="$KMS_KEY")
+  cmek_bucket=(--default-encryption-key="$KMS_KEY")
+  cmek_topic=(--topic-encryption-key="$KMS_KEY")
+fi
+
 # Firestore, native mode: a database of the pipeline's own, so that its TTL policies, its
 # grants and a teardown's deletes touch nothing else in the project. Point-in-time recovery
 # keeps 7 days of versions to read or restore from; delete protection refuses a deletion
@@ -169,7 +205,7 @@ if exists gcloud firestore databases describe "${database[@]}" "${project[@]}"; 
   fi
 else
   run gcloud firestore databases create "${database[@]}" --location="$FIRESTORE_LOCATION" \
-    --type=firestore-native --enable-pitr --delete-protection "${project[@]}"
+    --type=firestore-native --enable-pitr --delete-protection "${cmek_firestore[@]}" "${project[@]}"
 fi
 
 # Files handed to gcloud (lifecycle rules, the cleanup policy), printed on a dry run.
@@ -182,7 +218,7 @@ file() { # NAME CONTENT: a file of CONTENT; prints its path
 
 exists gcloud artifacts repositories describe "$REPOSITORY" --location="$REGION" "${project[@]}" ||
   run gcloud artifacts repositories create "$REPOSITORY" --repository-format=docker \
-    --location="$REGION" --description="duo-telephony images" "${project[@]}"
+    --location="$REGION" --description="duo-telephony images" "${cmek_repository[@]}" "${project[@]}"
 # A build pushes an image each time: keep the newest KEEP_IMAGES (a rollback needs the earlier
 # ones) and delete the others once they are 30 days old (a Keep policy wins over a Delete).
 cleanup=""
@@ -198,7 +234,8 @@ fi
 # The buckets: uniform access, never public. The feed's bucket gets a lifecycle rule only
 # when asked (docs/deploy.md, section 2: delete only, long after the feed has read them); the
 # staging bucket, which holds only past builds' uploaded sources, keeps them 30 days.
-bucket_flags=(--location="$REGION" --uniform-bucket-level-access --public-access-prevention)
+bucket_flags=(--location="$REGION" --uniform-bucket-level-access --public-access-prevention
+  "${cmek_bucket[@]}")
 bucket() { # BUCKET DAYS: made, with a rule deleting objects DAYS old (none when empty)
   local lifecycle=() age
   if [ -n "$2" ]; then
@@ -232,7 +269,7 @@ exists gcloud secrets describe "$SECRET" "${project[@]}" ||
 # tasks even if the scheduler's first call comes before the build reaches the subscriptions.
 for topic in "${TOPICS[@]}"; do
   exists gcloud pubsub topics describe "$topic" "${project[@]}" ||
-    run gcloud pubsub topics create "$topic" "${project[@]}"
+    run gcloud pubsub topics create "$topic" "${cmek_topic[@]}" "${project[@]}"
 done
 for pair in "${SUBSCRIPTIONS[@]}"; do
   exists gcloud pubsub subscriptions describe "${pair%%:*}" "${project[@]}" ||

@@ -43,6 +43,7 @@ iam_policy_command() {
     bucket) echo storage buckets ;;
     repository) echo artifacts repositories ;;
     account) echo iam service-accounts ;;
+    key) echo kms keys ;;
     *) echo "unknown resource kind $1" >&2 && return 1 ;;
   esac
 }

@@ -437,3 +437,42 @@ def test_a_log_metrics_role_deleted_by_a_teardown_is_undeleted(cloud: Cloud) -> 
     assert [c.words for c in plan(calls) if c.words[:2] == ["iam", "roles"]] == [
         ["iam", "roles", "undelete", "duoTelephonyLogMetrics"]
     ]
+
+
+KEY = f"projects/{PROJECT}-kms/locations/us-central1/keyRings/duo/cryptoKeys/duo"
+
+
+def test_a_kms_key_encrypts_what_is_made_once_its_agents_may_use_it(cloud: Cloud) -> None:
+    cloud.seed({f"kms keys|{KEY}": {"name": KEY}})
+    result, calls = cloud.run(script("bootstrap.sh"), "--kms-key", KEY)
+    assert result.returncode == 0, result.stderr
+    ran = plan(calls)
+    key_flags = {
+        ("firestore", "databases"): "kms-key-name",
+        ("artifacts", "repositories"): "kms-key",
+        ("storage", "buckets"): "default-encryption-key",
+        ("pubsub", "topics"): "topic-encryption-key",
+    }
+    creates = [c for c in ran if "create" in c.words and tuple(c.words[:2]) in key_flags]
+    assert len(creates) == 1 + 1 + 2 + 3
+    for call in creates:
+        assert call.flag(key_flags[tuple(call.words[:2])]) == KEY, call.line
+    first_create = ran.index(creates[0])
+    granted = {
+        c.flag("member")
+        for c in ran[:first_create]
+        if c.words[:3] == ["kms", "keys", "add-iam-policy-binding"]
+        and c.flag("role") == "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+    }
+    assert granted == {
+        f"serviceAccount:service-{PROJECT_NUMBER}@{agent}.iam.gserviceaccount.com"
+        for agent in ("gcp-sa-pubsub", "gcp-sa-artifactregistry", "gcp-sa-firestore")
+    }
+    assert any(c.flag("authorize-cmek") == KEY for c in ran[:first_create])
+
+
+def test_a_kms_key_that_is_not_a_key_name_is_refused_before_any_call(cloud: Cloud) -> None:
+    result, calls = cloud.run(script("bootstrap.sh"), "--kms-key", "duo-key")
+    assert result.returncode == 2
+    assert "--kms-key takes projects/P/locations/L/keyRings/R/cryptoKeys/K" in result.stderr
+    assert calls == []
