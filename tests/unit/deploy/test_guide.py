@@ -9,10 +9,14 @@ from tests.unit.deploy.conftest import EMAIL, PROJECT, ROOT, Cloud, run_build_st
 GUIDE = (ROOT / "docs" / "deploy.md").read_text()
 
 
+def bash_blocks(text: str) -> list[str]:
+    return re.findall(r"```bash\n(.*?)```", text, re.S)
+
+
 def commands(text: str) -> list[str]:
     """Each gcloud command of the guide's bash blocks, continuation lines joined."""
     found = []
-    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+    for block in bash_blocks(text):
         joined = re.sub(r"\\\n\s*", " ", block)
         found += [line.lstrip("# ") for line in joined.splitlines() if "gcloud " in line]
     return found
@@ -30,12 +34,14 @@ def test_the_guide_is_variables_bootstrap_secret_build_feed_check() -> None:
     ]
 
 
-def test_every_build_runs_as_the_deployer_account() -> None:
+def test_every_build_runs_as_the_deployer_in_the_region_and_names_who_the_alerts_notify() -> None:
     submits = [c for c in commands(GUIDE) if "builds submit" in c]
     assert submits
     for command in submits:
         assert "--service-account=" in command
         assert "duo-telephony-deployer@" in command
+        assert '--region="$REGION"' in command
+        assert "_NOTIFICATION_CHANNEL=$NOTIFICATION_CHANNEL" in command
 
 
 def test_the_log_fallback_is_the_beta_command() -> None:
@@ -62,18 +68,6 @@ def test_the_readmes_first_screen_links_the_guide() -> None:
 
 def section(heading: str) -> str:
     return GUIDE.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
-
-
-def bash_blocks(text: str) -> list[str]:
-    return re.findall(r"```bash\n(.*?)```", text, re.S)
-
-
-def test_every_build_runs_in_the_region_and_names_who_the_alerts_notify() -> None:
-    submits = [c for c in commands(GUIDE) if "builds submit" in c]
-    assert submits
-    for command in submits:
-        assert '--region="$REGION"' in command
-        assert "_NOTIFICATION_CHANNEL=$NOTIFICATION_CHANNEL" in command
 
 
 def test_the_rollback_covers_the_three_services_senders_first_and_the_way_back() -> None:
