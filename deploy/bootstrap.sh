@@ -6,24 +6,43 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-usage: deploy/bootstrap.sh [--dry-run] [--lifecycle-days N] [--help]
+usage: deploy/bootstrap.sh [--dry-run] [--lifecycle-days N] [--keep-images N] [--budget-usd N]
+                           [--kms-key KEY] [--help]
 
-Sets up what cloudbuild.yaml expects in the project: the APIs, Firestore (native mode), the
-Artifact Registry repository, the bucket the SecOps feed reads (and the build's staging
-bucket), the Duo secret's container (never its value), the topics and subscriptions, the
-service accounts and each one's least-privilege roles. Run it as a project owner with gcloud
-logged in. Re-running it changes nothing.
+Sets up what cloudbuild.yaml expects in the project: the APIs, the alerts' notification
+channel, the pipeline's own Firestore database (native mode, point-in-time recovery, delete
+protection), the Artifact Registry repository, the bucket the SecOps feed reads (and the
+build's staging bucket), the Duo secret's container (never its value), the topics and
+subscriptions, the service accounts and each one's least-privilege roles. Run it as a project
+owner with gcloud logged in. Re-running it changes nothing.
 
   --dry-run           print the commands it would run on an empty project, in order, and
                       run none (needs no gcloud login and no settings)
   --lifecycle-days N  give the bucket a lifecycle rule that deletes objects N days old
                       (only this; an existing bucket's rule is brought to N days)
+  --keep-images N     the Artifact Registry cleanup policy keeps the newest N images (10),
+                      for rollbacks, and deletes the others once 30 days old (set once: an
+                      existing policy is left as it is)
+  --budget-usd N      a budget of N US dollars a month on the project's billing account for
+                      this project, alerting the notification channel at 50, 90 and 100 %
+                      (needs billing.budgets.create on the account; made once)
+  --kms-key KEY       encrypt with this Cloud KMS key (projects/P/locations/L/keyRings/R/
+                      cryptoKeys/K, in REGION's location) what the bootstrap creates: the
+                      buckets, the Firestore database, the topics and the image repository;
+                      their service agents get cryptoKeyEncrypterDecrypter on it. Only at
+                      creation: existing resources keep their encryption
   --help              this text
 
 Settings, from the environment:
   PROJECT_ID          the project (required, except for --dry-run)
-  REGION              us-central1: Cloud Run, Artifact Registry, the buckets
-  FIRESTORE_LOCATION  REGION: the (default) Firestore database's location
+  NOTIFICATION_EMAIL  who the alerts e-mail (required, unless NOTIFICATION_CHANNEL): an e-mail
+                      notification channel to it is found or created
+  NOTIFICATION_CHANNEL  an existing channel to notify instead,
+                      projects/PROJECT_ID/notificationChannels/ID
+  REGION              us-central1: Cloud Run, Artifact Registry, the buckets, the secret's
+                      replica (user-managed replication in this region only)
+  FIRESTORE_DATABASE  duo-telephony: the pipeline's own Firestore database
+  FIRESTORE_LOCATION  REGION: that database's location
   BUCKET              PROJECT_ID-duo-telephony: the bucket the SecOps feed reads
   SECRET              duo-skey: the Secret Manager secret for the Duo secret key
 EOF
@@ -33,31 +52,58 @@ here="$(dirname "${BASH_SOURCE[0]}")"
 source "$here/options.sh"
 DRY_RUN=false
 LIFECYCLE_DAYS=""
-lifecycle_asked=false
+KEEP_IMAGES=10
+BUDGET_USD=""
+KMS_KEY=""
+# Options that take a whole number: OPTION -> the variable it sets.
+declare -A NUMBER_OPTIONS=([--lifecycle-days]=LIFECYCLE_DAYS [--keep-images]=KEEP_IMAGES
+  [--budget-usd]=BUDGET_USD)
 while [ $# -gt 0 ]; do
-  case "$1" in
-    --lifecycle-days)
-      lifecycle_asked=true
-      LIFECYCLE_DAYS="${2:-}"
+  option="${1%%=*}"
+  if [ "$option" = --kms-key ]; then
+    if [ "$1" = --kms-key ]; then
+      KMS_KEY="${2:-}"
       shift
-      ;;
-    --lifecycle-days=*)
-      lifecycle_asked=true
-      LIFECYCLE_DAYS="${1#*=}"
-      ;;
-    *) shared_option "$1" ;;
-  esac
+    else
+      KMS_KEY="${1#*=}"
+    fi
+    if ! [[ "$KMS_KEY" =~ ^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$ ]]; then
+      echo "--kms-key takes projects/P/locations/L/keyRings/R/cryptoKeys/K, not '$KMS_KEY'" >&2
+      exit 2
+    fi
+  elif [ -n "${NUMBER_OPTIONS[$option]:-}" ]; then
+    if [ "$option" = "$1" ]; then
+      value="${2:-}"
+      shift
+    else
+      value="${1#*=}"
+    fi
+    if ! [[ "$value" =~ ^[1-9][0-9]*$ ]]; then
+      echo "$option takes a whole number, not '$value'" >&2
+      exit 2
+    fi
+    printf -v "${NUMBER_OPTIONS[$option]}" '%s' "$value"
+  else
+    shared_option "$1"
+  fi
   shift
 done
-if [ "$lifecycle_asked" = true ] && ! [[ "$LIFECYCLE_DAYS" =~ ^[1-9][0-9]*$ ]]; then
-  echo "--lifecycle-days takes a whole number of days, not '$LIFECYCLE_DAYS'" >&2
-  exit 2
-fi
 
 source "$here/plan.sh"
 source "$here/names.sh"
 settle_project "$DRY_RUN"
 project=(--project="$PROJECT_ID")
+# Alerts that notify nobody are not alerts: a channel is required (on a dry run, a placeholder).
+NOTIFICATION_CHANNEL="${NOTIFICATION_CHANNEL:-}"
+NOTIFICATION_EMAIL="${NOTIFICATION_EMAIL:-}"
+if [ -z "$NOTIFICATION_CHANNEL$NOTIFICATION_EMAIL" ]; then
+  if ! dry; then
+    echo "NOTIFICATION_EMAIL is not set: the alerts would notify nobody. export" \
+      "NOTIFICATION_EMAIL=oncall@example.com (or NOTIFICATION_CHANNEL=projects/$PROJECT_ID/notificationChannels/ID)" >&2
+    exit 2
+  fi
+  NOTIFICATION_EMAIL=NOTIFICATION_EMAIL
+fi
 
 # APIs: one call for the ones not enabled yet. Logging and Monitoring carry the build's
 # log-based metrics, alert policies and dashboard.
@@ -75,54 +121,147 @@ done
 # The Pub/Sub service agent signs push requests and forwards dead letters; this makes sure it
 # exists (it returns the existing one, so it changes nothing on a re-run).
 run gcloud beta services identity create --service=pubsub.googleapis.com "${project[@]}"
+number=PROJECT_NUMBER
+dry || number="$(gcloud projects describe "$PROJECT_ID" --format='value(projectNumber)')"
+pubsub_agent="serviceAccount:service-$number@gcp-sa-pubsub.iam.gserviceaccount.com"
 
-# Firestore, native mode, the (default) database the services use.
-if exists gcloud firestore databases describe --database='(default)' "${project[@]}"; then
-  type="$(gcloud firestore databases describe --database='(default)' "${project[@]}" \
-    --format='value(type)')"
+# The alerts' channel (Cloud Monitoring channels are in gcloud's alpha and beta tracks only).
+email_channel() { # EMAIL: the name of an e-mail channel to it, if there is one
+  dry && return 0
+  gcloud beta monitoring channels list "${project[@]}" \
+    --format='value(name,labels.email_address)' | while IFS=$'\t' read -r name address; do
+    if [ "$address" = "$1" ]; then echo "$name"; fi
+  done | head -n 1
+}
+if [ -n "$NOTIFICATION_CHANNEL" ]; then
+  if ! dry && ! gcloud beta monitoring channels describe "$NOTIFICATION_CHANNEL" \
+    "${project[@]}" >/dev/null; then
+    echo "NOTIFICATION_CHANNEL $NOTIFICATION_CHANNEL is not a channel of $PROJECT_ID" >&2
+    exit 2
+  fi
+  channel="$NOTIFICATION_CHANNEL"
+else
+  channel="$(email_channel "$NOTIFICATION_EMAIL")"
+  if [ -z "$channel" ]; then
+    run gcloud beta monitoring channels create --type=email \
+      --display-name="duo-telephony: $NOTIFICATION_EMAIL" \
+      --channel-labels=email_address="$NOTIFICATION_EMAIL" "${project[@]}"
+    channel="$(email_channel "$NOTIFICATION_EMAIL")"
+  fi
+  channel="${channel:-projects/$PROJECT_ID/notificationChannels/CHANNEL_ID}"
+fi
+
+# An optional monthly budget for the project, told to the same channel. Budgets live on the
+# billing account, found by display name.
+if [ -n "$BUDGET_USD" ]; then
+  account=BILLING_ACCOUNT_ID budgets=""
+  if ! dry; then
+    account="$(gcloud billing projects describe "$PROJECT_ID" --format='value(billingAccountName)')"
+    account="${account#billingAccounts/}"
+    budgets="$(gcloud billing budgets list --billing-account="$account" --format='value(displayName)')"
+  fi
+  grep -qxF "duo-telephony $PROJECT_ID" <<<"$budgets" ||
+    run gcloud billing budgets create --billing-account="$account" \
+      --display-name="duo-telephony $PROJECT_ID" --budget-amount="${BUDGET_USD}USD" \
+      --filter-projects="projects/$PROJECT_ID" --threshold-rule=percent=0.5 \
+      --threshold-rule=percent=0.9 --threshold-rule=percent=1.0 \
+      --notifications-rule-monitoring-notification-channels="$channel"
+fi
+
+# CMEK, when asked: each service agent may use the key before anything is created with it.
+# Each resource gets the flag its create command takes.
+cmek_firestore=() cmek_repository=() cmek_bucket=() cmek_topic=()
+if [ -n "$KMS_KEY" ]; then
+  for service in artifactregistry.googleapis.com firestore.googleapis.com; do
+    run gcloud beta services identity create --service="$service" "${project[@]}"
+  done
+  for agent in "$pubsub_agent" "serviceAccount:service-$number@gcp-sa-artifactregistry.iam.gserviceaccount.com" \
+    "serviceAccount:service-$number@gcp-sa-firestore.iam.gserviceaccount.com"; do
+    grant key "$KMS_KEY" "$agent" roles/cloudkms.cryptoKeyEncrypterDecrypter
+  done
+  # Makes the Cloud Storage service agent if need be and grants it the same role on the key.
+  run gcloud storage service-agent --authorize-cmek="$KMS_KEY" "${project[@]}"
+  cmek_firestore=(--kms-key-name="$KMS_KEY")
+  cmek_repository=(--kms-key="$KMS_KEY")
+  cmek_bucket=(--default-encryption-key="$KMS_KEY")
+  cmek_topic=(--topic-encryption-key="$KMS_KEY")
+fi
+
+# Firestore, native mode: a database of the pipeline's own, so that its TTL policies, its
+# grants and a teardown's deletes touch nothing else in the project. Point-in-time recovery
+# keeps 7 days of versions to read or restore from; delete protection refuses a deletion
+# until it is turned off.
+database=(--database="$FIRESTORE_DATABASE")
+if exists gcloud firestore databases describe "${database[@]}" "${project[@]}"; then
+  read -r type pitr protection < <(gcloud firestore databases describe "${database[@]}" \
+    "${project[@]}" --format='value(type,pointInTimeRecoveryEnablement,deleteProtectionState)')
   if [ "$type" != FIRESTORE_NATIVE ]; then
-    echo "the (default) Firestore database is $type; the pipeline needs native mode: use another project" >&2
+    echo "the Firestore database $FIRESTORE_DATABASE is $type; the pipeline needs native mode: set FIRESTORE_DATABASE to another name" >&2
     exit 1
   fi
+  if [ "$pitr" != POINT_IN_TIME_RECOVERY_ENABLED ] || [ "$protection" != DELETE_PROTECTION_ENABLED ]; then
+    run gcloud firestore databases update "${database[@]}" --enable-pitr --delete-protection \
+      "${project[@]}"
+  fi
 else
-  run gcloud firestore databases create --database='(default)' \
-    --location="$FIRESTORE_LOCATION" --type=firestore-native "${project[@]}"
+  run gcloud firestore databases create "${database[@]}" --location="$FIRESTORE_LOCATION" \
+    --type=firestore-native --enable-pitr --delete-protection "${cmek_firestore[@]}" "${project[@]}"
 fi
+
+# Files handed to gcloud (lifecycle rules, the cleanup policy), printed on a dry run.
+files="$(mktemp -d)"
+trap 'rm -rf "$files"' EXIT
+file() { # NAME CONTENT: a file of CONTENT; prints its path
+  printf '%s\n' "$2" >"$files/$1"
+  echo "$files/$1"
+}
 
 exists gcloud artifacts repositories describe "$REPOSITORY" --location="$REGION" "${project[@]}" ||
   run gcloud artifacts repositories create "$REPOSITORY" --repository-format=docker \
-    --location="$REGION" --description="duo-telephony images" "${project[@]}"
+    --location="$REGION" --description="duo-telephony images" "${cmek_repository[@]}" "${project[@]}"
+# A build pushes an image each time: keep the newest KEEP_IMAGES (a rollback needs the earlier
+# ones) and delete the others once they are 30 days old (a Keep policy wins over a Delete).
+cleanup=""
+dry || cleanup="$(gcloud artifacts repositories describe "$REPOSITORY" --location="$REGION" \
+  "${project[@]}" --format='value(cleanupPolicies)')"
+if [ -z "$cleanup" ]; then
+  policy="$(file cleanup.json "[{\"name\": \"keep-newest\", \"action\": {\"type\": \"Keep\"}, \"mostRecentVersions\": {\"keepCount\": $KEEP_IMAGES}}, {\"name\": \"delete-older\", \"action\": {\"type\": \"Delete\"}, \"condition\": {\"tagState\": \"any\", \"olderThan\": \"30d\"}}]")"
+  dry && echo "# $policy: $(cat "$policy")"
+  run gcloud artifacts repositories set-cleanup-policies "$REPOSITORY" --location="$REGION" \
+    --policy="$policy" "${project[@]}"
+fi
 
 # The buckets: uniform access, never public. The feed's bucket gets a lifecycle rule only
-# when asked (docs/deploy.md, section 2: delete only, long after the feed has read them).
-bucket_flags=(--location="$REGION" --uniform-bucket-level-access --public-access-prevention)
-lifecycle=()
-if [ -n "$LIFECYCLE_DAYS" ]; then
-  lifecycle_file="$(mktemp)"
-  trap 'rm -f "$lifecycle_file"' EXIT
-  printf '{"rule": [{"action": {"type": "Delete"}, "condition": {"age": %d}}]}\n' \
-    "$LIFECYCLE_DAYS" >"$lifecycle_file"
-  dry && echo "# $lifecycle_file: $(cat "$lifecycle_file")"
-  lifecycle=(--lifecycle-file="$lifecycle_file")
-fi
-if exists gcloud storage buckets describe "gs://$BUCKET" "${project[@]}"; then
-  if [ -n "$LIFECYCLE_DAYS" ]; then
-    age="$(gcloud storage buckets describe "gs://$BUCKET" "${project[@]}" \
-      --format='value(lifecycle_config.rule[0].condition.age)')"
-    [ "$age" = "$LIFECYCLE_DAYS" ] ||
-      run gcloud storage buckets update "gs://$BUCKET" "${lifecycle[@]}" "${project[@]}"
+# when asked (docs/deploy.md, section 2: delete only, long after the feed has read them); the
+# staging bucket, which holds only past builds' uploaded sources, keeps them 30 days.
+bucket_flags=(--location="$REGION" --uniform-bucket-level-access --public-access-prevention
+  "${cmek_bucket[@]}")
+bucket() { # BUCKET DAYS: made, with a rule deleting objects DAYS old (none when empty)
+  local lifecycle=() age
+  if [ -n "$2" ]; then
+    lifecycle=(--lifecycle-file="$(file "lifecycle-$2.json" \
+      "{\"rule\": [{\"action\": {\"type\": \"Delete\"}, \"condition\": {\"age\": $2}}]}")")
+    dry && echo "# ${lifecycle[0]#*=}: $(cat "${lifecycle[0]#*=}")"
   fi
-else
-  run gcloud storage buckets create "gs://$BUCKET" "${bucket_flags[@]}" "${lifecycle[@]}" \
-    "${project[@]}"
-fi
-exists gcloud storage buckets describe "gs://$STAGING_BUCKET" "${project[@]}" ||
-  run gcloud storage buckets create "gs://$STAGING_BUCKET" "${bucket_flags[@]}" "${project[@]}"
+  if exists gcloud storage buckets describe "gs://$1" "${project[@]}"; then
+    if [ -n "$2" ]; then
+      age="$(gcloud storage buckets describe "gs://$1" "${project[@]}" \
+        --format='value(lifecycle_config.rule[0].condition.age)')"
+      [ "$age" = "$2" ] || run gcloud storage buckets update "gs://$1" "${lifecycle[@]}" "${project[@]}"
+    fi
+  else
+    run gcloud storage buckets create "gs://$1" "${bucket_flags[@]}" "${lifecycle[@]}" "${project[@]}"
+  fi
+}
+bucket "$BUCKET" "$LIFECYCLE_DAYS"
+bucket "$STAGING_BUCKET" 30
 
 # The secret's container only: its value is added by hand from standard input (the guide's
-# next step), so the Duo secret key never passes through this script.
+# next step), so the Duo secret key never passes through this script. Replicated in REGION
+# only, which a resource-locations organization policy allows where it allows the rest.
 exists gcloud secrets describe "$SECRET" "${project[@]}" ||
-  run gcloud secrets create "$SECRET" --replication-policy=automatic "${project[@]}"
+  run gcloud secrets create "$SECRET" --replication-policy=user-managed --locations="$REGION" \
+    "${project[@]}"
 
 # Topics and bare subscriptions. The build configures the subscriptions (push endpoint, OIDC,
 # dead letters); creating them here lets the build's account hold Pub/Sub rights on these six
@@ -130,7 +269,7 @@ exists gcloud secrets describe "$SECRET" "${project[@]}" ||
 # tasks even if the scheduler's first call comes before the build reaches the subscriptions.
 for topic in "${TOPICS[@]}"; do
   exists gcloud pubsub topics describe "$topic" "${project[@]}" ||
-    run gcloud pubsub topics create "$topic" "${project[@]}"
+    run gcloud pubsub topics create "$topic" "${cmek_topic[@]}" "${project[@]}"
 done
 for pair in "${SUBSCRIPTIONS[@]}"; do
   exists gcloud pubsub subscriptions describe "${pair%%:*}" "${project[@]}" ||
@@ -146,8 +285,8 @@ done
 
 # Runtime accounts: each role on the one resource it is for.
 for name in planner fetcher writer; do
-  for role in "${RUNTIME_PROJECT_ROLES[@]}"; do
-    grant project "$PROJECT_ID" "serviceAccount:$(sa "$name")" "$role"
+  for role in "${RUNTIME_DATABASE_ROLES[@]}"; do
+    grant database "$PROJECT_ID" "serviceAccount:$(sa "$name")" "$role"
   done
 done
 grant topic "$WINDOW_TOPIC" "serviceAccount:$(sa planner)" roles/pubsub.publisher
@@ -163,13 +302,34 @@ for role in "${PLANNER_BUCKET_ROLES[@]}"; do
   grant bucket "gs://$BUCKET" "serviceAccount:$(sa planner)" "$role"
 done
 # The push and scheduler accounts get run.invoker on their services from the build, once the
-# services exist.
+# services exist. The Pub/Sub service agent mints the push account's OIDC tokens: projects made
+# since April 2021 let it by default, older ones need this, and a re-run changes nothing.
+grant account "$(sa push)" "$pubsub_agent" roles/iam.serviceAccountTokenCreator
+
+# The log-based metrics' custom role. A role deleted by the teardown stays for 7 days, under its
+# id, and comes back with undelete.
+if exists gcloud iam roles describe "$LOG_METRICS_ROLE_ID" "${project[@]}"; then
+  deleted="$(gcloud iam roles describe "$LOG_METRICS_ROLE_ID" "${project[@]}" \
+    --format='value(deleted)')"
+  if [ "$deleted" = True ]; then
+    run gcloud iam roles undelete "$LOG_METRICS_ROLE_ID" "${project[@]}"
+  fi
+else
+  run gcloud iam roles create "$LOG_METRICS_ROLE_ID" "${project[@]}" \
+    --title="duo-telephony log-based metrics" --permissions="$LOG_METRICS_PERMISSIONS"
+fi
 
 # The build's account.
 deployer="serviceAccount:$(sa deployer)"
-for role in "${DEPLOYER_PROJECT_ROLES[@]}"; do
+for role in "${DEPLOYER_PROJECT_ROLES[@]}" "$LOG_METRICS_ROLE"; do
   grant project "$PROJECT_ID" "$deployer" "$role"
 done
+for role in "${DEPLOYER_DATABASE_ROLES[@]}"; do
+  grant database "$PROJECT_ID" "$deployer" "$role"
+done
+# The build's first step checks that the secret has an enabled version: its metadata only,
+# never its value.
+grant secret "$SECRET" "$deployer" roles/secretmanager.viewer
 grant repository "$REPOSITORY" "$deployer" roles/artifactregistry.writer
 grant bucket "gs://$STAGING_BUCKET" "$deployer" roles/storage.objectViewer
 # Deploy each service as its account, and name the push and scheduler accounts as OIDC
@@ -191,8 +351,8 @@ cat <<EOF
 
 Project $PROJECT_ID is set up. Next (docs/deploy.md, sections 3 and 4):
   gcloud secrets versions add $SECRET --data-file=- --project=$PROJECT_ID   # paste the Duo secret key, then Ctrl-D
-  gcloud beta builds submit --config=cloudbuild.yaml --project=$PROJECT_ID \\
+  gcloud beta builds submit --config=cloudbuild.yaml --project=$PROJECT_ID --region=$REGION \\
     --service-account=projects/$PROJECT_ID/serviceAccounts/$(sa deployer) \\
     --gcs-source-staging-dir=gs://$STAGING_BUCKET/source \\
-    --substitutions=_REGION=$REGION,_BUCKET=$BUCKET,_DUO_SKEY_SECRET=$SECRET,_DUO_API_HOST=api-xxxxxxxx.duosecurity.com,_DUO_IKEY=DIXXXXXXXXXXXXXXXXXX
+    --substitutions=_REGION=$REGION,_BUCKET=$BUCKET,_DUO_SKEY_SECRET=$SECRET,_FIRESTORE_DATABASE=$FIRESTORE_DATABASE,_NOTIFICATION_CHANNEL=$channel,_DUO_API_HOST=api-xxxxxxxx.duosecurity.com,_DUO_IKEY=DIXXXXXXXXXXXXXXXXXX
 EOF

@@ -35,7 +35,7 @@ printf '%s\\0' "$@" >> "$SHIM_LOG"; printf '\\n' >> "$SHIM_LOG"
 case " $* " in
   *" run services describe "*) echo https://service.example ;;
   *" describe "*) [ "$SHIM_MISSING" = 1 ] && exit 1
-    case "$*" in *"value(type)"*) echo FIRESTORE_NATIVE ;; esac ;;
+    case "$*" in *"value(type"*) echo FIRESTORE_NATIVE ;; esac ;;
 esac
 exit 0
 """
@@ -62,9 +62,11 @@ def recorded(script: str, args: list[str], env: dict[str, str], cwd: Path) -> li
 
 def from_scripts() -> list[list[str]]:
     commands = []
-    settings = {"PROJECT_ID": "acme-duo"}
+    settings = {"PROJECT_ID": "acme-duo", "NOTIFICATION_EMAIL": "oncall@acme.example"}
+    key = "projects/acme-kms/locations/us-central1/keyRings/duo/cryptoKeys/duo"
     for name, args in (
         ("bootstrap.sh", ["--lifecycle-days", "400"]),
+        ("bootstrap.sh", ["--budget-usd", "50", "--kms-key", key]),
         ("teardown.sh", ["--delete-bucket", "--delete-firestore-data"]),
         ("teardown.sh", []),
     ):
@@ -89,6 +91,7 @@ def from_cloudbuild() -> list[list[str]]:
     env = {key: str(value) for key, value in config["substitutions"].items()}
     env |= {"PROJECT_ID": "acme-duo", "PROJECT_NUMBER": "1", "BUILD_ID": "b", "SHORT_SHA": "a"}
     env |= {"_BUCKET": "b", "_DUO_API_HOST": "api-1.duosecurity.com", "_DUO_IKEY": "DI1"}
+    env |= {"_NOTIFICATION_CHANNEL": "projects/acme-duo/notificationChannels/1"}
     commands = []
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "image.txt").write_text("image@sha256:0\n")

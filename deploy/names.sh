@@ -6,6 +6,9 @@
 # dry run without it the plan says PROJECT_ID.
 REGION="${REGION:-us-central1}"
 FIRESTORE_LOCATION="${FIRESTORE_LOCATION:-$REGION}"
+# The pipeline's own Firestore database: its TTL policies, its grants and a teardown's
+# deletes stay in it, away from the project's (default) database and anything else there.
+FIRESTORE_DATABASE="${FIRESTORE_DATABASE:-duo-telephony}"
 SCHEDULER_REGION="${SCHEDULER_REGION:-$REGION}"
 SECRET="${SECRET:-duo-skey}"
 
@@ -21,6 +24,7 @@ settle_project() {
   BUCKET="${BUCKET:-$PROJECT_ID-duo-telephony}"
   # Cloud Build's source staging bucket (gcloud builds submit --gcs-source-staging-dir).
   STAGING_BUCKET="$PROJECT_ID-duo-telephony-build"
+  LOG_METRICS_ROLE="projects/$PROJECT_ID/roles/$LOG_METRICS_ROLE_ID"
 }
 
 REPOSITORY=duo-telephony
@@ -42,24 +46,29 @@ ACCOUNTS=(planner fetcher writer push scheduler deployer)
 # The e-mail of one of ACCOUNTS.
 sa() { echo "duo-telephony-$1@$PROJECT_ID.iam.gserviceaccount.com"; }
 
-# Project-level roles. Firestore has no per-collection IAM, so the runtime accounts get
-# datastore.user on the project; every other runtime role is on one resource.
-RUNTIME_PROJECT_ROLES=(roles/datastore.user)
+# Firestore roles are granted on the project with an IAM condition naming the pipeline's
+# database (plan.sh, kind "database"): Firestore has no per-collection IAM.
+RUNTIME_DATABASE_ROLES=(roles/datastore.user)
 # The build's account: deploy the services and bind run.invoker on them (run.admin), the
-# planner's job (cloudscheduler.admin), the TTL policies (datastore.indexAdmin), its own log
-# (logging.logWriter: the build logs to Cloud Logging only), and the monitoring it applies:
-# log-based metrics (logging.configWriter), alert policies and the dashboard (the two
-# Monitoring editor roles narrowed to those objects). Its Pub/Sub rights are on the topics and
-# subscriptions themselves, not on the project.
+# planner's job (cloudscheduler.admin), its own log (logging.logWriter: the build logs to Cloud
+# Logging only), and the monitoring it applies: log-based metrics (the custom role below),
+# alert policies and the dashboard (the two Monitoring editor roles narrowed to those
+# objects), and reading the notification channels they name (notificationChannelViewer). Its
+# Pub/Sub rights are on the topics and subscriptions themselves, not on the project; its
+# Firestore right (the TTL policies) on the pipeline's database only.
 DEPLOYER_PROJECT_ROLES=(
   roles/run.admin
   roles/cloudscheduler.admin
-  roles/datastore.indexAdmin
   roles/logging.logWriter
-  roles/logging.configWriter
   roles/monitoring.alertPolicyEditor
   roles/monitoring.dashboardEditor
+  roles/monitoring.notificationChannelViewer
 )
+DEPLOYER_DATABASE_ROLES=(roles/datastore.indexAdmin)
+# Log-based metrics only, instead of logging.configWriter (which also changes sinks, buckets
+# and exclusions): what deploy/monitoring/apply.sh calls (describe, create, update).
+LOG_METRICS_ROLE_ID=duoTelephonyLogMetrics
+LOG_METRICS_PERMISSIONS=logging.logMetrics.create,logging.logMetrics.get,logging.logMetrics.update
 # What the writer needs on the bucket: objectCreator for its create-only uploads, and
 # legacyObjectReader (storage.objects.get only) to read an existing object's metadata when a
 # batch is delivered again (shared/gcp/bucket_writer.py: upload_from_string with

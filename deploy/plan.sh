@@ -36,13 +36,14 @@ exists() {
 # iam_policy_command KIND: the gcloud command group holding a resource kind's IAM policy.
 iam_policy_command() {
   case "$1" in
-    project) echo projects ;;
+    project | database) echo projects ;;
     topic) echo pubsub topics ;;
     subscription) echo pubsub subscriptions ;;
     secret) echo secrets ;;
     bucket) echo storage buckets ;;
     repository) echo artifacts repositories ;;
     account) echo iam service-accounts ;;
+    key) echo kms keys ;;
     *) echo "unknown resource kind $1" >&2 && return 1 ;;
   esac
 }
@@ -51,30 +52,51 @@ iam_policy_command() {
 binding_flags() {
   case "$1" in
     project) echo --condition=None ;; # the unconditional binding; no prompt about others
+    # A project binding that holds only on the pipeline's database. No spaces: the words are
+    # split on them.
+    database) echo "--condition=expression=$(database_condition),title=duo-telephony-database" ;;
     repository) echo --location="$REGION" ;;
   esac
 }
 
-# Each resource's policy as ROLE<TAB>MEMBER lines, read once per run and kept up to date by
+# The IAM condition expression of a "database" binding: Firestore's resource name of it.
+database_condition() {
+  echo "resource.name==\"projects/$PROJECT_ID/databases/$FIRESTORE_DATABASE\""
+}
+
+# Each resource's policy as ROLE<TAB>MEMBER lines (CONDITION<TAB>ROLE<TAB>MEMBER for KIND
+# database, so that only a binding with the database's condition counts), read once per run and kept up to date by
 # grant and revoke.
 declare -A POLICIES=()
 
-# Whether RESOURCE of KIND binds ROLE to MEMBER (unconditionally or not). False on a dry run.
+# Whether RESOURCE of KIND binds ROLE to MEMBER (unconditionally or not; for KIND database,
+# with the database's condition). False on a dry run.
 has_binding() { # KIND RESOURCE MEMBER ROLE
   dry && return 1
   local key="$1 $2"
   if [ -z "${POLICIES[$key]+read}" ]; then
     local -a group location=()
+    local fields=bindings.role,bindings.members
     read -ra group <<<"$(iam_policy_command "$1")"
     [ "$1" = repository ] && location=(--location="$REGION")
+    [ "$1" = database ] && fields="bindings.condition.expression,$fields"
     POLICIES[$key]="$(gcloud "${group[@]}" get-iam-policy "$2" "${location[@]}" \
       --project="$PROJECT_ID" --flatten='bindings[].members' \
-      --format='value(bindings.role,bindings.members)')" || {
+      --format="value($fields)")" || {
       unset "POLICIES[$key]" # not read: look again next time
       return 1
     }
   fi
-  grep -qxF "$4"$'\t'"$3" <<<"${POLICIES[$key]}"
+  grep -qxF "$(binding_line "$@")" <<<"${POLICIES[$key]}"
+}
+
+# How has_binding's policy lines show ROLE bound to MEMBER on a resource of KIND.
+binding_line() { # KIND RESOURCE MEMBER ROLE
+  if [ "$1" = database ]; then
+    printf '%s\t%s\t%s' "$(database_condition)" "$4" "$3"
+  else
+    printf '%s\t%s' "$4" "$3"
+  fi
 }
 
 # IAM is eventually consistent: a service account created a moment ago can be refused in a
@@ -117,7 +139,7 @@ grant() { # KIND RESOURCE MEMBER ROLE
   retry_iam gcloud "${group[@]}" add-iam-policy-binding "$2" "${extra[@]}" \
     --member="$3" --role="$4" --project="$PROJECT_ID"
   dry && return 0
-  POLICIES["$1 $2"]+=$'\n'"$4"$'\t'"$3"
+  POLICIES["$1 $2"]+=$'\n'"$(binding_line "$@")"
   echo "granted $4 to $3 on $1 $2"
 }
 
@@ -134,6 +156,6 @@ revoke() { # KIND RESOURCE MEMBER ROLE
     return 0
   fi
   "${command[@]}" >/dev/null
-  POLICIES["$1 $2"]="$(grep -vxF "$4"$'\t'"$3" <<<"${POLICIES["$1 $2"]}" || true)"
+  POLICIES["$1 $2"]="$(grep -vxF "$(binding_line "$@")" <<<"${POLICIES["$1 $2"]}" || true)"
   echo "removed $4 from $3 on $1 $2"
 }

@@ -11,23 +11,27 @@ usage: deploy/teardown.sh [--dry-run] [--delete-bucket] [--delete-firestore-data
 Deletes the scheduler job, the three Cloud Run services, the subscriptions and topics, the
 monitoring the build applied (log-based metrics named duo_telephony_*, alert policies whose
 display name starts with duo-telephony, the duo-telephony dashboard), the secret, the
-service accounts and their project-level roles, the Artifact Registry repository and the
-build's staging bucket. Already deleted resources are skipped.
+service accounts and their project-level roles, the log-based metrics' custom role, the
+Artifact Registry repository and the build's staging bucket. Already deleted resources are
+skipped.
 
 Kept unless asked, because they are the data:
   the bucket the SecOps feed reads, with every object (--delete-bucket deletes both; without
     it the writer's roles on the bucket are removed)
   the Firestore documents: cursors, windows, batch markers, the rate limit
-    (--delete-firestore-data deletes them with gcloud firestore bulk-delete)
-Never deleted: the (default) Firestore database, its TTL policies and the enabled APIs, which
-other things in the project may use.
+    (--delete-firestore-data deletes them, in the pipeline's database only, with gcloud
+    firestore bulk-delete)
+Never deleted: the pipeline's Firestore database itself (delete protection is on: see
+docs/deploy.md), the notification channel, and the enabled APIs, which other things in the
+project may use.
 
   --dry-run   print the commands it would run, in order, and run none (needs no gcloud login)
   --help      this text
 
 Settings, from the environment, as for deploy/bootstrap.sh:
   PROJECT_ID (required, except for --dry-run), REGION (us-central1), SCHEDULER_REGION
-  (REGION), BUCKET (PROJECT_ID-duo-telephony), SECRET (duo-skey)
+  (REGION), BUCKET (PROJECT_ID-duo-telephony), SECRET (duo-skey), FIRESTORE_DATABASE
+  (duo-telephony)
 EOF
 }
 
@@ -120,13 +124,18 @@ remove gcloud secrets describe "$SECRET" "${project[@]}" -- \
 # Project-level roles go before their accounts: a deleted account's bindings would otherwise
 # linger in the project's policy as deleted:serviceAccount:... members.
 for name in planner fetcher writer; do
-  for role in "${RUNTIME_PROJECT_ROLES[@]}"; do
-    revoke project "$PROJECT_ID" "serviceAccount:$(sa "$name")" "$role"
+  for role in "${RUNTIME_DATABASE_ROLES[@]}"; do
+    revoke database "$PROJECT_ID" "serviceAccount:$(sa "$name")" "$role"
   done
 done
-for role in "${DEPLOYER_PROJECT_ROLES[@]}"; do
+for role in "${DEPLOYER_PROJECT_ROLES[@]}" "$LOG_METRICS_ROLE"; do
   revoke project "$PROJECT_ID" "serviceAccount:$(sa deployer)" "$role"
 done
+for role in "${DEPLOYER_DATABASE_ROLES[@]}"; do
+  revoke database "$PROJECT_ID" "serviceAccount:$(sa deployer)" "$role"
+done
+remove gcloud iam roles describe "$LOG_METRICS_ROLE_ID" "${project[@]}" -- \
+  gcloud iam roles delete "$LOG_METRICS_ROLE_ID" --quiet "${project[@]}"
 
 remove gcloud artifacts repositories describe "$REPOSITORY" --location="$REGION" "${project[@]}" -- \
   gcloud artifacts repositories delete "$REPOSITORY" --location="$REGION" --quiet "${project[@]}"
@@ -152,11 +161,11 @@ for name in "${ACCOUNTS[@]}"; do
 done
 
 if [ "$DELETE_FIRESTORE_DATA" = true ]; then
-  run gcloud firestore bulk-delete --database='(default)' \
+  run gcloud firestore bulk-delete --database="$FIRESTORE_DATABASE" \
     --collection-ids="$FIRESTORE_COLLECTIONS" --quiet "${project[@]}"
 elif ! dry; then
   cat <<EOF
-Kept the Firestore documents (collections $FIRESTORE_COLLECTIONS); to delete them:
+Kept the Firestore documents (database $FIRESTORE_DATABASE, collections $FIRESTORE_COLLECTIONS); to delete them:
   deploy/teardown.sh --delete-firestore-data
 EOF
 fi

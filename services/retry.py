@@ -8,6 +8,7 @@ import os
 import re
 import sys
 
+from services.settings import ConfigError, firestore_database
 from shared.clock import SystemClock
 from shared.gcp.clients import firestore_client
 from shared.gcp.window_store import WindowStore
@@ -27,7 +28,12 @@ def run(args: argparse.Namespace) -> int:
     if not re.fullmatch(WINDOW_ID_PATTERN, args.window):
         print(f"duo-telephony retry: {args.window!r} is not a window id", file=sys.stderr)
         return 2
-    store = WindowStore(firestore_client(project), SystemClock())
+    try:
+        database = firestore_database(os.environ)
+    except ConfigError as error:
+        print(f"duo-telephony retry: {error}", file=sys.stderr)
+        return 2
+    store = WindowStore(firestore_client(project, database), SystemClock())
     if not store.requeue(args.source, args.window):
         print(
             f"duo-telephony retry: source {args.source} has no quarantined or failed window "

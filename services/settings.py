@@ -28,6 +28,8 @@ _SECRET_VERSION = re.compile(r"^projects/[^/]+/secrets/[^/]+/versions/[^/]+$")
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _NUMBER = re.compile(r"^\d+(\.\d+)?$")
+# A Firestore database id (4 to 63 characters), or the project's default database's.
+_DATABASE_ID = re.compile(r"^([a-z][a-z0-9-]{2,61}[a-z0-9]|\(default\))$")
 # DUO_RATE_LIMIT_PER_MINUTE's default: the fetchers find the account's limit themselves.
 AUTO_RATE = "auto"
 
@@ -94,6 +96,7 @@ class PlannerSettings:
     # before it is read again (None: not looked for; it would be landed twice).
     bucket: str | None = None
     prefix: str = DEFAULT_PREFIX
+    database: str | None = None  # FIRESTORE_DATABASE (None: the project's default database)
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ class FetcherSettings:
     lease_seconds: float
     enrich: bool
     repair_checks_ms: tuple[int, ...] = DEFAULT_CHECKS_MS
+    database: str | None = None  # FIRESTORE_DATABASE (None: the project's default database)
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,7 @@ class WriterSettings:
     bucket: str
     prefix: str
     gzip: bool
+    database: str | None = None  # FIRESTORE_DATABASE (None: the project's default database)
 
 
 class _Env:
@@ -154,6 +159,21 @@ class _Env:
 
     def on_cloud_run(self) -> bool:
         return bool(self.optional("K_SERVICE"))
+
+    def database(self) -> str | None:
+        return firestore_database(self._env)
+
+
+def firestore_database(env: Mapping[str, str]) -> str | None:
+    """FIRESTORE_DATABASE: the Firestore database the pipeline keeps its state in (the build
+    names its own); None when unset, for the project's default database."""
+    value = _Env(env).optional("FIRESTORE_DATABASE")
+    if value is not None and not _DATABASE_ID.match(value):
+        raise ConfigError(
+            f"FIRESTORE_DATABASE: {value!r} is not a Firestore database id (4 to 63 lower-case "
+            "letters, digits and hyphens, starting with a letter) or (default)"
+        )
+    return value
 
 
 def _skey(
@@ -331,6 +351,7 @@ def planner_settings(env: Mapping[str, str]) -> PlannerSettings:
         ),
         bucket=e.text("GCS_BUCKET", "") or None,
         prefix=_prefix(e),
+        database=e.database(),
     )
 
 
@@ -386,6 +407,7 @@ def fetcher_settings(env: Mapping[str, str], read_secret: SecretReader) -> Fetch
         lease_seconds=lease,
         enrich=e.flag("ENRICH_RECORDS"),
         repair_checks_ms=repair_checks(e),
+        database=e.database(),
     )
 
 
@@ -396,4 +418,5 @@ def writer_settings(env: Mapping[str, str]) -> WriterSettings:
         bucket=e.text("GCS_BUCKET"),
         prefix=_prefix(e),
         gzip=e.flag("GCS_GZIP"),
+        database=e.database(),
     )

@@ -14,7 +14,7 @@ from typing import Any, TextIO, TypeVar
 
 from google.api_core.exceptions import GoogleAPICallError, RetryError
 
-from services.settings import ConfigError, planner_settings
+from services.settings import ConfigError, firestore_database, planner_settings
 from shared.clock import Clock, SystemClock, now_ms
 from shared.gcp.clients import firestore_client
 from shared.gcp.cursor_store import CursorStore
@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         project = os.environ.get("GOOGLE_CLOUD_PROJECT") or ""
         if not project:
             raise ConfigError("GOOGLE_CLOUD_PROJECT is required but not set")
+        firestore_database(os.environ)  # read_reports opens it: a wrong one is told here
     except ConfigError as error:
         print(f"duo-telephony status: {error}")
         return 2
@@ -65,9 +66,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def read_reports(project: str, sources: list[str] | None, clock: Clock) -> list[dict[str, Any]]:
-    """Each source's status as read from Firestore; every source found there when ``sources``
-    is None."""
-    db = firestore_client(project)
+    """Each source's status as read from Firestore (the database FIRESTORE_DATABASE names);
+    every source found there when ``sources`` is None."""
+    db = firestore_client(project, firestore_database(os.environ))
     windows = WindowStore(db, clock)
     store = CursorStore(db, windows, clock)
     return [

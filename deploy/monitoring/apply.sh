@@ -4,18 +4,21 @@
 # the build's substitutions as environment variables:
 #
 #   _SERVICE_PREFIX=duo-telephony _WINDOW_TOPIC=duo-telephony-windows \
-#   _BATCH_TOPIC=duo-telephony-batches _LAG_ALERT_SECONDS=3600 _NOTIFICATION_CHANNEL= \
-#   bash deploy/monitoring/apply.sh
+#   _BATCH_TOPIC=duo-telephony-batches _LAG_ALERT_SECONDS=3600 \
+#   _NOTIFICATION_CHANNEL=projects/P/notificationChannels/ID bash deploy/monitoring/apply.sh
 #
 # Re-running changes what differs and creates nothing twice: a metric is found by its name,
 # a policy and the dashboard by their display name (the names deploy/teardown.sh removes:
 # metrics duo_telephony_*, policies "duo-telephony...", dashboard "duo-telephony").
 # _NOTIFICATION_CHANNEL: channel ids or projects/P/notificationChannels/ID names, comma
-# separated; empty leaves the policies notifying nobody (they still open incidents).
+# separated; "none" leaves the policies notifying nobody (they still open incidents), and
+# nothing at all is refused, so that no one deploys silent alerts by forgetting it.
 set -euo pipefail
 
 : "${_SERVICE_PREFIX:?}" "${_WINDOW_TOPIC:?}" "${_BATCH_TOPIC:?}" "${_LAG_ALERT_SECONDS:?}"
-channels="${_NOTIFICATION_CHANNEL:-}"
+: "${_NOTIFICATION_CHANNEL:?the channels the alerts notify (comma separated), or none}"
+channels="$_NOTIFICATION_CHANNEL"
+if [ "$channels" = none ]; then channels=""; fi
 case "$_LAG_ALERT_SECONDS" in
   '' | *[!0-9]*) echo "_LAG_ALERT_SECONDS must be a number of seconds, not '$_LAG_ALERT_SECONDS'" >&2; exit 2 ;;
 esac

@@ -26,7 +26,7 @@ log = logging.getLogger("fetcher")
 def create_fetcher_app(env: Mapping[str, str] = os.environ, clock: Clock | None = None) -> Flask:
     settings = fetcher_settings(env, read_secret_version)
     clock = clock or SystemClock()
-    db = firestore_client(settings.project)
+    db = firestore_client(settings.project, settings.database)
     clients = DuoClients(settings, db, clock)
     fetcher = WindowFetcher(
         WindowStore(db, clock),

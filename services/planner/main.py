@@ -21,7 +21,7 @@ from shared.gcp.window_store import WindowStore
 def create_planner_app(env: Mapping[str, str] = os.environ, clock: Clock | None = None) -> Flask:
     settings = planner_settings(env)
     clock = clock or SystemClock()
-    db = firestore_client(settings.project)
+    db = firestore_client(settings.project, settings.database)
     windows = WindowStore(db, clock)
     cursors = CursorStore(db, windows, clock)
     publisher = Publisher(pubsub_publisher(), settings.project, settings.window_topic)

@@ -21,7 +21,7 @@ from shared.pipeline.messages import RecordBatch
 def create_writer_app(env: Mapping[str, str] = os.environ, clock: Clock | None = None) -> Flask:
     settings = writer_settings(env)
     clock = clock or SystemClock()
-    store = WindowStore(firestore_client(settings.project), clock)
+    store = WindowStore(firestore_client(settings.project, settings.database), clock)
     bucket = storage_client(settings.project).bucket(settings.bucket)
     write = functools.partial(write_batch, bucket, prefix=settings.prefix, gzip=settings.gzip)
     return writer_app(settings.project, write, store)

@@ -58,10 +58,11 @@ def pubsub_subscriber() -> pubsub_v1.SubscriberClient:
     return pubsub_v1.SubscriberClient()
 
 
-def firestore_client(project: str) -> firestore.Client:
-    """A Firestore client for ``project`` (emulator if FIRESTORE_EMULATOR_HOST is set),
-    counting its reads, writes and deletes (``shared.gcp.operations``)."""
-    client = firestore.Client(project=project)
+def firestore_client(project: str, database: str | None = None) -> firestore.Client:
+    """A Firestore client for ``database`` of ``project`` (None: its default database; the
+    emulator if FIRESTORE_EMULATOR_HOST is set, which keeps any database named), counting its
+    reads, writes and deletes (``shared.gcp.operations``)."""
+    client = firestore.Client(project=project, database=database)
     # The API client is private to firestore.Client, and the only place every read and
     # write passes, transactions included; tests/integration/gcp/test_operations.py pins it.
     count_firestore(client._firestore_api)

@@ -92,3 +92,25 @@ def test_status_against_a_closed_port_names_firestore_within_its_deadline(monkey
     assert capsys.readouterr().out.startswith(
         f"duo-telephony status: could not read Firestore (the emulator at {closed})"
     )
+
+
+def test_status_reads_the_database_firestore_database_names(command_env, local_cloud, capsys):
+    from harness.emulators import FIRESTORE, reset_firestore
+    from shared.gcp.clients import firestore_client
+
+    host, project = local_cloud.env[ENV_VARS[FIRESTORE]], local_cloud.project
+    reset_firestore(host, project)
+    reset_firestore(host, project, "duo-telephony")
+    named = firestore_client(project, "duo-telephony")
+    clock = FakeClock()
+    CursorStore(named, WindowStore(named, clock), clock).plan("named", 3_600_000, 1)
+    try:
+        command_env.setenv("FIRESTORE_DATABASE", "duo-telephony")
+        assert main(["status", "--json"]) == 0
+        assert [r["source"] for r in json.loads(capsys.readouterr().out)] == ["named"]
+        command_env.delenv("FIRESTORE_DATABASE")
+        assert main(["status"]) == 1  # the default database has no source
+        assert "no source in Firestore" in capsys.readouterr().out
+    finally:
+        reset_firestore(host, project, "duo-telephony")
+        named.close()

@@ -16,6 +16,8 @@ from tests.unit.deploy.gcloud_recorder import SHIM, Recorder
 
 ROOT = Path(__file__).resolve().parents[3]
 PROJECT = "acme-duo"
+# Who the bootstrap's notification channel e-mails.
+EMAIL = "oncall@acme.example"
 # Calls that only read: never part of a plan.
 CHECK_VERBS = {"describe", "get-iam-policy", "list"}
 
@@ -90,7 +92,8 @@ class Cloud:
         if self.state_file.exists():
             self.state_file.write_text(json.dumps(self.state() | {"fresh_accounts": []}))
         before = len(self.calls())
-        env = self.env({"PROJECT_ID": PROJECT} if settings is None else settings)
+        default = {"PROJECT_ID": PROJECT, "NOTIFICATION_EMAIL": EMAIL}
+        env = self.env(default if settings is None else settings)
         with Recorder(self.tmp, self.state_file, self.log):
             result = subprocess.run(
                 ["bash", "-c", script, "script", *args],
@@ -110,6 +113,17 @@ class Cloud:
 
     def state(self) -> dict[str, Any]:
         return json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
+
+    def channels(self) -> list[str]:
+        """The names of the project's notification channels."""
+        resources = self.state().get("resources", {})
+        return [r["name"] for key, r in resources.items() if key.startswith("monitoring channels|")]
+
+    def add_secret_version(self) -> None:
+        """The guide's step 3: the Duo secret key added to the secret."""
+        command = f"gcloud secrets versions add duo-skey --data-file=- --project={PROJECT}"
+        result, _ = self.run(command)
+        assert result.returncode == 0, result.stderr
 
     def seed(self, resources: dict[str, dict[str, str]]) -> None:
         state = self.state()
@@ -162,8 +176,11 @@ def gcloud_steps() -> list[dict[str, Any]]:
     ]
 
 
-def run_build_steps(cloud: Cloud, tmp: Path) -> tuple[list[subprocess.CompletedProcess], list]:
-    """Runs the build's gcloud steps in order, as Cloud Build would after the image step."""
+def run_build_steps(
+    cloud: Cloud, tmp: Path, **overrides: str
+) -> tuple[list[subprocess.CompletedProcess], list]:
+    """Runs the build's gcloud steps in order, as Cloud Build would after the image step, with
+    the bootstrap's notification channel unless ``overrides`` say otherwise."""
     workdir = tmp / "workspace"
     workdir.mkdir(exist_ok=True)
     if not (workdir / "deploy").exists():  # the steps run scripts from the checkout
@@ -172,8 +189,9 @@ def run_build_steps(cloud: Cloud, tmp: Path) -> tuple[list[subprocess.CompletedP
         f"us-central1-docker.pkg.dev/{PROJECT}/duo-telephony/duo-telephony@sha256:{'0' * 64}\n"
     )
     results, calls = [], []
+    env = build_env(_NOTIFICATION_CHANNEL=",".join(cloud.channels())) | overrides
     for step in gcloud_steps():
-        result, step_calls = cloud.run(step["script"], settings=build_env(), cwd=workdir)
+        result, step_calls = cloud.run(step["script"], settings=env, cwd=workdir)
         results.append(result)
         calls.extend(step_calls)
     return results, calls

@@ -7,6 +7,18 @@ until the resource was created, a create fails if it exists, a policy holds what
 and a call containing a string listed in the state's "deny" fails with its message. So a
 second run of an idempotent script must find everything in place.
 
+A binding made with ``--condition=expression=...`` holds that expression (a binding is
+[resource, member, role] or [resource, member, role, expression]), and a policy is read back as
+the ``--format`` asks (``bindings.condition.expression``, ``bindings.role``,
+``bindings.members``).
+
+Cloud Run traffic is played as Cloud Run does it: each deploy makes a new revision; a service
+whose traffic follows the latest revision moves to it, while one whose traffic was sent to
+named revisions (``update-traffic --to-revisions``) keeps that split for every later deploy,
+until ``update-traffic --to-latest``. ``describe --flatten=status.traffic[]`` reads the split.
+Secret versions: ``secrets versions add`` adds an enabled version, ``versions describe latest``
+reads the newest.
+
 IAM propagation is played too: the first binding that names a service account created a moment
 ago fails with "does not exist", as the real API may.
 
@@ -23,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 VERBS = {
+    "add",
     "add-iam-policy-binding",
     "bulk-delete",
     "create",
@@ -34,7 +47,10 @@ VERBS = {
     "list",
     "remove-iam-policy-binding",
     "rm",
+    "set-cleanup-policies",
+    "undelete",
     "update",
+    "update-traffic",
 }
 PROJECT_NUMBER = "123456789012"
 # Every field of every collection group has an index config, so updating one never misses.
@@ -86,6 +102,8 @@ def _key(words: list[str], verb_at: int, flags: dict[str, str]) -> tuple[str, st
         group = "storage buckets"
     if "collection-group" in flags:
         name = f"{name}@{flags['collection-group']}"
+        if flags.get("database", "(default)") != "(default)":
+            name = f"{name}@{flags['database']}"
     if group == "iam service-accounts" and "@" not in name and name:
         name = f"{name}@{flags.get('project', 'PROJECT')}.iam.gserviceaccount.com"
     return group, name
@@ -94,13 +112,15 @@ def _key(words: list[str], verb_at: int, flags: dict[str, str]) -> tuple[str, st
 def _fields_on_create(group: str, name: str, flags: dict[str, str]) -> dict[str, str]:
     fields = {"name": name}
     if group == "firestore databases":
-        fields["type"] = {"firestore-native": "FIRESTORE_NATIVE"}.get(flags.get("type", ""), "")
+        if "type" in flags:
+            fields["type"] = {"firestore-native": "FIRESTORE_NATIVE"}.get(flags["type"], "")
+        if "enable-pitr" in flags:
+            fields["pointInTimeRecoveryEnablement"] = "POINT_IN_TIME_RECOVERY_ENABLED"
+        if "delete-protection" in flags:
+            fields["deleteProtectionState"] = "DELETE_PROTECTION_ENABLED"
     if group == "run services":
         service = name.rsplit("/", 1)[-1]
         fields["status.url"] = f"https://{service}-abc123-uc.a.run.app"
-        fields["status.latestCreatedRevisionName"] = f"{service}-00001-abc"
-        fields["status.latestReadyRevisionName"] = f"{service}-00001-abc"
-        fields["spec.template.spec.containers[0].image"] = flags.get("image", "")
     for source in ("policy-from-file", "config-from-file"):
         if source in flags:
             config = json.loads(Path(flags[source]).read_text())
@@ -109,11 +129,65 @@ def _fields_on_create(group: str, name: str, flags: dict[str, str]) -> dict[str,
     if "lifecycle-file" in flags:
         rule = json.loads(Path(flags["lifecycle-file"]).read_text())["rule"][0]
         fields["lifecycle_config.rule[0].condition.age"] = str(rule["condition"]["age"])
+    if "policy" in flags and group == "artifacts repositories":
+        fields["cleanupPolicies"] = Path(flags["policy"]).read_text().strip()
     if "enable-ttl" in flags:
         fields["ttlConfig.state"] = "CREATING"
     if "display-name" in flags:
         fields["displayName"] = flags["display-name"]
+    if "channel-labels" in flags:
+        for label in flags["channel-labels"].split(","):
+            key, _, value = label.partition("=")
+            fields[f"labels.{key}"] = value
     return fields
+
+
+def _condition(flags: dict[str, str]) -> str | None:
+    """The expression of ``--condition=expression=E,title=T``; None for none."""
+    value = flags.get("condition", "None")
+    if value == "None":
+        return None
+    match = re.fullmatch(r"expression=(.*?)(,title=.*)?", value)
+    assert match, f"a condition this recorder cannot read: {value}"
+    return match.group(1)
+
+
+def _deploy(service: dict[str, Any], name: str, image: str) -> None:
+    """A new revision of a Cloud Run service; traffic follows it unless pinned."""
+    count = int(service.get("revisions", "0")) + 1
+    revision = f"{name.rsplit('/', 1)[-1]}-{count:05d}-abc"
+    service |= {
+        "revisions": str(count),
+        "status.latestCreatedRevisionName": revision,
+        "status.latestReadyRevisionName": revision,
+        "spec.template.spec.containers[0].image": image,
+    }
+    if service.get("traffic") is None or service["traffic"][0][2]:
+        service["traffic"] = [[revision, 100, True]]
+
+
+def _update_traffic(service: dict[str, Any], flags: dict[str, str]) -> None:
+    if "to-latest" in flags:
+        service["traffic"] = [[service["status.latestReadyRevisionName"], 100, True]]
+        return
+    split = [part.split("=") for part in flags["to-revisions"].split(",")]
+    latest = service["status.latestReadyRevisionName"]
+    service["traffic"] = [
+        [latest if name == "LATEST" else name, int(percent), name == "LATEST"]
+        for name, percent in split
+    ]
+
+
+def _traffic_rows(service: dict[str, Any], fields: list[str]) -> str:
+    """The traffic split, one line per target, as --flatten=status.traffic[] prints it."""
+    names = {
+        "status.traffic.revisionName": 0,
+        "status.traffic.percent": 1,
+        "status.traffic.latestRevision": 2,
+    }
+    return "".join(
+        "\t".join(str(target[names[f]]) for f in fields) + "\n" for target in service["traffic"]
+    )
 
 
 def play(argv: list[str], project: Project) -> tuple[int, str, str, bool]:
@@ -139,6 +213,26 @@ def play(argv: list[str], project: Project) -> tuple[int, str, str, bool]:
         return 0, "", "", False
     if group == "services" and verb == "list":
         return 0, "".join(f"{api}\n" for api in project.state["apis"]), "", False
+    if group == "secrets versions" and verb == "add":
+        versions = [k for k in resources if k.startswith(f"{group}|{name}/")]
+        resources[f"{group}|{name}/{len(versions) + 1}"] = {"state": "ENABLED"}
+        return 0, "", "", False
+    if group == "secrets versions" and name == "latest" and "secret" in flags:
+        versions = [k for k in resources if k.startswith(f"{group}|{flags['secret']}/")]
+        if not versions:
+            return 1, "", f"ERROR: NOT_FOUND: {flags['secret']} has no versions\n", False
+        found = resources[max(versions, key=lambda k: int(k.rsplit("/", 1)[1]))]
+    if group == "run services" and verb == "update-traffic":
+        if found is None:
+            return 1, "", f"ERROR: NOT_FOUND: {key}\n", False
+        _update_traffic(found, flags)
+        return 0, "", "", False
+    if group == "run services" and verb == "describe" and found and "flatten" in flags:
+        return 0, _traffic_rows(found, fields), "", False
+    if group == "iam roles" and verb == "undelete":
+        found = found or {}
+        found["deleted"] = "False"
+        return 0, "", "", False
     if group == "services identity" and verb == "create":
         agent = f"service-{PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
         return 0, f"Service identity created: {agent}\n", "", False
@@ -147,8 +241,14 @@ def play(argv: list[str], project: Project) -> tuple[int, str, str, bool]:
         return 0, "".join("\t".join(r.get(f, "") for f in fields) + "\n" for r in rows), "", False
 
     if verb == "get-iam-policy":
-        rows = project.bindings(key)
-        return 0, "".join(f"{role}\t{member}\n" for member, role in rows), "", False
+        columns = {"bindings.members": 0, "bindings.role": 1, "bindings.condition.expression": 2}
+        rows = [[*binding, ""][:3] for binding in project.bindings(key)]
+        return (
+            0,
+            "".join("\t".join(row[columns[f]] for f in fields) + "\n" for row in rows),
+            "",
+            False,
+        )
     if verb in ("add-iam-policy-binding", "remove-iam-policy-binding"):
         if found is None and group != "projects":
             return 1, "", f"ERROR: NOT_FOUND: {key}\n", False
@@ -172,43 +272,54 @@ def play(argv: list[str], project: Project) -> tuple[int, str, str, bool]:
                     f"ERROR: INVALID_ARGUMENT: Service account {account} does not exist.\n",
                     False,
                 )
-            binding = [key, member, role]
+            condition = _condition(flags)
+            binding = [key, member, role] + ([condition] if condition else [])
             changed = binding not in project.state["bindings"]
             if changed:
                 project.state["bindings"].append(binding)
             return 0, "", "", changed
-        if [key, member, role] not in project.state["bindings"]:
+        condition = _condition(flags)
+        binding = [key, member, role] + ([condition] if condition else [])
+        if binding not in project.state["bindings"]:
             return (
                 1,
                 "",
                 "ERROR: Policy binding with the specified principal and role not found!\n",
                 False,
             )
-        project.state["bindings"].remove([key, member, role])
+        project.state["bindings"].remove(binding)
         return 0, "", "", True
 
     if verb == "create" and not name:
-        # Alert policies and dashboards: the service names them.
-        name = f"projects/{PROJECT_NUMBER}/{group.split()[-1]}/{len(resources) + 1}"
+        # Alert policies, dashboards and notification channels: the service names them.
+        kind = {"channels": "notificationChannels"}.get(group.split()[-1], group.split()[-1])
+        name = f"projects/{PROJECT_NUMBER}/{kind}/{len(resources) + 1}"
         key = f"{group}|{name}"
     if verb in ("create", "deploy"):
         if found is not None and verb == "create":
             return 1, "", f"ERROR: ALREADY_EXISTS: {key}\n", False
         resources[key] = (found or {}) | _fields_on_create(group, name, flags)
+        if group == "run services":
+            _deploy(resources[key], name, flags.get("image", ""))
         if group == "iam service-accounts":
             project.state["fresh_accounts"].append(name)
         return 0, "", "", False
     if found is None and verb == "update" and group in UPSERTED:
         found = resources[key] = {"name": name}
-    if found is None and verb in ("describe", "update", "delete", "rm"):
+    if found is None and verb in ("describe", "update", "delete", "rm", "set-cleanup-policies"):
         return 1, "", f"ERROR: NOT_FOUND: {key}\n", False
     if verb == "describe":
-        return 0, "".join(f"{found.get(f, '')}\n" for f in fields) if fields else "", "", False
-    if verb == "update":
+        # One line, tab-separated, as gcloud's value() format prints one resource.
+        line = "\t".join(str(found.get(f, "")) for f in fields) + "\n" if fields else ""
+        return 0, line, "", False
+    if verb in ("update", "set-cleanup-policies"):
         found.update(_fields_on_create(group, name, flags))
         return 0, "", "", False
     if verb in ("delete", "rm"):
         del resources[key]
+        if group == "secrets":  # its versions go with it
+            for version in [k for k in resources if k.startswith(f"secrets versions|{name}/")]:
+                del resources[version]
         project.state["bindings"] = [b for b in project.state["bindings"] if b[0] != key]
         return 0, "", "", False
     return 0, "", "", False

@@ -6,10 +6,12 @@ import json
 import shlex
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from tests.unit.deploy.conftest import PROJECT, Call, Cloud, cloudbuild, plan, script
+from tests.unit.deploy.gcloud_recorder import PROJECT_NUMBER
 
 # Project-wide roles that would give an account far more than it needs.
 BROAD_ROLES = {
@@ -48,13 +50,22 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     return Runs(cloud, dry, dry_calls, first, first_calls, second, second_calls)
 
 
+# The IAM condition that holds a project binding to the pipeline's Firestore database.
+DATABASE = f'expression=resource.name=="projects/{PROJECT}/databases/duo-telephony"'
+
+
 def bindings(calls: list[Call]) -> list[tuple[str, str, str, str]]:
-    """(resource kind, resource, member, role) of each add-iam-policy-binding."""
+    """(resource kind, resource, member, role) of each add-iam-policy-binding; a project
+    binding held to the pipeline's database is of kind "projects if database"."""
     found = []
     for call in calls:
         if "add-iam-policy-binding" in call.words:
             at = call.words.index("add-iam-policy-binding")
             kind = " ".join(call.words[:at])
+            condition = call.flag("condition")
+            if condition not in (None, "None"):
+                assert condition == f"{DATABASE},title=duo-telephony-database", condition
+                kind += " if database"
             found.append((kind, call.words[at + 1], call.flag("member"), call.flag("role")))
     return found
 
@@ -64,7 +75,12 @@ def dry_plan_lines(output: str) -> list[str]:
 
 
 def without_temp_path(arg: str) -> str:
-    return "--lifecycle-file=FILE" if arg.startswith("--lifecycle-file=") else arg
+    """An argument as a dry run can print it: without its temporary file or the project
+    number, which only a real run looks up."""
+    for flag in ("--lifecycle-file=", "--policy="):
+        if arg.startswith(flag):
+            return f"{flag}{Path(arg).name}"
+    return arg.replace(PROJECT_NUMBER, "PROJECT_NUMBER")
 
 
 def test_dry_run_needs_no_settings_no_login_and_calls_nothing(cloud: Cloud) -> None:
@@ -153,38 +169,51 @@ def test_each_account_gets_exactly_its_roles(runs: Runs) -> None:
         granted.setdefault(member, set()).add((kind, resource, role))
     bucket = f"gs://{PROJECT}-duo-telephony"
     # Listing and reading the bucket: a batch landed without its marker is looked for there.
+    # Firestore: datastore.user held to the pipeline's database, not the project's others.
     assert granted[account("planner")] == {
-        ("projects", PROJECT, "roles/datastore.user"),
+        ("projects if database", PROJECT, "roles/datastore.user"),
         ("pubsub topics", "duo-telephony-windows", "roles/pubsub.publisher"),
         ("storage buckets", bucket, "roles/storage.objectViewer"),
     }
     assert granted[account("fetcher")] == {
-        ("projects", PROJECT, "roles/datastore.user"),
+        ("projects if database", PROJECT, "roles/datastore.user"),
         ("pubsub topics", "duo-telephony-windows", "roles/pubsub.publisher"),
         ("pubsub topics", "duo-telephony-batches", "roles/pubsub.publisher"),
         ("secrets", "duo-skey", "roles/secretmanager.secretAccessor"),
     }
     # Create-only uploads and a metadata read of an existing object: no list, no delete.
     assert granted[account("writer")] == {
-        ("projects", PROJECT, "roles/datastore.user"),
+        ("projects if database", PROJECT, "roles/datastore.user"),
         ("storage buckets", bucket, "roles/storage.objectCreator"),
         ("storage buckets", bucket, "roles/storage.legacyObjectReader"),
     }
     # The push and scheduler accounts get run.invoker from the build, on their services.
     assert account("push") not in granted
     assert account("scheduler") not in granted
-    deployer = granted[account("deployer")]
-    assert {(kind, role) for kind, _, role in deployer if kind == "projects"} == {
-        ("projects", role)
-        for role in (
-            "roles/run.admin",
-            "roles/cloudscheduler.admin",
-            "roles/datastore.indexAdmin",
-            "roles/logging.logWriter",
-            "roles/logging.configWriter",
-            "roles/monitoring.alertPolicyEditor",
-            "roles/monitoring.dashboardEditor",
+    # The Pub/Sub service agent mints the push account's OIDC tokens, on every project.
+    agent = f"serviceAccount:service-{PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
+    assert granted[agent] == {
+        (
+            "iam service-accounts",
+            f"duo-telephony-push@{PROJECT}.iam.gserviceaccount.com",
+            "roles/iam.serviceAccountTokenCreator",
         )
+    }
+    deployer = granted[account("deployer")]
+    assert {(kind, role) for kind, _, role in deployer if kind.startswith("projects")} == {
+        ("projects", "roles/run.admin"),
+        ("projects", "roles/cloudscheduler.admin"),
+        ("projects", "roles/logging.logWriter"),
+        # Log-based metrics only, not logging.configWriter (sinks, exclusions, buckets).
+        ("projects", f"projects/{PROJECT}/roles/duoTelephonyLogMetrics"),
+        ("projects", "roles/monitoring.alertPolicyEditor"),
+        ("projects", "roles/monitoring.dashboardEditor"),
+        ("projects", "roles/monitoring.notificationChannelViewer"),
+        ("projects if database", "roles/datastore.indexAdmin"),
+    }
+    # The secret's metadata (the build checks it has an enabled version), never its value.
+    assert {(kind, resource, role) for kind, resource, role in deployer if kind == "secrets"} == {
+        ("secrets", "duo-skey", "roles/secretmanager.viewer")
     }
     assert {resource for kind, resource, role in deployer if role == "roles/pubsub.admin"} == {
         "duo-telephony-windows",
@@ -205,14 +234,56 @@ def test_the_secret_is_created_empty(runs: Runs) -> None:
 def test_the_bucket_gets_a_lifecycle_rule_only_when_asked(runs: Runs, cloud: Cloud) -> None:
     bucket = runs.cloud.state()["resources"][f"storage buckets|gs://{PROJECT}-duo-telephony"]
     assert bucket["lifecycle_config.rule[0].condition.age"] == LIFECYCLE_DAYS
+    # The staging bucket holds only past builds' sources: always a 30-day rule.
     staging = runs.cloud.state()["resources"][f"storage buckets|gs://{PROJECT}-duo-telephony-build"]
-    assert "lifecycle_config.rule[0].condition.age" not in staging
+    assert staging["lifecycle_config.rule[0].condition.age"] == "30"
 
     result, _ = cloud.run(script("bootstrap.sh"), "--dry-run")
-    assert "lifecycle" not in result.stdout
-    for line in dry_plan_lines(result.stdout):
-        if line.startswith("gcloud storage buckets create"):
-            assert "--uniform-bucket-level-access --public-access-prevention" in line
+    creates = [
+        line
+        for line in dry_plan_lines(result.stdout)
+        if line.startswith("gcloud storage buckets create")
+    ]
+    assert [line.split()[4] for line in creates] == [
+        f"gs://{PROJECT}-duo-telephony",
+        f"gs://{PROJECT}-duo-telephony-build",
+    ]
+    assert "lifecycle" not in creates[0]
+    assert "--lifecycle-file=" in creates[1] and "lifecycle-30.json" in creates[1]
+    for line in creates:
+        assert "--uniform-bucket-level-access --public-access-prevention" in line
+
+
+def test_the_image_repository_keeps_the_newest_images_and_deletes_old_ones(runs: Runs) -> None:
+    repository = runs.cloud.state()["resources"]["artifacts repositories|duo-telephony"]
+    assert json.loads(repository["cleanupPolicies"]) == [
+        {
+            "name": "keep-newest",
+            "action": {"type": "Keep"},
+            "mostRecentVersions": {"keepCount": 10},
+        },
+        {
+            "name": "delete-older",
+            "action": {"type": "Delete"},
+            "condition": {"tagState": "any", "olderThan": "30d"},
+        },
+    ]
+
+
+def test_a_budget_is_made_once_when_asked_and_tells_the_channel(cloud: Cloud) -> None:
+    cloud.seed({f"billing projects|{PROJECT}": {"billingAccountName": "billingAccounts/0A-1B"}})
+    first, calls = cloud.run(script("bootstrap.sh"), "--budget-usd", "75")
+    assert first.returncode == 0, first.stderr
+    [budget] = [c for c in plan(calls) if c.words[:3] == ["billing", "budgets", "create"]]
+    assert budget.flag("billing-account") == "0A-1B"
+    assert budget.flag("budget-amount") == "75USD"
+    assert budget.flag("filter-projects") == f"projects/{PROJECT}"
+    assert (
+        budget.flag("notifications-rule-monitoring-notification-channels") == (cloud.channels()[0])
+    )
+    again, calls = cloud.run(script("bootstrap.sh"), "--budget-usd", "75")
+    assert again.returncode == 0, again.stderr
+    assert not [c for c in plan(calls) if c.words[:2] == ["billing", "budgets"]]
 
 
 def test_a_changed_lifecycle_age_updates_the_existing_bucket(runs: Runs) -> None:
@@ -261,10 +332,147 @@ def test_names_are_the_builds_defaults(runs: Runs) -> None:
 
 
 def test_a_datastore_mode_database_stops_the_bootstrap(cloud: Cloud) -> None:
-    cloud.seed({"firestore databases|(default)": {"name": "(default)", "type": "DATASTORE_MODE"}})
+    cloud.seed(
+        {"firestore databases|duo-telephony": {"name": "duo-telephony", "type": "DATASTORE_MODE"}}
+    )
     result, calls = cloud.run(script("bootstrap.sh"))
     assert result.returncode == 1
     assert "native mode" in result.stderr
     # It stops at the check: nothing after it, nothing made in Firestore.
     assert calls[-1].words[:3] == ["firestore", "databases", "describe"]
-    assert calls[-1].flag("format") == "value(type)"
+    assert calls[-1].flag("format").startswith("value(type,")
+
+
+def test_the_dry_run_shows_the_database_channel_grants_role_and_regional_secret(
+    cloud: Cloud,
+) -> None:
+    result, _ = cloud.run(script("bootstrap.sh"), "--dry-run", settings={})
+    printed = [shlex.split(line) for line in dry_plan_lines(result.stdout)]
+    assert [
+        "gcloud", "firestore", "databases", "create", "--database=duo-telephony",
+        "--location=us-central1", "--type=firestore-native", "--enable-pitr",
+        "--delete-protection", "--project=PROJECT_ID",
+    ] in printed  # fmt: skip
+    assert [
+        "gcloud", "beta", "monitoring", "channels", "create", "--type=email",
+        "--display-name=duo-telephony: NOTIFICATION_EMAIL",
+        "--channel-labels=email_address=NOTIFICATION_EMAIL", "--project=PROJECT_ID",
+    ] in printed  # fmt: skip
+    assert [
+        "gcloud", "iam", "service-accounts", "add-iam-policy-binding",
+        "duo-telephony-push@PROJECT_ID.iam.gserviceaccount.com",
+        "--member=serviceAccount:service-PROJECT_NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com",
+        "--role=roles/iam.serviceAccountTokenCreator", "--project=PROJECT_ID",
+    ] in printed  # fmt: skip
+    assert [
+        "gcloud", "iam", "roles", "create", "duoTelephonyLogMetrics", "--project=PROJECT_ID",
+        "--title=duo-telephony log-based metrics",
+        "--permissions=logging.logMetrics.create,logging.logMetrics.get,"
+        "logging.logMetrics.update",
+    ] in printed  # fmt: skip
+    assert [
+        "gcloud", "secrets", "create", "duo-skey", "--replication-policy=user-managed",
+        "--locations=us-central1", "--project=PROJECT_ID",
+    ] in printed  # fmt: skip
+    assert not any("(default)" in " ".join(argv) for argv in printed)
+
+
+def test_a_real_run_without_anyone_to_notify_stops_before_calling_gcloud(cloud: Cloud) -> None:
+    result, calls = cloud.run(script("bootstrap.sh"), settings={"PROJECT_ID": PROJECT})
+    assert result.returncode == 2
+    assert "NOTIFICATION_EMAIL is not set: the alerts would notify nobody" in result.stderr
+    assert calls == []
+
+
+def test_the_channel_is_made_once_and_named_in_the_build_command(runs: Runs) -> None:
+    made = [
+        c for c in plan(runs.first_calls) if c.words[:3] == ["monitoring", "channels", "create"]
+    ]
+    assert [c.flag("channel-labels") for c in made] == ["email_address=oncall@acme.example"]
+    channel = f"projects/{PROJECT_NUMBER}/notificationChannels/1"
+    assert runs.cloud.channels() == [channel]
+    for result in (runs.first, runs.second):
+        assert f"_NOTIFICATION_CHANNEL={channel}," in result.stdout
+
+
+def test_a_given_channel_is_used_as_it_is(cloud: Cloud) -> None:
+    channel = f"projects/{PROJECT}/notificationChannels/77"
+    cloud.seed({f"monitoring channels|{channel}": {"name": channel}})
+    result, calls = cloud.run(
+        script("bootstrap.sh"), settings={"PROJECT_ID": PROJECT, "NOTIFICATION_CHANNEL": channel}
+    )
+    assert result.returncode == 0, result.stderr
+    assert not [c for c in plan(calls) if c.words[:2] == ["monitoring", "channels"]]
+    assert f"_NOTIFICATION_CHANNEL={channel}," in result.stdout
+
+
+def test_a_given_channel_that_does_not_exist_stops_the_bootstrap(cloud: Cloud) -> None:
+    channel = f"projects/{PROJECT}/notificationChannels/404"
+    result, _ = cloud.run(
+        script("bootstrap.sh"), settings={"PROJECT_ID": PROJECT, "NOTIFICATION_CHANNEL": channel}
+    )
+    assert result.returncode == 2
+    assert f"NOTIFICATION_CHANNEL {channel} is not a channel of {PROJECT}" in result.stderr
+    assert cloud.state()["resources"] == {}  # nothing made (the APIs enabled only)
+
+
+def test_an_existing_database_gets_recovery_and_delete_protection(cloud: Cloud) -> None:
+    cloud.seed(
+        {"firestore databases|duo-telephony": {"name": "duo-telephony", "type": "FIRESTORE_NATIVE"}}
+    )
+    result, calls = cloud.run(script("bootstrap.sh"))
+    assert result.returncode == 0, result.stderr
+    [update] = [c for c in plan(calls) if c.words[:2] == ["firestore", "databases"]]
+    assert update.words[2] == "update"
+    assert update.flag("enable-pitr") == update.flag("delete-protection") == ""
+    database = cloud.state()["resources"]["firestore databases|duo-telephony"]
+    assert database["pointInTimeRecoveryEnablement"] == "POINT_IN_TIME_RECOVERY_ENABLED"
+    assert database["deleteProtectionState"] == "DELETE_PROTECTION_ENABLED"
+
+
+def test_a_log_metrics_role_deleted_by_a_teardown_is_undeleted(cloud: Cloud) -> None:
+    cloud.seed({"iam roles|duoTelephonyLogMetrics": {"name": "x", "deleted": "True"}})
+    result, calls = cloud.run(script("bootstrap.sh"))
+    assert result.returncode == 0, result.stderr
+    assert [c.words for c in plan(calls) if c.words[:2] == ["iam", "roles"]] == [
+        ["iam", "roles", "undelete", "duoTelephonyLogMetrics"]
+    ]
+
+
+KEY = f"projects/{PROJECT}-kms/locations/us-central1/keyRings/duo/cryptoKeys/duo"
+
+
+def test_a_kms_key_encrypts_what_is_made_once_its_agents_may_use_it(cloud: Cloud) -> None:
+    cloud.seed({f"kms keys|{KEY}": {"name": KEY}})
+    result, calls = cloud.run(script("bootstrap.sh"), "--kms-key", KEY)
+    assert result.returncode == 0, result.stderr
+    ran = plan(calls)
+    key_flags = {
+        ("firestore", "databases"): "kms-key-name",
+        ("artifacts", "repositories"): "kms-key",
+        ("storage", "buckets"): "default-encryption-key",
+        ("pubsub", "topics"): "topic-encryption-key",
+    }
+    creates = [c for c in ran if "create" in c.words and tuple(c.words[:2]) in key_flags]
+    assert len(creates) == 1 + 1 + 2 + 3
+    for call in creates:
+        assert call.flag(key_flags[tuple(call.words[:2])]) == KEY, call.line
+    first_create = ran.index(creates[0])
+    granted = {
+        c.flag("member")
+        for c in ran[:first_create]
+        if c.words[:3] == ["kms", "keys", "add-iam-policy-binding"]
+        and c.flag("role") == "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+    }
+    assert granted == {
+        f"serviceAccount:service-{PROJECT_NUMBER}@{agent}.iam.gserviceaccount.com"
+        for agent in ("gcp-sa-pubsub", "gcp-sa-artifactregistry", "gcp-sa-firestore")
+    }
+    assert any(c.flag("authorize-cmek") == KEY for c in ran[:first_create])
+
+
+def test_a_kms_key_that_is_not_a_key_name_is_refused_before_any_call(cloud: Cloud) -> None:
+    result, calls = cloud.run(script("bootstrap.sh"), "--kms-key", "duo-key")
+    assert result.returncode == 2
+    assert "--kms-key takes projects/P/locations/L/keyRings/R/cryptoKeys/K" in result.stderr
+    assert calls == []

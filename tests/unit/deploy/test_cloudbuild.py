@@ -23,7 +23,10 @@ from tests.unit.deploy.conftest import (
     run_build_steps,
     script,
 )
+from tests.unit.deploy.gcloud_recorder import PROJECT_NUMBER
 from tests.unit.deploy.test_bootstrap import BROAD_ROLES
+
+DATABASE_CONDITION = f'resource.name=="projects/{PROJECT}/databases/duo-telephony"'
 
 # Where a document gets its expire_at (a string constant "expire_at" in shared/, by module and
 # innermost function), and the collection group of that document. A new place fails
@@ -51,6 +54,7 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
     cloud = Cloud(tmp)
     bootstrap, _ = cloud.run(script("bootstrap.sh"))
     assert bootstrap.returncode == 0, bootstrap.stderr
+    cloud.add_secret_version()
     granted = cloud.state()["bindings"]
     results, calls = run_build_steps(cloud, tmp)
     again, again_calls = run_build_steps(cloud, tmp)
@@ -122,9 +126,15 @@ def deployer_needs(call: Call) -> set[tuple[str, str]]:
     if words[0] == "scheduler":
         needs.add((project, "roles/cloudscheduler.admin"))
     if words[0] == "firestore":
-        needs.add((project, "roles/datastore.indexAdmin"))
+        # Only in the pipeline's database, where the bootstrap's grant holds.
+        assert call.flag("database") == "duo-telephony", call.line
+        needs.add((f"{project} if {DATABASE_CONDITION}", "roles/datastore.indexAdmin"))
     if words[:2] == ["logging", "metrics"]:
-        needs.add((project, "roles/logging.configWriter"))
+        needs.add((project, f"projects/{PROJECT}/roles/duoTelephonyLogMetrics"))
+    if words[:3] == ["monitoring", "channels", "describe"]:
+        needs.add((project, "roles/monitoring.notificationChannelViewer"))
+    if words[:3] == ["secrets", "versions", "describe"]:
+        needs.add((f"secrets|{call.flag('secret')}", "roles/secretmanager.viewer"))
     if words[:2] == ["monitoring", "policies"]:
         needs.add((project, "roles/monitoring.alertPolicyEditor"))
     if words[:2] == ["monitoring", "dashboards"]:
@@ -143,7 +153,11 @@ def deployer_needs(call: Call) -> set[tuple[str, str]]:
 
 def test_the_bootstrap_gives_the_builds_account_what_each_call_needs(build: Build) -> None:
     deployer = f"serviceAccount:duo-telephony-deployer@{PROJECT}.iam.gserviceaccount.com"
-    held = {(resource, role) for resource, member, role in build.granted if member == deployer}
+    held = {
+        (" if ".join([resource, *condition]), role)
+        for resource, member, role, *condition in build.granted
+        if member == deployer
+    }
     needed = set().union(*(deployer_needs(call) for call in build.calls + build.again_calls))
     assert needed
     assert needed - held == set()
@@ -246,6 +260,7 @@ def test_the_late_record_checks_index_is_made_once(build: Build) -> None:
     # WindowStore.due_checks: state == done and next_check_at_ms <= now.
     (made,) = calls_of(build.calls, "firestore", "indexes", "composite", "create")
     assert made.flag("collection-group") == "windows"
+    assert made.flag("database") == "duo-telephony"  # the pipeline's own database
     assert [a for a in made.argv if a.startswith("--field-config=")] == [
         "--field-config=field-path=state,order=ascending",
         "--field-config=field-path=next_check_at_ms,order=ascending",
@@ -282,17 +297,18 @@ def waits_for(step_id: str) -> set[str]:
     return seen
 
 
-def test_tests_run_before_any_step_that_pushes_or_deploys() -> None:
+def test_tests_and_the_preflight_run_before_any_step_that_pushes_or_deploys() -> None:
     tests = {step["id"] for step in steps() if "pytest" in step.get("script", "")}
     assert {"unit-tests", "integration-tests"} <= tests
     changing = [
         step["id"]
         for step in steps()
-        if re.search(r"\bgcloud |docker push", step.get("script", "")) and step["id"] not in tests
+        if re.search(r"\bgcloud |docker push", step.get("script", ""))
+        and step["id"] not in tests | {"preflight"}
     ]
     assert changing
     for step_id in changing:
-        assert tests <= waits_for(step_id), step_id
+        assert tests | {"preflight"} <= waits_for(step_id), step_id
 
 
 def test_the_scheduler_job_comes_after_the_subscriptions() -> None:
@@ -327,3 +343,153 @@ def test_the_build_command_in_the_header_names_the_service_account() -> None:
     header = (ROOT / "cloudbuild.yaml").read_text().split("\nsubstitutions:")[0]
     command = header[header.index("builds submit") :].split("\n#\n")[0]
     assert "--service-account=" in command
+
+
+SERVICES = ("duo-telephony-planner", "duo-telephony-fetcher", "duo-telephony-writer")
+
+
+def bootstrapped(tmp: Path) -> Cloud:
+    """A project after the bootstrap and the guide's step 3 (the secret's value)."""
+    cloud = Cloud(tmp)
+    result, _ = cloud.run(script("bootstrap.sh"))
+    assert result.returncode == 0, result.stderr
+    cloud.add_secret_version()
+    return cloud
+
+
+def traffic(cloud: Cloud, service: str) -> list[list[Any]]:
+    return cloud.state()["resources"][f"run services|{service}"]["traffic"]
+
+
+def revision(cloud: Cloud, service: str) -> str:
+    return cloud.state()["resources"][f"run services|{service}"]["status.latestReadyRevisionName"]
+
+
+def roll_back(cloud: Cloud, revisions: dict[str, str]) -> None:
+    """The guide's rollback: each service's traffic sent to a named revision, senders first."""
+    for service in SERVICES:
+        result, _ = cloud.run(
+            f"gcloud run services update-traffic {service} --region=us-central1 "
+            f"--project={PROJECT} --to-revisions={revisions[service]}=100"
+        )
+        assert result.returncode == 0, result.stderr
+
+
+def step(step_id: str) -> dict[str, Any]:
+    return next(s for s in steps() if s["id"] == step_id)
+
+
+def test_a_rollback_followed_by_a_build_serves_the_new_build(tmp_path: Path) -> None:
+    cloud = bootstrapped(tmp_path)
+    run_build_steps(cloud, tmp_path)
+    first = {service: revision(cloud, service) for service in SERVICES}
+    run_build_steps(cloud, tmp_path)
+    roll_back(cloud, first)
+    assert all(traffic(cloud, s) == [[first[s], 100, False]] for s in SERVICES)
+
+    results, _ = run_build_steps(cloud, tmp_path)
+    assert [result.returncode for result in results] == [0] * len(results)
+    for service in SERVICES:
+        newest = revision(cloud, service)
+        assert newest.endswith("-00003-abc")
+        # All its traffic, and the next deploys' too: it follows the latest revision again.
+        assert traffic(cloud, service) == [[newest, 100, True]]
+
+
+def test_ready_fails_while_a_service_serves_an_older_revision(tmp_path: Path) -> None:
+    cloud = bootstrapped(tmp_path)
+    run_build_steps(cloud, tmp_path)
+    older = revision(cloud, "duo-telephony-fetcher")
+    run_build_steps(cloud, tmp_path)
+    cloud.run(
+        "gcloud run services update-traffic duo-telephony-fetcher --region=us-central1 "
+        f"--to-revisions={older}=100"
+    )
+    env = build_env(_NOTIFICATION_CHANNEL="none")
+    result, _ = cloud.run(step("ready")["script"], settings=env, cwd=tmp_path / "workspace")
+    assert result.returncode == 1
+    [complaint] = result.stderr.splitlines()
+    assert complaint.startswith("duo-telephony-fetcher: revision duo-telephony-fetcher-00002-abc")
+    assert f"{older} 100 False" in complaint
+    assert "--to-latest" in complaint
+
+
+def preflight(cloud: Cloud, **overrides: str) -> subprocess.CompletedProcess[str]:
+    env = build_env(_NOTIFICATION_CHANNEL=",".join(cloud.channels())) | overrides
+    result, calls = cloud.run(step("preflight")["script"], settings=env)
+    assert plan(calls) == []  # it only looks
+    return result
+
+
+def test_the_preflight_passes_on_a_bootstrapped_project(tmp_path: Path) -> None:
+    result = preflight(bootstrapped(tmp_path))
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_build_without_a_notification_channel_stops_at_the_preflight(tmp_path: Path) -> None:
+    result = preflight(bootstrapped(tmp_path), _NOTIFICATION_CHANNEL="")
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert "_NOTIFICATION_CHANNEL is empty" in line
+    assert "_NOTIFICATION_CHANNEL=none" in line  # how to deploy silent alerts on purpose
+
+
+def test_none_deploys_alerts_that_notify_nobody_only_when_asked(tmp_path: Path) -> None:
+    cloud = bootstrapped(tmp_path)
+    assert preflight(cloud, _NOTIFICATION_CHANNEL="none").returncode == 0
+    results, calls = run_build_steps(cloud, tmp_path, _NOTIFICATION_CHANNEL="none")
+    assert all(result.returncode == 0 for result in results)
+    created = calls_of(calls, "monitoring", "policies", "create")
+    assert created
+    assert all(call.flag("notification-channels") is None for call in created)
+
+
+def test_the_alerts_notify_the_bootstraps_channel(build: Build) -> None:
+    created = calls_of(build.calls, "monitoring", "policies", "create")
+    updated = calls_of(build.again_calls, "monitoring", "policies", "update")
+    assert len(created) == len(updated) == 4
+    channel = f"projects/{PROJECT_NUMBER}/notificationChannels/1"
+    assert {call.flag("notification-channels") for call in created} == {channel}
+    assert {call.flag("set-notification-channels") for call in updated} == {channel}
+
+
+def test_a_channel_that_does_not_exist_stops_the_build(tmp_path: Path) -> None:
+    wrong = f"projects/{PROJECT}/notificationChannels/404"
+    result = preflight(bootstrapped(tmp_path), _NOTIFICATION_CHANNEL=wrong)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert f"notification channel {wrong}: not found" in line
+
+
+def test_a_secret_without_a_version_stops_the_build(tmp_path: Path) -> None:
+    cloud = Cloud(tmp_path)
+    cloud.run(script("bootstrap.sh"))  # and no step 3
+    result = preflight(cloud)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("preflight: secret duo-skey has no enabled version latest")
+    assert "step 3" in line
+
+
+def test_a_disabled_latest_version_stops_the_build(tmp_path: Path) -> None:
+    cloud = bootstrapped(tmp_path)
+    cloud.seed({"secrets versions|duo-skey/1": {"state": "DISABLED"}})
+    result = preflight(cloud)
+    assert result.returncode == 1
+    assert "no enabled version latest (DISABLED)" in result.stderr
+
+
+def test_an_account_the_build_cannot_find_stops_it(tmp_path: Path) -> None:
+    cloud = bootstrapped(tmp_path)
+    push = f"duo-telephony-push@{PROJECT}.iam.gserviceaccount.com"
+    result, _ = cloud.run(f"gcloud iam service-accounts delete {push} --project={PROJECT}")
+    assert result.returncode == 0
+    result = preflight(cloud)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"preflight: service account {push}: missing")
+
+
+def test_the_monitoring_is_applied_once_the_scheduler_job_exists() -> None:
+    # Else "no planner run" watches a planner nothing calls yet.
+    assert "scheduler-and-ttl" in waits_for("monitoring")

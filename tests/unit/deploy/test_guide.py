@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import re
 
-from tests.unit.deploy.conftest import ROOT
+from tests.unit.deploy.conftest import EMAIL, PROJECT, ROOT, Cloud, run_build_steps, script
 
 GUIDE = (ROOT / "docs" / "deploy.md").read_text()
+
+
+def bash_blocks(text: str) -> list[str]:
+    return re.findall(r"```bash\n(.*?)```", text, re.S)
 
 
 def commands(text: str) -> list[str]:
     """Each gcloud command of the guide's bash blocks, continuation lines joined."""
     found = []
-    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+    for block in bash_blocks(text):
         joined = re.sub(r"\\\n\s*", " ", block)
         found += [line.lstrip("# ") for line in joined.splitlines() if "gcloud " in line]
     return found
@@ -30,12 +34,14 @@ def test_the_guide_is_variables_bootstrap_secret_build_feed_check() -> None:
     ]
 
 
-def test_every_build_runs_as_the_deployer_account() -> None:
+def test_every_build_runs_as_the_deployer_in_the_region_and_names_who_the_alerts_notify() -> None:
     submits = [c for c in commands(GUIDE) if "builds submit" in c]
     assert submits
     for command in submits:
         assert "--service-account=" in command
         assert "duo-telephony-deployer@" in command
+        assert '--region="$REGION"' in command
+        assert "_NOTIFICATION_CHANNEL=$NOTIFICATION_CHANNEL" in command
 
 
 def test_the_log_fallback_is_the_beta_command() -> None:
@@ -58,3 +64,43 @@ def test_the_readmes_first_screen_links_the_guide() -> None:
     first_screen = "\n".join((ROOT / "README.md").read_text().splitlines()[:24])
     assert "(docs/deploy.md)" in first_screen
     assert "deploy/bootstrap.sh" in first_screen
+
+
+def section(heading: str) -> str:
+    return GUIDE.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_rollback_covers_the_three_services_senders_first_and_the_way_back() -> None:
+    rollback = GUIDE.split("\n### Rolling back\n", 1)[1].split("\n## ", 1)[0]
+    [back, latest] = bash_blocks(rollback)
+    rolled = re.findall(r"update-traffic duo-telephony-(\w+) .*--to-revisions=", back)
+    assert rolled == ["planner", "fetcher", "writer"]
+    assert "for name in writer fetcher planner; do" in latest
+    assert "--to-latest" in latest
+
+
+def test_the_six_steps_deploy_from_zero(cloud: Cloud) -> None:
+    settings = {"PROJECT_ID": PROJECT, "NOTIFICATION_EMAIL": EMAIL, "REGION": "us-central1"}
+    [bootstrap] = bash_blocks(section("2. Run the bootstrap"))
+    assert "deploy/bootstrap.sh               #" in bootstrap
+    result, _ = cloud.run(script("bootstrap.sh"), settings=settings)
+    assert result.returncode == 0, result.stderr
+
+    [secret, *_] = bash_blocks(section("3. Add the secret's value"))
+    result, _ = cloud.run(secret, settings=settings)
+    assert result.returncode == 0, result.stderr
+
+    [build, *_] = bash_blocks(section("4. Run the build"))
+    guide_env = settings | {
+        "BUCKET": f"{PROJECT}-duo-telephony",
+        "DUO_API_HOST": "api-12345678.duosecurity.com",
+        "DUO_IKEY": "DIXXXXXXXXXXXXXXXXXX",
+    }
+    result, calls = cloud.run(build, settings=guide_env)
+    assert result.returncode == 0, result.stderr
+    [submit] = [call for call in calls if "submit" in call.words]
+    substitutions = dict(pair.split("=", 1) for pair in submit.flag("substitutions").split(","))
+    assert substitutions["_NOTIFICATION_CHANNEL"] == cloud.channels()[0]
+
+    results, _ = run_build_steps(cloud, cloud.tmp, **substitutions)
+    assert [r.returncode for r in results] == [0] * len(results), [r.stderr for r in results]

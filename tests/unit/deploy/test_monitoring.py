@@ -7,6 +7,7 @@ leaves a metric matching nothing and fails here instead of silently counting zer
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -61,7 +62,9 @@ EXPECTED = {
     "duo_telephony_lag_seconds": {"planner: run"},
     "duo_telephony_quarantined_windows": {"planner: run"},
     "duo_telephony_windows_failed": {"fetcher: window failed"},
-    "duo_telephony_errors": {"fetcher: window failed"},
+    # Not a failed fetch, which backs off and is tried again: windows_failed counts those, for
+    # an alert with its own threshold.
+    "duo_telephony_errors": {"writer: dropped an invalid message"},
 }
 # Metrics Google writes, named as PromQL names them.
 BUILT_IN = {"pubsub_googleapis_com:subscription_dead_letter_message_count"}
@@ -135,13 +138,19 @@ def lines(serve) -> dict[str, dict[str, Any]]:  # noqa: F811 (the imported fixtu
         found["writer: batch superseded"],
     ) = read()
     assert found["writer: batch superseded"]["severity"] == "WARNING"
+    not_a_batch = base64.b64encode(b"not a batch").decode()
+    assert client.post("/", json={"message": {"data": not_a_batch}}).status_code == 204
+    found["writer: dropped an invalid message"] = read()[-1]  # read() gives every line so far
+    assert found["fetcher: window failed"]["severity"] == "ERROR"
+    assert found["writer: dropped an invalid message"]["severity"] == "ERROR"
     return found
 
 
 def matches(log_filter: str, line: dict[str, Any]) -> bool:
     """Whether the Cloud Logging entry Cloud Run makes of ``line`` (written by the service
     named by its component) matches ``log_filter``: clauses joined by AND, each
-    ``FIELD="v"``, ``FIELD=~"regex"``, ``FIELD:*`` or ``severity>=LEVEL``."""
+    ``FIELD="v"``, ``FIELD=~"regex"``, ``FIELD:*`` or ``severity>=LEVEL``, or ``NOT`` one of
+    them (which a missing field satisfies, as in Cloud Logging)."""
     entry: dict[str, Any] = {
         "resource.type": "cloud_run_revision",
         "resource.labels.service_name": f"{PREFIX}-{line['component']}",
@@ -149,6 +158,8 @@ def matches(log_filter: str, line: dict[str, Any]) -> bool:
     }
     entry |= {f"jsonPayload.{key}": value for key, value in line.items() if key != "severity"}
     for clause in log_filter.split(" AND "):
+        negated = clause.startswith("NOT ")
+        clause = clause.removeprefix("NOT ")
         if match := re.fullmatch(r'(\S+?)="(.*)"', clause):
             ok = match.group(1) in entry and str(entry[match.group(1)]) == match.group(2)
         elif match := re.fullmatch(r'(\S+?)=~"(.*)"', clause):
@@ -159,6 +170,8 @@ def matches(log_filter: str, line: dict[str, Any]) -> bool:
             ok = SEVERITIES.index(line["severity"]) >= SEVERITIES.index(match.group(1))
         else:
             pytest.fail(f"a clause this test cannot evaluate: {clause!r}")
+        if negated:
+            ok = not ok
         if not ok:
             return False
     return True
@@ -300,3 +313,51 @@ def test_apply_finds_the_display_name_where_it_looks(path: Path) -> None:
     # indented by two spaces; a reformatted file would make it create a second one.
     found = re.findall(r'^  "displayName": "(.*)",$', path.read_text(), re.MULTILINE)
     assert found == [json.loads(path.read_text())["displayName"]]
+
+
+def conditions() -> dict[str, dict[str, Any]]:
+    """Every policy's conditions, by display name."""
+    return {
+        condition["displayName"]: condition["conditionPrometheusQueryLanguage"]
+        for policy in policies()
+        for condition in policy["conditions"]
+    }
+
+
+def test_a_catch_up_opens_no_lag_alert_but_a_standing_watermark_does() -> None:
+    # A first deploy starts _LOOKBACK behind and a backfill far behind: the lag is above the
+    # threshold while the watermark moves. Only a lag above it that also grew by nearly the
+    # time that passed (the watermark moved less than 5 of the last 30 minutes) alerts.
+    [query] = [c["query"] for c in conditions().values() if "_lag_seconds_" in c["query"]]
+    now, grown = query.split(" and ")
+    assert now.endswith(") > 1234)")
+    assert " offset " not in now
+    assert grown.count(" offset 30m") == 2  # the mean lag 30 minutes ago, sum and count
+    growth = int(re.fullmatch(r".*\) > (\d+)\)", grown).group(1))
+    assert 0 < 30 * 60 - growth <= 5 * 60
+
+
+def test_no_planner_run_alerts_only_once_the_planner_has_run() -> None:
+    # On a first deploy the metric does not exist yet: absence alone would open an incident.
+    absent = {name: c for name, c in conditions().items() if "absent" in c["query"]}
+    assert list(absent) == ["no planner run for 15 minutes, after it has run"]
+    query = absent["no planner run for 15 minutes, after it has run"]["query"]
+    runs = "logging_googleapis_com:user_duo_telephony_quarantined_windows_count"
+    match = re.fullmatch(
+        rf"absent_over_time\({runs}\{{(.*)\}}\[10m\]\) and on\(\) "
+        rf"count\(count_over_time\({runs}\{{(.*)\}}\[1d\]\)\)",
+        query,
+    )
+    assert match and match.group(1) == match.group(2)
+    # Several of the planner's minutes: 10 without a run, then 5 more.
+    assert absent["no planner run for 15 minutes, after it has run"]["duration"] == "300s"
+
+
+def test_window_failures_alert_at_their_threshold_only() -> None:
+    failing = conditions()["window fetches keep failing"]["query"]
+    assert failing.endswith('_windows_failed{monitored_resource="cloud_run_revision"}[30m])) >= 3')
+    # And no other condition reads what a single failed fetch writes.
+    others = [
+        c["query"] for name, c in conditions().items() if name != "window fetches keep failing"
+    ]
+    assert not any("windows_failed" in query for query in others)

@@ -40,6 +40,7 @@ def deployed_state(tmp_path_factory: pytest.TempPathFactory) -> str:
     cloud = Cloud(tmp_path_factory.mktemp("deployed"))
     bootstrap, _ = cloud.run(script("bootstrap.sh"))
     assert bootstrap.returncode == 0, bootstrap.stderr
+    cloud.add_secret_version()
     results, _ = run_build_steps(cloud, cloud.tmp)
     assert all(result.returncode == 0 for result in results)
     cloud.seed(OURS | THEIRS)
@@ -79,10 +80,13 @@ def torn_down(deployed_state: str, tmp_path_factory: pytest.TempPathFactory) -> 
 def test_it_removes_what_the_bootstrap_and_the_build_made_but_the_bucket(torn_down: tuple) -> None:
     state, _, _ = torn_down
     left = set(state["resources"])
-    assert left == {BUCKET, "firestore databases|(default)"} | set(THEIRS) | {
-        "firestore indexes fields|expire_at@windows",
-        "firestore indexes fields|expire_at@batches",
-        "firestore indexes composite|@windows",  # kept with the database, like the TTLs
+    # The pipeline's database (delete-protected) and its TTL policies, and the notification
+    # channel, which may tell of other things too.
+    assert left == {BUCKET, "firestore databases|duo-telephony"} | set(THEIRS) | {
+        "firestore indexes fields|expire_at@windows@duo-telephony",
+        "firestore indexes fields|expire_at@batches@duo-telephony",
+        "firestore indexes composite|duo-telephony@windows@duo-telephony",  # kept with the database
+        "monitoring channels|projects/123456789012/notificationChannels/1",
     }
     # No binding of a deleted account lingers on the project or the bucket kept.
     assert [b for b in state["bindings"] if "duo-telephony-" in b[1]] == []
@@ -102,6 +106,8 @@ def test_the_bucket_and_the_firestore_data_go_when_asked(deployed: Cloud) -> Non
     assert BUCKET not in deployed.state()["resources"]
     bulk = [call for call in plan(calls) if call.words[:2] == ["firestore", "bulk-delete"]]
     assert len(bulk) == 1
+    # Only in the pipeline's own database: the project's (default) one is someone else's.
+    assert bulk[0].flag("database") == "duo-telephony"
     assert set(bulk[0].flag("collection-ids").split(",")) == pipeline_collections()
 
 

@@ -519,3 +519,32 @@ def test_a_rate_limit_neither_auto_nor_a_number_says_both_are_allowed():
 def test_a_burst_with_a_limit_found_by_itself_is_refused():
     message = fetcher_error(fetcher_env(DUO_RATE_BURST="5"))
     assert "DUO_RATE_BURST" in message and "auto" in message
+
+
+# --- FIRESTORE_DATABASE ---------------------------------------------------------------------
+
+
+def test_every_service_opens_the_database_named_and_by_default_the_projects_default():
+    planner_env = {"GOOGLE_CLOUD_PROJECT": "acme-prod"}
+    writer_env = planner_env | {"GCS_BUCKET": "b"}
+    named = {"FIRESTORE_DATABASE": "duo-telephony"}
+    assert planner_settings(planner_env | named).database == "duo-telephony"
+    assert fetcher_settings(fetcher_env(**named), Reader()).database == "duo-telephony"
+    assert writer_settings(writer_env | named).database == "duo-telephony"
+    assert planner_settings(planner_env).database is None
+    assert fetcher_settings(fetcher_env(), Reader()).database is None
+    assert writer_settings(writer_env).database is None
+    assert writer_settings(writer_env | {"FIRESTORE_DATABASE": "(default)"}).database == (
+        "(default)"
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["Duo-Telephony", "duo", "1duo", "duo-", "duo_telephony", "a" * 64]
+)
+def test_a_database_name_firestore_would_refuse_is_named_at_start(name):
+    with pytest.raises(ConfigError) as caught:
+        writer_settings(
+            {"GOOGLE_CLOUD_PROJECT": "p", "GCS_BUCKET": "b", "FIRESTORE_DATABASE": name}
+        )
+    assert str(caught.value).startswith(f"FIRESTORE_DATABASE: {name!r} is not a Firestore database")
