@@ -260,8 +260,11 @@ class Discovery:
 
 
 def discovery_due(parent_doc: Mapping[str, Any] | None, now: int, refresh_ms: int) -> bool:
-    """Whether the parent's children are listed again in this run."""
-    return parent_doc is None or now - parent_doc.get("listed_at_ms", 0) >= refresh_ms
+    """Whether the parent's children are listed again in this run: every ``refresh_ms``, and
+    every run while the listing fails (one request, and a fixed permission shows at once)."""
+    if parent_doc is None or parent_doc.get("error"):
+        return True
+    return now - parent_doc.get("listed_at_ms", 0) >= refresh_ms
 
 
 def parent_entry(discovery: Discovery, now: int) -> dict[str, Any]:

@@ -216,3 +216,4 @@ def test_discovery_runs_every_refresh():
     assert discovery_due(None, NOW, HOUR)
     assert not discovery_due({"listed_at_ms": NOW}, NOW + HOUR - 1, HOUR)
     assert discovery_due({"listed_at_ms": NOW}, NOW + HOUR, HOUR)
+    assert discovery_due({"listed_at_ms": NOW, "error": "40301"}, NOW + 1, HOUR)
