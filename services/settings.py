@@ -18,6 +18,17 @@ from shared.duo.telephony import RETENTION_MS
 from shared.pipeline.ids import SOURCE_ID_PATTERN
 from shared.pipeline.planning import DEFAULT_PARALLELISM
 from shared.pipeline.repair import CHECK_BATCH_MS, DEFAULT_CHECKS_MS
+from shared.pipeline.sources import (
+    DEFAULT_REFRESH_MS,
+    ENV,
+    MSP_PARENT,
+    SOURCES_FILE,
+    ParentSpec,
+    SourcesError,
+    SourceSpec,
+    parse_parent,
+    parse_sources_file,
+)
 from shared.pipeline.topics import TopicNames
 from shared.pipeline.windows import LANDING_TIMEOUT_MS
 
@@ -94,6 +105,15 @@ class PlannerSettings:
     # before it is read again (None: not looked for; it would be landed twice).
     bucket: str | None = None
     prefix: str = DEFAULT_PREFIX
+    # The sources file's sources and the MSP parent (the registry holds the rest).
+    file_sources: tuple[SourceSpec, ...] = ()
+    parent: ParentSpec | None = None
+    accounts_refresh_ms: int = DEFAULT_REFRESH_MS
+
+    @property
+    def configured(self) -> tuple[SourceSpec, ...]:
+        """The sources configured in the deployment, for the registry."""
+        return tuple(SourceSpec(source, ENV) for source in self.sources) + self.file_sources
 
 
 @dataclass(frozen=True)
@@ -221,6 +241,8 @@ class _Entry:
 
 def _entries(env: _Env) -> list[_Entry]:
     listed = env.optional("DUO_SOURCES")
+    if listed is None and not env.optional("DUO_API_HOST") and _registry_only(env):
+        return []
     if listed is None:
         return [
             _Entry(
@@ -247,6 +269,44 @@ def _entries(env: _Env) -> list[_Entry]:
             raise ConfigError(f"DUO_SOURCES[{position}] is not an object")
         entries.append(_Entry(item, position))
     return entries
+
+
+def _registry_only(env: _Env) -> bool:
+    """Whether the deployment's sources may all come from the sources file or the MSP parent,
+    without the single-account variables."""
+    return bool(env.optional(SOURCES_FILE) or env.optional(MSP_PARENT))
+
+
+def file_sources(e: _Env) -> tuple[SourceSpec, ...]:
+    """The sources file's sources (``DUO_SOURCES_FILE``, a path), checked entry by entry."""
+    path = e.optional(SOURCES_FILE)
+    if path is None:
+        return ()
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except OSError as error:
+        raise ConfigError(f"{SOURCES_FILE}: cannot read {path}: {error.strerror}") from None
+    try:
+        specs = tuple(parse_sources_file(text))
+        for position, spec in enumerate(specs):
+            DuoEndpoint.parse(spec.api_host, f"{SOURCES_FILE}[{position}].api_host")
+    except (SourcesError, EndpointError) as error:
+        raise ConfigError(str(error)) from None
+    return specs
+
+
+def msp_parent(e: _Env) -> ParentSpec | None:
+    """``DUO_MSP_PARENT``, the MSP parent's Accounts API integration, checked."""
+    raw = e.optional(MSP_PARENT)
+    if raw is None:
+        return None
+    try:
+        parent = parse_parent(raw)
+        DuoEndpoint.parse(parent.api_host, f"{MSP_PARENT}.api_host")
+    except (SourcesError, EndpointError) as error:
+        raise ConfigError(str(error)) from None
+    return parent
 
 
 def _sources(env: _Env, build: Callable[[_Entry, str], T]) -> dict[str, T]:
@@ -317,9 +377,19 @@ def planner_settings(env: Mapping[str, str]) -> PlannerSettings:
     delay = parse_duration(e.text("PLAN_DELAY", "2m"), "PLAN_DELAY")
     if delay < 120:
         raise ConfigError("PLAN_DELAY: Duo publishes logs two minutes late; use at least 2m")
+    configured = tuple(_sources(e, lambda _entry, source_id: source_id))
+    listed = file_sources(e)
+    for spec in listed:
+        if spec.id in configured:
+            raise ConfigError(
+                f"{SOURCES_FILE}: source {spec.id!r} is configured by DUO_SOURCES or SOURCE_ID too"
+            )
+    refresh = parse_duration(e.text("ACCOUNTS_REFRESH", "1h"), "ACCOUNTS_REFRESH")
+    if not 300 <= refresh <= 86400:
+        raise ConfigError("ACCOUNTS_REFRESH: use between 5m and 1d")
     return PlannerSettings(
         project=e.project(),
-        sources=tuple(_sources(e, lambda _entry, source_id: source_id)),
+        sources=configured,
         window_topic=e.text("WINDOW_TOPIC", TopicNames.windows),
         lookback_seconds=lookback,
         parallelism=int(e.number("PLAN_PARALLELISM", DEFAULT_PARALLELISM, 1, 64)),
@@ -331,6 +401,9 @@ def planner_settings(env: Mapping[str, str]) -> PlannerSettings:
         ),
         bucket=e.text("GCS_BUCKET", "") or None,
         prefix=_prefix(e),
+        file_sources=listed,
+        parent=msp_parent(e),
+        accounts_refresh_ms=int(refresh * 1000),
     )
 
 

@@ -12,6 +12,7 @@ not transactions: two planners syncing at once compute the same updates, and a f
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -98,3 +99,30 @@ class SourceRegistry:
     def counts(self) -> dict[str, int]:
         """How many sources are in each state."""
         return dict(Counter(doc.get("state") for doc in self.entries().values()))
+
+
+class CachedEntries:
+    """A service's view of the registry: each source's entry read at most once per
+    ``ttl_seconds`` (every task and batch names its source; the entry seldom changes)."""
+
+    def __init__(self, registry: SourceRegistry, clock: Clock, ttl_seconds: float = 60.0) -> None:
+        self._registry = registry
+        self._clock = clock
+        self._ttl = ttl_seconds
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
+
+    def entry(self, source: str) -> dict[str, Any] | None:
+        with self._lock:
+            cached = self._cache.get(source)
+        if cached is not None and self._clock.now() - cached[0] < self._ttl:
+            return cached[1]
+        entry = self._registry.entry(source)
+        with self._lock:
+            self._cache[source] = (self._clock.now(), entry)
+        return entry
+
+    def trouble(self, source: str, update: dict[str, Any]) -> bool:
+        with self._lock:
+            self._cache.pop(source, None)
+        return self._registry.trouble(source, update)

@@ -340,3 +340,11 @@ def trouble(state: str, error: str, code: int | None, now: int, fix: str | None)
 def active(docs: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """The sources planned this run, in id order."""
     return sorted(source for source, doc in docs.items() if doc.get("state") == ACTIVE)
+
+
+def destination_of(entry: Mapping[str, Any] | None, bucket: str, prefix: str) -> tuple[str, str]:
+    """The bucket and prefix a source's objects land under: its own, or the deployment's
+    (a source without an entry, or without a destination, keeps today's layout)."""
+    own = (entry or {}).get("destination") or {}
+    own_prefix = own.get("prefix")
+    return own.get("bucket") or bucket, prefix if own_prefix is None else own_prefix
