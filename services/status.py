@@ -15,7 +15,9 @@ from services.settings import ConfigError, planner_settings
 from shared.clock import Clock, SystemClock, now_ms
 from shared.gcp.clients import firestore_client
 from shared.gcp.cursor_store import CursorStore
+from shared.gcp.source_registry import SourceRegistry
 from shared.gcp.window_store import WindowStore
+from shared.pipeline.sources import ACTIVE, CHILD, ENV, GONE, TROUBLED, SourceSpec
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     if not reports:
         print(f"duo-telephony status: no source in Firestore ({project}): the planner has not run")
         return 1
-    return show(reports, now_ms(clock), as_json=args.json, out=sys.stdout)
+    code = show(reports, now_ms(clock), as_json=args.json, out=sys.stdout)
+    return max(code, show_parents(read_parents(project, clock), as_json=args.json, out=sys.stdout))
 
 
 def read_reports(project: str, sources: list[str] | None, clock: Clock) -> list[dict[str, Any]]:
@@ -61,7 +64,11 @@ def read_reports(project: str, sources: list[str] | None, clock: Clock) -> list[
     db = firestore_client(project)
     windows = WindowStore(db, clock)
     store = CursorStore(db, windows, clock)
-    return [store.status(source) for source in sources or windows.sources()]
+    registry = SourceRegistry(db, clock).entries()
+    return [
+        store.status(source) | {"registry": registry.get(source)}
+        for source in sources or windows.sources()
+    ]
 
 
 def show(reports: list[dict[str, Any]], now: int, *, as_json: bool, out: TextIO) -> int:
@@ -73,14 +80,23 @@ def show(reports: list[dict[str, Any]], now: int, *, as_json: bool, out: TextIO)
         for report in reports:
             print(render(report, now), file=out)
     troubled = (
-        not r["exists"] or r["windows"]["failed"] or r["windows"]["quarantined"] for r in reports
+        not r["exists"]
+        or r["windows"]["failed"]
+        or r["windows"]["quarantined"]
+        or registry_troubled(r.get("registry"))
+        for r in reports
     )
     return 1 if any(troubled) else 0
 
 
 def render(report: dict, now: int) -> str:
     if not report["exists"]:
-        return f"source {report['source']}: no cursor yet (the planner has not run)"
+        return "\n".join(
+            [
+                f"source {report['source']}: no cursor yet (the planner has not run)",
+                *registry_lines(report.get("registry"), now),
+            ]
+        )
     watermark = report["watermark_ms"]
     windows = report["windows"]
     lines = [
@@ -111,7 +127,69 @@ def render(report: dict, now: int) -> str:
             f"  lost        {_time(first)} to {_time(last)}: left Duo's 180-day retention "
             "before it was fetched"
         )
+    lines += registry_lines(report.get("registry"), now)
     return "\n".join(lines)
+
+
+def registry_lines(entry: dict[str, Any] | None, now: int) -> list[str]:
+    """The source's registry entry: where it comes from and lands, and, unless it is a
+    configured source reading as it should, its state since when, Duo's answer and the fix."""
+    if entry is None or (entry.get("origin") == ENV and entry.get("state") == ACTIVE):
+        return []
+    state, since = entry.get("state"), _time(entry.get("since_ms"))
+    if entry.get("origin") == CHILD:
+        origin = f"child account {entry.get('account_id')} ({entry.get('name')!r}) of "
+        origin += f"{entry.get('parent')} at {entry.get('api_host')}"
+    else:
+        origin = f"configured in {SourceSpec.from_fields(entry).setting}"
+    lines = [f"  account     {origin}"]
+    destination = entry.get("destination") or {}
+    if destination.get("bucket") or destination.get("prefix") is not None:
+        bucket = destination.get("bucket") or "GCS_BUCKET"
+        lines.append(f"  lands in    gs://{bucket}/{destination.get('prefix') or ''}")
+    if state == GONE:
+        lines.append(
+            f"  gone since  {since}: no longer configured or listed; not planned, its cursor "
+            "and windows kept"
+        )
+    elif state in TROUBLED:
+        code = f" (Duo code {entry['code']})" if entry.get("code") else ""
+        lines.append(f"  {state:<11} since {since}{code}: {entry.get('error')}")
+        if entry.get("fix"):
+            lines.append(f"  fix         {entry['fix']}")
+        lines.append("              not planned; tried again after ACCOUNTS_REFRESH")
+    else:
+        lines.append(f"  state       {state} since {since}")
+    if entry.get("conflict"):
+        lines.append(f"  conflict    {entry['conflict']}")
+    return lines
+
+
+def registry_troubled(entry: dict[str, Any] | None) -> bool:
+    return bool(entry) and (entry.get("state") in TROUBLED or bool(entry.get("conflict")))
+
+
+def read_parents(project: str, clock: Clock) -> dict[str, dict[str, Any]]:
+    """Each MSP parent's last listing of its children."""
+    return SourceRegistry(firestore_client(project), clock).parents()
+
+
+def show_parents(parents: dict[str, dict[str, Any]], *, as_json: bool, out: TextIO) -> int:
+    """Prints each MSP parent's last listing (not with --json, whose output is the sources'
+    reports); 1 when a listing failed or listed a child that cannot be read."""
+    for parent, doc in sorted(parents.items()):
+        if as_json:
+            continue
+        print(
+            f"msp parent {parent}: children listed {_time(doc.get('listed_at_ms'))}, "
+            f"{doc.get('children', 0)} admitted",
+            file=out,
+        )
+        if doc.get("error"):
+            print(f"  error       {doc['error']}", file=out)
+        for invalid in doc.get("invalid") or []:
+            print(f"  not read    {invalid}", file=out)
+    return 1 if any(doc.get("error") or doc.get("invalid") for doc in parents.values()) else 0
 
 
 def _time(ms: int | None) -> str:
