@@ -1,0 +1,176 @@
+"""A fleet deployment's sources, end to end against the Duo simulator's MSP mode over real
+sockets and the Firestore and Storage emulators: the planner discovers the parent's children
+into the registry and plans each, the fetcher reads each at its own host with the parent's
+keys, the writer lands each under its own prefix, and a child in another Duo deployment is
+shown refused with Duo's code and the fix, holding back no other child.
+
+The services' work runs in this process, window tasks and record batches handed on directly
+instead of through Pub/Sub (tests/integration/test_pipeline.py covers Pub/Sub's delivery); the
+simulator and the services share one fake clock.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections import Counter
+
+import pytest
+import requests
+
+from services.fetcher.duo_clients import DuoClients
+from services.fetcher.window_fetch import WindowFetcher
+from services.planner.discovery import discover, planned_sources
+from services.planner.run import run_planner
+from services.settings import fetcher_settings, planner_settings
+from services.status import render
+from services.writer.landing import land_batch
+from shared.clock import now_ms
+from shared.duo.secret import Secret
+from shared.gcp.clients import storage_client
+from shared.gcp.cursor_store import CursorStore
+from shared.gcp.destinations import Destinations
+from shared.gcp.secret_manager import CachedSecrets
+from shared.gcp.source_registry import CachedEntries, SourceRegistry
+from shared.gcp.window_store import WindowStore
+from shared.pipeline.objects import decode_records, parse_object_name
+from shared.pipeline.sources import ACTIVE, REFUSED, REFUSED_FIX
+from shared.pipeline.windows import QUARANTINED
+from simulator.dataset import DatasetSpec
+from simulator.fleet import FleetSpec
+from simulator.fleet_api import ACCOUNTS_PATH, FleetApi
+from simulator.server import SimulatorServer
+from tests.fakes import FakeClock
+
+pytestmark = pytest.mark.integration
+
+PARENT_IKEY = "DIMSPPARENTINTEGRATE"
+PARENT_SKEY = "MspParentSecretKeyForIntegrationTests000"
+PARENT_SECRET = "projects/duo-telephony-test/secrets/msp-parent/versions/1"
+
+
+class HandOn:
+    """Pub/Sub's place: what the services publish, kept for the next step."""
+
+    def __init__(self) -> None:
+        self.tasks: list = []
+        self.batches: list = []
+
+    def publish_tasks(self, tasks) -> int:
+        self.tasks += list(tasks)
+        return len(tasks)
+
+    def publish_batch(self, batch) -> str:
+        self.batches.append(batch)
+        return str(len(self.batches))
+
+    def publish_check(self, check) -> str:
+        return "check"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def sim(clock):
+    api = FleetApi(
+        FleetSpec(accounts=1, msp_children=4, refused_share=0.25, distribution="zipf"),
+        DatasetSpec(records=1200, days=1, seed=11),
+        (PARENT_IKEY, Secret(PARENT_SKEY)),
+        clock,
+    )
+    server = SimulatorServer(api, port=0).start()
+    yield server
+    server.stop()
+
+
+def read_secret(name: str) -> str:
+    if name != PARENT_SECRET:
+        raise LookupError(name)
+    return PARENT_SKEY
+
+
+def test_discovered_children_land_under_their_own_prefix_and_a_refused_one_is_shown(
+    sim, clock, firestore_db, gcs_bucket
+):
+    project = firestore_db.project
+    env = {
+        "GOOGLE_CLOUD_PROJECT": project,
+        "DUO_MSP_PARENT": json.dumps(
+            {
+                "id": "msp",
+                "api_host": sim.base_url,
+                "ikey": PARENT_IKEY,
+                "skey_secret": PARENT_SECRET,
+                "destination": {"prefix": "customers/{account_id}/"},
+            }
+        ),
+        "LOOKBACK": "30h",
+        "DUO_RATE_LIMIT_PER_MINUTE": "600",
+        "GCS_BUCKET": gcs_bucket.name,
+    }
+    settings = planner_settings(env)
+    registry = SourceRegistry(firestore_db, clock, settings.accounts_refresh_ms)
+    windows = WindowStore(firestore_db, clock)
+    cursors = CursorStore(firestore_db, windows, clock)
+    hand_on = HandOn()
+    destinations = Destinations(
+        registry, clock, storage_client(project), gcs_bucket.name, "duo-telephony"
+    )
+    list_children = functools.partial(
+        discover, secrets=CachedSecrets(read_secret, clock), clock=clock
+    )
+    sources = functools.partial(planned_sources, settings, registry, list_children, clock)
+    clients = DuoClients(
+        fetcher_settings(env, read_secret),
+        firestore_db,
+        clock,
+        CachedEntries(registry, clock),
+        CachedSecrets(read_secret, clock),
+    )
+    fetcher = WindowFetcher(
+        windows, hand_on, clients.api, clock, lease_seconds=60, time_budget_seconds=240
+    )
+    write = functools.partial(destinations.write, gzip=False)
+
+    for _run in range(3):
+        run_planner(settings, cursors, windows, hand_on, clock, destinations, sources)
+        while hand_on.tasks:
+            fetcher.fetch(hand_on.tasks.pop(0))
+            while hand_on.batches:
+                land_batch(hand_on.batches.pop(0), write, windows)
+        clock.advance(300)
+
+    listed = requests.get(f"{sim.base_url}{ACCOUNTS_PATH}", timeout=30).json()
+    children = {a["account_id"]: a for a in listed if a["msp_child"]}
+    entries = registry.entries()
+    assert sorted(entries) == sorted(account.lower() for account in children)
+    assert registry.parent("msp")["error"] is None
+    for account_id, child in children.items():
+        source = account_id.lower()
+        entry = entries[source]
+        if child["refused"]:
+            assert entry["state"] == REFUSED
+            assert entry["code"] == 40301 and entry["fix"] == REFUSED_FIX
+            assert "Duo answered HTTP 403 code 40301" in entry["error"]
+            assert windows.count(source, QUARANTINED) == 0
+            text = render(cursors.status(source) | {"registry": entry}, now_ms(clock))
+            assert "(Duo code 40301)" in text and REFUSED_FIX in text
+            continue
+        assert entry["state"] == ACTIVE
+        landed = Counter()
+        for blob in gcs_bucket.client.list_blobs(gcs_bucket, prefix=f"customers/{account_id}/"):
+            name = parse_object_name(blob.name, f"customers/{account_id}")
+            assert name.source == source
+            for record in decode_records(blob.download_as_bytes(), False):
+                landed[record["telephony_id"]] += 1
+        truth = requests.get(
+            f"{sim.base_url}/__sim__/records", params={"account_id": account_id}, timeout=30
+        ).text.splitlines()
+        expected = {json.loads(line)["telephony_id"] for line in truth}
+        assert len(expected) == child["records"] > 0
+        assert set(landed) == expected  # none missing
+        assert max(landed.values()) == 1  # none twice
+    assert not list(gcs_bucket.client.list_blobs(gcs_bucket, prefix="duo-telephony/"))
