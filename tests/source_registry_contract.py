@@ -16,32 +16,11 @@ from shared.pipeline.sources import (
     parse_sources_file,
     trouble,
 )
+from tests.source_examples import SECRET, file_entry, parent_setting
 
 HOUR = 3_600_000
-SECRET = "projects/p/secrets/{}/versions/1"
-PARENT = parse_parent(
-    json.dumps(
-        {
-            "id": "msp",
-            "api_host": "api-parent.duosecurity.com",
-            "ikey": "DIPARENTXXXXXXXXXXXX",
-            "skey_secret": SECRET.format("parent"),
-            "destination": {"prefix": "customers/{account_id}"},
-        }
-    )
-)
-FILE = parse_sources_file(
-    json.dumps(
-        [
-            {
-                "id": "own",
-                "api_host": "api-own.duosecurity.com",
-                "ikey": "DIOWNXXXXXXXXXXXXXXX",
-                "skey_secret": SECRET.format("own"),
-            }
-        ]
-    )
-)
+PARENT = parse_parent(parent_setting(destination={"prefix": "customers/{account_id}"}))
+FILE = parse_sources_file(json.dumps([file_entry("own")]))
 
 
 def listing(*ids: str, error: str | None = None) -> Discovery:

@@ -192,15 +192,20 @@ def _destination(item: Mapping[str, Any], where: str, template: bool) -> Destina
     return Destination(bucket, prefix)
 
 
+def _json(text: str, setting: str, kind: type, described: str) -> Any:
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise SourcesError(f"{setting} is not JSON: {error}") from None
+    if not isinstance(value, kind):
+        raise SourcesError(f"{setting} must be {described}")
+    return value
+
+
 def parse_sources_file(text: str) -> list[SourceSpec]:
     """The sources file: a JSON list of ``{"id", "api_host", "ikey", "skey_secret"}`` objects,
     each with an optional ``destination`` (``{"bucket", "prefix"}``)."""
-    try:
-        items = json.loads(text)
-    except ValueError as error:
-        raise SourcesError(f"{SOURCES_FILE} is not JSON: {error}") from None
-    if not isinstance(items, list):
-        raise SourcesError(f"{SOURCES_FILE} must be a JSON list of sources")
+    items = _json(text, SOURCES_FILE, list, "a JSON list of sources")
     specs: dict[str, SourceSpec] = {}
     for position, item in enumerate(items):
         where = f"{SOURCES_FILE}[{position}]"
@@ -224,12 +229,7 @@ def parse_sources_file(text: str) -> list[SourceSpec]:
 def parse_parent(text: str) -> ParentSpec:
     """``DUO_MSP_PARENT``: ``{"id", "api_host", "ikey", "skey_secret"}`` and optional ``allow``
     and ``deny`` lists and a ``destination`` whose prefix may hold ``{account_id}``/``{source}``."""
-    try:
-        item = json.loads(text)
-    except ValueError as error:
-        raise SourcesError(f"{MSP_PARENT} is not JSON: {error}") from None
-    if not isinstance(item, dict):
-        raise SourcesError(f"{MSP_PARENT} must be a JSON object")
+    item = _json(text, MSP_PARENT, dict, "a JSON object")
     source = _source_id(item, MSP_PARENT)
     lists = []
     for key in ("allow", "deny"):

@@ -26,7 +26,6 @@ from services.settings import fetcher_settings, planner_settings
 from services.status import render
 from services.writer.landing import land_batch
 from shared.clock import now_ms
-from shared.duo.secret import Secret
 from shared.gcp.clients import storage_client
 from shared.gcp.cursor_store import CursorStore
 from shared.gcp.destinations import Destinations
@@ -37,15 +36,12 @@ from shared.pipeline.objects import decode_records, parse_object_name
 from shared.pipeline.sources import ACTIVE, REFUSED, REFUSED_FIX
 from shared.pipeline.windows import QUARANTINED
 from simulator.dataset import DatasetSpec
-from simulator.fleet import FleetSpec
-from simulator.fleet_api import ACCOUNTS_PATH, FleetApi
-from simulator.server import SimulatorServer
+from simulator.fleet_api import ACCOUNTS_PATH
 from tests.fakes import FakeClock
+from tests.msp_simulator import PARENT_IKEY, PARENT_SKEY, msp_simulator
 
 pytestmark = pytest.mark.integration
 
-PARENT_IKEY = "DIMSPPARENTINTEGRATE"
-PARENT_SKEY = "MspParentSecretKeyForIntegrationTests000"
 PARENT_SECRET = "projects/duo-telephony-test/secrets/msp-parent/versions/1"
 
 
@@ -75,15 +71,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def sim(clock):
-    api = FleetApi(
-        FleetSpec(accounts=1, msp_children=4, refused_share=0.25, distribution="zipf"),
-        DatasetSpec(records=1200, days=1, seed=11),
-        (PARENT_IKEY, Secret(PARENT_SKEY)),
-        clock,
-    )
-    server = SimulatorServer(api, port=0).start()
-    yield server
-    server.stop()
+    with msp_simulator(clock, DatasetSpec(records=1200, days=1, seed=11)) as server:
+        yield server
 
 
 def read_secret(name: str) -> str:

@@ -24,31 +24,13 @@ from shared.pipeline.sources import (
     reconcile,
     trouble,
 )
+from tests.source_examples import SECRET, file_entry, parent_setting
 
-SECRET = "projects/p/secrets/duo-{}/versions/latest"
 HOUR = 3_600_000
 NOW = 1_800_000_000_000
 
 
-def file_entry(source: str, **extra) -> dict:
-    return {
-        "id": source,
-        "api_host": f"api-{source}.duosecurity.com",
-        "ikey": "DIXXXXXXXXXXXXXXXXXX",
-        "skey_secret": SECRET.format(source),
-    } | extra
-
-
-def parent(**extra) -> str:
-    return json.dumps(
-        {
-            "id": "msp",
-            "api_host": "api-parent.duosecurity.com",
-            "ikey": "DIPARENTXXXXXXXXXXXX",
-            "skey_secret": SECRET.format("parent"),
-        }
-        | extra
-    )
+parent = parent_setting
 
 
 def test_sources_file_entries_with_their_destinations():

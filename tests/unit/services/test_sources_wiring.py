@@ -27,6 +27,7 @@ from shared.pipeline.sources import (
 )
 from shared.pipeline.windows import own_trouble
 from tests.fakes import FakeClock
+from tests.source_examples import SECRET, file_entry, parent_setting
 from tests.unit.services.fakes import (
     FakeCursorStore,
     FakePublisher,
@@ -34,22 +35,7 @@ from tests.unit.services.fakes import (
     FakeWindowStore,
 )
 
-SECRET = "projects/p/secrets/{}/versions/1"
-PARENT = {
-    "id": "msp",
-    "api_host": "api-parent.duosecurity.com",
-    "ikey": "DIPARENTXXXXXXXXXXXX",
-    "skey_secret": SECRET.format("parent"),
-}
-
-
-def file_entry(source: str, **extra) -> dict:
-    return {
-        "id": source,
-        "api_host": f"api-{source}.duosecurity.com",
-        "ikey": "DIXXXXXXXXXXXXXXXXXX",
-        "skey_secret": SECRET.format(source),
-    } | extra
+PARENT = json.loads(parent_setting())
 
 
 @pytest.fixture

@@ -4,25 +4,15 @@ last listing of its children."""
 from __future__ import annotations
 
 import io
-import json
 
 from services.status import render, show, show_parents
 from shared.pipeline.sources import REFUSED, REFUSED_FIX, Discovery, parse_parent, trouble
 from tests.fakes import FakeClock
+from tests.source_examples import parent_setting
 from tests.unit.services.fakes import FakeSourceRegistry
 from tests.unit.services.test_status import NOW, report
 
-PARENT = parse_parent(
-    json.dumps(
-        {
-            "id": "msp",
-            "api_host": "api-parent.duosecurity.com",
-            "ikey": "DIPARENTXXXXXXXXXXXX",
-            "skey_secret": "projects/p/secrets/parent/versions/1",
-            "destination": {"prefix": "duo-telephony/{account_id}/"},
-        }
-    )
-)
+PARENT = parse_parent(parent_setting(destination={"prefix": "duo-telephony/{account_id}/"}))
 REFUSAL = (
     "msp: child account 'Globex' (DA2) at api-2.duosecurity.com, read with the parent's keys: "
     "Duo answered HTTP 403 code 40301 (Access forbidden): Duo does not let the parent's keys "

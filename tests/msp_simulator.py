@@ -1,0 +1,32 @@
+"""The Duo simulator in MSP mode for integration tests: a parent whose keys list four children,
+one of them refused (a child in another Duo deployment), records spread by Zipf's law."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from shared.duo.secret import Secret
+from simulator.dataset import DatasetSpec
+from simulator.fleet import FleetSpec
+from simulator.fleet_api import FleetApi
+from simulator.server import SimulatorServer
+from tests.fakes import FakeClock
+
+PARENT_IKEY = "DIMSPPARENTINTEGRATE"
+PARENT_SKEY = "MspParentSecretKeyForIntegrationTests000"
+
+
+@contextlib.contextmanager
+def msp_simulator(clock: FakeClock, dataset: DatasetSpec) -> Iterator[SimulatorServer]:
+    api = FleetApi(
+        FleetSpec(accounts=1, msp_children=4, refused_share=0.25, distribution="zipf"),
+        dataset,
+        (PARENT_IKEY, Secret(PARENT_SKEY)),
+        clock,
+    )
+    server = SimulatorServer(api, port=0).start()
+    try:
+        yield server
+    finally:
+        server.stop()
