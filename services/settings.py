@@ -309,6 +309,26 @@ def msp_parent(e: _Env) -> ParentSpec | None:
     return parent
 
 
+def secret_reader(env: Mapping[str, str], read: SecretReader) -> SecretReader:
+    """How the sources file's and the MSP parent's secrets are read: ``read`` (Secret Manager),
+    or, locally (the simulator), ``DUO_LOCAL_SECRETS``, a JSON object of secret version ->
+    value, refused on Cloud Run as ``DUO_SKEY`` is."""
+    e = _Env(env)
+    raw = e.optional("DUO_LOCAL_SECRETS")
+    if raw is None:
+        return read
+    if e.on_cloud_run():
+        raise ConfigError("DUO_LOCAL_SECRETS is refused on Cloud Run; use Secret Manager")
+    try:
+        secrets = json.loads(raw)
+    except ValueError:
+        secrets = None
+    if not isinstance(secrets, dict) or not all(isinstance(v, str) for v in secrets.values()):
+        # Not echoed: it holds secret keys.
+        raise ConfigError("DUO_LOCAL_SECRETS must be a JSON object of secret version -> value")
+    return lambda name: secrets[name]
+
+
 def _sources(env: _Env, build: Callable[[_Entry, str], T]) -> dict[str, T]:
     """Each configured source by id, in order, built by ``build(entry, id)``."""
     found: dict[str, T] = {}

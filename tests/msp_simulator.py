@@ -6,19 +6,19 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from shared.clock import Clock
 from shared.duo.secret import Secret
 from simulator.dataset import DatasetSpec
 from simulator.fleet import FleetSpec
 from simulator.fleet_api import FleetApi
 from simulator.server import SimulatorServer
-from tests.fakes import FakeClock
 
 PARENT_IKEY = "DIMSPPARENTINTEGRATE"
 PARENT_SKEY = "MspParentSecretKeyForIntegrationTests000"
 
 
 @contextlib.contextmanager
-def msp_simulator(clock: FakeClock, dataset: DatasetSpec) -> Iterator[SimulatorServer]:
+def msp_simulator(clock: Clock, dataset: DatasetSpec) -> Iterator[SimulatorServer]:
     api = FleetApi(
         FleetSpec(accounts=1, msp_children=4, refused_share=0.25, distribution="zipf"),
         dataset,

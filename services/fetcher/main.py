@@ -12,7 +12,7 @@ from services import structured_log
 from services.fetcher.duo_clients import DuoClients, SourceUnavailableError, UnknownSourceError
 from services.fetcher.window_fetch import CHECK_EVENT, WindowFetcher
 from services.push_app import build, create_app, stopping
-from services.settings import fetcher_settings
+from services.settings import fetcher_settings, secret_reader
 from shared.clock import Clock, SystemClock
 from shared.gcp.clients import firestore_client, pubsub_publisher
 from shared.gcp.publisher import Publisher
@@ -27,8 +27,9 @@ log = logging.getLogger("fetcher")
 def create_fetcher_app(
     env: Mapping[str, str] = os.environ,
     clock: Clock | None = None,
-    read_secret: Callable[[str], str] = read_secret_version,
+    read_secret: Callable[[str], str] | None = None,
 ) -> Flask:
+    read_secret = read_secret or secret_reader(env, read_secret_version)
     settings = fetcher_settings(env, read_secret)
     clock = clock or SystemClock()
     db = firestore_client(settings.project)

@@ -11,7 +11,7 @@ from flask import Flask, jsonify
 from services.planner.discovery import discover, planned_sources
 from services.planner.run import run_planner
 from services.push_app import build, create_app
-from services.settings import PlannerSettings, planner_settings
+from services.settings import PlannerSettings, planner_settings, secret_reader
 from shared.clock import Clock, SystemClock
 from shared.gcp.clients import firestore_client, pubsub_publisher, storage_client
 from shared.gcp.cursor_store import CursorStore
@@ -26,9 +26,10 @@ from shared.gcp.window_store import WindowStore
 def create_planner_app(
     env: Mapping[str, str] = os.environ,
     clock: Clock | None = None,
-    read_secret: Callable[[str], str] = read_secret_version,
+    read_secret: Callable[[str], str] | None = None,
 ) -> Flask:
     settings = planner_settings(env)
+    read_secret = read_secret or secret_reader(env, read_secret_version)
     clock = clock or SystemClock()
     db = firestore_client(settings.project)
     windows = WindowStore(db, clock)

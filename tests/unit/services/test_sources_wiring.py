@@ -10,7 +10,7 @@ import pytest
 from services.fetcher.duo_clients import DuoClients, SourceUnavailableError, UnknownSourceError
 from services.planner.discovery import planned_sources
 from services.planner.run import run_planner
-from services.settings import ConfigError, fetcher_settings, planner_settings
+from services.settings import ConfigError, fetcher_settings, planner_settings, secret_reader
 from shared.duo.accounts import ChildAccountApi, ChildAccountRefusedError
 from shared.duo.errors import DuoConfigurationError
 from shared.gcp.secret_manager import CachedSecrets
@@ -258,3 +258,17 @@ def test_a_child_duo_refuses_is_on_its_entry_and_only_backs_its_windows_off():
     assert (entry["state"], entry["code"], entry["fix"]) == (REFUSED, 40301, REFUSED_FIX)
     assert "code 40301 (Access forbidden)" in entry["error"]
     assert "child account 'one' (DA1)" in entry["error"]
+
+
+def test_local_secrets_are_for_local_runs_only_and_never_echoed():
+    def manager(name: str) -> str:
+        return "from Secret Manager"
+
+    local = {"DUO_LOCAL_SECRETS": json.dumps({SECRET.format("a"): "local key"})}
+    assert secret_reader(local, manager)(SECRET.format("a")) == "local key"
+    assert secret_reader({}, manager) is manager
+    with pytest.raises(ConfigError, match="DUO_LOCAL_SECRETS is refused on Cloud Run"):
+        secret_reader(local | {"K_SERVICE": "fetcher"}, manager)
+    with pytest.raises(ConfigError) as raised:
+        secret_reader({"DUO_LOCAL_SECRETS": '["local key"]'}, manager)
+    assert "local key" not in str(raised.value)

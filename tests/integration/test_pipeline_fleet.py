@@ -1,0 +1,111 @@
+"""A fleet deployment as it runs in production: the three services as processes wired by
+Pub/Sub push on the emulators, reading an account configured by the single-account variables
+and an MSP parent's children discovered by the planner (the Duo simulator's MSP mode). Each
+child lands under its own prefix, none missing or twice against the simulator's ground truth
+per account; the child in another Duo deployment is refused and shown, and holds back no
+other account."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import requests
+
+from harness.pipeline import LocalPipeline, PipelineConfig
+from shared.clock import SystemClock
+from shared.gcp.clients import storage_client
+from shared.gcp.source_registry import SourceRegistry
+from shared.pipeline.objects import decode_records, parse_object_name
+from shared.pipeline.sources import ACTIVE, REFUSED, REFUSED_FIX
+from simulator.dataset import DatasetSpec
+from simulator.fleet_api import ACCOUNTS_PATH
+from tests.conftest import unique_name
+from tests.msp_simulator import PARENT_IKEY, PARENT_SKEY, msp_simulator
+
+pytestmark = pytest.mark.integration
+
+PARENT_SECRET = "projects/duo-telephony-test/secrets/msp-parent/versions/1"
+OWN_PREFIX = "duo-telephony"
+
+
+def landed(client, bucket: str, prefix: str) -> dict[str, Counter]:
+    """Records landed under ``prefix``, by source: telephony id -> times landed."""
+    found: dict[str, Counter] = {}
+    for blob in client.list_blobs(bucket, prefix=f"{prefix}/"):
+        name = parse_object_name(blob.name, prefix)
+        for record in decode_records(blob.download_as_bytes(), False):
+            found.setdefault(name.source, Counter())[record["telephony_id"]] += 1
+    return found
+
+
+def test_the_own_account_and_each_discovered_child_land_exactly_once_each_where_it_belongs(
+    local_cloud, firestore_db, tmp_path: Path
+):
+    with msp_simulator(SystemClock(), DatasetSpec(records=1500, days=0.5, seed=3)) as sim:
+        listed = requests.get(f"{sim.base_url}{ACCOUNTS_PATH}", timeout=30).json()
+        [own] = [a for a in listed if not a["msp_child"]]
+        children = {a["account_id"]: a for a in listed if a["msp_child"]}
+        config = PipelineConfig(
+            project=local_cloud.project,
+            bucket=unique_name("fleet"),
+            duo_api_host=sim.base_url,
+            duo_ikey=own["ikey"],
+            duo_skey=own["skey"],
+            source="own",
+            prefix=OWN_PREFIX,
+            rate_per_minute=600,
+            lookback="13h",
+            extra_env={
+                "DUO_MSP_PARENT": json.dumps(
+                    {
+                        "id": "msp",
+                        "api_host": sim.base_url,
+                        "ikey": PARENT_IKEY,
+                        "skey_secret": PARENT_SECRET,
+                        "destination": {"prefix": "customers/{account_id}"},
+                    }
+                ),
+                "DUO_LOCAL_SECRETS": json.dumps({PARENT_SECRET: PARENT_SKEY}),
+            },
+        )
+        truth = {
+            account: {
+                json.loads(line)["telephony_id"]
+                for line in requests.get(
+                    f"{sim.base_url}/__sim__/records", params={"account_id": account}, timeout=30
+                ).text.splitlines()
+            }
+            for account in [own["account_id"], *children]
+        }
+        client = storage_client(local_cloud.project)
+        registry = SourceRegistry(firestore_db, SystemClock())
+        readable = [a for a, child in children.items() if not child["refused"]]
+        with LocalPipeline(config, local_cloud.env, tmp_path) as pipeline:
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline:
+                pipeline.trigger_planner()
+                time.sleep(2)
+                mine = landed(client, config.bucket, OWN_PREFIX).get("own", Counter())
+                theirs = [
+                    landed(client, config.bucket, f"customers/{a}").get(a.lower(), Counter())
+                    for a in readable
+                ]
+                counts = [mine, *theirs]
+                wanted = [truth[own["account_id"]], *(truth[a] for a in readable)]
+                if all(set(c) >= w for c, w in zip(counts, wanted, strict=True)):
+                    break
+        entries = registry.entries()
+    assert set(mine) == truth[own["account_id"]] and max(mine.values()) == 1
+    assert set(landed(client, config.bucket, OWN_PREFIX)) == {"own"}  # children elsewhere
+    for account, got in zip(readable, theirs, strict=True):
+        assert set(got) == truth[account], account  # none missing, nothing foreign
+        assert max(got.values()) == 1, account  # none twice
+        assert entries[account.lower()]["state"] == ACTIVE
+    [refused] = [a for a, child in children.items() if child["refused"]]
+    entry = entries[refused.lower()]
+    assert (entry["state"], entry["code"], entry["fix"]) == (REFUSED, 40301, REFUSED_FIX)
+    assert entries["own"]["state"] == ACTIVE and entries["own"]["origin"] == "env"
