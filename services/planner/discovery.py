@@ -10,10 +10,11 @@ from typing import Any, Protocol
 from services import structured_log
 from services.settings import PlannerSettings
 from shared.clock import Clock, now_ms
-from shared.duo.accounts import list_child_accounts
+from shared.duo.accounts import DuoPoster, list_child_accounts
 from shared.duo.api import DuoApi
 from shared.duo.endpoint import DuoEndpoint
 from shared.duo.errors import DuoError
+from shared.duo.secret import Secret
 from shared.duo.signing import Signer, SigningConfig
 from shared.duo.transport import DuoHttp
 from shared.gcp.secret_manager import CachedSecrets, SecretUnavailableError
@@ -38,18 +39,28 @@ class Registry(Protocol):
     ) -> dict[str, dict[str, Any]]: ...
 
 
-def discover(parent: ParentSpec, secrets: CachedSecrets, clock: Clock) -> Discovery:
+def parent_api(parent: ParentSpec, skey: Secret, clock: Clock) -> DuoPoster:
+    """The parent's Accounts API, signed with its keys."""
+    endpoint = DuoEndpoint.parse(parent.api_host, f"{MSP_PARENT}.api_host")
+    signer = Signer(SigningConfig(parent.ikey, skey, endpoint.host), clock)
+    return DuoApi(DuoHttp(endpoint), signer, clock=clock)
+
+
+def discover(
+    parent: ParentSpec,
+    secrets: CachedSecrets,
+    clock: Clock,
+    connect: Callable[[ParentSpec, Secret, Clock], DuoPoster] = parent_api,
+) -> Discovery:
     """The parent's children that its allow and deny lists admit, as sources; a failed listing
     (a missing secret, Duo's 40301, an outage) is the Discovery's one-line error."""
     try:
         skey = secrets.get(parent.skey_secret)
     except SecretUnavailableError as error:
         return Discovery(parent.id, error=f"{parent.id}: {MSP_PARENT}.skey_secret: {error}")
-    endpoint = DuoEndpoint.parse(parent.api_host, f"{MSP_PARENT}.api_host")
-    signer = Signer(SigningConfig(parent.ikey, skey, endpoint.host), clock)
     try:
         listed = list_child_accounts(
-            DuoApi(DuoHttp(endpoint), signer, clock=clock), source=parent.id, setting=MSP_PARENT
+            connect(parent, skey, clock), source=parent.id, setting=MSP_PARENT
         )
     except DuoError as error:
         return Discovery(parent.id, error=str(error))

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from services.fetcher.duo_clients import DuoClients, SourceUnavailableError, UnknownSourceError
-from services.planner.discovery import planned_sources
+from services.planner.discovery import discover, planned_sources
 from services.planner.run import run_planner
 from services.settings import ConfigError, fetcher_settings, planner_settings, secret_reader
 from shared.duo.accounts import ChildAccountApi, ChildAccountRefusedError
@@ -272,3 +272,59 @@ def test_local_secrets_are_for_local_runs_only_and_never_echoed():
     with pytest.raises(ConfigError) as raised:
         secret_reader({"DUO_LOCAL_SECRETS": '["local key"]'}, manager)
     assert "local key" not in str(raised.value)
+
+
+class Accounts:
+    """The parent's Accounts API: Duo's answer to the listing, or its refusal."""
+
+    def __init__(self, answer) -> None:
+        self.answer = answer
+
+    def post(self, path, params, parse):
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return parse(self.answer)
+
+
+def listed_by(answer, **parent_extra) -> Discovery:
+    return discover(
+        parse_parent(parent_setting(**parent_extra)),
+        CachedSecrets(Secrets(set()), FakeClock()),
+        FakeClock(),
+        connect=lambda parent, skey, clock: Accounts(answer),
+    )
+
+
+def test_discovery_admits_children_by_the_lists_and_names_one_that_cannot_be_read():
+    answer = [
+        {"account_id": "DA1", "name": "Acme", "api_hostname": "api-1.duosecurity.com"},
+        {"account_id": "DA2", "name": "Acme test", "api_hostname": "api-2.duosecurity.com"},
+        {"account_id": "DA3", "name": "Evil", "api_hostname": "evil.example.com"},
+    ]
+    discovery = listed_by(answer, deny=["*test*"])
+    assert [child.id for child in discovery.children] == ["da1"]
+    [invalid] = discovery.invalid
+    assert invalid.startswith("msp: child account 'Evil' (DA3): api_hostname 'evil.example.com'")
+    assert discovery.error is None
+
+
+def test_a_listing_duo_refuses_or_a_missing_parent_secret_is_one_line_naming_the_setting():
+    forbidden = DuoConfigurationError(
+        "Duo answered HTTP 403 code 40301 (Access forbidden)",
+        status=403,
+        code=40301,
+        answer="Duo answered HTTP 403 code 40301 (Access forbidden)",
+    )
+    refused = listed_by(forbidden)
+    assert refused.children == () and "DUO_MSP_PARENT" in refused.error
+    assert "code 40301" in refused.error
+    missing = discover(
+        parse_parent(parent_setting()),
+        CachedSecrets(Secrets({SECRET.format("parent")}), FakeClock()),
+        FakeClock(),
+        connect=lambda parent, skey, clock: Accounts([]),
+    )
+    assert missing.error == (
+        f"msp: DUO_MSP_PARENT.skey_secret: could not read the secret {SECRET.format('parent')}: "
+        "LookupError"
+    )
