@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 from collections import Counter
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -37,6 +38,7 @@ from shared.pipeline.sources import ACTIVE, REFUSED, REFUSED_FIX
 from shared.pipeline.windows import QUARANTINED
 from simulator.dataset import DatasetSpec
 from simulator.fleet_api import ACCOUNTS_PATH
+from simulator.server import SimulatorServer
 from tests.fakes import FakeClock
 from tests.msp_simulator import PARENT_IKEY, PARENT_SKEY, msp_simulator
 
@@ -65,14 +67,10 @@ class HandOn:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def sim(clock):
+def fleet() -> Iterator[tuple[SimulatorServer, FakeClock]]:
+    clock = FakeClock()
     with msp_simulator(clock, DatasetSpec(records=1200, days=1, seed=11)) as server:
-        yield server
+        yield server, clock
 
 
 def read_secret(name: str) -> str:
@@ -82,8 +80,9 @@ def read_secret(name: str) -> str:
 
 
 def test_discovered_children_land_under_their_own_prefix_and_a_refused_one_is_shown(
-    sim, clock, firestore_db, gcs_bucket
+    fleet, firestore_db, gcs_bucket
 ):
+    sim, clock = fleet
     project = firestore_db.project
     env = {
         "GOOGLE_CLOUD_PROJECT": project,
