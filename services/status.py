@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -17,7 +18,16 @@ from shared.gcp.clients import firestore_client
 from shared.gcp.cursor_store import CursorStore
 from shared.gcp.source_registry import SourceRegistry
 from shared.gcp.window_store import WindowStore
-from shared.pipeline.sources import ACTIVE, CHILD, ENV, GONE, TROUBLED, SourceSpec
+from shared.pipeline.sources import (
+    ACTIVE,
+    CHILD,
+    ENV,
+    GONE,
+    MSP_PARENT,
+    SOURCES_FILE,
+    TROUBLED,
+    SourceSpec,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--source",
         action="append",
         help="source id (default: the sources SOURCE_ID or DUO_SOURCES configure, or, with "
-        "neither set, every source found in Firestore)",
+        "neither set or with a sources file or an MSP parent, every source found in Firestore)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
 
@@ -33,7 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         sources = args.source
-        if not sources and (os.environ.get("SOURCE_ID") or os.environ.get("DUO_SOURCES")):
+        if (
+            not sources
+            and (os.environ.get("SOURCE_ID") or os.environ.get("DUO_SOURCES"))
+            and not fleet(os.environ)
+        ):
             sources = list(planner_settings(os.environ).sources)
         project = os.environ.get("GOOGLE_CLOUD_PROJECT") or ""
         if not project:
@@ -163,6 +177,11 @@ def registry_lines(entry: dict[str, Any] | None, now: int) -> list[str]:
     if entry.get("conflict"):
         lines.append(f"  conflict    {entry['conflict']}")
     return lines
+
+
+def fleet(env: Mapping[str, str]) -> bool:
+    """Whether the deployment's sources come from the registry too: then they are all shown."""
+    return bool(env.get(SOURCES_FILE) or env.get(MSP_PARENT))
 
 
 def registry_troubled(entry: dict[str, Any] | None) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 
+from services import cli, status
 from services.status import render, show, show_parents
 from shared.pipeline.sources import REFUSED, REFUSED_FIX, Discovery, parse_parent, trouble
 from tests.fakes import FakeClock
@@ -74,3 +75,20 @@ def test_a_parents_failed_listing_is_shown_and_exits_1():
     ]
     well = {"msp": {"listed_at_ms": NOW, "children": 3, "error": None, "invalid": []}}
     assert show_parents(well, as_json=False, out=io.StringIO()) == 0
+
+
+def test_a_fleet_deployment_shows_every_source_in_firestore(monkeypatch, capsys):
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "acme-prod")
+    monkeypatch.setenv("SOURCE_ID", "own")
+    monkeypatch.setenv("DUO_MSP_PARENT", parent_setting())
+    asked = []
+
+    def read(project, sources, clock):
+        asked.append(sources)
+        well = report()["windows"] | {"failed": 0}
+        return [report(source="own", windows=well), report(source="da1", windows=well)]
+
+    monkeypatch.setattr(status, "read_reports", read)
+    monkeypatch.setattr(status, "read_parents", lambda project, clock: {})
+    assert cli.main(["status"]) == 0
+    assert asked == [None]  # not only "own": the children too
