@@ -35,7 +35,10 @@ class Registry(Protocol):
     def parent(self, parent: str) -> dict[str, Any] | None: ...
 
     def sync(
-        self, configured: Iterable[SourceSpec], discovery: Discovery | None
+        self,
+        configured: Iterable[SourceSpec],
+        discovery: Discovery | None,
+        parent: str | None = None,
     ) -> dict[str, dict[str, Any]]: ...
 
 
@@ -97,4 +100,4 @@ def planned_sources(
             error=discovery.error,
             invalid=list(discovery.invalid),
         )
-    return active(registry.sync(settings.configured, discovery))
+    return active(registry.sync(settings.configured, discovery, parent.id if parent else None))

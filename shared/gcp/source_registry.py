@@ -66,13 +66,16 @@ class SourceRegistry:
         return {doc.id: doc.to_dict() for doc in self._db.collection(self._parents).stream()}
 
     def sync(
-        self, configured: Iterable[SourceSpec], discovery: Discovery | None
+        self,
+        configured: Iterable[SourceSpec],
+        discovery: Discovery | None,
+        parent: str | None = None,
     ) -> dict[str, dict[str, Any]]:
         """Applies the reconciliation (and the listing, on its parent's entry); returns every
-        source's entry as it now is."""
+        source's entry as it now is. ``parent``: the configured MSP parent (``reconcile``)."""
         now = now_ms(self._clock)
         stored = self.entries()
-        updates = reconcile(configured, discovery, stored, now, self._refresh_ms)
+        updates = reconcile(configured, discovery, stored, now, self._refresh_ms, parent)
         items = list(updates.items())
         for start in range(0, len(items), BATCH_WRITES):
             batch = self._db.batch()

@@ -283,15 +283,21 @@ def reconcile(
     stored: Mapping[str, Mapping[str, Any]],
     now: int,
     refresh_ms: int = DEFAULT_REFRESH_MS,
+    parent: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The registry updates (merged into each source's document, by id) that bring ``stored``
     in line with the configured sources and, when the parent's children were listed this run,
     with ``discovery``. A child listed with the id of a configured source is not read, and the
-    configured one's entry says so; a failed listing leaves every child as it was."""
+    configured one's entry says so; a failed listing leaves every child as it was. ``parent``
+    is the configured MSP parent (by default the one listed this run): the children of any
+    other, or of none, are gone."""
+    if parent is None and discovery is not None:
+        parent = discovery.parent
+    listed = discovery is not None and discovery.error is None
     updates: dict[str, dict[str, Any]] = {}
     wanted: dict[str, SourceSpec] = {spec.id: spec for spec in configured}
     conflicts: dict[str, str] = {}
-    if discovery is not None and discovery.error is None:
+    if discovery is not None and listed:
         for child in discovery.children:
             if child.id in wanted:
                 conflicts[child.id] = (
@@ -312,12 +318,9 @@ def reconcile(
     for source, doc in stored.items():
         if source in wanted or doc.get("state") == GONE:
             continue
-        listed = doc.get("origin") != CHILD or (
-            discovery is not None
-            and discovery.error is None
-            and doc.get("parent") == discovery.parent
-        )
-        if listed:
+        # A child of the configured parent not listed this run is kept as it is.
+        kept = doc.get("origin") == CHILD and doc.get("parent") == parent and not listed
+        if not kept:
             updates[source] = {"state": GONE, "since_ms": now}
     return updates
 

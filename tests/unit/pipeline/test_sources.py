@@ -155,7 +155,13 @@ def test_a_vanished_child_is_gone_since_and_comes_back_where_it_stopped():
 def test_a_failed_listing_or_no_listing_this_run_keeps_every_child():
     stored = apply({}, reconcile([], children("DA1"), {}, NOW))
     assert reconcile([], Discovery("msp", error="40301"), stored, NOW + HOUR) == {}
-    assert reconcile([], None, stored, NOW + HOUR) == {}
+    assert reconcile([], None, stored, NOW + HOUR, parent="msp") == {}
+
+
+def test_the_children_of_a_parent_no_longer_configured_are_gone():
+    stored = apply({}, reconcile([], children("DA1"), {}, NOW))
+    assert reconcile([], None, stored, NOW + 1) == {"da1": {"state": GONE, "since_ms": NOW + 1}}
+    assert reconcile([], None, stored, NOW + 1, parent="other")["da1"]["state"] == GONE
 
 
 def test_a_source_removed_from_the_file_is_gone_and_the_others_untouched():

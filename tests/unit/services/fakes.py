@@ -414,10 +414,13 @@ class FakeSourceRegistry:
         return dict(self.parent_docs)
 
     def sync(
-        self, configured: Iterable[sources.SourceSpec], discovery: sources.Discovery | None
+        self,
+        configured: Iterable[sources.SourceSpec],
+        discovery: sources.Discovery | None,
+        parent: str | None = None,
     ) -> dict[str, dict[str, Any]]:
         now = now_ms(self.clock)
-        updates = sources.reconcile(configured, discovery, self.docs, now, self.refresh_ms)
+        updates = sources.reconcile(configured, discovery, self.docs, now, self.refresh_ms, parent)
         for source, update in updates.items():
             self.docs.setdefault(source, {}).update(update)
         if discovery is not None:

@@ -215,7 +215,7 @@ def test_a_missing_secret_stops_its_source_only_and_is_on_its_entry():
     registry = FakeSourceRegistry(clock)
     parent = parse_parent(json.dumps(PARENT))
     registry.sync([], Discovery("msp", (parent.child("DA1", "one", "api-1.duosecurity.com"),)))
-    registry.sync(parse_sources_file(json.dumps([file_entry("own")])), None)
+    registry.sync(parse_sources_file(json.dumps([file_entry("own")])), None, "msp")
     secrets = Secrets({SECRET.format("own")})
     clients = clients_for(registry, clock, secrets)
     with pytest.raises(SourceUnavailableError) as raised:
