@@ -19,27 +19,16 @@ from harness.pipeline import LocalPipeline, PipelineConfig
 from shared.clock import SystemClock
 from shared.gcp.clients import storage_client
 from shared.gcp.source_registry import SourceRegistry
-from shared.pipeline.objects import decode_records, parse_object_name
 from shared.pipeline.sources import ACTIVE, REFUSED, REFUSED_FIX
 from simulator.dataset import DatasetSpec
 from simulator.fleet_api import ACCOUNTS_PATH
 from tests.conftest import unique_name
-from tests.msp_simulator import PARENT_IKEY, PARENT_SKEY, msp_simulator
+from tests.msp_simulator import PARENT_IKEY, PARENT_SKEY, landed, msp_simulator, truth
 
 pytestmark = pytest.mark.integration
 
 PARENT_SECRET = "projects/duo-telephony-test/secrets/msp-parent/versions/1"
 OWN_PREFIX = "duo-telephony"
-
-
-def landed(client, bucket: str, prefix: str) -> dict[str, Counter]:
-    """Records landed under ``prefix``, by source: telephony id -> times landed."""
-    found: dict[str, Counter] = {}
-    for blob in client.list_blobs(bucket, prefix=f"{prefix}/"):
-        name = parse_object_name(blob.name, prefix)
-        for record in decode_records(blob.download_as_bytes(), False):
-            found.setdefault(name.source, Counter())[record["telephony_id"]] += 1
-    return found
 
 
 def test_the_own_account_and_each_discovered_child_land_exactly_once_each_where_it_belongs(
@@ -72,16 +61,8 @@ def test_the_own_account_and_each_discovered_child_land_exactly_once_each_where_
                 "DUO_LOCAL_SECRETS": json.dumps({PARENT_SECRET: PARENT_SKEY}),
             },
         )
-        truth = {
-            account: {
-                json.loads(line)["telephony_id"]
-                for line in requests.get(
-                    f"{sim.base_url}/__sim__/records", params={"account_id": account}, timeout=30
-                ).text.splitlines()
-            }
-            for account in [own["account_id"], *children]
-        }
-        client = storage_client(local_cloud.project)
+        expected = {account: truth(sim, account) for account in [own["account_id"], *children]}
+        bucket = storage_client(local_cloud.project).bucket(config.bucket)
         registry = SourceRegistry(firestore_db, SystemClock())
         readable = [a for a, child in children.items() if not child["refused"]]
         with LocalPipeline(config, local_cloud.env, tmp_path) as pipeline:
@@ -89,20 +70,19 @@ def test_the_own_account_and_each_discovered_child_land_exactly_once_each_where_
             while time.monotonic() < deadline:
                 pipeline.trigger_planner()
                 time.sleep(2)
-                mine = landed(client, config.bucket, OWN_PREFIX).get("own", Counter())
+                mine = landed(bucket, OWN_PREFIX).get("own", Counter())
                 theirs = [
-                    landed(client, config.bucket, f"customers/{a}").get(a.lower(), Counter())
-                    for a in readable
+                    landed(bucket, f"customers/{a}").get(a.lower(), Counter()) for a in readable
                 ]
                 counts = [mine, *theirs]
-                wanted = [truth[own["account_id"]], *(truth[a] for a in readable)]
+                wanted = [expected[own["account_id"]], *(expected[a] for a in readable)]
                 if all(set(c) >= w for c, w in zip(counts, wanted, strict=True)):
                     break
         entries = registry.entries()
-    assert set(mine) == truth[own["account_id"]] and max(mine.values()) == 1
-    assert set(landed(client, config.bucket, OWN_PREFIX)) == {"own"}  # children elsewhere
+    assert set(mine) == expected[own["account_id"]] and max(mine.values()) == 1
+    assert set(landed(bucket, OWN_PREFIX)) == {"own"}  # children elsewhere
     for account, got in zip(readable, theirs, strict=True):
-        assert set(got) == truth[account], account  # none missing, nothing foreign
+        assert set(got) == expected[account], account  # none missing, nothing foreign
         assert max(got.values()) == 1, account  # none twice
         assert entries[account.lower()]["state"] == ACTIVE
     [refused] = [a for a, child in children.items() if child["refused"]]

@@ -1,8 +1,9 @@
 """A fleet deployment's sources, end to end against the Duo simulator's MSP mode over real
 sockets and the Firestore and Storage emulators: the planner discovers the parent's children
 into the registry and plans each, the fetcher reads each at its own host with the parent's
-keys, the writer lands each under its own prefix, and a child in another Duo deployment is
-shown refused with Duo's code and the fix, holding back no other child.
+keys, the writer lands each under its own prefix (and the sources file's account in its own
+bucket), and a child in another Duo deployment is shown refused with Duo's code and the fix,
+holding back no other account.
 
 The services' work runs in this process, window tasks and record batches handed on directly
 instead of through Pub/Sub (tests/integration/test_pipeline.py covers Pub/Sub's delivery); the
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import json
-from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -33,18 +33,19 @@ from shared.gcp.destinations import Destinations
 from shared.gcp.secret_manager import CachedSecrets
 from shared.gcp.source_registry import CachedEntries, SourceRegistry
 from shared.gcp.window_store import WindowStore
-from shared.pipeline.objects import decode_records, parse_object_name
 from shared.pipeline.sources import ACTIVE, REFUSED, REFUSED_FIX
 from shared.pipeline.windows import QUARANTINED
 from simulator.dataset import DatasetSpec
 from simulator.fleet_api import ACCOUNTS_PATH
 from simulator.server import SimulatorServer
+from tests.conftest import unique_name
 from tests.fakes import FakeClock
-from tests.msp_simulator import PARENT_IKEY, PARENT_SKEY, msp_simulator
+from tests.msp_simulator import PARENT_IKEY, PARENT_SKEY, landed, msp_simulator, truth
 
 pytestmark = pytest.mark.integration
 
 PARENT_SECRET = "projects/duo-telephony-test/secrets/msp-parent/versions/1"
+OWN_SECRET = "projects/duo-telephony-test/secrets/own/versions/1"
 
 
 class HandOn:
@@ -73,19 +74,22 @@ def fleet() -> Iterator[tuple[SimulatorServer, FakeClock]]:
         yield server, clock
 
 
-def read_secret(name: str) -> str:
-    if name != PARENT_SECRET:
-        raise LookupError(name)
-    return PARENT_SKEY
-
-
 def test_discovered_children_land_under_their_own_prefix_and_a_refused_one_is_shown(
-    fleet, firestore_db, gcs_bucket
+    fleet, firestore_db, gcs_bucket, tmp_path
 ):
     sim, clock = fleet
     project = firestore_db.project
+    listed = requests.get(f"{sim.base_url}{ACCOUNTS_PATH}", timeout=30).json()
+    [own] = [a for a in listed if not a["msp_child"]]
+    read_secret = {PARENT_SECRET: PARENT_SKEY, OWN_SECRET: own["skey"]}.__getitem__
+    sources_file = tmp_path / "sources.json"
+    own_bucket = gcs_bucket.client.create_bucket(unique_name("own"))
+    own_entry = {"id": "own", "api_host": sim.base_url, "ikey": own["ikey"]}
+    own_entry |= {"skey_secret": OWN_SECRET, "destination": {"bucket": own_bucket.name}}
+    sources_file.write_text(json.dumps([own_entry]))
     env = {
         "GOOGLE_CLOUD_PROJECT": project,
+        "DUO_SOURCES_FILE": str(sources_file),
         "DUO_MSP_PARENT": json.dumps(
             {
                 "id": "msp",
@@ -123,18 +127,26 @@ def test_discovered_children_land_under_their_own_prefix_and_a_refused_one_is_sh
     )
     write = functools.partial(destinations.write, gzip=False)
 
-    for _run in range(3):
-        run_planner(settings, cursors, windows, hand_on, clock, destinations, sources)
-        while hand_on.tasks:
-            fetcher.fetch(hand_on.tasks.pop(0))
-            while hand_on.batches:
-                land_batch(hand_on.batches.pop(0), write, windows)
-        clock.advance(300)
+    try:
+        for _run in range(3):
+            run_planner(settings, cursors, windows, hand_on, clock, destinations, sources)
+            while hand_on.tasks:
+                fetcher.fetch(hand_on.tasks.pop(0))
+                while hand_on.batches:
+                    land_batch(hand_on.batches.pop(0), write, windows)
+            clock.advance(300)
+        in_own_bucket = landed(own_bucket, "duo-telephony")
+    finally:
+        for blob in own_bucket.list_blobs():
+            blob.delete()
+        own_bucket.delete()
 
-    listed = requests.get(f"{sim.base_url}{ACCOUNTS_PATH}", timeout=30).json()
+    assert set(in_own_bucket) == {"own"}  # the file's source in its own bucket
+    assert set(in_own_bucket["own"]) == truth(sim, own["account_id"])
+    assert max(in_own_bucket["own"].values()) == 1
     children = {a["account_id"]: a for a in listed if a["msp_child"]}
     entries = registry.entries()
-    assert sorted(entries) == sorted(account.lower() for account in children)
+    assert sorted(entries) == sorted([*(account.lower() for account in children), "own"])
     assert registry.parent("msp")["error"] is None
     for account_id, child in children.items():
         source = account_id.lower()
@@ -148,17 +160,10 @@ def test_discovered_children_land_under_their_own_prefix_and_a_refused_one_is_sh
             assert "(Duo code 40301)" in text and REFUSED_FIX in text
             continue
         assert entry["state"] == ACTIVE
-        landed = Counter()
-        for blob in gcs_bucket.client.list_blobs(gcs_bucket, prefix=f"customers/{account_id}/"):
-            name = parse_object_name(blob.name, f"customers/{account_id}")
-            assert name.source == source
-            for record in decode_records(blob.download_as_bytes(), False):
-                landed[record["telephony_id"]] += 1
-        truth = requests.get(
-            f"{sim.base_url}/__sim__/records", params={"account_id": account_id}, timeout=30
-        ).text.splitlines()
-        expected = {json.loads(line)["telephony_id"] for line in truth}
+        [(name, got)] = landed(gcs_bucket, f"customers/{account_id}").items()
+        assert name == source
+        expected = truth(sim, account_id)
         assert len(expected) == child["records"] > 0
-        assert set(landed) == expected  # none missing
-        assert max(landed.values()) == 1  # none twice
+        assert set(got) == expected  # none missing
+        assert max(got.values()) == 1  # none twice
     assert not list(gcs_bucket.client.list_blobs(gcs_bucket, prefix="duo-telephony/"))
