@@ -18,6 +18,17 @@ from shared.duo.telephony import RETENTION_MS
 from shared.pipeline.ids import SOURCE_ID_PATTERN
 from shared.pipeline.planning import DEFAULT_PARALLELISM
 from shared.pipeline.repair import CHECK_BATCH_MS, DEFAULT_CHECKS_MS
+from shared.pipeline.sources import (
+    DEFAULT_REFRESH_MS,
+    ENV,
+    MSP_PARENT,
+    SOURCES_FILE,
+    ParentSpec,
+    SourcesError,
+    SourceSpec,
+    parse_parent,
+    parse_sources_file,
+)
 from shared.pipeline.topics import TopicNames
 from shared.pipeline.windows import LANDING_TIMEOUT_MS
 
@@ -97,6 +108,15 @@ class PlannerSettings:
     bucket: str | None = None
     prefix: str = DEFAULT_PREFIX
     database: str | None = None  # FIRESTORE_DATABASE (None: the project's default database)
+    # The sources file's sources and the MSP parent (the registry holds the rest).
+    file_sources: tuple[SourceSpec, ...] = ()
+    parent: ParentSpec | None = None
+    accounts_refresh_ms: int = DEFAULT_REFRESH_MS
+
+    @property
+    def configured(self) -> tuple[SourceSpec, ...]:
+        """The sources configured in the deployment, for the registry."""
+        return tuple(SourceSpec(source, ENV) for source in self.sources) + self.file_sources
 
 
 @dataclass(frozen=True)
@@ -241,6 +261,8 @@ class _Entry:
 
 def _entries(env: _Env) -> list[_Entry]:
     listed = env.optional("DUO_SOURCES")
+    if listed is None and not env.optional("DUO_API_HOST") and _registry_only(env):
+        return []
     if listed is None:
         return [
             _Entry(
@@ -267,6 +289,64 @@ def _entries(env: _Env) -> list[_Entry]:
             raise ConfigError(f"DUO_SOURCES[{position}] is not an object")
         entries.append(_Entry(item, position))
     return entries
+
+
+def _registry_only(env: _Env) -> bool:
+    """Whether the deployment's sources may all come from the sources file or the MSP parent,
+    without the single-account variables."""
+    return bool(env.optional(SOURCES_FILE) or env.optional(MSP_PARENT))
+
+
+def file_sources(e: _Env) -> tuple[SourceSpec, ...]:
+    """The sources file's sources (``DUO_SOURCES_FILE``, a path), checked entry by entry."""
+    path = e.optional(SOURCES_FILE)
+    if path is None:
+        return ()
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except OSError as error:
+        raise ConfigError(f"{SOURCES_FILE}: cannot read {path}: {error.strerror}") from None
+    try:
+        specs = tuple(parse_sources_file(text))
+        for position, spec in enumerate(specs):
+            DuoEndpoint.parse(spec.api_host, f"{SOURCES_FILE}[{position}].api_host")
+    except (SourcesError, EndpointError) as error:
+        raise ConfigError(str(error)) from None
+    return specs
+
+
+def msp_parent(e: _Env) -> ParentSpec | None:
+    """``DUO_MSP_PARENT``, the MSP parent's Accounts API integration, checked."""
+    raw = e.optional(MSP_PARENT)
+    if raw is None:
+        return None
+    try:
+        parent = parse_parent(raw)
+        DuoEndpoint.parse(parent.api_host, f"{MSP_PARENT}.api_host")
+    except (SourcesError, EndpointError) as error:
+        raise ConfigError(str(error)) from None
+    return parent
+
+
+def secret_reader(env: Mapping[str, str], read: SecretReader) -> SecretReader:
+    """How the sources file's and the MSP parent's secrets are read: ``read`` (Secret Manager),
+    or, locally (the simulator), ``DUO_LOCAL_SECRETS``, a JSON object of secret version ->
+    value, refused on Cloud Run as ``DUO_SKEY`` is."""
+    e = _Env(env)
+    raw = e.optional("DUO_LOCAL_SECRETS")
+    if raw is None:
+        return read
+    if e.on_cloud_run():
+        raise ConfigError("DUO_LOCAL_SECRETS is refused on Cloud Run; use Secret Manager")
+    try:
+        secrets = json.loads(raw)
+    except ValueError:
+        secrets = None
+    if not isinstance(secrets, dict) or not all(isinstance(v, str) for v in secrets.values()):
+        # Not echoed: it holds secret keys.
+        raise ConfigError("DUO_LOCAL_SECRETS must be a JSON object of secret version -> value")
+    return lambda name: secrets[name]
 
 
 def _sources(env: _Env, build: Callable[[_Entry, str], T]) -> dict[str, T]:
@@ -337,9 +417,19 @@ def planner_settings(env: Mapping[str, str]) -> PlannerSettings:
     delay = parse_duration(e.text("PLAN_DELAY", "2m"), "PLAN_DELAY")
     if delay < 120:
         raise ConfigError("PLAN_DELAY: Duo publishes logs two minutes late; use at least 2m")
+    configured = tuple(_sources(e, lambda _entry, source_id: source_id))
+    listed = file_sources(e)
+    for spec in listed:
+        if spec.id in configured:
+            raise ConfigError(
+                f"{SOURCES_FILE}: source {spec.id!r} is configured by DUO_SOURCES or SOURCE_ID too"
+            )
+    refresh = parse_duration(e.text("ACCOUNTS_REFRESH", "1h"), "ACCOUNTS_REFRESH")
+    if not 300 <= refresh <= 86400:
+        raise ConfigError("ACCOUNTS_REFRESH: use between 5m and 1d")
     return PlannerSettings(
         project=e.project(),
-        sources=tuple(_sources(e, lambda _entry, source_id: source_id)),
+        sources=configured,
         window_topic=e.text("WINDOW_TOPIC", TopicNames.windows),
         lookback_seconds=lookback,
         parallelism=int(e.number("PLAN_PARALLELISM", DEFAULT_PARALLELISM, 1, 64)),
@@ -352,6 +442,9 @@ def planner_settings(env: Mapping[str, str]) -> PlannerSettings:
         bucket=e.text("GCS_BUCKET", "") or None,
         prefix=_prefix(e),
         database=e.database(),
+        file_sources=listed,
+        parent=msp_parent(e),
+        accounts_refresh_ms=int(refresh * 1000),
     )
 
 

@@ -8,7 +8,7 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO, TypeVar
 
@@ -18,8 +18,19 @@ from services.settings import ConfigError, firestore_database, planner_settings
 from shared.clock import Clock, SystemClock, now_ms
 from shared.gcp.clients import firestore_client
 from shared.gcp.cursor_store import CursorStore
+from shared.gcp.source_registry import SourceRegistry
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.progress import Progress, describe
+from shared.pipeline.sources import (
+    ACTIVE,
+    CHILD,
+    ENV,
+    GONE,
+    MSP_PARENT,
+    SOURCES_FILE,
+    TROUBLED,
+    SourceSpec,
+)
 
 T = TypeVar("T")
 # Firestore's client keeps retrying a server it cannot reach (300 s against a closed port);
@@ -32,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--source",
         action="append",
         help="source id (default: the sources SOURCE_ID or DUO_SOURCES configure, or, with "
-        "neither set, every source found in Firestore)",
+        "neither set or with a sources file or an MSP parent, every source found in Firestore)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
 
@@ -40,7 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         sources = args.source
-        if not sources and (os.environ.get("SOURCE_ID") or os.environ.get("DUO_SOURCES")):
+        if (
+            not sources
+            and (os.environ.get("SOURCE_ID") or os.environ.get("DUO_SOURCES"))
+            and not fleet(os.environ)
+        ):
             sources = list(planner_settings(os.environ).sources)
         project = os.environ.get("GOOGLE_CLOUD_PROJECT") or ""
         if not project:
@@ -62,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     if not reports:
         print(f"duo-telephony status: no source in Firestore ({project}): the planner has not run")
         return 1
-    return show(reports, now_ms(clock), as_json=args.json, out=sys.stdout)
+    code = show(reports, now_ms(clock), as_json=args.json, out=sys.stdout)
+    return max(code, show_parents(read_parents(project, clock), as_json=args.json, out=sys.stdout))
 
 
 def read_reports(project: str, sources: list[str] | None, clock: Clock) -> list[dict[str, Any]]:
@@ -71,8 +87,10 @@ def read_reports(project: str, sources: list[str] | None, clock: Clock) -> list[
     db = firestore_client(project, firestore_database(os.environ))
     windows = WindowStore(db, clock)
     store = CursorStore(db, windows, clock)
+    registry = SourceRegistry(db, clock).entries()
     return [
-        store.status(source) | reading(windows, source) for source in sources or windows.sources()
+        store.status(source) | reading(windows, source) | {"registry": registry.get(source)}
+        for source in sources or windows.sources()
     ]
 
 
@@ -125,7 +143,11 @@ def show(reports: list[dict[str, Any]], now: int, *, as_json: bool, out: TextIO)
         for report in reports:
             print(render(report, now), file=out)
     troubled = (
-        not r["exists"] or r["windows"]["failed"] or r["windows"]["quarantined"] or r["stalled"]
+        not r["exists"]
+        or r["windows"]["failed"]
+        or r["windows"]["quarantined"]
+        or r["stalled"]
+        or registry_troubled(r.get("registry"))
         for r in reports
     )
     return 1 if any(troubled) else 0
@@ -133,7 +155,12 @@ def show(reports: list[dict[str, Any]], now: int, *, as_json: bool, out: TextIO)
 
 def render(report: dict, now: int) -> str:
     if not report["exists"]:
-        return f"source {report['source']}: no cursor yet (the planner has not run)"
+        return "\n".join(
+            [
+                f"source {report['source']}: no cursor yet (the planner has not run)",
+                *registry_lines(report.get("registry"), now),
+            ]
+        )
     watermark = report["watermark_ms"]
     windows = report["windows"]
     lines = [
@@ -170,7 +197,75 @@ def render(report: dict, now: int) -> str:
             f"  lost        {_time(first)} to {_time(last)}: left Duo's 180-day retention "
             "before it was fetched"
         )
+    lines += registry_lines(report.get("registry"), now)
     return "\n".join(lines)
+
+
+def registry_lines(entry: dict[str, Any] | None, now: int) -> list[str]:
+    """The source's registry entry: where it comes from and lands, and, unless it is a
+    configured source reading as it should, its state since when, Duo's answer and the fix."""
+    if entry is None or (entry.get("origin") == ENV and entry.get("state") == ACTIVE):
+        return []
+    state, since = entry.get("state"), _time(entry.get("since_ms"))
+    if entry.get("origin") == CHILD:
+        origin = f"child account {entry.get('account_id')} ({entry.get('name')!r}) of "
+        origin += f"{entry.get('parent')} at {entry.get('api_host')}"
+    else:
+        origin = f"configured in {SourceSpec.from_fields(entry).setting}"
+    lines = [f"  account     {origin}"]
+    destination = entry.get("destination") or {}
+    if destination.get("bucket") or destination.get("prefix") is not None:
+        bucket = destination.get("bucket") or "GCS_BUCKET"
+        lines.append(f"  lands in    gs://{bucket}/{destination.get('prefix') or ''}")
+    if state == GONE:
+        lines.append(
+            f"  gone since  {since}: no longer configured or listed; not planned, its cursor "
+            "and windows kept"
+        )
+    elif state in TROUBLED:
+        code = f" (Duo code {entry['code']})" if entry.get("code") else ""
+        lines.append(f"  {state:<11} since {since}{code}: {entry.get('error')}")
+        if entry.get("fix"):
+            lines.append(f"  fix         {entry['fix']}")
+        lines.append("              not planned; tried again after ACCOUNTS_REFRESH")
+    else:
+        lines.append(f"  state       {state} since {since}")
+    if entry.get("conflict"):
+        lines.append(f"  conflict    {entry['conflict']}")
+    return lines
+
+
+def fleet(env: Mapping[str, str]) -> bool:
+    """Whether the deployment's sources come from the registry too: then they are all shown."""
+    return bool(env.get(SOURCES_FILE) or env.get(MSP_PARENT))
+
+
+def registry_troubled(entry: dict[str, Any] | None) -> bool:
+    return bool(entry) and (entry.get("state") in TROUBLED or bool(entry.get("conflict")))
+
+
+def read_parents(project: str, clock: Clock) -> dict[str, dict[str, Any]]:
+    """Each MSP parent's last listing of its children."""
+    db = firestore_client(project, firestore_database(os.environ))
+    return SourceRegistry(db, clock).parents()
+
+
+def show_parents(parents: dict[str, dict[str, Any]], *, as_json: bool, out: TextIO) -> int:
+    """Prints each MSP parent's last listing (not with --json, whose output is the sources'
+    reports); 1 when a listing failed or listed a child that cannot be read."""
+    for parent, doc in sorted(parents.items()):
+        if as_json:
+            continue
+        print(
+            f"msp parent {parent}: children listed {_time(doc.get('listed_at_ms'))}, "
+            f"{doc.get('children', 0)} admitted",
+            file=out,
+        )
+        if doc.get("error"):
+            print(f"  error       {doc['error']}", file=out)
+        for invalid in doc.get("invalid") or []:
+            print(f"  not read    {invalid}", file=out)
+    return 1 if any(doc.get("error") or doc.get("invalid") for doc in parents.values()) else 0
 
 
 def _time(ms: int | None) -> str:

@@ -4,30 +4,37 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from flask import Flask
 
 from services import structured_log
-from services.fetcher.duo_clients import DuoClients, UnknownSourceError
+from services.fetcher.duo_clients import DuoClients, SourceUnavailableError, UnknownSourceError
 from services.fetcher.window_fetch import CHECK_EVENT, WindowFetcher
 from services.push_app import build, create_app, stopping
-from services.settings import fetcher_settings
+from services.settings import fetcher_settings, secret_reader
 from shared.clock import Clock, SystemClock
 from shared.gcp.clients import firestore_client, pubsub_publisher
 from shared.gcp.publisher import Publisher
-from shared.gcp.secret_manager import read_secret_version
+from shared.gcp.secret_manager import CachedSecrets, read_secret_version
+from shared.gcp.source_registry import CachedEntries, SourceRegistry
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.messages import MessageError, SpanCheck, WindowTask
 
 log = logging.getLogger("fetcher")
 
 
-def create_fetcher_app(env: Mapping[str, str] = os.environ, clock: Clock | None = None) -> Flask:
-    settings = fetcher_settings(env, read_secret_version)
+def create_fetcher_app(
+    env: Mapping[str, str] = os.environ,
+    clock: Clock | None = None,
+    read_secret: Callable[[str], str] | None = None,
+) -> Flask:
+    read_secret = read_secret or secret_reader(env, read_secret_version)
+    settings = fetcher_settings(env, read_secret)
     clock = clock or SystemClock()
     db = firestore_client(settings.project, settings.database)
-    clients = DuoClients(settings, db, clock)
+    entries = CachedEntries(SourceRegistry(db, clock), clock)
+    clients = DuoClients(settings, db, clock, entries, CachedSecrets(read_secret, clock))
     fetcher = WindowFetcher(
         WindowStore(db, clock),
         Publisher(
@@ -59,6 +66,11 @@ def fetcher_app(project: str, fetcher: WindowFetcher) -> Flask:
         except UnknownSourceError as error:
             # No redelivery can make it valid: acknowledged and logged with its id.
             raise MessageError(str(error)) from None
+        except SourceUnavailableError as error:
+            # Shown on the source's registry entry; its windows wait, planned, for the fix
+            # (the planner sends them again once the source is active).
+            structured_log.event(log, logging.ERROR, str(error), source=message.source)
+            return
         level = logging.ERROR if report.outcome == "failed" else logging.INFO
         structured_log.event(
             log, level, f"window {message.window_id} {report.outcome}", **vars(report)

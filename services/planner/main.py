@@ -2,34 +2,51 @@
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from flask import Flask, jsonify
 
+from services.planner.discovery import discover, planned_sources
 from services.planner.run import run_planner
 from services.push_app import build, create_app
-from services.settings import PlannerSettings, planner_settings
+from services.settings import PlannerSettings, planner_settings, secret_reader
 from shared.clock import Clock, SystemClock
 from shared.gcp.clients import firestore_client, pubsub_publisher, storage_client
 from shared.gcp.cursor_store import CursorStore
+from shared.gcp.destinations import Destinations
 from shared.gcp.publisher import Publisher
+from shared.gcp.secret_manager import CachedSecrets, read_secret_version
+from shared.gcp.source_registry import SourceRegistry
 from shared.gcp.unmarked_batches import UnmarkedBatches
 from shared.gcp.window_store import WindowStore
 
 
-def create_planner_app(env: Mapping[str, str] = os.environ, clock: Clock | None = None) -> Flask:
+def create_planner_app(
+    env: Mapping[str, str] = os.environ,
+    clock: Clock | None = None,
+    read_secret: Callable[[str], str] | None = None,
+) -> Flask:
     settings = planner_settings(env)
+    read_secret = read_secret or secret_reader(env, read_secret_version)
     clock = clock or SystemClock()
     db = firestore_client(settings.project, settings.database)
     windows = WindowStore(db, clock)
     cursors = CursorStore(db, windows, clock)
     publisher = Publisher(pubsub_publisher(), settings.project, settings.window_topic)
+    registry = SourceRegistry(db, clock, settings.accounts_refresh_ms)
     unmarked = None
     if settings.bucket:
-        bucket = storage_client(settings.project).bucket(settings.bucket)
-        unmarked = UnmarkedBatches(bucket, settings.prefix)
-    return planner_app(settings, cursors, windows, publisher, clock, unmarked)
+        # Each source's batches are looked for under its own destination.
+        unmarked = Destinations(
+            registry, clock, storage_client(settings.project), settings.bucket, settings.prefix
+        )
+    list_children = functools.partial(
+        discover, secrets=CachedSecrets(read_secret, clock), clock=clock
+    )
+    sources = functools.partial(planned_sources, settings, registry, list_children, clock)
+    return planner_app(settings, cursors, windows, publisher, clock, unmarked, sources)
 
 
 def planner_app(
@@ -39,13 +56,14 @@ def planner_app(
     publisher: Publisher,
     clock: Clock,
     unmarked: UnmarkedBatches | None = None,
+    sources: Callable[[], list[str]] | None = None,
 ) -> Flask:
     """The ``/run`` endpoint around the planner's work, given its collaborators."""
     app = create_app("planner", settings.project)
 
     @app.post("/run")
     def run():
-        results = run_planner(settings, cursors, windows, publisher, clock, unmarked)
+        results = run_planner(settings, cursors, windows, publisher, clock, unmarked, sources)
         return jsonify(results), 500 if any("error" in r for r in results) else 200
 
     return app

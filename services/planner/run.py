@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from services import structured_log
@@ -30,9 +31,12 @@ def run_planner(
     publisher: Publisher,
     clock: Clock,
     unmarked: UnmarkedBatches | None = None,
+    sources: Callable[[], list[str]] | None = None,
 ) -> list[dict[str, Any]]:
+    """Plans each source: those ``sources`` returns (the registry's active ones), or the
+    configured ones."""
     results = []
-    for source in settings.sources:
+    for source in sources() if sources else settings.sources:
         try:
             results.append(
                 _run_source(source, settings, cursors, windows, publisher, clock, unmarked)

@@ -12,8 +12,10 @@ from services.push_app import build, create_app
 from services.settings import writer_settings
 from services.writer.landing import land_batch
 from shared.clock import Clock, SystemClock
-from shared.gcp.bucket_writer import WriteResult, write_batch
+from shared.gcp.bucket_writer import WriteResult
 from shared.gcp.clients import firestore_client, storage_client
+from shared.gcp.destinations import Destinations
+from shared.gcp.source_registry import SourceRegistry
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.messages import RecordBatch
 
@@ -21,9 +23,16 @@ from shared.pipeline.messages import RecordBatch
 def create_writer_app(env: Mapping[str, str] = os.environ, clock: Clock | None = None) -> Flask:
     settings = writer_settings(env)
     clock = clock or SystemClock()
-    store = WindowStore(firestore_client(settings.project, settings.database), clock)
-    bucket = storage_client(settings.project).bucket(settings.bucket)
-    write = functools.partial(write_batch, bucket, prefix=settings.prefix, gzip=settings.gzip)
+    db = firestore_client(settings.project, settings.database)
+    store = WindowStore(db, clock)
+    destinations = Destinations(
+        SourceRegistry(db, clock),
+        clock,
+        storage_client(settings.project),
+        settings.bucket,
+        settings.prefix,
+    )
+    write = functools.partial(destinations.write, gzip=settings.gzip)
     return writer_app(settings.project, write, store)
 
 

@@ -31,15 +31,12 @@ from shared.duo.secret import Secret
 from shared.duo.signing import Signer, SigningConfig
 from shared.duo.transport import DuoHttp
 from simulator.dataset import DatasetSpec
-from simulator.fleet import FleetSpec
-from simulator.fleet_api import ACCOUNTS_PATH, FleetApi
-from simulator.server import SimulatorServer
+from simulator.fleet_api import ACCOUNTS_PATH
 from tests.fakes import FakeClock
+from tests.msp_simulator import PARENT_IKEY, PARENT_SKEY, msp_simulator
 
 pytestmark = pytest.mark.integration
 
-PARENT_IKEY = "DIMSPPARENTINTEGRATE"
-PARENT_SKEY = "MspParentSecretKeyForIntegrationTests000"
 SOURCE = "msp-sim"
 SETTING = "DUO_ACCOUNTS_SKEY"
 DAY_MS = 86_400_000
@@ -52,15 +49,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def sim(clock):
-    api = FleetApi(
-        FleetSpec(accounts=1, msp_children=4, refused_share=0.25, distribution="zipf"),
-        DatasetSpec(records=3000, days=2, seed=5),
-        (PARENT_IKEY, Secret(PARENT_SKEY)),
-        clock,
-    )
-    server = SimulatorServer(api, port=0).start()
-    yield server
-    server.stop()
+    with msp_simulator(clock, DatasetSpec(records=3000, days=2, seed=5)) as server:
+        yield server
 
 
 def duo(http: DuoHttp, signing: SigningConfig, clock: FakeClock) -> DuoApi:

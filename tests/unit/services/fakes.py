@@ -10,6 +10,7 @@ tests check the order of publishing, checkpoints and markers across collaborator
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from shared.duo.paging import AVAILABILITY_DELAY_MS, DuoTotal
 from shared.duo.records import record_time_ms
 from shared.gcp.bucket_writer import WriteResult
 from shared.gcp.window_store import FindUnmarked, SweepResult
-from shared.pipeline import progress
+from shared.pipeline import progress, sources
 from shared.pipeline import windows as rules
 from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask
 from shared.pipeline.planning import first_planned_until, plan_windows
@@ -415,3 +416,49 @@ class CountingDuo:
         last = int(params["maxtime"]) * 1000 + (999 if self.precision == "ms" else 0)
         total = sum(1 for at in self.times_us if first <= at <= last)
         return parse({"items": [], "metadata": {"total_objects": total}})
+
+
+class FakeSourceRegistry:
+    """SourceRegistry's methods over dict entries, applying the same reconciliation."""
+
+    def __init__(self, clock: FakeClock, refresh_ms: int = sources.DEFAULT_REFRESH_MS) -> None:
+        self.clock = clock
+        self.refresh_ms = refresh_ms
+        self.docs: dict[str, dict[str, Any]] = {}
+        self.parent_docs: dict[str, dict[str, Any]] = {}
+
+    def entries(self) -> dict[str, dict[str, Any]]:
+        return {source: dict(doc) for source, doc in self.docs.items()}
+
+    def entry(self, source: str) -> dict[str, Any] | None:
+        doc = self.docs.get(source)
+        return None if doc is None else dict(doc)
+
+    def parent(self, parent: str) -> dict[str, Any] | None:
+        return self.parent_docs.get(parent)
+
+    def parents(self) -> dict[str, dict[str, Any]]:
+        return dict(self.parent_docs)
+
+    def sync(
+        self,
+        configured: Iterable[sources.SourceSpec],
+        discovery: sources.Discovery | None,
+        parent: str | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        now = now_ms(self.clock)
+        updates = sources.reconcile(configured, discovery, self.docs, now, self.refresh_ms, parent)
+        for source, update in updates.items():
+            self.docs.setdefault(source, {}).update(update)
+        if discovery is not None:
+            self.parent_docs[discovery.parent] = sources.parent_entry(discovery, now)
+        return self.entries()
+
+    def trouble(self, source: str, update: dict[str, Any]) -> bool:
+        if source not in self.docs:
+            return False
+        self.docs[source].update(update)
+        return True
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(doc.get("state") for doc in self.docs.values()))

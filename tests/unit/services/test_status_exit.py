@@ -104,6 +104,7 @@ def env(monkeypatch):
         raise AssertionError("status read Firestore")
 
     monkeypatch.setattr(status, "read_reports", no_firestore)
+    monkeypatch.setattr(status, "read_parents", lambda project, clock: {})
     return monkeypatch
 
 

@@ -1,0 +1,103 @@
+"""The planner's sources each run: the registry synced with the configured sources and, every
+``ACCOUNTS_REFRESH``, with the MSP parent's children as Duo's Accounts API lists them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from services import structured_log
+from services.settings import PlannerSettings
+from shared.clock import Clock, now_ms
+from shared.duo.accounts import DuoPoster, list_child_accounts
+from shared.duo.api import DuoApi
+from shared.duo.endpoint import DuoEndpoint
+from shared.duo.errors import DuoError
+from shared.duo.secret import Secret
+from shared.duo.signing import Signer, SigningConfig
+from shared.duo.transport import DuoHttp
+from shared.gcp.secret_manager import CachedSecrets, SecretUnavailableError
+from shared.pipeline.sources import (
+    MSP_PARENT,
+    Discovery,
+    ParentSpec,
+    SourcesError,
+    SourceSpec,
+    active,
+    discovery_due,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Registry(Protocol):
+    def parent(self, parent: str) -> dict[str, Any] | None: ...
+
+    def sync(
+        self,
+        configured: Iterable[SourceSpec],
+        discovery: Discovery | None,
+        parent: str | None = None,
+    ) -> dict[str, dict[str, Any]]: ...
+
+
+def parent_api(parent: ParentSpec, skey: Secret, clock: Clock) -> DuoPoster:
+    """The parent's Accounts API, signed with its keys."""
+    endpoint = DuoEndpoint.parse(parent.api_host, f"{MSP_PARENT}.api_host")
+    signer = Signer(SigningConfig(parent.ikey, skey, endpoint.host), clock)
+    return DuoApi(DuoHttp(endpoint), signer, clock=clock)
+
+
+def discover(
+    parent: ParentSpec,
+    secrets: CachedSecrets,
+    clock: Clock,
+    connect: Callable[[ParentSpec, Secret, Clock], DuoPoster] = parent_api,
+) -> Discovery:
+    """The parent's children that its allow and deny lists admit, as sources; a failed listing
+    (a missing secret, Duo's 40301, an outage) is the Discovery's one-line error."""
+    try:
+        skey = secrets.get(parent.skey_secret)
+    except SecretUnavailableError as error:
+        return Discovery(parent.id, error=f"{parent.id}: {MSP_PARENT}.skey_secret: {error}")
+    try:
+        listed = list_child_accounts(
+            connect(parent, skey, clock), source=parent.id, setting=MSP_PARENT
+        )
+    except DuoError as error:
+        return Discovery(parent.id, error=str(error))
+    children, invalid = [], [str(error) for error in listed.invalid]
+    for child in listed.accounts:
+        if parent.admits(child.account_id, child.name):
+            try:
+                children.append(parent.child(child.account_id, child.name, child.api_hostname))
+            except SourcesError as error:
+                invalid.append(str(error))
+    return Discovery(parent.id, tuple(children), tuple(invalid))
+
+
+def planned_sources(
+    settings: PlannerSettings,
+    registry: Registry,
+    list_children: Callable[[ParentSpec], Discovery],
+    clock: Clock,
+) -> list[str]:
+    """Syncs the registry (listing the parent's children when due) and returns the active
+    sources, to be planned this run."""
+    discovery = None
+    parent = settings.parent
+    if parent and discovery_due(
+        registry.parent(parent.id), now_ms(clock), settings.accounts_refresh_ms
+    ):
+        discovery = list_children(parent)
+        level = logging.ERROR if discovery.error or discovery.invalid else logging.INFO
+        structured_log.event(
+            log,
+            level,
+            f"listed the child accounts of {parent.id}",
+            children=len(discovery.children),
+            error=discovery.error,
+            invalid=list(discovery.invalid),
+        )
+    return active(registry.sync(settings.configured, discovery, parent.id if parent else None))

@@ -1,0 +1,64 @@
+"""The sources registry's contract, held by the Firestore store (on the emulator) and by the
+services' fake alike: a test class subclasses ``RegistryContract`` and gives the ``registry``
+fixture (a store on an empty database) and the ``clock`` it reads."""
+
+from __future__ import annotations
+
+import json
+
+from shared.clock import now_ms
+from shared.pipeline.sources import (
+    ACTIVE,
+    GONE,
+    REFUSED,
+    Discovery,
+    parse_parent,
+    parse_sources_file,
+    trouble,
+)
+from tests.source_examples import SECRET, file_entry, parent_setting
+
+HOUR = 3_600_000
+PARENT = parse_parent(parent_setting(destination={"prefix": "customers/{account_id}"}))
+FILE = parse_sources_file(json.dumps([file_entry("own")]))
+
+
+def listing(*ids: str, error: str | None = None) -> Discovery:
+    children = tuple(PARENT.child(i, f"name {i}", f"api-{i.lower()}.duosecurity.com") for i in ids)
+    return Discovery("msp", children, error=error)
+
+
+class RegistryContract:
+    def test_sync_keeps_each_sources_spec_and_state(self, registry, clock):
+        synced = registry.sync(FILE, listing("DA1", "DA2"))
+        assert synced == registry.entries()
+        assert sorted(synced) == ["da1", "da2", "own"]
+        child = registry.entry("da1")
+        assert child["state"] == ACTIVE
+        assert child["since_ms"] == now_ms(clock)
+        assert child["skey_secret"] == SECRET.format("parent")  # a name, never the key
+        assert child["destination"] == {"bucket": None, "prefix": "customers/DA1"}
+        assert registry.parent("msp")["children"] == 2
+        assert registry.counts() == {ACTIVE: 3}
+
+    def test_a_vanished_child_is_gone_and_a_failed_listing_keeps_the_rest(self, registry, clock):
+        registry.sync(FILE, listing("DA1", "DA2"))
+        clock.advance(HOUR / 1000)
+        registry.sync(FILE, listing("DA1"))
+        assert registry.entry("da2")["state"] == GONE
+        assert registry.entry("da2")["since_ms"] == now_ms(clock)
+        assert registry.entry("da2")["account_id"] == "DA2"  # its spec kept, to come back
+        registry.sync(FILE, listing(error="msp: Duo refused to list the child accounts"))
+        assert registry.entry("da1")["state"] == ACTIVE
+        assert registry.parent("msp")["error"].startswith("msp: Duo refused")
+        assert registry.counts() == {ACTIVE: 2, GONE: 1}
+
+    def test_trouble_marks_only_its_source_and_never_creates_one(self, registry, clock):
+        registry.sync(FILE, listing("DA1"))
+        refused = trouble(REFUSED, "Duo answered HTTP 403 code 40301", 40301, 7, "the fix")
+        assert registry.trouble("da1", refused)
+        assert registry.entry("da1")["state"] == REFUSED
+        assert registry.entry("da1")["code"] == 40301
+        assert registry.entry("own")["state"] == ACTIVE
+        assert not registry.trouble("nobody", refused)
+        assert registry.entry("nobody") is None
