@@ -32,6 +32,7 @@ from tests.unit.deploy.test_bootstrap import BROAD_ROLES
 EXPIRE_AT_WRITERS = {
     ("shared/pipeline/windows.py", "marker"): "batches",  # a batch's marker
     ("shared/pipeline/windows.py", "lifetime"): "windows",  # a window done for good
+    ("shared/pipeline/windows.py", "_behind"): "windows",  # read: passed by a version before
     ("shared/pipeline/windows.py", None): "windows",  # KEPT: an open window never expires
 }
 

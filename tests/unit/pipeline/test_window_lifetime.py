@@ -108,6 +108,19 @@ def test_a_window_reopened_behind_the_watermark_never_expires_until_done_again()
     assert step.update["expire_at"] == datetime(2027, 2, 14, 8, 1, tzinfo=UTC)
 
 
+def test_a_window_the_previous_version_passed_expires_once_done_again_after_a_reread():
+    # Given its expiry when passed, before passed_at_ms was kept; a late record reopens it,
+    # which clears that expiry: it must still be known as behind the watermark.
+    doc = _window(0, 5, check_level=1, next_check_at_ms=DAY + 5 * MIN, pages=2)
+    doc |= {"expire_at": THIRTY_DAYS_ON}
+    doc |= checked(doc, 1, CHECKS, False, NOW)
+    assert (doc["state"], doc["expire_at"]) == ("planned", None)
+    doc |= {"state": "fetched", "pages": 3, "fetched_at_ms": NOW}
+    step = sweep_step(doc, NOW + MIN, lambda start: 1, lambda start: {2: (None, None)})
+    assert step.completed
+    assert step.update["expire_at"] == datetime(2027, 2, 14, 8, 1, tzinfo=UTC)
+
+
 def test_a_window_stopped_behind_the_watermark_never_expires():
     old = {"passed_at_ms": 0, "expire_at": THIRTY_DAYS_ON}  # as the code before gave it
     # Its batches do not land, read after read: quarantined.
