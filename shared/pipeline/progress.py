@@ -46,9 +46,11 @@ def after_page(doc: Mapping[str, Any], read: int, total: DuoTotal | None, now: i
     records = read if first else doc["read_records"] + read
     update: Update = {"read_records": records, "read_at_ms": now}
     if first:
-        # Measured from the claim that began the read (its last write before this page), so a
-        # rate shows after one page and falls while the read stalls.
-        update |= {"rate_from_ms": min(doc["updated_at_ms"], now), "rate_from_records": 0}
+        # Measured from the claim that began the read (not from a renewal of its lease while
+        # the page waited for its slot), so a rate shows after one page and falls while the
+        # read stalls.
+        claimed = doc.get("claimed_at_ms", doc["updated_at_ms"])
+        update |= {"rate_from_ms": min(claimed, now), "rate_from_records": 0}
     elif now - doc["rate_from_ms"] >= RATE_INTERVAL_MS:
         # Measured from the page before this one from now on: the rate's interval stays
         # between one page and RATE_INTERVAL_MS and a page.

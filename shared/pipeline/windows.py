@@ -255,6 +255,7 @@ def claim(
         "lease_until_ms": now + lease_ms,
         "attempts": attempts,
         "failures": failures,
+        "claimed_at_ms": now,
         "updated_at_ms": now,
     }
     taken = Claim(

@@ -9,7 +9,7 @@ import pytest
 
 from shared.duo.paging import DuoTotal, duo_total, exact_total
 from shared.pipeline.progress import Progress, after_page, describe, measure
-from shared.pipeline.windows import new_window
+from shared.pipeline.windows import claim, new_window, renew
 
 SECOND = 1000
 MINUTE = 60 * SECOND
@@ -45,6 +45,17 @@ def test_duos_total_is_read_as_an_integer_or_a_relation_and_may_be_absent(metada
     # A count only trusts an exact total.
     exact = expected.value if expected and expected.exact else None
     assert exact_total({"metadata": metadata}) == exact
+
+
+def test_the_rate_is_measured_from_the_claim_though_the_lease_was_renewed_before_the_first_page():
+    # At a low rate limit the first page waits for its slot while the lease is renewed.
+    _, claimed = claim(new_window(0, 60_000, 0), "s", "w", "me", 0, MINUTE)
+    doc = new_window(0, 60_000, 0) | claimed
+    doc |= renew(40 * SECOND, MINUTE)
+    _read(doc, 1000, DuoTotal(20_000), now=50 * SECOND)
+
+    # 1,000 records in the minute since the claim, not in the 20 s since the renewal.
+    assert measure([doc], now=1 * MINUTE).per_minute == 1000.0
 
 
 def test_records_read_against_duos_count_with_the_rate_and_the_time_left():
