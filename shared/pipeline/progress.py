@@ -55,7 +55,9 @@ def after_page(doc: Mapping[str, Any], read: int, total: DuoTotal | None, now: i
         # Measured from the page before this one from now on: the rate's interval stays
         # between one page and RATE_INTERVAL_MS and a page.
         update |= {"rate_from_ms": doc["read_at_ms"], "rate_from_records": doc["read_records"]}
-    if total is not None:
+    # Duo counts the whole window: a gap's read, from or up to a token, reads only part of it.
+    gap = doc.get("read_offset") is not None or doc.get("read_until") is not None
+    if total is not None and not gap:
         update |= {"duo_total": total.value, "duo_total_exact": total.exact}
     elif first:
         update |= {"duo_total": None, "duo_total_exact": False}
