@@ -46,14 +46,18 @@ def after_page(doc: Mapping[str, Any], read: int, total: DuoTotal | None, now: i
     records = read if first else doc["read_records"] + read
     update: Update = {"read_records": records, "read_at_ms": now}
     if first:
-        # Measured from the claim that began the read (its last write before this page), so a
-        # rate shows after one page and falls while the read stalls.
-        update |= {"rate_from_ms": min(doc["updated_at_ms"], now), "rate_from_records": 0}
+        # Measured from the claim that began the read (not from a renewal of its lease while
+        # the page waited for its slot), so a rate shows after one page and falls while the
+        # read stalls.
+        claimed = doc.get("claimed_at_ms", doc["updated_at_ms"])
+        update |= {"rate_from_ms": min(claimed, now), "rate_from_records": 0}
     elif now - doc["rate_from_ms"] >= RATE_INTERVAL_MS:
         # Measured from the page before this one from now on: the rate's interval stays
         # between one page and RATE_INTERVAL_MS and a page.
         update |= {"rate_from_ms": doc["read_at_ms"], "rate_from_records": doc["read_records"]}
-    if total is not None:
+    # Duo counts the whole window: a gap's read, from or up to a token, reads only part of it.
+    gap = doc.get("read_offset") is not None or doc.get("read_until") is not None
+    if total is not None and not gap:
         update |= {"duo_total": total.value, "duo_total_exact": total.exact}
     elif first:
         update |= {"duo_total": None, "duo_total_exact": False}

@@ -167,10 +167,14 @@ def own_trouble(error: BaseException) -> bool:
 def lifetime(doc: Update, now: int) -> Update:
     """The expiry of a window document as an update leaves it (``doc``, the update applied):
     DONE_RETENTION_MS from ``now`` once it is done for good, none before."""
-    # A window passed by a version before passed_at_ms was given its expiry at once.
-    behind = PASSED in doc or doc.get("expire_at") is not None
-    for_good = doc["state"] == DONE and behind and doc.get("next_check_at_ms") is None
+    for_good = doc["state"] == DONE and _behind(doc) and doc.get("next_check_at_ms") is None
     return {"expire_at": expiry(now) if for_good else None}
+
+
+def _behind(doc: Update) -> bool:
+    """Whether the watermark has passed the window."""
+    # A window passed by a version before passed_at_ms was given its expiry at once.
+    return PASSED in doc or doc.get("expire_at") is not None
 
 
 def watermark_run(watermark: int, docs: Iterable[Update]) -> tuple[int, int]:
@@ -251,6 +255,7 @@ def claim(
         "lease_until_ms": now + lease_ms,
         "attempts": attempts,
         "failures": failures,
+        "claimed_at_ms": now,
         "updated_at_ms": now,
     }
     taken = Claim(
@@ -435,8 +440,12 @@ def checked(doc: Update, level: int, checks: tuple[int, ...], matched: bool, now
     if matched:
         return update | lifetime(doc | update, now)
     why = f"Duo counted other records than landed at check {level}; reading again"
+    # The re-read clears the expiry a window passed by a version before passed_at_ms was
+    # given: it is marked passed, or it would never expire once done again.
+    behind = {PASSED: doc.get(PASSED, now)} if _behind(doc) else {}
     # updated_at 0: overdue, so the next sweep sends it.
-    return update | reread(doc, why) | {"repairs": doc.get("repairs", 0) + 1, "updated_at_ms": 0}
+    counts = {"repairs": doc.get("repairs", 0) + 1, "updated_at_ms": 0}
+    return update | reread(doc, why) | behind | counts
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ DATABASE_CONDITION = f'resource.name=="projects/{PROJECT}/databases/duo-telephon
 EXPIRE_AT_WRITERS = {
     ("shared/pipeline/windows.py", "marker"): "batches",  # a batch's marker
     ("shared/pipeline/windows.py", "lifetime"): "windows",  # a window done for good
+    ("shared/pipeline/windows.py", "_behind"): "windows",  # read: passed by a version before
     ("shared/pipeline/windows.py", None): "windows",  # KEPT: an open window never expires
 }
 

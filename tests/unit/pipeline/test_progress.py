@@ -9,7 +9,7 @@ import pytest
 
 from shared.duo.paging import DuoTotal, duo_total, exact_total
 from shared.pipeline.progress import Progress, after_page, describe, measure
-from shared.pipeline.windows import new_window
+from shared.pipeline.windows import Gap, claim, new_window, renew, reread
 
 SECOND = 1000
 MINUTE = 60 * SECOND
@@ -45,6 +45,17 @@ def test_duos_total_is_read_as_an_integer_or_a_relation_and_may_be_absent(metada
     # A count only trusts an exact total.
     exact = expected.value if expected and expected.exact else None
     assert exact_total({"metadata": metadata}) == exact
+
+
+def test_the_rate_is_measured_from_the_claim_though_the_lease_was_renewed_before_the_first_page():
+    # At a low rate limit the first page waits for its slot while the lease is renewed.
+    _, claimed = claim(new_window(0, 60_000, 0), "s", "w", "me", 0, MINUTE)
+    doc = new_window(0, 60_000, 0) | claimed
+    doc |= renew(40 * SECOND, MINUTE)
+    _read(doc, 1000, DuoTotal(20_000), now=50 * SECOND)
+
+    # 1,000 records in the minute since the claim, not in the 20 s since the renewal.
+    assert measure([doc], now=1 * MINUTE).per_minute == 1000.0
 
 
 def test_records_read_against_duos_count_with_the_rate_and_the_time_left():
@@ -138,6 +149,19 @@ def test_a_re_read_counts_from_its_own_first_page():
 
     progress = measure([doc], now=11 * MINUTE)
     assert (progress.records, progress.total, progress.per_minute) == (1000, 3100, 500.0)
+
+
+def test_a_gaps_re_read_is_not_shown_against_the_whole_windows_count():
+    doc = _reading()
+    for at in range(30):
+        _read(doc, 1000, DuoTotal(30_000), now=at * MINUTE)
+    # Batches 10 and 11 never landed: only their part of the window is read again.
+    doc |= reread(doc, "batches 10-11 missing", Gap(10, 11, "10,a", "12,b"))
+    doc |= {"state": "fetching", "updated_at_ms": 40 * MINUTE}  # claimed
+    _read(doc, 1000, DuoTotal(30_000), now=41 * MINUTE)
+
+    # Not 1,000 of 30,000 with half an hour left: Duo counts the window, the read is 2 pages.
+    assert measure([doc], now=42 * MINUTE) is None
 
 
 def test_the_time_left_reads_in_hours_and_days_when_long_and_plainly_when_short():

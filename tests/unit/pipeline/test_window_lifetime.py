@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import pytest
+
 from shared.pipeline.windows import (
     LANDING_TIMEOUT_MS,
     bucket_wait,
@@ -94,11 +96,20 @@ def test_a_window_ahead_of_the_watermark_does_not_expire_after_its_last_check():
     assert checked(doc, 1, CHECKS, True, NOW)["expire_at"] is None
 
 
-def test_a_window_reopened_behind_the_watermark_never_expires_until_done_again():
+@pytest.mark.parametrize(
+    "passed_as",
+    [
+        passed,
+        # Given its expiry when passed, before passed_at_ms was kept.
+        lambda doc, now: {"expire_at": THIRTY_DAYS_ON},
+    ],
+    ids=["passed", "passed by the previous version"],
+)
+def test_a_window_reopened_behind_the_watermark_never_expires_until_done_again(passed_as):
     # The watermark passed it, it expired after its last check; then (a late record) it is
     # read again.
     doc = _window(0, 5, check_level=1, next_check_at_ms=DAY + 5 * MIN, pages=2)
-    doc |= passed(doc, NOW)
+    doc |= passed_as(doc, NOW)
     doc |= checked(doc, 1, CHECKS, False, NOW)
     assert (doc["state"], doc["expire_at"]) == ("planned", None)
     # Read again: fetched, and done once its batch lands; it expires again.
