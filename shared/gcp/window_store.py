@@ -72,14 +72,12 @@ class LandedSpans:
     """A window's landed batches by the time span of their records."""
 
     _db: firestore.Client
-    spans: list[tuple[DocumentReference, int, int]]
+    spans: list[tuple[DocumentReference, int | None, int | None]]
 
     def ids(self, first_us: int, last_us: int) -> set[str]:
         """The ids the landed batches hold between two record times: what a re-read page
         must not land again."""
-        overlapping = [
-            ref for ref, first, last in self.spans if first <= last_us and last >= first_us
-        ]
+        overlapping = rules.overlapping(self.spans, first_us, last_us)
         ids: set[str] = set()
         if not overlapping:
             return ids  # nothing to read: no request
@@ -419,10 +417,5 @@ class WindowStore:
         read per marker), so that each page then reads only the ids of markers it overlaps."""
         spans = self._batches(source, window_id).select(["first_us", "last_us"]).stream()
         return LandedSpans(
-            self._db,
-            [
-                (s.reference, s.get("first_us"), s.get("last_us"))
-                for s in spans
-                if s.get("first_us") is not None
-            ],
+            self._db, [(s.reference, s.get("first_us"), s.get("last_us")) for s in spans]
         )

@@ -1,8 +1,8 @@
 """One contract, two implementations: each test runs against the unit suite's FakeCursorStore
 and FakeWindowStore and against CursorStore and WindowStore on the Firestore emulator, so a
 fake cannot drift from the store it stands for. The contract: the watermark's advance over
-half-open windows, which window documents expire, and which windows are checked for late
-records.
+half-open windows, which window documents expire, which windows are checked for late
+records, and which landed ids a re-read page leaves out.
 
 Time is a FakeClock: nothing sleeps.
 """
@@ -20,7 +20,7 @@ from shared.clock import now_ms
 from shared.pipeline.messages import RecordBatch, WindowTask
 from shared.pipeline.windows import DONE, LANDING_TIMEOUT_MS, MAX_REREADS, PLANNED, QUARANTINED
 from tests.fakes import FakeClock
-from tests.unit.services.fakes import FakeCursorStore, FakeWindowStore
+from tests.unit.services.fakes import FakeCursorStore, FakeWindowStore, telephony_item
 
 pytestmark = pytest.mark.integration
 
@@ -177,3 +177,28 @@ def test_windows_stuck_with_a_past_check_time_do_not_starve_the_checks(stores: S
     found = stores.windows.due_checks(SOURCE, limit=2)
 
     assert [window_id for window_id, _ in found] == [recent.window_id]
+
+
+def test_a_reread_page_leaves_out_the_ids_of_landed_batches_its_time_span_overlaps(
+    stores: Stores,
+) -> None:
+    (task,) = stores.cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    at = task.mintime
+    # Page 0 holds records at +1 s and +2 s, page 1 at +5 s, page 2 none; another window too.
+    landed = {0: [("a", at + 1000), ("b", at + 2000)], 1: [("c", at + 5000)], 2: []}
+    for page, records in landed.items():
+        items = [telephony_item(telephony_id, ms) for telephony_id, ms in records]
+        stores.windows.record_batch(RecordBatch(SOURCE, task.window_id, page, items), ["obj"])
+    other = RecordBatch(SOURCE, "other-window", 0, [telephony_item("z", at + 2000)])
+    stores.windows.record_batch(other, ["obj"])
+
+    spans = stores.windows.landed_spans(SOURCE, task.window_id)
+
+    def us(ms: int) -> int:
+        return (at + ms) * 1000
+
+    assert spans.ids(us(2000), us(5000)) == {"a", "b", "c"}  # both ends count
+    assert spans.ids(us(2000) + 1, us(5000) - 1) == set()  # between the batches' spans
+    assert spans.ids(us(0), us(1000) - 1) == set()  # before the first record
+    assert spans.ids(us(1500), us(1500)) == {"a", "b"}  # inside a batch's span
+    assert spans.ids(us(5000) + 1, us(9000)) == set()

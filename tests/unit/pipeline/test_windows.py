@@ -1,5 +1,6 @@
-"""The window state machine's operator rule (a stopped window put back) and its gap rule (the
-part of a window read again for batches that never landed)."""
+"""The window state machine's operator rule (a stopped window put back), its gap rule (the
+part of a window read again for batches that never landed) and which landed batches a re-read
+page is compared with."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from shared.pipeline.windows import (
     gap,
     gap_times_us,
     new_window,
+    overlapping,
     past,
     requeue,
     reread,
@@ -110,3 +112,21 @@ def test_a_window_is_quarantined_after_three_rereads_in_a_row_not_three_in_its_l
     # Landing every batch in between starts the count again.
     done = _sweep_after_timeout(_fetched(2, landing_rereads=MAX_REREADS), _landed(0, 1))
     assert done.completed and done.update["landing_rereads"] == 0
+
+
+# --- a re-read page leaves out the ids of the landed batches its time span overlaps --------
+
+# Landed batches by (name, first record µs, last record µs); "empty" landed no records.
+_LANDED = [("a", 100, 200), ("b", 300, 300), ("empty", None, None)]
+
+
+def test_a_page_meets_every_landed_batch_its_span_touches_both_ends_included():
+    assert overlapping(_LANDED, 200, 300) == ["a", "b"]
+    assert overlapping(_LANDED, 150, 150) == ["a"]
+    assert overlapping(_LANDED, 0, 1000) == ["a", "b"]
+
+
+def test_a_page_between_or_outside_the_landed_batches_meets_none():
+    assert overlapping(_LANDED, 201, 299) == []
+    assert overlapping(_LANDED, 0, 99) == []
+    assert overlapping(_LANDED, 301, 400) == []

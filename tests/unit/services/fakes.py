@@ -204,20 +204,18 @@ class FakeWindowStore:
     def landed_spans(self, source: str, window_id: str) -> FakeLandedSpans:
         self.events.append(("landed_spans", window_id))
         markers = [m for key, m in self.markers.items() if key[:2] == (source, window_id)]
-        return FakeLandedSpans([m for m in markers if m["first_us"] is not None])
+        return FakeLandedSpans([(m, m["first_us"], m["last_us"]) for m in markers])
 
 
 @dataclass
 class FakeLandedSpans:
-    markers: list[dict[str, Any]]
+    """LandedSpans over the fake's markers (``(marker, first_us, last_us)``)."""
+
+    spans: list[tuple[dict[str, Any], int | None, int | None]]
 
     def ids(self, first_us: int, last_us: int) -> set[str]:
-        return {
-            landed_id
-            for marker in self.markers
-            if marker["first_us"] <= last_us and marker["last_us"] >= first_us
-            for landed_id in marker["ids"]
-        }
+        overlapping = rules.overlapping(self.spans, first_us, last_us)
+        return {landed_id for marker in overlapping for landed_id in marker["ids"]}
 
 
 class FakeCursorStore:
