@@ -2,7 +2,8 @@
 and FakeWindowStore and against CursorStore and WindowStore on the Firestore emulator, so a
 fake cannot drift from the store it stands for. The contract: the watermark's advance over
 half-open windows, which window documents expire, which windows are checked for late
-records, and which landed ids a re-read page leaves out.
+records, which landed ids a re-read page leaves out, and what the sweep does with the batches
+a bucket lookup finds (or with a bucket it cannot search).
 
 Time is a FakeClock: nothing sleeps.
 """
@@ -15,10 +16,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from google.api_core.exceptions import Forbidden
 
 from shared.clock import now_ms
+from shared.gcp.window_store import BUCKET_PERMISSION
 from shared.pipeline.messages import RecordBatch, WindowTask
-from shared.pipeline.windows import DONE, LANDING_TIMEOUT_MS, MAX_REREADS, PLANNED, QUARANTINED
+from shared.pipeline.windows import (
+    DONE,
+    FETCHED,
+    LANDING_TIMEOUT_MS,
+    MAX_REREADS,
+    PLANNED,
+    QUARANTINED,
+    PageOffsets,
+    gap,
+    gap_times_us,
+)
 from tests.fakes import FakeClock
 from tests.unit.services.fakes import FakeCursorStore, FakeWindowStore, telephony_item
 
@@ -202,3 +215,81 @@ def test_a_reread_page_leaves_out_the_ids_of_landed_batches_its_time_span_overla
     assert spans.ids(us(0), us(1000) - 1) == set()  # before the first record
     assert spans.ids(us(1500), us(1500)) == {"a", "b"}  # inside a batch's span
     assert spans.ids(us(5000) + 1, us(9000)) == set()
+
+
+@dataclass(frozen=True)
+class InBucket:
+    """An object the bucket lookup finds under a batch's name, as UnmarkedBatches' FoundBatch."""
+
+    page: int
+    name: str
+    offsets: PageOffsets | None
+    items: list[dict[str, Any]]
+
+    def records(self) -> list[dict[str, Any]]:
+        return self.items
+
+
+def _landing_timed_out(stores: Stores) -> WindowTask:
+    """One window read in one page whose batch has not landed by the landing timeout."""
+    (task,) = stores.cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    _fetch(stores, task)
+    stores.clock.advance(LANDING_TIMEOUT_MS / 1000 + 1)
+    return task
+
+
+def test_a_batch_found_in_the_bucket_without_its_marker_is_marked_and_its_window_done(
+    stores: Stores,
+) -> None:
+    task = _landing_timed_out(stores)
+    doc = stores.doc(task)
+    asked = []
+
+    def unmarked(source: str, window_id: str, pages: Any, first_us: int, last_us: int) -> Any:
+        asked.append((source, window_id, set(pages), (first_us, last_us)))
+        # Its tokens are its page's: the read's first page, which ended it.
+        return [InBucket(0, "obj", (None, None), [telephony_item("a", task.mintime + 1000)])]
+
+    swept = stores.windows.sweep(SOURCE, unmarked=unmarked)
+
+    assert asked == [(SOURCE, task.window_id, {0}, gap_times_us(doc, gap(doc, {})))]
+    assert (swept.completed, swept.rereads, swept.bucket_waits, swept.republish) == (1, 0, 0, [])
+    assert stores.doc(task)["state"] == DONE
+    assert stores.windows.landed_records(SOURCE, task.window_id) == 1
+    assert stores.windows.landed_spans(SOURCE, task.window_id).ids(0, 2**62) == {"a"}
+
+
+def test_an_object_in_the_bucket_whose_tokens_are_not_its_pages_is_left_and_the_page_read_again(
+    stores: Stores,
+) -> None:
+    task = _landing_timed_out(stores)
+
+    def unmarked(source: str, window_id: str, pages: Any, first_us: int, last_us: int) -> Any:
+        return [InBucket(0, "obj", ("1,x", "2,y"), [telephony_item("a", task.mintime + 1000)])]
+
+    swept = stores.windows.sweep(SOURCE, unmarked=unmarked)
+
+    assert (swept.completed, swept.rereads, swept.republish) == (0, 1, [task])
+    assert stores.doc(task)["state"] == PLANNED
+    assert stores.windows.landed_records(SOURCE, task.window_id) == 0
+
+
+def test_a_bucket_that_cannot_be_searched_counts_a_wait_and_the_window_waits(
+    stores: Stores,
+) -> None:
+    task = _landing_timed_out(stores)
+
+    def refused(source: str, window_id: str, pages: Any, first_us: int, last_us: int) -> Any:
+        raise Forbidden("storage.objects.list denied")
+
+    for waits in (1, 2):
+        swept = stores.windows.sweep(SOURCE, unmarked=refused)
+        assert (swept.bucket_waits, swept.completed, swept.rereads) == (1, 0, 0)
+        doc = stores.doc(task)
+        assert (doc["state"], doc["bucket_waits"]) == (FETCHED, waits)
+        assert "storage.objects.list denied" in doc["error"] and BUCKET_PERMISSION in doc["error"]
+
+    # Searched at last and nothing there: the page is read again, and the wait is over.
+    swept = stores.windows.sweep(SOURCE, unmarked=lambda *_: [])
+    assert (swept.bucket_waits, swept.rereads) == (0, 1)
+    assert stores.doc(task)["bucket_waits"] == 0

@@ -20,7 +20,7 @@ from shared.duo.api import CallStats
 from shared.duo.paging import AVAILABILITY_DELAY_MS, DuoTotal
 from shared.duo.records import record_time_ms
 from shared.gcp.bucket_writer import WriteResult
-from shared.gcp.window_store import FindUnmarked, SweepResult
+from shared.gcp.window_store import FindUnmarked, SweepResult, landed_or_found, sweep_window
 from shared.pipeline import progress
 from shared.pipeline import windows as rules
 from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask
@@ -115,24 +115,28 @@ class FakeWindowStore:
         landing_timeout_ms: int = rules.LANDING_TIMEOUT_MS,
         unmarked: FindUnmarked | None = None,
     ) -> SweepResult:
-        # The bucket is not looked in: the Firestore store's reconciliation is tested
-        # against the emulators.
+        # The bucket lookup and its waits are WindowStore's own (``unmarked``: a test's stand-in
+        # for UnmarkedBatches.find).
         now = now_ms(self.clock)
         republish: list[WindowTask] = []
-        completed = rereads = 0
+        completed = rereads = bucket_waits = 0
         swept = []
         for (doc_source, window_id), doc in self.docs.items():
             if doc_source != source or doc["state"] not in rules.OPEN_STATES:
                 continue
             swept.append(dict(doc))
-            step = rules.sweep_step(
+            step, waited = sweep_window(
+                window_id,
                 doc,
                 now,
                 lambda start, w=window_id: self.landed_batches(source, w, start),
-                lambda start, w=window_id: self.landed_offsets(source, w, start),
+                lambda start, w=window_id, d=doc: landed_or_found(
+                    self, source, w, d, unmarked, now, start
+                ),
                 checks,
                 landing_timeout_ms,
             )
+            bucket_waits += waited
             if step is None:
                 continue
             doc.update(step.update)
@@ -140,7 +144,9 @@ class FakeWindowStore:
             rereads += step.reread
             if step.republish:
                 republish.append(WindowTask(source, doc["mintime"], doc["maxtime"]))
-        return SweepResult(republish, completed, rereads, progress.measure(swept, now))
+        return SweepResult(
+            republish, completed, rereads, progress.measure(swept, now), bucket_waits
+        )
 
     def due_checks(self, source: str, limit: int) -> list[tuple[str, dict[str, Any]]]:
         now = now_ms(self.clock)
@@ -200,6 +206,10 @@ class FakeWindowStore:
             for key, marker in self.markers.items()
             if key[:2] == (source, window_id) and key[2] >= from_page
         }
+
+    def mark_found(self, source: str, window_id: str, page: int, marker: dict[str, Any]) -> None:
+        self.markers.setdefault((source, window_id, page), marker)
+        self.events.append(("marker_found", page))
 
     def landed_spans(self, source: str, window_id: str) -> FakeLandedSpans:
         self.events.append(("landed_spans", window_id))
