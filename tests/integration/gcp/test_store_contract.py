@@ -2,8 +2,9 @@
 and FakeWindowStore and against CursorStore and WindowStore on the Firestore emulator, so a
 fake cannot drift from the store it stands for. The contract: the watermark's advance over
 half-open windows, which window documents expire, which windows are checked for late
-records, which landed ids a re-read page leaves out, and what the sweep does with the batches
-a bucket lookup finds (or with a bucket it cannot search).
+records, which landed ids a re-read page leaves out, what the sweep does with the batches
+a bucket lookup finds (or with a bucket it cannot search), and planning after an outage longer
+than Duo keeps logs.
 
 Time is a FakeClock: nothing sleeps.
 """
@@ -21,6 +22,7 @@ from google.api_core.exceptions import Forbidden
 from shared.clock import now_ms
 from shared.gcp.window_store import BUCKET_PERMISSION
 from shared.pipeline.messages import RecordBatch, WindowTask
+from shared.pipeline.planning import retention_gap
 from shared.pipeline.windows import (
     DONE,
     FETCHED,
@@ -49,11 +51,15 @@ class Stores:
     windows: Any
     clock: FakeClock
     doc: Callable[[WindowTask], dict[str, Any]]
+    cursor: Callable[[], dict[str, Any]]  # the source's
 
 
 def _fake(clock: FakeClock) -> Iterator[Stores]:
     windows = FakeWindowStore(clock, [])
-    yield Stores(FakeCursorStore(windows, clock), windows, clock, lambda t: dict(windows.doc(t)))
+    cursors = FakeCursorStore(windows, clock)
+    yield Stores(
+        cursors, windows, clock, lambda t: dict(windows.doc(t)), lambda: cursors.cursors[SOURCE]
+    )
 
 
 def _firestore(clock: FakeClock, request: pytest.FixtureRequest) -> Iterator[Stores]:
@@ -66,7 +72,8 @@ def _firestore(clock: FakeClock, request: pytest.FixtureRequest) -> Iterator[Sto
     def doc(task: WindowTask) -> dict[str, Any]:
         return windows.window(task.source, task.window_id).get().to_dict()
 
-    yield Stores(CursorStore(db, windows, clock), windows, clock, doc)
+    cursors = CursorStore(db, windows, clock)
+    yield Stores(cursors, windows, clock, doc, lambda: cursors.cursor(SOURCE).get().to_dict())
 
 
 @pytest.fixture(params=["fake", "firestore"])
@@ -293,3 +300,22 @@ def test_a_bucket_that_cannot_be_searched_counts_a_wait_and_the_window_waits(
     swept = stores.windows.sweep(SOURCE, unmarked=lambda *_: [])
     assert (swept.bucket_waits, swept.rereads) == (0, 1)
     assert stores.doc(task)["bucket_waits"] == 0
+
+
+def test_after_an_outage_longer_than_duos_retention_planning_goes_on_from_what_duo_still_has(
+    stores: Stores,
+) -> None:
+    (before,) = stores.cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    stores.clock.advance(200 * 86_400)
+    gap = retention_gap(before.maxtime, now_ms(stores.clock))
+    assert gap is not None and gap[0] == before.maxtime
+
+    (after,) = stores.cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+
+    assert after.mintime == gap[1] + 1
+    cursor = stores.cursor()
+    assert cursor["gap_ms"] == list(gap)
+    assert "180-day retention" in cursor["last_error"]
+    # The watermark goes on past what Duo no longer has, to the first window it still has.
+    assert cursor["watermark_ms"] == after.mintime
+    assert stores.cursors.advance(SOURCE) == after.mintime

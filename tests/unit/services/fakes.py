@@ -24,7 +24,12 @@ from shared.gcp.window_store import FindUnmarked, SweepResult, landed_or_found, 
 from shared.pipeline import progress
 from shared.pipeline import windows as rules
 from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask
-from shared.pipeline.planning import first_planned_until, plan_windows
+from shared.pipeline.planning import (
+    first_planned_until,
+    past_retention,
+    plan_windows,
+    retention_gap,
+)
 from shared.pipeline.repair import CHECK_RESEND_MS, Span
 from shared.pipeline.windows import Claim
 from tests.fakes import FakeClock
@@ -246,6 +251,7 @@ class FakeCursorStore:
         now = now_ms(self.clock)
         start = first_planned_until(now, lookback_ms)
         cursor = self.cursors.setdefault(source, {"planned_until_ms": start, "watermark_ms": start})
+        cursor.update(past_retention(cursor, retention_gap(cursor["planned_until_ms"], now), now))
         planned = [
             WindowTask(source, mintime, maxtime)
             for mintime, maxtime in plan_windows(
