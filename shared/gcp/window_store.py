@@ -334,7 +334,7 @@ class WindowStore:
     def superseded(self, batch: RecordBatch) -> bool:
         """Whether the batch belongs to a read of its window that a re-read has replaced."""
         doc = self.window(batch.source, batch.window_id).get(field_paths=["reread_from"])
-        return doc.exists and (doc.to_dict() or {}).get("reread_from", 0) > batch.page
+        return doc.exists and rules.superseded(doc.to_dict() or {}, batch.page)
 
     def landed_batches(self, source: str, window_id: str, from_page: int = 0) -> int:
         """How many of the window's batches numbered ``from_page`` or more have landed."""
@@ -354,8 +354,7 @@ class WindowStore:
         landed = {}
         for marker in batches.select(["page", *rules.OFFSET_FIELDS]).stream():
             fields = marker.to_dict()
-            known = all(name in fields for name in rules.OFFSET_FIELDS)
-            landed[fields["page"]] = (fields["offset"], fields["next_offset"]) if known else None
+            landed[fields["page"]] = rules.marker_offsets(fields)
         return landed
 
     def mark_found(self, source: str, window_id: str, page: int, marker: rules.Update) -> None:

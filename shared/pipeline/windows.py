@@ -150,6 +150,20 @@ def marker(
     }
 
 
+def marker_offsets(marker: Mapping[str, Any]) -> PageOffsets | None:
+    """The paging tokens a landed batch was read between, from its marker; None for a marker
+    written without them."""
+    if not all(name in marker for name in OFFSET_FIELDS):
+        return None
+    return marker["offset"], marker["next_offset"]
+
+
+def superseded(doc: Mapping[str, Any], page: int) -> bool:
+    """Whether page ``page`` of a window (``doc``) belongs to a read that a re-read has replaced:
+    it is numbered before the re-read's first page."""
+    return doc.get("reread_from", 0) > page
+
+
 def overlapping(
     spans: Iterable[tuple[K, int | None, int | None]], first_us: int, last_us: int
 ) -> list[K]:

@@ -2,7 +2,8 @@
 and FakeWindowStore and against CursorStore and WindowStore on the Firestore emulator, so a
 fake cannot drift from the store it stands for. The contract: the watermark's advance over
 half-open windows, which window documents expire, which windows are checked for late
-records, which landed ids a re-read page leaves out, what the sweep does with the batches
+records, which landed ids a re-read page leaves out, the tokens of landed batches, which
+batches a re-read has superseded, what the sweep does with the batches
 a bucket lookup finds (or with a bucket it cannot search), and planning after an outage longer
 than Duo keeps logs.
 
@@ -319,3 +320,35 @@ def test_after_an_outage_longer_than_duos_retention_planning_goes_on_from_what_d
     # The watermark goes on past what Duo no longer has, to the first window it still has.
     assert cursor["watermark_ms"] == after.mintime
     assert stores.cursors.advance(SOURCE) == after.mintime
+
+
+def test_landed_offsets_give_each_landed_batchs_tokens_or_none_when_its_marker_has_none(
+    stores: Stores,
+) -> None:
+    (task,) = stores.cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    wid = task.window_id
+    stores.windows.record_batch(RecordBatch(SOURCE, wid, 0, [], (None, "1,a")), ["o0"])
+    stores.windows.record_batch(RecordBatch(SOURCE, wid, 1, []), ["o1"])  # a version 1 batch
+    stores.windows.record_batch(RecordBatch(SOURCE, wid, 2, [], ("2,b", None)), ["o2"])
+
+    assert stores.windows.landed_offsets(SOURCE, wid) == {
+        0: (None, "1,a"),
+        1: None,
+        2: ("2,b", None),
+    }
+    assert stores.windows.landed_offsets(SOURCE, wid, 2) == {2: ("2,b", None)}
+
+
+def test_a_batch_of_a_read_a_reread_replaced_is_superseded_the_rereads_own_are_not(
+    stores: Stores,
+) -> None:
+    task = _landing_timed_out(stores)
+    first = RecordBatch(SOURCE, task.window_id, 0, [])
+    assert not stores.windows.superseded(first)
+
+    assert stores.windows.sweep(SOURCE).rereads == 1  # its batch never landed: read again
+
+    assert stores.doc(task)["reread_from"] == 1
+    assert stores.windows.superseded(first)
+    assert not stores.windows.superseded(RecordBatch(SOURCE, task.window_id, 1, []))
+    assert not stores.windows.superseded(RecordBatch(SOURCE, "1799996400000-1799996460000", 0, []))

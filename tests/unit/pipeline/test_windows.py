@@ -4,17 +4,21 @@ page is compared with."""
 
 from __future__ import annotations
 
+from shared.pipeline.messages import RecordBatch
 from shared.pipeline.windows import (
     LANDING_TIMEOUT_MS,
     MAX_REREADS,
     Gap,
     gap,
     gap_times_us,
+    landed_marker,
+    marker_offsets,
     new_window,
     overlapping,
     past,
     requeue,
     reread,
+    superseded,
     sweep_step,
 )
 
@@ -130,3 +134,23 @@ def test_a_page_between_or_outside_the_landed_batches_meets_none():
     assert overlapping(_LANDED, 201, 299) == []
     assert overlapping(_LANDED, 0, 99) == []
     assert overlapping(_LANDED, 301, 400) == []
+
+
+# --- a landed batch's tokens, and the batches a re-read replaced ---------------------------
+
+
+def test_a_markers_tokens_are_read_back_a_read_start_or_end_included():
+    for offsets in [(None, "1,a"), ("1,a", "2,b"), ("2,b", None), (None, None)]:
+        batch = RecordBatch("acme", "w", 0, [], offsets)
+        assert marker_offsets(landed_marker(batch, [], now=0)) == offsets
+
+
+def test_a_marker_written_without_tokens_has_none():
+    assert marker_offsets(landed_marker(RecordBatch("acme", "w", 0, []), [], now=0)) is None
+    assert marker_offsets({"page": 0, "offset": None}) is None  # one token is not a batch's
+
+
+def test_only_pages_numbered_before_a_reread_are_superseded():
+    reread_doc = _fetched(5, reread_from=3)
+    assert [superseded(reread_doc, page) for page in (0, 2, 3, 4)] == [True, True, False, False]
+    assert not superseded(_fetched(5), 0)  # never read again

@@ -185,7 +185,7 @@ class FakeWindowStore:
 
     def superseded(self, batch: RecordBatch) -> bool:
         doc = self.docs.get((batch.source, batch.window_id)) or {}
-        return doc.get("reread_from", 0) > batch.page
+        return rules.superseded(doc, batch.page)
 
     def batch_landed(self, source: str, window_id: str, page: int) -> bool:
         return (source, window_id, page) in self.markers
@@ -207,7 +207,7 @@ class FakeWindowStore:
         self, source: str, window_id: str, from_page: int = 0
     ) -> dict[int, rules.PageOffsets | None]:
         return {
-            key[2]: (marker["offset"], marker["next_offset"]) if "offset" in marker else None
+            key[2]: rules.marker_offsets(marker)
             for key, marker in self.markers.items()
             if key[:2] == (source, window_id) and key[2] >= from_page
         }
