@@ -9,10 +9,13 @@ functions to state kept in Firestore.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from shared.clock import Clock, SystemClock
+
+K = TypeVar("K")
 
 
 class RateLimiter(Protocol):
@@ -87,6 +90,22 @@ def reserve_slots(
         slots.append(start)
         tat = max(arrival, start) + interval
     return slots, LimitState(tat=tat, paused_until=state.paused_until)
+
+
+def usable(slot: float, now: float, paused_until: float, lateness: float) -> bool:
+    """Whether a request may start ``now`` at its ``slot``: not inside a pause, and at most
+    ``lateness`` after it (a later slot is dropped, never used in a burst)."""
+    return slot >= paused_until and now <= slot + lateness
+
+
+def earlier_waiting(waiting: Mapping[K, float], slot: float) -> K | None:
+    """Whose slot an urgent request, its own being ``slot``, takes among ``waiting`` (each
+    waiter's slot): the earliest, when it comes before ``slot`` (the two then swap, so the slots
+    used stay the same); None when no waiter's slot is earlier."""
+    earliest = min(waiting, key=waiting.__getitem__, default=None)
+    if earliest is None or waiting[earliest] >= slot:
+        return None
+    return earliest
 
 
 def paused_state(state: LimitState, now: float, seconds: float, tolerance: float) -> LimitState:

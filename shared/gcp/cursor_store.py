@@ -21,7 +21,12 @@ from shared.duo.telephony import AVAILABILITY_DELAY_MS
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.ids import window_id
 from shared.pipeline.messages import WindowTask
-from shared.pipeline.planning import first_planned_until, plan_windows, retention_gap
+from shared.pipeline.planning import (
+    first_planned_until,
+    past_retention,
+    plan_windows,
+    retention_gap,
+)
 from shared.pipeline.windows import (
     BUCKET_WAITS_ALERT,
     FAILED,
@@ -68,20 +73,10 @@ class CursorStore:
             if cursor is None:
                 start = first_planned_until(now, lookback_ms)
                 cursor = {"planned_until_ms": start, "watermark_ms": start, "created_at_ms": now}
-            update: dict[str, Any] = {}
             gap = retention_gap(cursor["planned_until_ms"], now)
-            if gap is not None:
-                # Duo no longer has these logs; say so loudly and plan from what it still has.
-                update["last_error"] = (
-                    f"logs between {gap[0]} and {gap[1]} ms were older than Duo's 180-day "
-                    "retention when planned and cannot be collected"
-                )
-                update["last_error_at_ms"] = now
-                update["gap_ms"] = list(gap)
-                cursor["planned_until_ms"] = gap[1] + 1
-                if cursor["watermark_ms"] <= gap[1]:
-                    update["watermark_ms"] = gap[1] + 1
-            planned = plan_windows(cursor["planned_until_ms"], now, parallelism, delay_ms=delay_ms)
+            update = past_retention(cursor, gap, now)
+            planned_until = update.get("planned_until_ms", cursor["planned_until_ms"])
+            planned = plan_windows(planned_until, now, parallelism, delay_ms=delay_ms)
             for mintime, maxtime in planned:
                 window = self._windows.window(source, window_id(mintime, maxtime))
                 transaction.create(window, new_window(mintime, maxtime, now))

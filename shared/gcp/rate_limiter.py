@@ -49,10 +49,12 @@ from shared.duo.adaptive_rate import AutoPolicy, AutoRate, pause_found, reserve_
 from shared.duo.rate_limit import (
     LATE_START_SECONDS,
     LimitState,
+    earlier_waiting,
     paused_state,
     reserve_slots,
     start_lateness,
     strict_interval,
+    usable,
 )
 
 DEFAULT_COLLECTION = "duo-telephony-rate-limits"
@@ -161,8 +163,8 @@ class FirestoreRateLimiter:
         """The slot an urgent request waits for: the earliest one a waiting thread holds, when
         it comes before the urgent request's own ``slot``, which that thread then waits for
         instead (called under ``_changed``)."""
-        ticket = min(self._waiting, key=self._waiting.__getitem__, default=None)
-        if ticket is None or self._waiting[ticket] >= slot:
+        ticket = earlier_waiting(self._waiting, slot)
+        if ticket is None:
             return slot
         self._waiting[ticket], slot = slot, self._waiting[ticket]
         return slot
@@ -216,7 +218,7 @@ class FirestoreRateLimiter:
         return state, auto, slots
 
     def _usable(self, slot: float, now: float) -> bool:
-        return slot >= self._paused_until and now <= slot + self._lateness
+        return usable(slot, now, self._paused_until, self._lateness)
 
     def _hold_until(self, paused_until: float) -> None:
         with self._changed:
@@ -245,13 +247,13 @@ class FirestoreRateLimiter:
                     tat=float(data.get("tat", 0.0)),
                     paused_until=float(data.get("paused_until", 0.0)),
                 )
-                auto = _auto_from(data, self._policy) if self._policy is not None else None
+                auto = auto_rate(data, self._policy) if self._policy is not None else None
                 new_state, new_auto, result = change(state, auto, self._clock.now())
                 fields = {
                     "tat": new_state.tat,
                     "paused_until": new_state.paused_until,
                     "writes": int(data.get("writes", 0)) + 1,
-                    **(_auto_fields(new_auto) if new_auto is not None else {}),
+                    **(auto_fields(new_auto) if new_auto is not None else {}),
                 }
                 try:
                     if snapshot.exists:
@@ -271,7 +273,9 @@ class FirestoreRateLimiter:
         )
 
 
-def _auto_from(data: dict[str, Any], policy: AutoPolicy) -> AutoRate:
+def auto_rate(data: dict[str, Any], policy: AutoPolicy) -> AutoRate:
+    """The rate found so far, from the document's fields (``auto_fields``); a document
+    without them starts at the policy's rate."""
     if "rate_per_minute" not in data:
         return AutoRate.starting(policy)
     return AutoRate(
@@ -282,7 +286,8 @@ def _auto_from(data: dict[str, Any], policy: AutoPolicy) -> AutoRate:
     )
 
 
-def _auto_fields(auto: AutoRate) -> dict[str, Any]:
+def auto_fields(auto: AutoRate) -> dict[str, Any]:
+    """The document's fields holding the rate found so far (read back by ``auto_rate``)."""
     # Firestore map keys are strings; the map is written whole, so old seconds go with it.
     return {
         "rate_per_minute": auto.per_minute,

@@ -17,7 +17,7 @@ import logging
 import uuid
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from google.api_core.exceptions import AlreadyExists, FailedPrecondition, Forbidden
 from google.cloud import firestore
@@ -72,14 +72,12 @@ class LandedSpans:
     """A window's landed batches by the time span of their records."""
 
     _db: firestore.Client
-    spans: list[tuple[DocumentReference, int, int]]
+    spans: list[tuple[DocumentReference, int | None, int | None]]
 
     def ids(self, first_us: int, last_us: int) -> set[str]:
         """The ids the landed batches hold between two record times: what a re-read page
         must not land again."""
-        overlapping = [
-            ref for ref, first, last in self.spans if first <= last_us and last >= first_us
-        ]
+        overlapping = rules.overlapping(self.spans, first_us, last_us)
         ids: set[str] = set()
         if not overlapping:
             return ids  # nothing to read: no request
@@ -240,22 +238,13 @@ class WindowStore:
             doc = snapshot.to_dict()
             docs.append(doc)
             landed = functools.partial(self.landed_batches, source, snapshot.id)
-            offsets = functools.partial(self._landed_offsets, source, snapshot.id, doc, unmarked)
-            try:
-                step = rules.sweep_step(doc, now, landed, offsets, checks, landing_timeout_ms)
-            except BucketLookupError as error:
-                # One window's trouble must not hold up the others, nor the watermark; counted
-                # on the window, so that status shows it stalls.
-                _log.error(
-                    "%s",
-                    error,
-                    exc_info=True,
-                    extra={
-                        "json_fields": {"event": "bucket_lookup_failed", "window_id": snapshot.id}
-                    },
-                )
-                bucket_waits += 1
-                step = rules.SweepStep(rules.bucket_wait(doc, str(error), now))
+            offsets = functools.partial(
+                landed_or_found, self, source, snapshot.id, doc, unmarked, now
+            )
+            step, waited = sweep_window(
+                snapshot.id, doc, now, landed, offsets, checks, landing_timeout_ms
+            )
+            bucket_waits += waited
             if step is None:
                 continue
             unchanged = self._db.write_option(last_update_time=snapshot.update_time)
@@ -345,7 +334,7 @@ class WindowStore:
     def superseded(self, batch: RecordBatch) -> bool:
         """Whether the batch belongs to a read of its window that a re-read has replaced."""
         doc = self.window(batch.source, batch.window_id).get(field_paths=["reread_from"])
-        return doc.exists and (doc.to_dict() or {}).get("reread_from", 0) > batch.page
+        return doc.exists and rules.superseded(doc.to_dict() or {}, batch.page)
 
     def landed_batches(self, source: str, window_id: str, from_page: int = 0) -> int:
         """How many of the window's batches numbered ``from_page`` or more have landed."""
@@ -365,46 +354,13 @@ class WindowStore:
         landed = {}
         for marker in batches.select(["page", *rules.OFFSET_FIELDS]).stream():
             fields = marker.to_dict()
-            known = all(name in fields for name in rules.OFFSET_FIELDS)
-            landed[fields["page"]] = (fields["offset"], fields["next_offset"]) if known else None
+            landed[fields["page"]] = rules.marker_offsets(fields)
         return landed
 
-    def _landed_offsets(
-        self,
-        source: str,
-        window_id: str,
-        doc: dict[str, Any],
-        unmarked: FindUnmarked | None,
-        from_page: int,
-    ) -> dict[int, rules.PageOffsets | None]:
-        """``landed_offsets``, once the batches ``unmarked`` finds in the bucket among the
-        missing ones are marked (those whose tokens are their pages': an object holding other
-        records is left, and its page read again). Raises BucketLookupError when the
-        bucket cannot be searched: the window is then left for the next run."""
-        landed = self.landed_offsets(source, window_id, from_page)
-        missing = {page for page in range(from_page, doc["pages"]) if page not in landed}
-        if not missing or unmarked is None:
-            return landed
-        first_us, last_us = rules.gap_times_us(doc, rules.gap(doc, landed))
-        try:
-            listed = list(unmarked(source, window_id, missing, first_us, last_us))
-            for found in own_batches(doc, landed, listed):
-                update = rules.marker(
-                    found.page, found.records(), found.offsets, [found.name], now_ms(self._clock)
-                )
-                with contextlib.suppress(AlreadyExists):
-                    self._marker(source, window_id, found.page).create(
-                        update | {"found_in_bucket": True}
-                    )
-                landed[found.page] = found.offsets
-        except Exception as error:
-            needs = f"; {BUCKET_PERMISSION}" if isinstance(error, Forbidden) else ""
-            raise BucketLookupError(
-                f"window {window_id}: looking in the bucket for its batches {sorted(missing)} "
-                f"failed ({type(error).__name__}: {error}){needs}; reading them again could "
-                "land them twice, so the window waits for the next run"
-            ) from error
-        return landed
+    def mark_found(self, source: str, window_id: str, page: int, marker: rules.Update) -> None:
+        """Writes the marker of a batch found in the bucket; a repeat changes nothing."""
+        with contextlib.suppress(AlreadyExists):
+            self._marker(source, window_id, page).create(marker)
 
     def reading(self, source: str) -> Progress | None:
         """How far the source's windows being read are (``status``, the demo)."""
@@ -419,10 +375,77 @@ class WindowStore:
         read per marker), so that each page then reads only the ids of markers it overlaps."""
         spans = self._batches(source, window_id).select(["first_us", "last_us"]).stream()
         return LandedSpans(
-            self._db,
-            [
-                (s.reference, s.get("first_us"), s.get("last_us"))
-                for s in spans
-                if s.get("first_us") is not None
-            ],
+            self._db, [(s.reference, s.get("first_us"), s.get("last_us")) for s in spans]
         )
+
+
+class MarkerStore(Protocol):
+    """What the sweep's bucket lookup needs of a window store (this one, or a test's fake)."""
+
+    def landed_offsets(
+        self, source: str, window_id: str, from_page: int = 0
+    ) -> dict[int, rules.PageOffsets | None]: ...
+
+    def mark_found(self, source: str, window_id: str, page: int, marker: rules.Update) -> None: ...
+
+
+def sweep_window(
+    window_id: str,
+    doc: dict[str, Any],
+    now: int,
+    landed_batches: Callable[[int], int],
+    landed_offsets: Callable[[int], dict[int, rules.PageOffsets | None]],
+    checks: tuple[int, ...],
+    landing_timeout_ms: int,
+) -> tuple[rules.SweepStep | None, bool]:
+    """``rules.sweep_step`` for one open window, and whether the window is left waiting
+    because the bucket could not be searched (``landed_or_found``)."""
+    try:
+        step = rules.sweep_step(
+            doc, now, landed_batches, landed_offsets, checks, landing_timeout_ms
+        )
+    except BucketLookupError as error:
+        # One window's trouble must not hold up the others, nor the watermark; counted on the
+        # window, so that status shows it stalls.
+        _log.error(
+            "%s",
+            error,
+            exc_info=True,
+            extra={"json_fields": {"event": "bucket_lookup_failed", "window_id": window_id}},
+        )
+        return rules.SweepStep(rules.bucket_wait(doc, str(error), now)), True
+    return step, False
+
+
+def landed_or_found(
+    store: MarkerStore,
+    source: str,
+    window_id: str,
+    doc: dict[str, Any],
+    unmarked: FindUnmarked | None,
+    now: int,
+    from_page: int,
+) -> dict[int, rules.PageOffsets | None]:
+    """``store.landed_offsets``, once the batches ``unmarked`` finds in the bucket among the
+    missing ones are marked (those whose tokens are their pages': an object holding other
+    records is left, and its page read again). Raises BucketLookupError when the
+    bucket cannot be searched: the window is then left for the next run."""
+    landed = store.landed_offsets(source, window_id, from_page)
+    missing = {page for page in range(from_page, doc["pages"]) if page not in landed}
+    if not missing or unmarked is None:
+        return landed
+    first_us, last_us = rules.gap_times_us(doc, rules.gap(doc, landed))
+    try:
+        listed = list(unmarked(source, window_id, missing, first_us, last_us))
+        for found in own_batches(doc, landed, listed):
+            marker = rules.marker(found.page, found.records(), found.offsets, [found.name], now)
+            store.mark_found(source, window_id, found.page, marker | {"found_in_bucket": True})
+            landed[found.page] = found.offsets
+    except Exception as error:
+        needs = f"; {BUCKET_PERMISSION}" if isinstance(error, Forbidden) else ""
+        raise BucketLookupError(
+            f"window {window_id}: looking in the bucket for its batches {sorted(missing)} "
+            f"failed ({type(error).__name__}: {error}){needs}; reading them again could "
+            "land them twice, so the window waits for the next run"
+        ) from error
+    return landed

@@ -20,6 +20,8 @@ returned by the next window and kept there, never lost between two windows.
 
 from __future__ import annotations
 
+from typing import Any
+
 from shared.duo.telephony import AVAILABILITY_DELAY_MS, RETENTION_MS
 
 DEFAULT_PARALLELISM = 1
@@ -81,6 +83,27 @@ def retention_gap(planned_until: int, now_ms: int) -> tuple[int, int] | None:
     if planned_until >= oldest:
         return None
     return planned_until, oldest - 1
+
+
+def past_retention(
+    cursor: dict[str, Any], gap: tuple[int, int] | None, now_ms: int
+) -> dict[str, Any]:
+    """The cursor's update once ``gap`` (``retention_gap``) was lost to Duo's retention: said
+    loudly, and planning and the watermark go on from what Duo still has; {} without a gap."""
+    if gap is None:
+        return {}
+    update: dict[str, Any] = {
+        "last_error": (
+            f"logs between {gap[0]} and {gap[1]} ms were older than Duo's 180-day "
+            "retention when planned and cannot be collected"
+        ),
+        "last_error_at_ms": now_ms,
+        "gap_ms": list(gap),
+        "planned_until_ms": gap[1] + 1,
+    }
+    if cursor["watermark_ms"] <= gap[1]:
+        update["watermark_ms"] = gap[1] + 1
+    return update
 
 
 def retention_start(mintime: int, now_ms: int) -> int:

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared.duo.errors import DuoError
 from shared.duo.paging import WindowError, token_position_ms
@@ -33,6 +33,8 @@ from shared.pipeline.repair import Update, after_check, first_check
 
 if TYPE_CHECKING:  # the settings check imports this module with the standard library only
     from shared.pipeline.messages import RecordBatch
+
+K = TypeVar("K")
 
 PLANNED = "planned"
 FETCHING = "fetching"
@@ -146,6 +148,34 @@ def marker(
         "written_at_ms": now,
         "expire_at": expiry(now, MARKER_RETENTION_MS),
     }
+
+
+def marker_offsets(marker: Mapping[str, Any]) -> PageOffsets | None:
+    """The paging tokens a landed batch was read between, from its marker; None for a marker
+    written without them."""
+    if not all(name in marker for name in OFFSET_FIELDS):
+        return None
+    return marker["offset"], marker["next_offset"]
+
+
+def superseded(doc: Mapping[str, Any], page: int) -> bool:
+    """Whether page ``page`` of a window (``doc``) belongs to a read that a re-read has replaced:
+    it is numbered before the re-read's first page."""
+    return doc.get("reread_from", 0) > page
+
+
+def overlapping(
+    spans: Iterable[tuple[K, int | None, int | None]], first_us: int, last_us: int
+) -> list[K]:
+    """Of landed batches given as ``(key, first_us, last_us)`` (their markers' record times),
+    those whose records may be among a re-read page's, which span ``[first_us, last_us]``
+    (both ends included): the ones whose ids the page must not land again. A batch without
+    records holds none."""
+    return [
+        key
+        for key, first, last in spans
+        if first is not None and last is not None and first <= last_us and last >= first_us
+    ]
 
 
 def expiry(now: int, retention_ms: int = DONE_RETENTION_MS) -> datetime:

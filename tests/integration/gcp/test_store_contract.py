@@ -1,8 +1,11 @@
 """One contract, two implementations: each test runs against the unit suite's FakeCursorStore
 and FakeWindowStore and against CursorStore and WindowStore on the Firestore emulator, so a
 fake cannot drift from the store it stands for. The contract: the watermark's advance over
-half-open windows, which window documents expire, and which windows are checked for late
-records.
+half-open windows, which window documents expire, which windows are checked for late
+records, which landed ids a re-read page leaves out, the tokens of landed batches, which
+batches a re-read has superseded, what the sweep does with the batches
+a bucket lookup finds (or with a bucket it cannot search), and planning after an outage longer
+than Duo keeps logs.
 
 Time is a FakeClock: nothing sleeps.
 """
@@ -15,12 +18,25 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from google.api_core.exceptions import Forbidden
 
 from shared.clock import now_ms
+from shared.gcp.window_store import BUCKET_PERMISSION
 from shared.pipeline.messages import RecordBatch, WindowTask
-from shared.pipeline.windows import DONE, LANDING_TIMEOUT_MS, MAX_REREADS, PLANNED, QUARANTINED
+from shared.pipeline.planning import retention_gap
+from shared.pipeline.windows import (
+    DONE,
+    FETCHED,
+    LANDING_TIMEOUT_MS,
+    MAX_REREADS,
+    PLANNED,
+    QUARANTINED,
+    PageOffsets,
+    gap,
+    gap_times_us,
+)
 from tests.fakes import FakeClock
-from tests.unit.services.fakes import FakeCursorStore, FakeWindowStore
+from tests.unit.services.fakes import FakeCursorStore, FakeWindowStore, telephony_item
 
 pytestmark = pytest.mark.integration
 
@@ -36,11 +52,15 @@ class Stores:
     windows: Any
     clock: FakeClock
     doc: Callable[[WindowTask], dict[str, Any]]
+    cursor: Callable[[], dict[str, Any]]  # the source's
 
 
 def _fake(clock: FakeClock) -> Iterator[Stores]:
     windows = FakeWindowStore(clock, [])
-    yield Stores(FakeCursorStore(windows, clock), windows, clock, lambda t: dict(windows.doc(t)))
+    cursors = FakeCursorStore(windows, clock)
+    yield Stores(
+        cursors, windows, clock, lambda t: dict(windows.doc(t)), lambda: cursors.cursors[SOURCE]
+    )
 
 
 def _firestore(clock: FakeClock, request: pytest.FixtureRequest) -> Iterator[Stores]:
@@ -53,7 +73,8 @@ def _firestore(clock: FakeClock, request: pytest.FixtureRequest) -> Iterator[Sto
     def doc(task: WindowTask) -> dict[str, Any]:
         return windows.window(task.source, task.window_id).get().to_dict()
 
-    yield Stores(CursorStore(db, windows, clock), windows, clock, doc)
+    cursors = CursorStore(db, windows, clock)
+    yield Stores(cursors, windows, clock, doc, lambda: cursors.cursor(SOURCE).get().to_dict())
 
 
 @pytest.fixture(params=["fake", "firestore"])
@@ -177,3 +198,157 @@ def test_windows_stuck_with_a_past_check_time_do_not_starve_the_checks(stores: S
     found = stores.windows.due_checks(SOURCE, limit=2)
 
     assert [window_id for window_id, _ in found] == [recent.window_id]
+
+
+def test_a_reread_page_leaves_out_the_ids_of_landed_batches_its_time_span_overlaps(
+    stores: Stores,
+) -> None:
+    (task,) = stores.cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    at = task.mintime
+    # Page 0 holds records at +1 s and +2 s, page 1 at +5 s, page 2 none; another window too.
+    landed = {0: [("a", at + 1000), ("b", at + 2000)], 1: [("c", at + 5000)], 2: []}
+    for page, records in landed.items():
+        items = [telephony_item(telephony_id, ms) for telephony_id, ms in records]
+        stores.windows.record_batch(RecordBatch(SOURCE, task.window_id, page, items), ["obj"])
+    other = RecordBatch(SOURCE, "other-window", 0, [telephony_item("z", at + 2000)])
+    stores.windows.record_batch(other, ["obj"])
+
+    spans = stores.windows.landed_spans(SOURCE, task.window_id)
+
+    def us(ms: int) -> int:
+        return (at + ms) * 1000
+
+    assert spans.ids(us(2000), us(5000)) == {"a", "b", "c"}  # both ends count
+    assert spans.ids(us(2000) + 1, us(5000) - 1) == set()  # between the batches' spans
+    assert spans.ids(us(0), us(1000) - 1) == set()  # before the first record
+    assert spans.ids(us(1500), us(1500)) == {"a", "b"}  # inside a batch's span
+    assert spans.ids(us(5000) + 1, us(9000)) == set()
+
+
+@dataclass(frozen=True)
+class InBucket:
+    """An object the bucket lookup finds under a batch's name, as UnmarkedBatches' FoundBatch."""
+
+    page: int
+    name: str
+    offsets: PageOffsets | None
+    items: list[dict[str, Any]]
+
+    def records(self) -> list[dict[str, Any]]:
+        return self.items
+
+
+def _landing_timed_out(stores: Stores) -> WindowTask:
+    """One window read in one page whose batch has not landed by the landing timeout."""
+    (task,) = stores.cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    _fetch(stores, task)
+    stores.clock.advance(LANDING_TIMEOUT_MS / 1000 + 1)
+    return task
+
+
+def test_a_batch_found_in_the_bucket_without_its_marker_is_marked_and_its_window_done(
+    stores: Stores,
+) -> None:
+    task = _landing_timed_out(stores)
+    doc = stores.doc(task)
+    asked = []
+
+    def unmarked(source: str, window_id: str, pages: Any, first_us: int, last_us: int) -> Any:
+        asked.append((source, window_id, set(pages), (first_us, last_us)))
+        # Its tokens are its page's: the read's first page, which ended it.
+        return [InBucket(0, "obj", (None, None), [telephony_item("a", task.mintime + 1000)])]
+
+    swept = stores.windows.sweep(SOURCE, unmarked=unmarked)
+
+    assert asked == [(SOURCE, task.window_id, {0}, gap_times_us(doc, gap(doc, {})))]
+    assert (swept.completed, swept.rereads, swept.bucket_waits, swept.republish) == (1, 0, 0, [])
+    assert stores.doc(task)["state"] == DONE
+    assert stores.windows.landed_records(SOURCE, task.window_id) == 1
+    assert stores.windows.landed_spans(SOURCE, task.window_id).ids(0, 2**62) == {"a"}
+
+
+def test_an_object_in_the_bucket_whose_tokens_are_not_its_pages_is_left_and_the_page_read_again(
+    stores: Stores,
+) -> None:
+    task = _landing_timed_out(stores)
+
+    def unmarked(source: str, window_id: str, pages: Any, first_us: int, last_us: int) -> Any:
+        return [InBucket(0, "obj", ("1,x", "2,y"), [telephony_item("a", task.mintime + 1000)])]
+
+    swept = stores.windows.sweep(SOURCE, unmarked=unmarked)
+
+    assert (swept.completed, swept.rereads, swept.republish) == (0, 1, [task])
+    assert stores.doc(task)["state"] == PLANNED
+    assert stores.windows.landed_records(SOURCE, task.window_id) == 0
+
+
+def test_a_bucket_that_cannot_be_searched_counts_a_wait_and_the_window_waits(
+    stores: Stores,
+) -> None:
+    task = _landing_timed_out(stores)
+
+    def refused(source: str, window_id: str, pages: Any, first_us: int, last_us: int) -> Any:
+        raise Forbidden("storage.objects.list denied")
+
+    for waits in (1, 2):
+        swept = stores.windows.sweep(SOURCE, unmarked=refused)
+        assert (swept.bucket_waits, swept.completed, swept.rereads) == (1, 0, 0)
+        doc = stores.doc(task)
+        assert (doc["state"], doc["bucket_waits"]) == (FETCHED, waits)
+        assert "storage.objects.list denied" in doc["error"] and BUCKET_PERMISSION in doc["error"]
+
+    # Searched at last and nothing there: the page is read again, and the wait is over.
+    swept = stores.windows.sweep(SOURCE, unmarked=lambda *_: [])
+    assert (swept.bucket_waits, swept.rereads) == (0, 1)
+    assert stores.doc(task)["bucket_waits"] == 0
+
+
+def test_after_an_outage_longer_than_duos_retention_planning_goes_on_from_what_duo_still_has(
+    stores: Stores,
+) -> None:
+    (before,) = stores.cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    stores.clock.advance(200 * 86_400)
+    gap = retention_gap(before.maxtime, now_ms(stores.clock))
+    assert gap is not None and gap[0] == before.maxtime
+
+    (after,) = stores.cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+
+    assert after.mintime == gap[1] + 1
+    cursor = stores.cursor()
+    assert cursor["gap_ms"] == list(gap)
+    assert "180-day retention" in cursor["last_error"]
+    # The watermark goes on past what Duo no longer has, to the first window it still has.
+    assert cursor["watermark_ms"] == after.mintime
+    assert stores.cursors.advance(SOURCE) == after.mintime
+
+
+def test_landed_offsets_give_each_landed_batchs_tokens_or_none_when_its_marker_has_none(
+    stores: Stores,
+) -> None:
+    (task,) = stores.cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    wid = task.window_id
+    stores.windows.record_batch(RecordBatch(SOURCE, wid, 0, [], (None, "1,a")), ["o0"])
+    stores.windows.record_batch(RecordBatch(SOURCE, wid, 1, []), ["o1"])  # a version 1 batch
+    stores.windows.record_batch(RecordBatch(SOURCE, wid, 2, [], ("2,b", None)), ["o2"])
+
+    assert stores.windows.landed_offsets(SOURCE, wid) == {
+        0: (None, "1,a"),
+        1: None,
+        2: ("2,b", None),
+    }
+    assert stores.windows.landed_offsets(SOURCE, wid, 2) == {2: ("2,b", None)}
+
+
+def test_a_batch_of_a_read_a_reread_replaced_is_superseded_the_rereads_own_are_not(
+    stores: Stores,
+) -> None:
+    task = _landing_timed_out(stores)
+    first = RecordBatch(SOURCE, task.window_id, 0, [])
+    assert not stores.windows.superseded(first)
+
+    assert stores.windows.sweep(SOURCE).rereads == 1  # its batch never landed: read again
+
+    assert stores.doc(task)["reread_from"] == 1
+    assert stores.windows.superseded(first)
+    assert not stores.windows.superseded(RecordBatch(SOURCE, task.window_id, 1, []))
+    assert not stores.windows.superseded(RecordBatch(SOURCE, "1799996400000-1799996460000", 0, []))

@@ -4,7 +4,13 @@ from typing import Any
 import pytest
 
 from shared.duo import rate_limit
-from shared.duo.rate_limit import LimitState, TokenBucket, reserve_slots
+from shared.duo.rate_limit import (
+    LimitState,
+    TokenBucket,
+    earlier_waiting,
+    reserve_slots,
+    usable,
+)
 from tests.fakes import FakeClock
 
 
@@ -148,3 +154,26 @@ def test_concurrent_callers_never_exceed_the_rate(monkeypatch: pytest.MonkeyPatc
 def test_nonsense_limits_are_refused(rate, burst):
     with pytest.raises(ValueError):
         TokenBucket(rate=rate, burst=burst)
+
+
+# --- the shared limiter's slots: which one a request may start at, which one an urgent takes
+
+
+def test_a_slot_is_usable_up_to_its_lateness_after_it_and_not_inside_a_pause():
+    assert usable(10.0, now=10.0, paused_until=0.0, lateness=0.25)
+    assert usable(10.0, now=10.25, paused_until=0.0, lateness=0.25)
+    assert not usable(10.0, now=10.26, paused_until=0.0, lateness=0.25)  # dropped: no burst
+    assert usable(10.0, now=9.0, paused_until=10.0, lateness=0.25)  # the pause ends at it
+    assert not usable(10.0, now=9.0, paused_until=10.5, lateness=0.25)
+
+
+def test_an_urgent_request_takes_the_earliest_slot_waited_for_when_it_comes_before_its_own():
+    waiting = {"backfill-1": 12.0, "backfill-2": 11.0, "backfill-3": 13.0}
+    assert earlier_waiting(waiting, 14.0) == "backfill-2"
+    assert earlier_waiting(waiting, 11.5) == "backfill-2"
+
+
+def test_an_urgent_request_keeps_its_own_slot_when_none_waited_for_is_earlier():
+    assert earlier_waiting({"backfill": 12.0}, 12.0) is None
+    assert earlier_waiting({"backfill": 12.0}, 11.0) is None
+    assert earlier_waiting({}, 11.0) is None

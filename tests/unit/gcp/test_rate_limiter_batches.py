@@ -1,7 +1,8 @@
 import pytest
 
+from shared.duo.adaptive_rate import AutoPolicy, AutoRate
 from shared.duo.rate_limit import LimitState, paused_state, reserve_slots
-from shared.gcp.rate_limiter import batch_size
+from shared.gcp.rate_limiter import auto_fields, auto_rate, batch_size
 
 T0 = 1_800_000_000.0
 
@@ -81,3 +82,24 @@ def test_a_pause_holds_everyone_then_resumes_without_a_burst():
 def test_a_shorter_pause_does_not_shorten_a_longer_one():
     state = paused_state(LimitState(tat=T0 + 61, paused_until=T0 + 60), T0, 5, 0.0)
     assert state == LimitState(tat=T0 + 61, paused_until=T0 + 60)
+
+
+# --- the rate found, as the shared document keeps it -------------------------------------
+
+
+def test_the_rate_found_is_read_back_as_written():
+    found = AutoRate(per_minute=42.5, found=45.0, resume_at=T0 + 3, sent=((1, 2), (10, 1)))
+    assert auto_rate(auto_fields(found), AutoPolicy()) == found
+
+
+def test_the_counts_per_second_are_stored_under_string_keys_and_read_back_in_order():
+    # Firestore map keys are strings, and a map comes back in no particular order.
+    fields = auto_fields(AutoRate(per_minute=30.0, sent=((9, 1), (10, 4))))
+    assert fields["sent"] == {"9": 1, "10": 4}
+    shuffled = fields | {"sent": {"10": 4, "9": 1}}
+    assert auto_rate(shuffled, AutoPolicy()).sent == ((9, 1), (10, 4))
+
+
+def test_a_document_without_a_rate_found_starts_at_the_policys_rate():
+    policy = AutoPolicy(start=20.0)
+    assert auto_rate({"tat": T0, "paused_until": 0.0}, policy) == AutoRate(per_minute=20.0)

@@ -7,6 +7,7 @@ from shared.pipeline.planning import (
     DEFAULT_PARALLELISM,
     first_planned_until,
     is_live,
+    past_retention,
     plan_windows,
     retention_gap,
 )
@@ -148,3 +149,28 @@ def test_consecutive_plans_share_their_boundary_millisecond():
     (first,) = plan_windows(NOW - 180_000, NOW, parallelism=1)
     (second,) = plan_windows(first[1], NOW + 60_000, parallelism=1)
     assert second[0] == first[1]
+
+
+def test_a_gap_lost_to_retention_is_reported_and_planning_and_the_watermark_go_on_after_it():
+    cursor = {"planned_until_ms": OLDEST - 1000, "watermark_ms": OLDEST - 5000}
+    update = past_retention(cursor, (OLDEST - 1000, OLDEST - 1), NOW)
+    assert update["gap_ms"] == [OLDEST - 1000, OLDEST - 1]
+    assert (update["planned_until_ms"], update["watermark_ms"]) == (OLDEST, OLDEST)
+    assert update["last_error_at_ms"] == NOW
+    assert update["last_error"] == (
+        f"logs between {OLDEST - 1000} and {OLDEST - 1} ms were older than Duo's 180-day "
+        "retention when planned and cannot be collected"
+    )
+
+
+def test_a_watermark_at_the_gaps_last_millisecond_moves_past_it_one_already_past_stays():
+    gap = (OLDEST - 1000, OLDEST - 1)
+    at_its_end = {"planned_until_ms": OLDEST - 1000, "watermark_ms": OLDEST - 1}
+    assert past_retention(at_its_end, gap, NOW)["watermark_ms"] == OLDEST
+    past_it = {"planned_until_ms": OLDEST - 1000, "watermark_ms": OLDEST}
+    update = past_retention(past_it, gap, NOW)
+    assert "watermark_ms" not in update and update["planned_until_ms"] == OLDEST
+
+
+def test_without_a_gap_the_cursor_is_left_alone():
+    assert past_retention({"planned_until_ms": OLDEST, "watermark_ms": OLDEST}, None, NOW) == {}

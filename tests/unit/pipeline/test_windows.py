@@ -1,18 +1,24 @@
-"""The window state machine's operator rule (a stopped window put back) and its gap rule (the
-part of a window read again for batches that never landed)."""
+"""The window state machine's operator rule (a stopped window put back), its gap rule (the
+part of a window read again for batches that never landed) and which landed batches a re-read
+page is compared with."""
 
 from __future__ import annotations
 
+from shared.pipeline.messages import RecordBatch
 from shared.pipeline.windows import (
     LANDING_TIMEOUT_MS,
     MAX_REREADS,
     Gap,
     gap,
     gap_times_us,
+    landed_marker,
+    marker_offsets,
     new_window,
+    overlapping,
     past,
     requeue,
     reread,
+    superseded,
     sweep_step,
 )
 
@@ -110,3 +116,41 @@ def test_a_window_is_quarantined_after_three_rereads_in_a_row_not_three_in_its_l
     # Landing every batch in between starts the count again.
     done = _sweep_after_timeout(_fetched(2, landing_rereads=MAX_REREADS), _landed(0, 1))
     assert done.completed and done.update["landing_rereads"] == 0
+
+
+# --- a re-read page leaves out the ids of the landed batches its time span overlaps --------
+
+# Landed batches by (name, first record µs, last record µs); "empty" landed no records.
+_LANDED = [("a", 100, 200), ("b", 300, 300), ("empty", None, None)]
+
+
+def test_a_page_meets_every_landed_batch_its_span_touches_both_ends_included():
+    assert overlapping(_LANDED, 200, 300) == ["a", "b"]
+    assert overlapping(_LANDED, 150, 150) == ["a"]
+    assert overlapping(_LANDED, 0, 1000) == ["a", "b"]
+
+
+def test_a_page_between_or_outside_the_landed_batches_meets_none():
+    assert overlapping(_LANDED, 201, 299) == []
+    assert overlapping(_LANDED, 0, 99) == []
+    assert overlapping(_LANDED, 301, 400) == []
+
+
+# --- a landed batch's tokens, and the batches a re-read replaced ---------------------------
+
+
+def test_a_markers_tokens_are_read_back_a_read_start_or_end_included():
+    for offsets in [(None, "1,a"), ("1,a", "2,b"), ("2,b", None), (None, None)]:
+        batch = RecordBatch("acme", "w", 0, [], offsets)
+        assert marker_offsets(landed_marker(batch, [], now=0)) == offsets
+
+
+def test_a_marker_written_without_tokens_has_none():
+    assert marker_offsets(landed_marker(RecordBatch("acme", "w", 0, []), [], now=0)) is None
+    assert marker_offsets({"page": 0, "offset": None}) is None  # one token is not a batch's
+
+
+def test_only_pages_numbered_before_a_reread_are_superseded():
+    reread_doc = _fetched(5, reread_from=3)
+    assert [superseded(reread_doc, page) for page in (0, 2, 3, 4)] == [True, True, False, False]
+    assert not superseded(_fetched(5), 0)  # never read again

@@ -21,11 +21,16 @@ from shared.duo.api import CallStats
 from shared.duo.paging import AVAILABILITY_DELAY_MS, DuoTotal
 from shared.duo.records import record_time_ms
 from shared.gcp.bucket_writer import WriteResult
-from shared.gcp.window_store import FindUnmarked, SweepResult
+from shared.gcp.window_store import FindUnmarked, SweepResult, landed_or_found, sweep_window
 from shared.pipeline import progress, sources
 from shared.pipeline import windows as rules
 from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask
-from shared.pipeline.planning import first_planned_until, plan_windows
+from shared.pipeline.planning import (
+    first_planned_until,
+    past_retention,
+    plan_windows,
+    retention_gap,
+)
 from shared.pipeline.repair import CHECK_RESEND_MS, Span
 from shared.pipeline.windows import Claim
 from tests.fakes import FakeClock
@@ -116,24 +121,28 @@ class FakeWindowStore:
         landing_timeout_ms: int = rules.LANDING_TIMEOUT_MS,
         unmarked: FindUnmarked | None = None,
     ) -> SweepResult:
-        # The bucket is not looked in: the Firestore store's reconciliation is tested
-        # against the emulators.
+        # The bucket lookup and its waits are WindowStore's own (``unmarked``: a test's stand-in
+        # for UnmarkedBatches.find).
         now = now_ms(self.clock)
         republish: list[WindowTask] = []
-        completed = rereads = 0
+        completed = rereads = bucket_waits = 0
         swept = []
         for (doc_source, window_id), doc in self.docs.items():
             if doc_source != source or doc["state"] not in rules.OPEN_STATES:
                 continue
             swept.append(dict(doc))
-            step = rules.sweep_step(
+            step, waited = sweep_window(
+                window_id,
                 doc,
                 now,
                 lambda start, w=window_id: self.landed_batches(source, w, start),
-                lambda start, w=window_id: self.landed_offsets(source, w, start),
+                lambda start, w=window_id, d=doc: landed_or_found(
+                    self, source, w, d, unmarked, now, start
+                ),
                 checks,
                 landing_timeout_ms,
             )
+            bucket_waits += waited
             if step is None:
                 continue
             doc.update(step.update)
@@ -141,7 +150,9 @@ class FakeWindowStore:
             rereads += step.reread
             if step.republish:
                 republish.append(WindowTask(source, doc["mintime"], doc["maxtime"]))
-        return SweepResult(republish, completed, rereads, progress.measure(swept, now))
+        return SweepResult(
+            republish, completed, rereads, progress.measure(swept, now), bucket_waits
+        )
 
     def due_checks(self, source: str, limit: int) -> list[tuple[str, dict[str, Any]]]:
         now = now_ms(self.clock)
@@ -175,7 +186,7 @@ class FakeWindowStore:
 
     def superseded(self, batch: RecordBatch) -> bool:
         doc = self.docs.get((batch.source, batch.window_id)) or {}
-        return doc.get("reread_from", 0) > batch.page
+        return rules.superseded(doc, batch.page)
 
     def batch_landed(self, source: str, window_id: str, page: int) -> bool:
         return (source, window_id, page) in self.markers
@@ -197,28 +208,30 @@ class FakeWindowStore:
         self, source: str, window_id: str, from_page: int = 0
     ) -> dict[int, rules.PageOffsets | None]:
         return {
-            key[2]: (marker["offset"], marker["next_offset"]) if "offset" in marker else None
+            key[2]: rules.marker_offsets(marker)
             for key, marker in self.markers.items()
             if key[:2] == (source, window_id) and key[2] >= from_page
         }
 
+    def mark_found(self, source: str, window_id: str, page: int, marker: dict[str, Any]) -> None:
+        self.markers.setdefault((source, window_id, page), marker)
+        self.events.append(("marker_found", page))
+
     def landed_spans(self, source: str, window_id: str) -> FakeLandedSpans:
         self.events.append(("landed_spans", window_id))
         markers = [m for key, m in self.markers.items() if key[:2] == (source, window_id)]
-        return FakeLandedSpans([m for m in markers if m["first_us"] is not None])
+        return FakeLandedSpans([(m, m["first_us"], m["last_us"]) for m in markers])
 
 
 @dataclass
 class FakeLandedSpans:
-    markers: list[dict[str, Any]]
+    """LandedSpans over the fake's markers (``(marker, first_us, last_us)``)."""
+
+    spans: list[tuple[dict[str, Any], int | None, int | None]]
 
     def ids(self, first_us: int, last_us: int) -> set[str]:
-        return {
-            landed_id
-            for marker in self.markers
-            if marker["first_us"] <= last_us and marker["last_us"] >= first_us
-            for landed_id in marker["ids"]
-        }
+        overlapping = rules.overlapping(self.spans, first_us, last_us)
+        return {landed_id for marker in overlapping for landed_id in marker["ids"]}
 
 
 class FakeCursorStore:
@@ -239,6 +252,7 @@ class FakeCursorStore:
         now = now_ms(self.clock)
         start = first_planned_until(now, lookback_ms)
         cursor = self.cursors.setdefault(source, {"planned_until_ms": start, "watermark_ms": start})
+        cursor.update(past_retention(cursor, retention_gap(cursor["planned_until_ms"], now), now))
         planned = [
             WindowTask(source, mintime, maxtime)
             for mintime, maxtime in plan_windows(
