@@ -32,9 +32,8 @@ base (_BASE_IMAGE).
   --kms-key KEY       encrypt with this Cloud KMS key (projects/P/locations/L/keyRings/R/
                       cryptoKeys/K, in REGION's location) what the bootstrap creates: the
                       buckets, the Firestore database, the topics and the image
-                      repositories;
-                      their service agents get cryptoKeyEncrypterDecrypter on it. Only at
-                      creation: existing resources keep their encryption
+                      repositories; their service agents get cryptoKeyEncrypterDecrypter on
+                      it. Only at creation: existing resources keep their encryption
   --repin-base-image  resolve python:VERSION-slim's digest again, moving the pin to what
                       Docker Hub has today (without it an existing pin is kept, unless
                       .python-version names another VERSION)
