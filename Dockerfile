@@ -3,10 +3,12 @@
 # concurrency (cloudbuild.yaml sets both), since services/gunicorn.conf.py runs one gthread
 # worker per instance.
 #
-# The Python version is the repository's .python-version, passed by the build:
-#   docker build --build-arg PYTHON_VERSION="$(cat .python-version)" .
-ARG PYTHON_VERSION
-FROM python:${PYTHON_VERSION}-slim
+# The base is python:VERSION-slim (VERSION: .python-version), and always given by the build,
+# never a default: cloudbuild.yaml passes it pinned by digest (_BASE_IMAGE, which
+# deploy/bootstrap.sh resolves; docs/deploy.md, "The base image"). Locally, a tag does:
+#   docker build --build-arg BASE_IMAGE=python:3.11-slim .
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -7,14 +7,17 @@ set -euo pipefail
 usage() {
   cat <<'EOF'
 usage: deploy/bootstrap.sh [--dry-run] [--lifecycle-days N] [--keep-images N] [--budget-usd N]
-                           [--kms-key KEY] [--help]
+                           [--kms-key KEY] [--repin-base-image] [--help]
 
 Sets up what cloudbuild.yaml expects in the project: the APIs, the alerts' notification
 channel, the pipeline's own Firestore database (native mode, point-in-time recovery, delete
-protection), the Artifact Registry repository, the bucket the SecOps feed reads (and the
-build's staging bucket), the Duo secret's container (never its value), the topics and
-subscriptions, the service accounts and each one's least-privilege roles. Run it as a project
-owner with gcloud logged in. Re-running it changes nothing.
+protection), the Artifact Registry repository, a remote repository of Docker Hub through
+which the image's base (python:VERSION-slim, VERSION from .python-version) is pinned by digest,
+the bucket the SecOps feed reads (and the build's staging bucket), the Duo secret's container
+(never its value), the topics and subscriptions, the service accounts and each one's
+least-privilege roles. Run it as a project owner with gcloud logged in. Re-running it changes
+nothing. It ends with the build command, which names the notification channel and the pinned
+base (_BASE_IMAGE).
 
   --dry-run           print the commands it would run on an empty project, in order, and
                       run none (needs no gcloud login and no settings)
@@ -28,9 +31,12 @@ owner with gcloud logged in. Re-running it changes nothing.
                       (needs billing.budgets.create on the account; made once)
   --kms-key KEY       encrypt with this Cloud KMS key (projects/P/locations/L/keyRings/R/
                       cryptoKeys/K, in REGION's location) what the bootstrap creates: the
-                      buckets, the Firestore database, the topics and the image repository;
-                      their service agents get cryptoKeyEncrypterDecrypter on it. Only at
-                      creation: existing resources keep their encryption
+                      buckets, the Firestore database, the topics and the image
+                      repositories; their service agents get cryptoKeyEncrypterDecrypter on
+                      it. Only at creation: existing resources keep their encryption
+  --repin-base-image  resolve python:VERSION-slim's digest again, moving the pin to what
+                      Docker Hub has today (without it an existing pin is kept, unless
+                      .python-version names another VERSION)
   --help              this text
 
 Settings, from the environment:
@@ -55,6 +61,7 @@ LIFECYCLE_DAYS=""
 KEEP_IMAGES=10
 BUDGET_USD=""
 KMS_KEY=""
+REPIN_BASE_IMAGE=false
 # Options that take a whole number: OPTION -> the variable it sets.
 declare -A NUMBER_OPTIONS=([--lifecycle-days]=LIFECYCLE_DAYS [--keep-images]=KEEP_IMAGES
   [--budget-usd]=BUDGET_USD)
@@ -83,6 +90,8 @@ while [ $# -gt 0 ]; do
       exit 2
     fi
     printf -v "${NUMBER_OPTIONS[$option]}" '%s' "$value"
+  elif [ "$1" = --repin-base-image ]; then
+    REPIN_BASE_IMAGE=true
   else
     shared_option "$1"
   fi
@@ -219,6 +228,12 @@ file() { # NAME CONTENT: a file of CONTENT; prints its path
 exists gcloud artifacts repositories describe "$REPOSITORY" --location="$REGION" "${project[@]}" ||
   run gcloud artifacts repositories create "$REPOSITORY" --repository-format=docker \
     --location="$REGION" --description="duo-telephony images" "${cmek_repository[@]}" "${project[@]}"
+# Docker Hub, cached in the project: the build pulls the image's base from here by digest.
+exists gcloud artifacts repositories describe "$BASE_REPOSITORY" --location="$REGION" "${project[@]}" ||
+  run gcloud artifacts repositories create "$BASE_REPOSITORY" --repository-format=docker \
+    --mode=remote-repository --remote-docker-repo=docker-hub --location="$REGION" \
+    --description="Docker Hub cache for the duo-telephony base image" "${cmek_repository[@]}" \
+    "${project[@]}"
 # A build pushes an image each time: keep the newest KEEP_IMAGES (a rollback needs the earlier
 # ones) and delete the others once they are 30 days old (a Keep policy wins over a Delete).
 cleanup=""
@@ -331,6 +346,7 @@ done
 # never its value.
 grant secret "$SECRET" "$deployer" roles/secretmanager.viewer
 grant repository "$REPOSITORY" "$deployer" roles/artifactregistry.writer
+grant repository "$BASE_REPOSITORY" "$deployer" roles/artifactregistry.reader
 grant bucket "gs://$STAGING_BUCKET" "$deployer" roles/storage.objectViewer
 # Deploy each service as its account, and name the push and scheduler accounts as OIDC
 # identities.
@@ -346,6 +362,35 @@ for pair in "${SUBSCRIPTIONS[@]}"; do
   grant subscription "${pair%%:*}" "$deployer" roles/pubsub.admin
 done
 
+# The image's base, pinned by digest: resolved once through the remote repository and kept in
+# its description, so that every build starts from the same base until the operator moves it
+# (--repin-base-image) or .python-version names another Python.
+base_tag="python:$(cat "$here/../.python-version")-slim"
+base_path="$REGION-docker.pkg.dev/$PROJECT_ID/$BASE_REPOSITORY/library"
+pin_description() { echo "Docker Hub cache for the duo-telephony base image: $base_tag pinned as $1"; }
+base_image="$base_path/python@sha256:DIGEST"
+described=""
+dry || described="$(gcloud artifacts repositories describe "$BASE_REPOSITORY" \
+  --location="$REGION" "${project[@]}" --format='value(description)')"
+pinned="$(grep -o "[^ ]*@sha256:[0-9a-f]\{64\}" <<<"$described" || true)"
+if [ "$REPIN_BASE_IMAGE" = true ] || [ -z "$pinned" ] ||
+  [ "$described" != "$(pin_description "$pinned")" ]; then
+  if ! dry; then
+    digest="$(gcloud artifacts docker images describe "$base_path/$base_tag" \
+      --format='value(image_summary.digest)')" || true
+    if ! [[ "$digest" =~ ^sha256:[0-9a-f]{64}$ ]]; then
+      echo "could not resolve $base_tag through $base_path (got '$digest'): is Docker Hub reachable from the remote repository $BASE_REPOSITORY?" >&2
+      exit 1
+    fi
+    base_image="$base_path/python@$digest"
+  fi
+  run gcloud artifacts repositories update "$BASE_REPOSITORY" --location="$REGION" \
+    --description="$(pin_description "$base_image")" "${project[@]}"
+  dry || echo "pinned the image's base $base_tag to $base_image"
+else
+  base_image="$pinned"
+fi
+
 dry && exit 0
 cat <<EOF
 
@@ -354,5 +399,5 @@ Project $PROJECT_ID is set up. Next (docs/deploy.md, sections 3 and 4):
   gcloud beta builds submit --config=cloudbuild.yaml --project=$PROJECT_ID --region=$REGION \\
     --service-account=projects/$PROJECT_ID/serviceAccounts/$(sa deployer) \\
     --gcs-source-staging-dir=gs://$STAGING_BUCKET/source \\
-    --substitutions=_REGION=$REGION,_BUCKET=$BUCKET,_DUO_SKEY_SECRET=$SECRET,_FIRESTORE_DATABASE=$FIRESTORE_DATABASE,_NOTIFICATION_CHANNEL=$channel,_DUO_API_HOST=api-xxxxxxxx.duosecurity.com,_DUO_IKEY=DIXXXXXXXXXXXXXXXXXX
+    --substitutions=_REGION=$REGION,_BUCKET=$BUCKET,_DUO_SKEY_SECRET=$SECRET,_FIRESTORE_DATABASE=$FIRESTORE_DATABASE,_NOTIFICATION_CHANNEL=$channel,_BASE_IMAGE=$base_image,_DUO_API_HOST=api-xxxxxxxx.duosecurity.com,_DUO_IKEY=DIXXXXXXXXXXXXXXXXXX
 EOF

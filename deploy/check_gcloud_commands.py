@@ -29,13 +29,17 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 GCLOUD = "gcloud"
 # Records each call; "describe" fails when SHIM_MISSING=1 (an empty project), except for a
-# service's URL, which the build's later steps need.
+# service's URL, which the build's later steps need; otherwise it answers what the scripts read
+# to go on (a database's type, the base image's digest).
 SHIM = """#!/bin/sh
 printf '%s\\0' "$@" >> "$SHIM_LOG"; printf '\\n' >> "$SHIM_LOG"
 case " $* " in
   *" run services describe "*) echo https://service.example ;;
   *" describe "*) [ "$SHIM_MISSING" = 1 ] && exit 1
-    case "$*" in *"value(type"*) echo FIRESTORE_NATIVE ;; esac ;;
+    case "$*" in
+      *"value(type"*) echo FIRESTORE_NATIVE ;;
+      *"image_summary.digest"*) printf 'sha256:%064d\\n' 0 ;;
+    esac ;;
 esac
 exit 0
 """
@@ -66,7 +70,7 @@ def from_scripts() -> list[list[str]]:
     key = "projects/acme-kms/locations/us-central1/keyRings/duo/cryptoKeys/duo"
     for name, args in (
         ("bootstrap.sh", ["--lifecycle-days", "400"]),
-        ("bootstrap.sh", ["--budget-usd", "50", "--kms-key", key]),
+        ("bootstrap.sh", ["--budget-usd", "50", "--kms-key", key, "--repin-base-image"]),
         ("teardown.sh", ["--delete-bucket", "--delete-firestore-data"]),
         ("teardown.sh", []),
     ):
@@ -92,6 +96,10 @@ def from_cloudbuild() -> list[list[str]]:
     env |= {"PROJECT_ID": "acme-duo", "PROJECT_NUMBER": "1", "BUILD_ID": "b", "SHORT_SHA": "a"}
     env |= {"_BUCKET": "b", "_DUO_API_HOST": "api-1.duosecurity.com", "_DUO_IKEY": "DI1"}
     env |= {"_NOTIFICATION_CHANNEL": "projects/acme-duo/notificationChannels/1"}
+    env |= {
+        "_BASE_IMAGE": "us-central1-docker.pkg.dev/acme-duo/dockerhub/library/python@sha256:"
+        + "0" * 64
+    }
     commands = []
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "image.txt").write_text("image@sha256:0\n")

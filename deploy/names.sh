@@ -28,6 +28,9 @@ settle_project() {
 }
 
 REPOSITORY=duo-telephony
+# A remote repository in front of Docker Hub, through which the image's base is resolved to
+# the digest the build is pinned to, and pulled (docs/deploy.md, "The base image").
+BASE_REPOSITORY=dockerhub
 SERVICES=(duo-telephony-planner duo-telephony-fetcher duo-telephony-writer)
 SCHEDULER_JOB=duo-telephony-planner
 WINDOW_TOPIC=duo-telephony-windows

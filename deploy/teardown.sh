@@ -12,8 +12,8 @@ Deletes the scheduler job, the three Cloud Run services, the subscriptions and t
 monitoring the build applied (log-based metrics named duo_telephony_*, alert policies whose
 display name starts with duo-telephony, the duo-telephony dashboard), the secret, the
 service accounts and their project-level roles, the log-based metrics' custom role, the
-Artifact Registry repository and the build's staging bucket. Already deleted resources are
-skipped.
+Artifact Registry repositories (the images', and the remote one of Docker Hub that holds the
+pinned base) and the build's staging bucket. Already deleted resources are skipped.
 
 Kept unless asked, because they are the data:
   the bucket the SecOps feed reads, with every object (--delete-bucket deletes both; without
@@ -139,6 +139,8 @@ remove gcloud iam roles describe "$LOG_METRICS_ROLE_ID" "${project[@]}" -- \
 
 remove gcloud artifacts repositories describe "$REPOSITORY" --location="$REGION" "${project[@]}" -- \
   gcloud artifacts repositories delete "$REPOSITORY" --location="$REGION" --quiet "${project[@]}"
+remove gcloud artifacts repositories describe "$BASE_REPOSITORY" --location="$REGION" "${project[@]}" -- \
+  gcloud artifacts repositories delete "$BASE_REPOSITORY" --location="$REGION" --quiet "${project[@]}"
 # The staging bucket holds only the uploaded sources of past builds.
 remove gcloud storage buckets describe "gs://$STAGING_BUCKET" "${project[@]}" -- \
   gcloud storage rm --recursive "gs://$STAGING_BUCKET" "${project[@]}"

@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parents[3]
 PROJECT = "acme-duo"
 # Who the bootstrap's notification channel e-mails.
 EMAIL = "oncall@acme.example"
+# A base image pinned as the bootstrap pins it.
+BASE_IMAGE = f"us-central1-docker.pkg.dev/{PROJECT}/dockerhub/library/python@sha256:{'a' * 64}"
 # Calls that only read: never part of a plan.
 CHECK_VERBS = {"describe", "get-iam-policy", "list"}
 
@@ -162,6 +164,7 @@ def build_env(**overrides: str) -> dict[str, str]:
         "_BUCKET": f"{PROJECT}-duo-telephony",
         "_DUO_API_HOST": "api-12345678.duosecurity.com",
         "_DUO_IKEY": "DIXXXXXXXXXXXXXXXXXX",
+        "_BASE_IMAGE": BASE_IMAGE,
     }
     return env | overrides
 

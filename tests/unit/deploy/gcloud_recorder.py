@@ -19,6 +19,11 @@ until ``update-traffic --to-latest``. ``describe --flatten=status.traffic[]`` re
 Secret versions: ``secrets versions add`` adds an enabled version, ``versions describe latest``
 reads the newest.
 
+Docker Hub is played behind a remote repository (``--mode=remote-repository``): ``artifacts
+docker images describe REGION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE:TAG`` gives the digest
+the state's "docker_hub" has for IMAGE:TAG (a digest made from IMAGE:TAG if none), so a test
+can move a tag as Docker Hub would.
+
 IAM propagation is played too: the first binding that names a service account created a moment
 ago fails with "does not exist", as the real API may.
 
@@ -27,6 +32,7 @@ Only the option form ``--flag=value`` is understood, which is how the scripts wr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -55,7 +61,8 @@ VERBS = {
 PROJECT_NUMBER = "123456789012"
 # Every field of every collection group has an index config, so updating one never misses.
 UPSERTED = {"firestore indexes fields"}
-STATE_KEYS = ("resources", "bindings", "fresh_accounts", "apis", "deny")
+STATE_KEYS = ("resources", "bindings", "fresh_accounts", "apis", "deny", "docker_hub")
+DICT_KEYS = ("resources", "docker_hub")
 
 
 def _parse(argv: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -79,7 +86,7 @@ class Project:
     def __init__(self, state: dict[str, Any]) -> None:
         self.state = state
         for key in STATE_KEYS:
-            state.setdefault(key, {} if key == "resources" else [])
+            state.setdefault(key, {} if key in DICT_KEYS else [])
 
     def resource(self, key: str) -> dict[str, Any] | None:
         return self.state["resources"].get(key)
@@ -133,6 +140,9 @@ def _fields_on_create(group: str, name: str, flags: dict[str, str]) -> dict[str,
         fields["cleanupPolicies"] = Path(flags["policy"]).read_text().strip()
     if "enable-ttl" in flags:
         fields["ttlConfig.state"] = "CREATING"
+    for field in ("mode", "description"):
+        if field in flags:
+            fields[field] = flags[field]
     if "display-name" in flags:
         fields["displayName"] = flags["display-name"]
     if "channel-labels" in flags:
@@ -190,6 +200,20 @@ def _traffic_rows(service: dict[str, Any], fields: list[str]) -> str:
     )
 
 
+def _docker_hub_digest(
+    image: str, project: Project, fields: list[str]
+) -> tuple[int, str, str, bool]:
+    """``artifacts docker images describe`` of IMAGE:TAG in a remote repository of Docker Hub."""
+    _host, _project, repository, path = image.split("/", 3)
+    remote = project.resource(f"artifacts repositories|{repository}")
+    if remote is None or remote.get("mode") != "remote-repository" or ":" not in path:
+        return 1, "", f"ERROR: NOT_FOUND: {image}\n", False
+    default = "sha256:" + hashlib.sha256(path.encode()).hexdigest()
+    digest = project.state["docker_hub"].get(path, default)
+    assert fields == ["image_summary.digest"], fields
+    return 0, digest + "\n", "", False
+
+
 def play(argv: list[str], project: Project) -> tuple[int, str, str, bool]:
     """(exit code, stdout, stderr, whether an IAM policy changed) of one call."""
     for needle, message in project.state["deny"]:
@@ -236,6 +260,8 @@ def play(argv: list[str], project: Project) -> tuple[int, str, str, bool]:
     if group == "services identity" and verb == "create":
         agent = f"service-{PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
         return 0, f"Service identity created: {agent}\n", "", False
+    if group == "artifacts docker images" and verb == "describe":
+        return _docker_hub_digest(name, project, fields)
     if verb == "list":
         rows = [r for k, r in resources.items() if k.startswith(f"{group}|")]
         return 0, "".join("\t".join(r.get(f, "") for f in fields) + "\n" for r in rows), "", False

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import shlex
 import subprocess
 from dataclasses import dataclass
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.deploy.conftest import PROJECT, Call, Cloud, cloudbuild, plan, script
+from tests.unit.deploy.conftest import PROJECT, ROOT, Call, Cloud, cloudbuild, plan, script
 from tests.unit.deploy.gcloud_recorder import PROJECT_NUMBER
 
 # Project-wide roles that would give an account far more than it needs.
@@ -75,11 +77,12 @@ def dry_plan_lines(output: str) -> list[str]:
 
 
 def without_temp_path(arg: str) -> str:
-    """An argument as a dry run can print it: without its temporary file or the project
-    number, which only a real run looks up."""
+    """An argument as a dry run can print it: without its temporary file, the project number
+    or the base image's digest, which only a real run looks up."""
     for flag in ("--lifecycle-file=", "--policy="):
         if arg.startswith(flag):
             return f"{flag}{Path(arg).name}"
+    arg = re.sub(r"sha256:[0-9a-f]{64}", "sha256:DIGEST", arg)
     return arg.replace(PROJECT_NUMBER, "PROJECT_NUMBER")
 
 
@@ -325,7 +328,7 @@ def test_names_are_the_builds_defaults(runs: Runs) -> None:
     assert set(names["iam service-accounts"]) == {
         defaults[key] for key in ("_PLANNER_SA", "_FETCHER_SA", "_WRITER_SA", "_PUSH_SA")
     } | {defaults["_SCHEDULER_SA"], "duo-telephony-deployer"}
-    assert names["artifacts repositories"] == [defaults["_REPOSITORY"]]
+    assert names["artifacts repositories"] == [defaults["_REPOSITORY"], "dockerhub"]
     assert names["secrets"] == [defaults["_DUO_SKEY_SECRET"]]
     regions = {c.flag("location") for c in plan(runs.first_calls) if c.flag("location")}
     assert regions == {defaults["_REGION"]}
@@ -454,7 +457,7 @@ def test_a_kms_key_encrypts_what_is_made_once_its_agents_may_use_it(cloud: Cloud
         ("pubsub", "topics"): "topic-encryption-key",
     }
     creates = [c for c in ran if "create" in c.words and tuple(c.words[:2]) in key_flags]
-    assert len(creates) == 1 + 1 + 2 + 3
+    assert len(creates) == 1 + 2 + 2 + 3
     for call in creates:
         assert call.flag(key_flags[tuple(call.words[:2])]) == KEY, call.line
     first_create = ran.index(creates[0])
@@ -476,3 +479,76 @@ def test_a_kms_key_that_is_not_a_key_name_is_refused_before_any_call(cloud: Clou
     assert result.returncode == 2
     assert "--kms-key takes projects/P/locations/L/keyRings/R/cryptoKeys/K" in result.stderr
     assert calls == []
+
+
+# The base image, as Docker Hub's python:VERSION-slim reaches the project through its remote
+# repository (the recorder's digest of a tag it was not told about).
+BASE_TAG = f"python:{(ROOT / '.python-version').read_text().strip()}-slim"
+BASE_PATH = f"us-central1-docker.pkg.dev/{PROJECT}/dockerhub/library"
+
+
+def pinned_base(output: str) -> str:
+    """The _BASE_IMAGE of the build command the bootstrap prints."""
+    [base] = re.findall(r"_BASE_IMAGE=([^,\s]+),", output)
+    return base
+
+
+def base_digest_lookups(calls: list[Call]) -> list[Call]:
+    return [c for c in calls if c.words[:4] == ["artifacts", "docker", "images", "describe"]]
+
+
+def test_the_base_image_is_pinned_by_digest_through_a_remote_repository(runs: Runs) -> None:
+    [remote] = [
+        c
+        for c in plan(runs.first_calls)
+        if c.words[:4] == ["artifacts", "repositories", "create", "dockerhub"]
+    ]
+    assert remote.flag("mode") == "remote-repository"
+    assert remote.flag("remote-docker-repo") == "docker-hub"
+    assert remote.flag("repository-format") == "docker"
+    # The build's account reads it, and only it: it pushes to the images' repository alone.
+    assert {
+        (resource, role)
+        for kind, resource, member, role in bindings(plan(runs.first_calls))
+        if kind == "artifacts repositories" and member == account("deployer")
+    } == {
+        ("duo-telephony", "roles/artifactregistry.writer"),
+        ("dockerhub", "roles/artifactregistry.reader"),
+    }
+    [lookup] = base_digest_lookups(runs.first_calls)
+    assert lookup.words[4] == f"{BASE_PATH}/{BASE_TAG}"
+    digest = hashlib.sha256(f"library/{BASE_TAG}".encode()).hexdigest()
+    assert pinned_base(runs.first.stdout) == f"{BASE_PATH}/python@sha256:{digest}"
+
+
+def test_a_second_run_keeps_the_pin_without_asking_docker_hub(runs: Runs) -> None:
+    assert pinned_base(runs.second.stdout) == pinned_base(runs.first.stdout)
+    assert base_digest_lookups(runs.second_calls) == []
+
+
+def test_the_pin_moves_only_with_repin_base_image(cloud: Cloud) -> None:
+    first, _ = cloud.run(script("bootstrap.sh"))
+    assert first.returncode == 0, first.stderr
+    newer = "sha256:" + "b" * 64
+    cloud.state_file.write_text(
+        json.dumps(cloud.state() | {"docker_hub": {f"library/{BASE_TAG}": newer}})
+    )
+    kept, _ = cloud.run(script("bootstrap.sh"))
+    assert kept.returncode == 0, kept.stderr
+    assert pinned_base(kept.stdout) == pinned_base(first.stdout) != f"{BASE_PATH}/python@{newer}"
+
+    moved, calls = cloud.run(script("bootstrap.sh"), "--repin-base-image")
+    assert moved.returncode == 0, moved.stderr
+    assert len(base_digest_lookups(calls)) == 1
+    assert pinned_base(moved.stdout) == f"{BASE_PATH}/python@{newer}"
+    again, _ = cloud.run(script("bootstrap.sh"))
+    assert pinned_base(again.stdout) == f"{BASE_PATH}/python@{newer}"
+
+
+def test_a_base_image_that_cannot_be_resolved_stops_the_bootstrap(cloud: Cloud) -> None:
+    denial = "ERROR: NOT_FOUND: Docker Hub did not answer"
+    cloud.state_file.write_text(json.dumps({"deny": [["docker images describe", denial]]}))
+    result, _ = cloud.run(script("bootstrap.sh"))
+    assert result.returncode == 1
+    assert f"could not resolve {BASE_TAG} through {BASE_PATH}" in result.stderr
+    assert "_BASE_IMAGE" not in result.stdout

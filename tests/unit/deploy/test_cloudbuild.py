@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.unit.deploy.conftest import (
+    BASE_IMAGE,
     PROJECT,
     ROOT,
     Call,
@@ -494,3 +495,72 @@ def test_an_account_the_build_cannot_find_stops_it(tmp_path: Path) -> None:
 def test_the_monitoring_is_applied_once_the_scheduler_job_exists() -> None:
     # Else "no planner run" watches a planner nothing calls yet.
     assert "scheduler-and-ttl" in waits_for("monitoring")
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        "",
+        "python:3.11-slim",
+        "us-central1-docker.pkg.dev/acme-duo/dockerhub/library/python:3.11-slim",
+        f"us-central1-docker.pkg.dev/acme-duo/dockerhub/library/python@sha256:{'a' * 63}",
+        f"python@sha256:{'A' * 64}",
+    ],
+)
+@pytest.mark.parametrize("deploy", ["true", "false"])
+def test_a_base_image_not_pinned_by_digest_stops_every_build(
+    tmp_path: Path, base: str, deploy: str
+) -> None:
+    result = preflight(bootstrapped(tmp_path), _BASE_IMAGE=base, _DEPLOY=deploy)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"preflight: _BASE_IMAGE '{base}' is not pinned by digest")
+    assert "deploy/bootstrap.sh prints" in line
+
+
+def run_image_step(tmp_path: Path, python: str) -> subprocess.CompletedProcess[str]:
+    """The image step without pushing, with a ``docker`` that records each command's arguments
+    in docker-COMMAND and whose image runs Python ``python``."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    docker = bin_dir / "docker"
+    docker.write_text(
+        f'#!/bin/sh\nprintf "%s\\n" "$@" > "{tmp_path}/docker-$1"\n'
+        f'[ "$1" = run ] && echo {python}\nexit 0\n'
+    )
+    docker.chmod(0o755)
+    env = build_env(_DEPLOY="false") | {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    return subprocess.run(
+        ["bash", "-c", step("image")["script"]],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_the_image_is_built_on_the_pinned_base(tmp_path: Path) -> None:
+    # The Dockerfile's one base is the build argument, with no default to fall back on.
+    instructions = [
+        line.split(None, 1)
+        for line in (ROOT / "Dockerfile").read_text().splitlines()
+        if line and not line.startswith("#") and line.split()[0].isupper()
+    ]
+    assert instructions[:2] == [["ARG", "BASE_IMAGE"], ["FROM", "${BASE_IMAGE}"]]
+    assert [words for words in instructions if words[0] == "FROM"] == [["FROM", "${BASE_IMAGE}"]]
+
+    result = run_image_step(tmp_path, (ROOT / ".python-version").read_text().strip())
+    assert result.returncode == 0, result.stderr
+    built = (tmp_path / "docker-build").read_text().splitlines()
+    assert built[built.index("--build-arg") + 1] == f"BASE_IMAGE={BASE_IMAGE}"
+    assert "--pull" not in built
+
+
+def test_an_image_whose_python_is_not_python_versions_stops_the_build(tmp_path: Path) -> None:
+    result = run_image_step(tmp_path, "3.99")
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    python = (ROOT / ".python-version").read_text().strip()
+    assert line.startswith(f"_BASE_IMAGE runs Python 3.99, but .python-version names {python}")
+    assert "deploy/bootstrap.sh" in line

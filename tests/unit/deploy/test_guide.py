@@ -42,6 +42,7 @@ def test_every_build_runs_as_the_deployer_in_the_region_and_names_who_the_alerts
         assert "duo-telephony-deployer@" in command
         assert '--region="$REGION"' in command
         assert "_NOTIFICATION_CHANNEL=$NOTIFICATION_CHANNEL" in command
+        assert "_BASE_IMAGE=$BASE_IMAGE" in command
 
 
 def test_the_log_fallback_is_the_beta_command() -> None:
@@ -85,6 +86,7 @@ def test_the_six_steps_deploy_from_zero(cloud: Cloud) -> None:
     assert "deploy/bootstrap.sh               #" in bootstrap
     result, _ = cloud.run(script("bootstrap.sh"), settings=settings)
     assert result.returncode == 0, result.stderr
+    bootstrap_output = result.stdout
 
     [secret, *_] = bash_blocks(section("3. Add the secret's value"))
     result, _ = cloud.run(secret, settings=settings)
@@ -101,6 +103,9 @@ def test_the_six_steps_deploy_from_zero(cloud: Cloud) -> None:
     [submit] = [call for call in calls if "submit" in call.words]
     substitutions = dict(pair.split("=", 1) for pair in submit.flag("substitutions").split(","))
     assert substitutions["_NOTIFICATION_CHANNEL"] == cloud.channels()[0]
+    # The base image the bootstrap pinned and printed.
+    assert f"_BASE_IMAGE={substitutions['_BASE_IMAGE']}," in bootstrap_output
+    assert "@sha256:" in substitutions["_BASE_IMAGE"]
 
     results, _ = run_build_steps(cloud, cloud.tmp, **substitutions)
     assert [r.returncode for r in results] == [0] * len(results), [r.stderr for r in results]
