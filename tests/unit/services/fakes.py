@@ -88,6 +88,7 @@ class FakeWindowStore:
         lost_ms: tuple[int, int] | None = None,
         read: int = 0,
         total: DuoTotal | None = None,
+        checks: tuple[int, ...] = (),
     ) -> Claim | None:
         if claim.pages in self.failing_checkpoints:
             raise ConnectionError("Firestore is unavailable")
@@ -96,7 +97,7 @@ class FakeWindowStore:
             return None
         now = now_ms(self.clock)
         after, update = rules.checkpoint(
-            claim, next_offset, records, now, int(lease_seconds * 1000), lost_ms
+            claim, doc, next_offset, records, now, int(lease_seconds * 1000), lost_ms, checks
         )
         doc.update(update | progress.after_page(doc, read, total, now))
         self.events.append(("checkpoint", claim.pages, next_offset))
