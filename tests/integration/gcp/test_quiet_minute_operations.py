@@ -74,6 +74,5 @@ def test_a_quiet_minute_publishes_no_batch_and_writes_no_object_or_marker(
     assert [e for e in events[published:] if e[0] == "publish_batch"] == []
     assert "storage_writes" not in counted
     assert not any(
-        list(ref.collection("batches").stream())
-        for ref in windows.windows(SOURCE).list_documents()
+        list(ref.collection("batches").stream()) for ref in windows.windows(SOURCE).list_documents()
     )

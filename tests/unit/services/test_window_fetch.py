@@ -412,6 +412,7 @@ def test_a_reread_that_finds_every_record_landed_publishes_nothing_and_is_done()
     report = rig.fetch()
     assert (report.outcome, report.already_landed, rig.publisher.batches) == ("fetched", 5, [])
     assert (rig.doc["state"], rig.doc["pages"], rig.doc["reread_from"]) == ("done", 3, 3)
+    assert rig.doc["read_records"] == 5  # the progress shown counts the unnumbered pages' reads
 
 
 def test_empty_pages_before_a_reads_first_records_take_no_number_and_its_batch_starts_the_read():
