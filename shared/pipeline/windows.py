@@ -2,7 +2,8 @@
 planner's sweep does with each open window. Pure rules; the Firestore store applies them.
 
   planned ──claim──▶ fetching ──last page checkpointed──▶ fetched ──all batches landed──▶ done
-     ▲                 │  │                                  │
+     ▲                 │  │  └──last page, no page numbered by the read──────────────────▶ done
+     │                 │  │                                  │
      └──hand on────────┘  └──failure──▶ failed ──due──▶ planned
                                            │                 └─batches lost: read again─▶ planned
                           too many failures or re-reads ──▶ quarantined ──operator: retry──▶ planned
