@@ -187,6 +187,12 @@ def watermark_run(watermark: int, docs: Iterable[Update]) -> tuple[int, int]:
     return moved, count
 
 
+def last_records(docs: Iterable[Update]) -> int | None:
+    """The end of the newest of ``docs`` (windows the watermark passes) that held records: since
+    when the source has been quiet, if it is. None when none held any."""
+    return max((doc["maxtime"] for doc in docs if doc.get("records", 0) > 0), default=None)
+
+
 def passed(doc: Update, now: int) -> Update:
     """A done window the watermark has just passed: it expires once done for good."""
     update = {PASSED: now}

@@ -20,11 +20,12 @@ from shared.duo.api import CallStats
 from shared.duo.paging import AVAILABILITY_DELAY_MS, DuoTotal
 from shared.duo.records import record_time_ms
 from shared.gcp.bucket_writer import WriteResult
+from shared.gcp.cursor_store import LAST_RECORDS
 from shared.gcp.window_store import FindUnmarked, SweepResult
 from shared.pipeline import progress
 from shared.pipeline import windows as rules
 from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask
-from shared.pipeline.planning import first_planned_until, plan_windows
+from shared.pipeline.planning import first_planned_until, plan_windows, quiet_wait_ms
 from shared.pipeline.repair import CHECK_RESEND_MS, Span
 from shared.pipeline.windows import Claim
 from tests.fakes import FakeClock
@@ -235,14 +236,22 @@ class FakeCursorStore:
         lookback_ms: int,
         parallelism: int,
         delay_ms: int = AVAILABILITY_DELAY_MS,
+        quiet_every_ms: int = 0,
     ) -> list[WindowTask]:
         now = now_ms(self.clock)
         start = first_planned_until(now, lookback_ms)
-        cursor = self.cursors.setdefault(source, {"planned_until_ms": start, "watermark_ms": start})
+        cursor = self.cursors.setdefault(
+            source, {"planned_until_ms": start, "watermark_ms": start, "created_at_ms": now}
+        )
+        last = cursor.get(LAST_RECORDS, cursor["created_at_ms"])
         planned = [
             WindowTask(source, mintime, maxtime)
             for mintime, maxtime in plan_windows(
-                cursor["planned_until_ms"], now, parallelism, delay_ms=delay_ms
+                cursor["planned_until_ms"],
+                now,
+                parallelism,
+                delay_ms=delay_ms,
+                wait_ms=quiet_wait_ms(last, now, quiet_every_ms),
             )
         ]
         for task in planned:
@@ -268,6 +277,8 @@ class FakeCursorStore:
         now = now_ms(self.clock)
         for doc in ahead[:count]:
             doc.update(rules.passed(doc, now))
+        if (held := rules.last_records(ahead[:count])) is not None:
+            cursor[LAST_RECORDS] = held
         cursor["watermark_ms"] = moved
         return moved
 
