@@ -27,10 +27,10 @@ QUIET = {None: {"items": [], "metadata": {"next_offset": None}}}
 CHECKS = (3_600_000,)
 
 
-def _minute(clock, cursors, windows, fetcher, publisher, write) -> None:
+def _minute(clock, cursors, windows, fetcher, publisher, write, quiet_every_ms) -> None:
     """One minute of a quiet account, as the planner, the fetcher and the writer do it."""
     clock.advance(60)
-    planned = cursors.plan(SOURCE, 0, 1)
+    planned = cursors.plan(SOURCE, 0, 1, quiet_every_ms=quiet_every_ms)
     windows.sweep(SOURCE, CHECKS)
     windows.due_checks(SOURCE, limit=1000)
     cursors.advance(SOURCE)
@@ -43,8 +43,12 @@ def _minute(clock, cursors, windows, fetcher, publisher, write) -> None:
     publisher.batches.clear()
 
 
+@pytest.mark.parametrize("quiet_every_ms", [60_000, 300_000])
 def test_a_quiet_minute_publishes_no_batch_and_writes_no_object_or_marker(
-    firestore_db: firestore.Client, gcs_bucket: storage.Bucket, capsys: pytest.CaptureFixture
+    firestore_db: firestore.Client,
+    gcs_bucket: storage.Bucket,
+    capsys: pytest.CaptureFixture,
+    quiet_every_ms: int,
 ) -> None:
     clock = FakeClock()
     windows = WindowStore(firestore_db, clock)
@@ -61,8 +65,12 @@ def test_a_quiet_minute_publishes_no_batch_and_writes_no_object_or_marker(
         repair_checks=CHECKS,
     )
     write = functools.partial(write_batch, gcs_bucket, prefix="duo", gzip=False)
-    minute = functools.partial(_minute, clock, cursors, windows, fetcher, publisher, write)
-    for _ in range(5):  # the cursor made and a few windows behind it: the steady state
+    minute = functools.partial(
+        _minute, clock, cursors, windows, fetcher, publisher, write, quiet_every_ms
+    )
+    minute()  # the cursor made
+    clock.advance(2 * 3600)  # quiet for longer than an hour
+    for _ in range(10):  # a few windows behind the watermark: the steady state
         minute()
     before, published = Counter(OPERATIONS.snapshot()), len(events)
     for _ in range(10):
@@ -70,7 +78,8 @@ def test_a_quiet_minute_publishes_no_batch_and_writes_no_object_or_marker(
     counted = Counter(OPERATIONS.snapshot()) - before
     with capsys.disabled():
         messages = Counter(event[0] for event in events[published:])
-        print(f"\na quiet account-minute: { {k: v / 10 for k, v in counted.items()} }", messages)
+        every = f"QUIET_READ_EVERY={quiet_every_ms // 60_000}m"
+        print(f"\n{every}: a quiet minute { ({k: v / 10 for k, v in counted.items()}) }", messages)
     assert [e for e in events[published:] if e[0] == "publish_batch"] == []
     assert "storage_writes" not in counted
     assert not any(
