@@ -150,7 +150,7 @@ class WindowFetcher:
         claim = self._store.claim(task.source, task.window_id, self._lease)
         if claim is None:
             return report
-        report.reread = claim.reread_from > 0
+        report.reread = claim.again
         started = self._clock.now()
         keeper = LeaseKeeper(lambda: self._store.renew(claim, self._lease), self._lease / 3)
         lease = _Lease(claim)

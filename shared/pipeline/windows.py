@@ -95,6 +95,8 @@ class Claim:
     failures: int = 0  # the window's own failures in a row, when claimed or last published
     shared_failures: int = 0  # failures in a row from trouble every window shares
     read_offset: str | None = None  # where the read began: its first numbered page's start
+    # The window was read to its end before (a re-read, even of one whose read numbered no page).
+    again: bool = False
 
 
 def new_window(mintime: int, maxtime: int, planned_at_ms: int) -> Update:
@@ -276,6 +278,7 @@ def claim(
         failures,
         doc.get("shared_failures", 0),
         doc.get("read_offset"),
+        doc.get("reread_from", 0) > 0 or "fetched_at_ms" in doc,
     )
     return taken, update
 

@@ -16,7 +16,7 @@ from services.fetcher.window_fetch import FetchReport, WindowFetcher
 from shared.clock import now_ms
 from shared.duo.errors import DuoTransientError
 from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask
-from shared.pipeline.windows import LANDING_TIMEOUT_MS, reread
+from shared.pipeline.windows import LANDING_TIMEOUT_MS, checked, reread
 from tests.fakes import FakeClock
 from tests.unit.services.fakes import (
     CountingDuo,
@@ -399,6 +399,16 @@ def test_a_quiet_window_publishes_nothing_and_is_done_at_once_with_its_first_che
     assert (rig.doc["state"], rig.doc["pages"], rig.doc["lease_owner"]) == ("done", 0, None)
     assert (rig.doc["check_level"], rig.doc["next_check_at_ms"]) == (0, TASK.maxtime + HOUR)
     assert rig.store.sweep(TASK.source).completed == 0  # nothing left for the sweep
+
+
+def test_a_quiet_window_a_check_finds_a_record_in_is_read_again_from_page_zero():
+    rig = Rig({None: {"items": [], "metadata": {"next_offset": None}}}, repair_checks=(HOUR,))
+    rig.fetch()
+    rig.store.docs[TASK.source, TASK.window_id] |= checked(rig.doc, 0, (HOUR,), False, NOW_MS)
+    rig.answers[None] = {"items": page(1), "metadata": {"next_offset": None}}
+    report = rig.fetch()
+    # Counted as a repair's re-read (the bench's repair cost), though it numbered no page.
+    assert (report.reread, rig.published_pages(), rig.doc["state"]) == (True, [0], "fetched")
 
 
 def test_a_reread_that_finds_every_record_landed_publishes_nothing_and_is_done():
