@@ -16,7 +16,7 @@ from shared.duo.endpoint import DuoEndpoint, EndpointError
 from shared.duo.secret import Secret
 from shared.duo.telephony import RETENTION_MS
 from shared.pipeline.ids import SOURCE_ID_PATTERN
-from shared.pipeline.planning import DEFAULT_PARALLELISM
+from shared.pipeline.planning import DEFAULT_PARALLELISM, DEFAULT_QUIET_READ_EVERY_MS
 from shared.pipeline.repair import CHECK_BATCH_MS, DEFAULT_CHECKS_MS
 from shared.pipeline.sources import (
     DEFAULT_REFRESH_MS,
@@ -103,6 +103,8 @@ class PlannerSettings:
     repair_checks_ms: tuple[int, ...] = DEFAULT_CHECKS_MS
     repair_batch_ms: int = CHECK_BATCH_MS
     landing_timeout_ms: int = LANDING_TIMEOUT_MS
+    # How often a source without a record in the last hour is read (planning.quiet_wait_ms).
+    quiet_read_every_ms: int = DEFAULT_QUIET_READ_EVERY_MS
     # The writer's bucket and prefix, where a batch landed without its marker is looked for
     # before it is read again (None: not looked for; it would be landed twice).
     bucket: str | None = None
@@ -411,6 +413,17 @@ def repair_batch_ms(e: _Env) -> int:
     return int(batch * 1000)
 
 
+def quiet_read_every_ms(e: _Env) -> int:
+    """QUIET_READ_EVERY: how often a source with no record in the last hour is read, in whole
+    minutes (1m: every minute, as a source with records); longer saves a quiet account's reads
+    and writes, and delays its first record after a quiet hour by as much."""
+    raw = e.text("QUIET_READ_EVERY", f"{DEFAULT_QUIET_READ_EVERY_MS // 60_000}m")
+    every = parse_duration(raw, "QUIET_READ_EVERY")
+    if every % 60 or not 60 <= every <= 3600:
+        raise ConfigError(f"QUIET_READ_EVERY: {raw} is not a whole number of minutes in [1m, 1h]")
+    return int(every * 1000)
+
+
 def planner_settings(env: Mapping[str, str]) -> PlannerSettings:
     e = _Env(env)
     lookback = lookback_seconds(e.text("LOOKBACK", "24h"), "LOOKBACK")
@@ -439,6 +452,7 @@ def planner_settings(env: Mapping[str, str]) -> PlannerSettings:
         landing_timeout_ms=int(
             parse_duration(e.text("LANDING_TIMEOUT", "15m"), "LANDING_TIMEOUT") * 1000
         ),
+        quiet_read_every_ms=quiet_read_every_ms(e),
         bucket=e.text("GCS_BUCKET", "") or None,
         prefix=_prefix(e),
         database=e.database(),

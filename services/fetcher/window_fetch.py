@@ -150,7 +150,7 @@ class WindowFetcher:
         claim = self._store.claim(task.source, task.window_id, self._lease)
         if claim is None:
             return report
-        report.reread = claim.reread_from > 0
+        report.reread = claim.again
         started = self._clock.now()
         keeper = LeaseKeeper(lambda: self._store.renew(claim, self._lease), self._lease / 3)
         lease = _Lease(claim)
@@ -203,7 +203,7 @@ class WindowFetcher:
                 )
                 next_offset = None
         if start >= end:
-            pages: Iterator[Page] = iter([Page([], None)])  # nothing left: an empty batch ends it
+            pages: Iterator[Page] = iter([Page([], None)])  # nothing left: an empty page ends it
         else:
             pages = read_window(duo, start, claim.maxtime, now_ms=now, next_offset=next_offset)
         landed: LandedSpans | None = None  # a re-read's landed batches, read at its first page
@@ -227,17 +227,23 @@ class WindowFetcher:
                 lost_ms=report.retention_lost_ms,
                 read=len(page.items),
                 total=page.total,
+                checks=self._checks,
             )
             if saved is None:
                 return "lost_lease"
-            # A failed publish ends the fetch here, counted from ``lease.held``: the page keeps
-            # its number, and its gap is read again once the window is fetched.
-            self._publisher.publish_batch(
-                RecordBatch(task.source, task.window_id, claim.pages, records, (offset, following))
-            )
+            if saved.pages > claim.pages:
+                # The read's first batch starts where the read did, before any empty page that
+                # took no number. A failed publish ends the fetch here, counted from
+                # ``lease.held``: the page keeps its number, and its gap is read again once the
+                # window is fetched.
+                first = claim.pages == claim.reread_from
+                offsets = (claim.read_offset if first else offset, following)
+                self._publisher.publish_batch(
+                    RecordBatch(task.source, task.window_id, claim.pages, records, offsets)
+                )
+                report.pages += 1
             claim, offset = saved, following
             lease.held = claim
-            report.pages += 1
             report.records += len(records)
             report.dropped += page.dropped
             report.window_records = claim.records

@@ -63,6 +63,7 @@ def _run_source(
         int(settings.lookback_seconds * 1000),
         settings.parallelism,
         delay_ms=int(settings.delay_seconds * 1000),
+        quiet_every_ms=settings.quiet_read_every_ms,
     )
     publisher.publish_tasks(planned)
     find = unmarked.find if unmarked else None

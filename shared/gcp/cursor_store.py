@@ -1,7 +1,7 @@
 """A source's cursor in Firestore: what is planned, and the watermark before which everything
 Duo served is durably in Cloud Storage (both exclusive ends, in ms: windows are half-open).
 
-  ROOT/{source}   planned_until_ms, watermark_ms, last_error
+  ROOT/{source}   planned_until_ms, watermark_ms, last_records_ms, last_error
 Planning reads and moves ``planned_until_ms`` in one transaction together with creating the
 window documents, so two planners running at once never plan overlapping windows. The
 watermark moves only over a contiguous run of finished windows. The document is written once
@@ -25,6 +25,7 @@ from shared.pipeline.planning import (
     first_planned_until,
     past_retention,
     plan_windows,
+    quiet_wait_ms,
     retention_gap,
 )
 from shared.pipeline.windows import (
@@ -32,6 +33,7 @@ from shared.pipeline.windows import (
     FAILED,
     QUARANTINED,
     STATES,
+    last_records,
     new_window,
     passed,
     watermark_run,
@@ -41,6 +43,9 @@ from shared.pipeline.windows import (
 # which takes at most 500 writes.
 ADVANCE_SCAN = 400
 PLAN_ATTEMPTS = 20
+# The end of the newest window the watermark passed that held records: how long the source has
+# been quiet (``planning.quiet_wait_ms``).
+LAST_RECORDS = "last_records_ms"
 # Stopped windows and retention losses listed by status, at most.
 STATUS_LIST = 50
 
@@ -60,9 +65,11 @@ class CursorStore:
         lookback_ms: int,
         parallelism: int,
         delay_ms: int = AVAILABILITY_DELAY_MS,
+        quiet_every_ms: int = 0,
     ) -> list[WindowTask]:
         """Creates the windows up to now - delay (2 min), to its last whole minute; returns them,
-        to be published."""
+        to be published. A quiet source (no window with a record in the last hour, counted from
+        the cursor's making until one had) waits for ``quiet_every_ms`` of span."""
         ref = self.cursor(source)
 
         @firestore.transactional
@@ -76,7 +83,14 @@ class CursorStore:
             gap = retention_gap(cursor["planned_until_ms"], now)
             update = past_retention(cursor, gap, now)
             planned_until = update.get("planned_until_ms", cursor["planned_until_ms"])
-            planned = plan_windows(planned_until, now, parallelism, delay_ms=delay_ms)
+            last_records = cursor.get(LAST_RECORDS, cursor.get("created_at_ms", 0))
+            planned = plan_windows(
+                planned_until,
+                now,
+                parallelism,
+                delay_ms=delay_ms,
+                wait_ms=quiet_wait_ms(last_records, now, quiet_every_ms),
+            )
             for mintime, maxtime in planned:
                 window = self._windows.window(source, window_id(mintime, maxtime))
                 transaction.create(window, new_window(mintime, maxtime, now))
@@ -108,7 +122,7 @@ class CursorStore:
             self._windows.windows(source)
             .where(filter=FieldFilter("mintime", ">=", watermark))
             .order_by("mintime")
-            .select(["mintime", "maxtime", "state", "next_check_at_ms"])
+            .select(["mintime", "maxtime", "state", "next_check_at_ms", "records"])
             .limit(ADVANCE_SCAN)
         )
         windows = list(query.stream())
@@ -122,7 +136,11 @@ class CursorStore:
             if current != watermark:
                 return current  # another planner run moved it meanwhile
             now = now_ms(self._clock)
-            transaction.update(ref, {"watermark_ms": moved, "updated_at_ms": now})
+            update = {"watermark_ms": moved, "updated_at_ms": now}
+            held = last_records(window.to_dict() for window in windows[:count])
+            if held is not None:
+                update[LAST_RECORDS] = held
+            transaction.update(ref, update)
             # Only a window behind the watermark may expire: one deleted ahead of it would
             # leave a hole the watermark could never cross.
             for window in windows[:count]:

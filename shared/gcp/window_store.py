@@ -159,9 +159,11 @@ class WindowStore:
         lost_ms: tuple[int, int] | None = None,
         read: int = 0,
         total: DuoTotal | None = None,
+        checks: tuple[int, ...] = (),
     ) -> Claim | None:
-        """Records one published page; None if the lease was lost (someone else resumes).
-        ``read``: the page's records, ``total``: Duo's count of the window (``progress``)."""
+        """Records one page read (``rules.checkpoint``); None if the lease was lost (someone
+        else resumes). ``read``: the page's records, ``total``: Duo's count of the window
+        (``progress``), ``checks``: the first late-record check of a window done at once."""
         ref = self.window(claim.source, claim.window_id)
 
         @firestore.transactional
@@ -172,11 +174,13 @@ class WindowStore:
             now = now_ms(self._clock)
             after, update = rules.checkpoint(
                 claim,
+                doc,
                 next_offset,
                 records,
                 now,
                 int(lease_seconds * 1000),
                 lost_ms,
+                checks,
             )
             transaction.update(ref, update | progress.after_page(doc, read, total, now))
             return after

@@ -29,6 +29,11 @@ MIN_SPLIT_MS = 3_600_000
 MIN_WINDOW_MS = 1_000
 # Windows end on a multiple of this: the length of a live window.
 LIVE_WINDOW_MS = 60_000
+# A source none of whose windows held a record in this long is quiet: it is read less often.
+QUIET_AFTER_MS = 3_600_000
+# How often a quiet source is read (QUIET_READ_EVERY): a record after a quiet hour then lands
+# within about 8 minutes (this, Duo's two minutes, a planner period, the fetch and the write).
+DEFAULT_QUIET_READ_EVERY_MS = 300_000
 # A window starting this recently is live: a planner run's minute, or the few minutes after a
 # short outage; a backfill window starts hours or days back.
 LIVE_MS = 15 * 60_000
@@ -55,19 +60,30 @@ def plan_windows(
     parallelism: int,
     min_split_ms: int = MIN_SPLIT_MS,
     delay_ms: int = AVAILABILITY_DELAY_MS,
+    wait_ms: int = 0,
 ) -> list[tuple[int, int]]:
     """Half-open windows ``[mintime, maxtime)`` (ms) covering [planned_until, now - delay),
-    up to its last whole minute (``LIVE_WINDOW_MS``); the delay is Duo's two minutes at least,
-    more where its logs are seen to arrive late."""
+    up to its last whole minute (``LIVE_WINDOW_MS``), once that is ``wait_ms`` long at least
+    (``quiet_wait_ms``); the delay is Duo's two minutes at least, more where its logs are seen
+    to arrive late."""
     start = planned_until
     published = now_ms - max(delay_ms, AVAILABILITY_DELAY_MS)
     end = published - published % LIVE_WINDOW_MS
     span = end - start
-    if span < MIN_WINDOW_MS:
+    if span < max(MIN_WINDOW_MS, wait_ms):
         return []
     count = max(1, min(parallelism, span // min_split_ms))
     bounds = [start + span * i // count for i in range(count + 1)]
     return [(bounds[i], bounds[i + 1]) for i in range(count)]
+
+
+def quiet_wait_ms(last_records_ms: int, now_ms: int, quiet_every_ms: int) -> int:
+    """How long a span a source's next window waits for (``plan_windows``): none, or
+    ``quiet_every_ms`` for a quiet source, none of whose windows up to ``last_records_ms`` (the
+    end of the newest that held a record) held one in the last QUIET_AFTER_MS. Most accounts
+    are silent most minutes, and a window costs its reads and writes whether or not Duo has
+    records."""
+    return quiet_every_ms if last_records_ms < now_ms - QUIET_AFTER_MS else 0
 
 
 def is_live(mintime: int, now_ms: int) -> bool:

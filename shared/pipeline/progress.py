@@ -41,8 +41,11 @@ Update = dict[str, Any]
 def after_page(doc: Mapping[str, Any], read: int, total: DuoTotal | None, now: int) -> Update:
     """The window's progress once a page of ``read`` records is checkpointed: the first page of
     a read (the window's, or a re-read's) starts the count again."""
-    # A window whose read began before its documents kept progress starts it here.
-    first = doc["pages"] == doc.get("reread_from", 0) or "rate_from_ms" not in doc
+    # Empty pages that took no number leave the read's first page behind them (its next token
+    # moved on). A window whose read began before its documents kept progress starts it here.
+    first = (
+        doc["pages"] == doc.get("reread_from", 0) and doc["next_offset"] == doc.get("read_offset")
+    ) or "rate_from_ms" not in doc
     records = read if first else doc["read_records"] + read
     update: Update = {"read_records": records, "read_at_ms": now}
     if first:

@@ -2,7 +2,8 @@
 planner's sweep does with each open window. Pure rules; the Firestore store applies them.
 
   planned ──claim──▶ fetching ──last page checkpointed──▶ fetched ──all batches landed──▶ done
-     ▲                 │  │                                  │
+     ▲                 │  │  └──last page, no page numbered by the read──────────────────▶ done
+     │                 │  │                                  │
      └──hand on────────┘  └──failure──▶ failed ──due──▶ planned
                                            │                 └─batches lost: read again─▶ planned
                           too many failures or re-reads ──▶ quarantined ──operator: retry──▶ planned
@@ -95,6 +96,9 @@ class Claim:
     read_until: str | None = None  # a gap's re-read ends at this token, or past its time
     failures: int = 0  # the window's own failures in a row, when claimed or last published
     shared_failures: int = 0  # failures in a row from trouble every window shares
+    read_offset: str | None = None  # where the read began: its first numbered page's start
+    # The window was read to its end before (a re-read, even of one whose read numbered no page).
+    again: bool = False
 
 
 def new_window(mintime: int, maxtime: int, planned_at_ms: int) -> Update:
@@ -219,6 +223,12 @@ def watermark_run(watermark: int, docs: Iterable[Update]) -> tuple[int, int]:
     return moved, count
 
 
+def last_records(docs: Iterable[Update]) -> int | None:
+    """The end of the newest of ``docs`` (windows the watermark passes) that held records: since
+    when the source has been quiet, if it is. None when none held any."""
+    return max((doc["maxtime"] for doc in docs if doc.get("records", 0) > 0), default=None)
+
+
 def passed(doc: Update, now: int) -> Update:
     """A done window the watermark has just passed: it expires once done for good."""
     update = {PASSED: now}
@@ -302,6 +312,8 @@ def claim(
         doc.get("read_until"),
         failures,
         doc.get("shared_failures", 0),
+        doc.get("read_offset"),
+        doc.get("reread_from", 0) > 0 or "fetched_at_ms" in doc,
     )
     return taken, update
 
@@ -315,21 +327,37 @@ def renew(now: int, lease_ms: int) -> Update:
     return {"lease_until_ms": now + lease_ms, "updated_at_ms": now}
 
 
+def numbered(held: Claim, records: int) -> bool:
+    """Whether a page read takes a number (and so a batch, objects and a marker): an empty page
+    takes none while its read has numbered none, so a quiet window, or a re-read finding
+    everything landed, costs no batch. Once a read has numbered a page, every page is, even
+    empty: a read's batches chain by their tokens (the first starts at the read's start, each
+    at the token the one before ended at, the last at none), and a gap is read again, and the
+    bucket lookup knows a batch, by those tokens."""
+    return records > 0 or held.pages > held.reread_from
+
+
 def checkpoint(
     held: Claim,
+    doc: Update,
     next_offset: str | None,
     records: int,
     now: int,
     lease_ms: int,
     lost_ms: tuple[int, int] | None = None,
+    checks: tuple[int, ...] = (),
 ) -> tuple[Claim, Update]:
-    """One more page read, about to be published: where to resume, the lease renewed, the
-    failure counts cleared (a release after its publish failed counts from the claim before
-    it); the last page (no ``next_offset``) makes the window fetched. ``lost_ms``: the span that
-    left Duo's retention before it was fetched, kept on the window for operators."""
+    """One more page read (``doc``: the window before it), about to be published when it is
+    ``numbered``: where to resume, the lease renewed, the failure counts cleared (a release
+    after its publish failed counts from the claim before it); the last page (no
+    ``next_offset``) makes the window fetched, or done at once (``finished``, given its first
+    check from ``checks``) when its read numbered no page: no batch is outstanding. ``lost_ms``:
+    the span that left Duo's retention before it was fetched, kept on the window for
+    operators."""
+    pages = held.pages + numbered(held, records)
     update: Update = {
         "next_offset": next_offset,
-        "pages": held.pages + 1,
+        "pages": pages,
         "records": held.records + records,
         "lease_until_ms": now + lease_ms,
         "updated_at_ms": now,
@@ -339,12 +367,14 @@ def checkpoint(
     }
     if next_offset is None:
         update |= {"state": FETCHED, "fetched_at_ms": now, "lease_owner": None}
+        if pages == held.reread_from:
+            update |= finished(doc | update, now, checks)
     if lost_ms is not None:
         update |= {"retention_lost": True, "retention_lost_ms": list(lost_ms)}
     after = replace(
         held,
         next_offset=next_offset,
-        pages=held.pages + 1,
+        pages=pages,
         records=held.records + records,
         failures=0,
         shared_failures=0,
@@ -478,6 +508,22 @@ def checked(doc: Update, level: int, checks: tuple[int, ...], matched: bool, now
     return update | reread(doc, why) | behind | counts
 
 
+def finished(doc: Update, now: int, checks: tuple[int, ...]) -> Update:
+    """A window done: every batch of its last read has landed. One finishing for the first
+    time is given its first late-record check (``checks``); a re-read behind the watermark,
+    done again, expires once done for good."""
+    done = {
+        "state": DONE,
+        "done_at_ms": now,
+        "landing_rereads": 0,
+        "bucket_waits": 0,  # no longer waiting for the bucket
+        "updated_at_ms": now,
+    }
+    if "check_level" not in doc:
+        done |= first_check(doc["maxtime"], checks)
+    return done | lifetime(doc | done, now)
+
+
 @dataclass(frozen=True)
 class SweepStep:
     """What the sweep does with one open window: the update to apply, and whether the window's
@@ -509,10 +555,7 @@ def sweep_step(
         start = doc.get("reread_from", 0)
         # Leaving fetched, the window no longer waits for the bucket.
         settled = {"bucket_waits": 0}
-        done = {"state": DONE, "done_at_ms": now, "landing_rereads": 0} | settled | touch
-        if "check_level" not in doc:
-            done |= first_check(doc["maxtime"], checks)
-        done |= lifetime(doc | done, now)  # a re-read behind the watermark, done again
+        done = finished(doc, now, checks)
         if landed_batches(start) >= doc["pages"] - start:
             return SweepStep(done, completed=True)
         if doc.get("fetched_at_ms", now) + landing_timeout_ms >= now:

@@ -654,3 +654,29 @@ def test_the_sweep_leaves_alone_a_window_a_fetcher_moved_on_after_the_sweep_read
     monkeypatch.setattr(window_rules, "sweep_step", fetched_meanwhile)
     assert windows.sweep(SOURCE).republish == []
     assert _doc(windows, task)["state"] == FETCHED
+
+
+def test_a_quiet_source_waits_for_five_minutes_of_span_until_the_watermark_passes_a_record(
+    cursors: CursorStore, windows: WindowStore, clock: FakeClock
+) -> None:
+    def plan() -> list[WindowTask]:
+        return cursors.plan(SOURCE, 0, 1, quiet_every_ms=300_000)
+
+    plan()  # the source's cursor made: quiet counts from here
+    clock.advance(2 * 3600)
+    (quiet,) = plan()
+    empty = windows.checkpoint(_claim(windows, quiet), None, 0, LEASE_S)  # done at once
+    assert empty is not None and cursors.advance(SOURCE) == quiet.maxtime
+    assert cursor_store.LAST_RECORDS not in _cursor(cursors)
+    lengths = []
+    for _ in range(5):
+        clock.advance(60)
+        lengths += [task.maxtime - task.mintime for task in plan()]
+    assert lengths == [300_000]
+    held = WindowTask(SOURCE, quiet.maxtime, quiet.maxtime + 300_000)
+    _finish(windows, held)
+    windows.sweep(SOURCE)
+    cursors.advance(SOURCE)
+    assert _cursor(cursors)[cursor_store.LAST_RECORDS] == held.maxtime
+    clock.advance(60)
+    assert [task.maxtime - task.mintime for task in plan()] == [60_000]

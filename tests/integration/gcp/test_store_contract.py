@@ -352,3 +352,31 @@ def test_a_batch_of_a_read_a_reread_replaced_is_superseded_the_rereads_own_are_n
     assert stores.windows.superseded(first)
     assert not stores.windows.superseded(RecordBatch(SOURCE, task.window_id, 1, []))
     assert not stores.windows.superseded(RecordBatch(SOURCE, "1799996400000-1799996460000", 0, []))
+
+
+def test_an_empty_read_is_done_at_its_checkpoint_checked_and_passed_and_a_quiet_source_waits(
+    stores: Stores,
+) -> None:
+    (task,) = stores.cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    claim = stores.windows.claim(task.source, task.window_id, 3600)
+    assert claim is not None
+    assert stores.windows.checkpoint(claim, None, 0, 3600, checks=CHECKS) is not None
+    doc = stores.doc(task)
+    assert (doc["state"], doc["pages"], doc["next_check_at_ms"]) == (
+        DONE,
+        0,
+        task.maxtime + MIN_MS * 15,
+    )
+    assert stores.cursors.advance(SOURCE) == task.maxtime  # no batch, no sweep needed
+    # No window held a record since the cursor was made, over an hour ago: a window waits for
+    # five minutes of span.
+    stores.clock.advance(2 * 3600)
+
+    def plan() -> list[WindowTask]:
+        return stores.cursors.plan(SOURCE, HOUR_MS, 1, quiet_every_ms=5 * MIN_MS)
+
+    assert len(plan()) == 1  # the two hours since
+    stores.clock.advance(60)
+    assert plan() == []
+    stores.clock.advance(4 * 60)
+    assert [t.maxtime - t.mintime for t in plan()] == [5 * MIN_MS]

@@ -185,7 +185,7 @@ def test_a_bucket_that_cannot_be_searched_leaves_the_window_for_the_next_run_and
     other = window_id(MAXTIME, MAXTIME + 60_000)
     store.window(SOURCE, other).create(new_window(MAXTIME, MAXTIME + 60_000, NOW))
     claim = store.claim(SOURCE, other, 3600)
-    assert claim is not None and store.checkpoint(claim, None, 0, 3600) is not None
+    assert claim is not None and store.checkpoint(claim, None, 1, 3600) is not None
     store.record_batch(RecordBatch(SOURCE, other, 0, [], (None, None)), [])
 
     def refused(*_args: object) -> Iterator[object]:

@@ -9,6 +9,7 @@ from shared.pipeline.planning import (
     is_live,
     past_retention,
     plan_windows,
+    quiet_wait_ms,
     retention_gap,
 )
 
@@ -174,3 +175,38 @@ def test_a_watermark_at_the_gaps_last_millisecond_moves_past_it_one_already_past
 
 def test_without_a_gap_the_cursor_is_left_alone():
     assert past_retention({"planned_until_ms": OLDEST, "watermark_ms": OLDEST}, None, NOW) == {}
+
+
+# --- issue 17: a quiet source is read every QUIET_READ_EVERY ---------------------------------
+
+FIVE_MIN = 300_000
+
+
+def test_only_a_source_without_a_record_in_the_last_hour_waits_for_a_longer_span():
+    assert quiet_wait_ms(NOW - HOUR, NOW, FIVE_MIN) == 0
+    assert quiet_wait_ms(NOW - HOUR - 1, NOW, FIVE_MIN) == FIVE_MIN
+
+
+def test_quiet_read_every_minute_keeps_todays_cadence():
+    planned_until = NOW - 180_000
+    wait = quiet_wait_ms(NOW - DAY, NOW, 60_000)
+    assert plan_windows(planned_until, NOW, 1, wait_ms=wait) == [(NOW - 180_000, NOW - 120_000)]
+
+
+def test_a_quiet_source_gets_one_five_minute_window_every_five_minutes():
+    planned_until, live = NOW - 120_000, []
+    for run in range(1, 11):
+        for window in plan_windows(planned_until, NOW + run * 60_000, 1, wait_ms=FIVE_MIN):
+            live.append(window)
+            planned_until = window[1]
+    assert live == [(NOW - 120_000, NOW + 180_000), (NOW + 180_000, NOW + 480_000)]
+
+
+def test_the_first_record_after_a_quiet_hour_is_planned_within_eight_minutes():
+    # The worst case: a record at a quiet window's start waits for the window's five minutes
+    # and Duo's two; the planner's next run (a minute apart) plans it, to fetch and write.
+    record = NOW
+    planned_until, now = record, record
+    while not plan_windows(planned_until, now, 1, wait_ms=FIVE_MIN):
+        now += 60_000
+    assert now - record == 7 * 60_000

@@ -78,7 +78,9 @@ class Window:
         return (self.doc["retry_at_ms"] - self.now) / MINUTE
 
     def save_page(self, held: Claim) -> Claim:
-        after, update = checkpoint(held, f"offset-{held.pages + 1}", 1000, self.now, LEASE_MS)
+        after, update = checkpoint(
+            held, self.doc, f"offset-{held.pages + 1}", 1000, self.now, LEASE_MS
+        )
         self.doc.update(update)
         return after
 

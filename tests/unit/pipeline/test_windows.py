@@ -8,7 +8,10 @@ from shared.pipeline.messages import RecordBatch
 from shared.pipeline.windows import (
     LANDING_TIMEOUT_MS,
     MAX_REREADS,
+    PASSED,
     Gap,
+    checkpoint,
+    claim,
     gap,
     gap_times_us,
     landed_marker,
@@ -154,3 +157,42 @@ def test_only_pages_numbered_before_a_reread_are_superseded():
     reread_doc = _fetched(5, reread_from=3)
     assert [superseded(reread_doc, page) for page in (0, 2, 3, 4)] == [True, True, False, False]
     assert not superseded(_fetched(5), 0)  # never read again
+
+
+# --- an empty read: no number, no batch, done at once ---------------------------------------
+
+
+def _claimed(**fields: object) -> tuple[dict[str, object], object]:
+    doc = new_window(0, 60_000, 0) | fields
+    held, update = claim(doc, "eu", "w", "me", 1, 60_000)
+    assert held is not None and update is not None
+    return doc | update, held
+
+
+def test_an_empty_read_takes_no_number_and_is_done_at_once_with_its_first_check():
+    doc, held = _claimed()
+    after, update = checkpoint(held, doc, None, 0, 2, 60_000, checks=(3_600_000,))
+    assert (after.pages, update["pages"], update["state"]) == (0, 0, "done")
+    assert (update["lease_owner"], update["next_check_at_ms"]) == (None, 60_000 + 3_600_000)
+    assert update["expire_at"] is None  # ahead of the watermark: kept
+
+
+def test_an_empty_reread_behind_the_watermark_with_no_check_to_come_expires():
+    doc, held = _claimed(pages=3, reread_from=3, check_level=1, **{PASSED: 1})
+    _, update = checkpoint(held, doc, None, 0, 2, 60_000, checks=(1, 2))
+    assert (update["pages"], update["state"]) == (3, "done")
+    assert update["expire_at"] is not None
+
+
+def test_once_a_read_numbered_a_page_its_empty_pages_are_numbered_and_it_waits_for_landing():
+    doc, held = _claimed()
+    held, update = checkpoint(held, doc, "1,a", 1, 2, 60_000)
+    doc |= update
+    _, update = checkpoint(held, doc, None, 0, 3, 60_000)
+    assert (update["pages"], update["state"]) == (2, "fetched")
+
+
+def test_a_reads_leading_empty_pages_take_no_number():
+    doc, held = _claimed()
+    after, update = checkpoint(held, doc, "1,a", 0, 2, 60_000)
+    assert (after.pages, after.next_offset, "state" in update) == (0, "1,a", False)

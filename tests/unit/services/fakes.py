@@ -21,6 +21,7 @@ from shared.duo.api import CallStats
 from shared.duo.paging import AVAILABILITY_DELAY_MS, DuoTotal
 from shared.duo.records import record_time_ms
 from shared.gcp.bucket_writer import WriteResult
+from shared.gcp.cursor_store import LAST_RECORDS
 from shared.gcp.window_store import FindUnmarked, SweepResult, landed_or_found, sweep_window
 from shared.pipeline import progress, sources
 from shared.pipeline import windows as rules
@@ -29,6 +30,7 @@ from shared.pipeline.planning import (
     first_planned_until,
     past_retention,
     plan_windows,
+    quiet_wait_ms,
     retention_gap,
 )
 from shared.pipeline.repair import CHECK_RESEND_MS, Span
@@ -94,6 +96,7 @@ class FakeWindowStore:
         lost_ms: tuple[int, int] | None = None,
         read: int = 0,
         total: DuoTotal | None = None,
+        checks: tuple[int, ...] = (),
     ) -> Claim | None:
         if claim.pages in self.failing_checkpoints:
             raise ConnectionError("Firestore is unavailable")
@@ -102,7 +105,7 @@ class FakeWindowStore:
             return None
         now = now_ms(self.clock)
         after, update = rules.checkpoint(
-            claim, next_offset, records, now, int(lease_seconds * 1000), lost_ms
+            claim, doc, next_offset, records, now, int(lease_seconds * 1000), lost_ms, checks
         )
         doc.update(update | progress.after_page(doc, read, total, now))
         self.events.append(("checkpoint", claim.pages, next_offset))
@@ -248,15 +251,23 @@ class FakeCursorStore:
         lookback_ms: int,
         parallelism: int,
         delay_ms: int = AVAILABILITY_DELAY_MS,
+        quiet_every_ms: int = 0,
     ) -> list[WindowTask]:
         now = now_ms(self.clock)
         start = first_planned_until(now, lookback_ms)
-        cursor = self.cursors.setdefault(source, {"planned_until_ms": start, "watermark_ms": start})
+        cursor = self.cursors.setdefault(
+            source, {"planned_until_ms": start, "watermark_ms": start, "created_at_ms": now}
+        )
         cursor.update(past_retention(cursor, retention_gap(cursor["planned_until_ms"], now), now))
+        last = cursor.get(LAST_RECORDS, cursor["created_at_ms"])
         planned = [
             WindowTask(source, mintime, maxtime)
             for mintime, maxtime in plan_windows(
-                cursor["planned_until_ms"], now, parallelism, delay_ms=delay_ms
+                cursor["planned_until_ms"],
+                now,
+                parallelism,
+                delay_ms=delay_ms,
+                wait_ms=quiet_wait_ms(last, now, quiet_every_ms),
             )
         ]
         for task in planned:
@@ -282,6 +293,8 @@ class FakeCursorStore:
         now = now_ms(self.clock)
         for doc in ahead[:count]:
             doc.update(rules.passed(doc, now))
+        if (held := rules.last_records(ahead[:count])) is not None:
+            cursor[LAST_RECORDS] = held
         cursor["watermark_ms"] = moved
         return moved
 

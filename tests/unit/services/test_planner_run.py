@@ -72,3 +72,36 @@ def test_the_run_logs_the_backfills_progress_against_duos_count():
     assert {name: value for name, value in result.items() if name.startswith("progress")} == (
         expected.fields()
     )
+
+
+def _minutes_planned(settings, cursors, windows, publisher, clock, records=0) -> list[int]:
+    """Runs the planner a minute apart for 10 minutes, each window fetched at once holding
+    ``records``; the lengths of the windows planned, in minutes."""
+    planned = []
+    for _ in range(10):
+        clock.advance(60)
+        run_planner(settings, cursors, windows, publisher, clock)
+        for doc in windows.docs.values():
+            if doc["state"] == "planned":
+                doc.update(state=DONE, records=records)
+                planned.append((doc["maxtime"] - doc["mintime"]) // MINUTE)
+    return planned
+
+
+def test_a_source_quiet_for_an_hour_is_read_every_five_minutes_until_a_record_comes():
+    clock = FakeClock()
+    windows = FakeWindowStore(clock, [])
+    cursors, publisher = FakeCursorStore(windows, clock), FakePublisher([])
+    settings = PlannerSettings("p", (SOURCE,), "windows", 0, 1)
+    clock.advance(60)
+    run_planner(settings, cursors, windows, publisher, clock)  # the cursor made
+    assert set(_minutes_planned(settings, cursors, windows, publisher, clock)) == {1}
+    clock.advance(3600)  # an hour with nothing: a window a minute would cost 60
+    assert _minutes_planned(settings, cursors, windows, publisher, clock) == [61, 5]
+    # Its first records: once the watermark passes them (the next run), a window a minute
+    # again, from where the last one ended.
+    assert _minutes_planned(settings, cursors, windows, publisher, clock, records=1) == [
+        5,
+        2,
+        *[1] * 7,
+    ]

@@ -233,6 +233,12 @@ def test_check_batch_defaults_to_half_an_hour_and_takes_a_minute_to_six_hours():
         assert batch.repair_batch_ms == ms
 
 
+def test_a_quiet_source_is_read_every_five_minutes_by_default_and_in_whole_minutes():
+    assert planner_settings({"GOOGLE_CLOUD_PROJECT": "p"}).quiet_read_every_ms == 300_000
+    every = planner_settings({"GOOGLE_CLOUD_PROJECT": "p", "QUIET_READ_EVERY": "1m"})
+    assert every.quiet_read_every_ms == 60_000
+
+
 def test_plan_delay_defaults_to_duos_two_minutes_and_never_less():
     assert planner_settings({"GOOGLE_CLOUD_PROJECT": "p"}).delay_seconds == 120
     later = planner_settings({"GOOGLE_CLOUD_PROJECT": "p", "PLAN_DELAY": "10m"})
@@ -253,6 +259,10 @@ def test_plan_delay_defaults_to_duos_two_minutes_and_never_less():
         ("REPAIR_CHECK_BATCH", "59s"),
         ("REPAIR_CHECK_BATCH", "361m"),
         ("REPAIR_CHECK_BATCH", "half an hour"),
+        ("QUIET_READ_EVERY", "90s"),
+        ("QUIET_READ_EVERY", "0m"),
+        ("QUIET_READ_EVERY", "2h"),
+        ("QUIET_READ_EVERY", "often"),
     ],
 )
 def test_bad_planner_numbers_are_named(variable, value):

@@ -16,7 +16,7 @@ from services.fetcher.window_fetch import FetchReport, WindowFetcher
 from shared.clock import now_ms
 from shared.duo.errors import DuoTransientError
 from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask
-from shared.pipeline.windows import LANDING_TIMEOUT_MS
+from shared.pipeline.windows import LANDING_TIMEOUT_MS, checked, reread
 from tests.fakes import FakeClock
 from tests.unit.services.fakes import (
     CountingDuo,
@@ -390,6 +390,66 @@ def test_a_reread_lands_only_records_not_in_the_bucket_whatever_the_page_boundar
     assert rig.events.count(("landed_spans", TASK.window_id)) == 1
 
 
+def test_a_quiet_window_publishes_nothing_and_is_done_at_once_with_its_first_check():
+    # Most accounts are silent most minutes: an empty window cost a batch, its marker and a
+    # sweep's write. Now nothing is outstanding once its one empty page is checkpointed.
+    rig = Rig({None: {"items": [], "metadata": {"next_offset": None}}}, repair_checks=(HOUR,))
+    report = rig.fetch()
+    assert (report.outcome, report.pages, rig.publisher.batches) == ("fetched", 0, [])
+    assert (rig.doc["state"], rig.doc["pages"], rig.doc["lease_owner"]) == ("done", 0, None)
+    assert (rig.doc["check_level"], rig.doc["next_check_at_ms"]) == (0, TASK.maxtime + HOUR)
+    assert rig.store.sweep(TASK.source).completed == 0  # nothing left for the sweep
+
+
+def test_a_quiet_window_a_check_finds_a_record_in_is_read_again_from_page_zero():
+    rig = Rig({None: {"items": [], "metadata": {"next_offset": None}}}, repair_checks=(HOUR,))
+    rig.fetch()
+    rig.store.docs[TASK.source, TASK.window_id] |= checked(rig.doc, 0, (HOUR,), False, NOW_MS)
+    rig.answers[None] = {"items": page(1), "metadata": {"next_offset": None}}
+    report = rig.fetch()
+    # Counted as a repair's re-read (the bench's repair cost), though it numbered no page.
+    assert (report.reread, rig.published_pages(), rig.doc["state"]) == (True, [0], "fetched")
+
+
+def test_a_reread_that_finds_every_record_landed_publishes_nothing_and_is_done():
+    rig = Rig(THREE_PAGES)
+    rig.fetch()
+    _land_all(rig)
+    rig.store.sweep(TASK.source)
+    # A late-record check found nothing new after all (Duo counted otherwise, then not).
+    rig.store.docs[TASK.source, TASK.window_id] |= reread(rig.doc, "checked") | {"updated_at_ms": 0}
+    rig.publisher.batches.clear()
+    report = rig.fetch()
+    assert (report.outcome, report.already_landed, rig.publisher.batches) == ("fetched", 5, [])
+    assert (rig.doc["state"], rig.doc["pages"], rig.doc["reread_from"]) == ("done", 3, 3)
+    assert rig.doc["read_records"] == 5  # the progress shown counts the unnumbered pages' reads
+
+
+def test_empty_pages_before_a_reads_first_records_take_no_number_and_its_batch_starts_the_read():
+    # Duo may answer a page with nothing but a token (past records a page filtered out).
+    a, b = f"{TASK.mintime + 100},t-a", f"{TASK.mintime + 200},t-b"
+    rig = Rig(
+        {
+            None: {"items": [], "metadata": {"next_offset": a}},
+            a: {"items": [], "metadata": {"next_offset": b}},
+            b: {"items": page(1), "metadata": {"next_offset": None}},
+        }
+    )
+    rig.fetch()
+    assert (rig.published_pages(), rig.publisher.batches[0].offsets) == ([0], (None, None))
+    assert (rig.doc["pages"], rig.doc["read_records"]) == (1, 1)
+
+
+def test_an_empty_last_page_after_published_ones_keeps_its_number_so_the_tokens_chain():
+    # The bucket lookup and a gap's read know a batch by the tokens its neighbours ended and
+    # started at, the read's last ending at none: a read that published pages ends with one.
+    rig = Rig(paged([page(1, 2), []]))
+    rig.fetch()
+    assert rig.published_ids() == [["t-0001", "t-0002"], []]
+    assert rig.publisher.batches[-1].offsets[1] is None
+    assert rig.doc["state"] == "fetched"
+
+
 def test_a_window_older_than_duos_retention_is_shrunk_and_the_loss_named():
     # Issue 8, case 2: the first window of a 180-day backlog still being fetched when its
     # start leaves the retention: fetch what Duo still has instead of failing for ever.
@@ -412,7 +472,7 @@ def test_a_window_older_than_duos_retention_is_shrunk_and_the_loss_named():
     assert rig.duo_requests[0]["mintime"] == str(edge)
 
 
-def test_a_window_wholly_past_duos_retention_ends_with_an_empty_batch_and_no_request():
+def test_a_window_wholly_past_duos_retention_ends_without_a_batch_or_a_request():
     from shared.duo.telephony import RETENTION_MS
 
     gone = WindowTask(TASK.source, NOW_MS - RETENTION_MS - 2 * HOUR, NOW_MS - RETENTION_MS - HOUR)
@@ -421,8 +481,8 @@ def test_a_window_wholly_past_duos_retention_ends_with_an_empty_batch_and_no_req
     report = rig.fetch(gone)
     assert (report.outcome, report.requests) == ("fetched", 0)
     assert report.retention_lost_ms == (gone.mintime, gone.maxtime - 1)  # half-open
-    assert rig.published_ids() == [[]]
-    assert rig.store.doc(gone)["state"] == "fetched"
+    assert rig.published_ids() == []
+    assert rig.store.doc(gone)["state"] == "done"
 
 
 def test_a_gap_read_past_duos_retention_names_only_the_gap_as_lost():
@@ -445,7 +505,7 @@ def test_a_gap_read_past_duos_retention_names_only_the_gap_as_lost():
     report = rig.fetch(old)
     assert (report.outcome, report.requests) == ("fetched", 0)
     assert report.retention_lost_ms == (page_1_from + 1, page_2_from)
-    assert rig.published_ids() == [[]]
+    assert (rig.published_ids(), rig.store.doc(old)["state"]) == ([], "done")
 
 
 def test_a_lease_lost_while_paging_stops_the_fetch_after_the_page_in_hand():
