@@ -9,11 +9,13 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TextIO, TypeVar
 
 from google.api_core.exceptions import GoogleAPICallError, RetryError
 
+from services.fleet_status import SUMMARY_OVER, capped, summary
 from services.settings import ConfigError, firestore_database, planner_settings
 from shared.clock import Clock, SystemClock, now_ms
 from shared.gcp.clients import firestore_client
@@ -36,6 +38,8 @@ T = TypeVar("T")
 # Firestore's client keeps retrying a server it cannot reach (300 s against a closed port);
 # status gives up sooner, so an operator (or a probe) is told at once.
 READ_DEADLINE_SECONDS = 10.0
+# Sources read at once: enough to hide Firestore's round trips, few enough for its quotas.
+READERS = 16
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +49,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="source id (default: the sources SOURCE_ID or DUO_SOURCES configure, or, with "
         "neither set or with a sources file or an MSP parent, every source found in Firestore)",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help=f"text (with more than {SUMMARY_OVER} sources, a summary on one screen) or json "
+        "(every source's report, for scripts)",
+    )
+    parser.add_argument(
+        "--json", dest="format", action="store_const", const="json", help="--format json"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,8 +90,9 @@ def run(args: argparse.Namespace) -> int:
     if not reports:
         print(f"duo-telephony status: no source in Firestore ({project}): the planner has not run")
         return 1
-    code = show(reports, now_ms(clock), as_json=args.json, out=sys.stdout)
-    return max(code, show_parents(read_parents(project, clock), as_json=args.json, out=sys.stdout))
+    as_json = args.format == "json"
+    code = show(reports, now_ms(clock), as_json=as_json, out=sys.stdout)
+    return max(code, show_parents(read_parents(project, clock), as_json=as_json, out=sys.stdout))
 
 
 def read_reports(project: str, sources: list[str] | None, clock: Clock) -> list[dict[str, Any]]:
@@ -88,10 +102,13 @@ def read_reports(project: str, sources: list[str] | None, clock: Clock) -> list[
     windows = WindowStore(db, clock)
     store = CursorStore(db, windows, clock)
     registry = SourceRegistry(db, clock).entries()
-    return [
-        store.status(source) | reading(windows, source) | {"registry": registry.get(source)}
-        for source in sources or windows.sources()
-    ]
+
+    def report(source: str) -> dict[str, Any]:
+        return store.status(source) | reading(windows, source) | {"registry": registry.get(source)}
+
+    # A source takes a dozen round trips; a fleet's are overlapped rather than queued.
+    with ThreadPoolExecutor(READERS, thread_name_prefix="status-source") as pool:
+        return list(pool.map(report, sources or windows.sources()))
 
 
 class NoAnswer(TimeoutError):
@@ -134,11 +151,13 @@ def progress_line(report: dict[str, Any]) -> list[str]:
 
 
 def show(reports: list[dict[str, Any]], now: int, *, as_json: bool, out: TextIO) -> int:
-    """Prints the reports; the exit code is 1 when a window failed, is quarantined or stalls
-    on the bucket, or a source has no cursor yet, so a script or a probe can tell without
-    reading the text."""
+    """Prints the reports, as a summary when there are more than SUMMARY_OVER; the exit code is
+    1 when a window failed, is quarantined or stalls on the bucket, or a source has no cursor
+    yet, so a script or a probe can tell without reading the text."""
     if as_json:
         print(json.dumps(reports, indent=2), file=out)
+    elif len(reports) > SUMMARY_OVER:
+        print(render_summary(summary(reports, now)), file=out)
     else:
         for report in reports:
             print(render(report, now), file=out)
@@ -266,6 +285,51 @@ def show_parents(parents: dict[str, dict[str, Any]], *, as_json: bool, out: Text
         for invalid in doc.get("invalid") or []:
             print(f"  not read    {invalid}", file=out)
     return 1 if any(doc.get("error") or doc.get("invalid") for doc in parents.values()) else 0
+
+
+def render_summary(totals: dict[str, Any]) -> str:
+    """The summary as about 40 lines, whatever the number of sources."""
+    states, health = totals["states"], totals["health"]
+    lines = [
+        f"fleet of {totals['sources']:,} sources "
+        "(duo-telephony status --source ID shows one in full)",
+        "  registry    " + ", ".join(f"{state} {n:,}" for state, n in states.items()),
+        "  health      " + ", ".join(f"{name} {n:,}" for name, n in health.items()),
+        "  worst lags",
+    ]
+    lines += [
+        f"    {lag['source']:<24} {lag['lag_ms'] / 1000:>12,.0f} s behind, watermark "
+        f"{_time(lag['watermark_ms'])}"
+        for lag in totals["worst_lags"]
+    ]
+    lines.append(f"  refused or broken: {len(totals['troubled']):,}")
+    lines += capped(
+        [
+            f"    {t['source']} {t['state']}"
+            + (f" (Duo code {t['code']})" if t.get("code") else "")
+            + (f": {t['error']}" if t.get("error") else "")
+            + (f"; fix: {t['fix']}" if t.get("fix") else "")
+            for t in totals["troubled"]
+        ]
+    )
+    lines.append(f"  quarantined windows: {len(totals['quarantined']):,}")
+    lines += capped(
+        [
+            f"    duo-telephony retry {q['source']} {q['window_id']}  # {q['error']}"
+            for q in totals["quarantined"]
+        ]
+    )
+    backfills = totals["backfills"]
+    if backfills["count"]:
+        longest = backfills["longest_minutes_left"]
+        lines.append(
+            f"  backfills   {backfills['count']:,} in progress, "
+            f"{backfills['records_left']:,} records left, longest "
+            + (f"~{longest:,.0f} min left" if longest is not None else "time left not known yet")
+        )
+    else:
+        lines.append("  backfills   none in progress")
+    return "\n".join(lines)
 
 
 def _time(ms: int | None) -> str:
