@@ -78,8 +78,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"duo-telephony status: {error}")
         return 2
     clock = SystemClock()
+    answered = threading.Event()
     try:
-        reports = within(READ_DEADLINE_SECONDS, lambda: read_reports(project, sources, clock))
+        reports = within(
+            READ_DEADLINE_SECONDS, lambda: read_reports(project, sources, clock, answered), answered
+        )
     except (GoogleAPICallError, RetryError, NoAnswer) as error:
         # A wrong project, credentials or emulator address: one line, not a gRPC traceback.
         where = os.environ.get("FIRESTORE_EMULATOR_HOST")
@@ -95,16 +98,20 @@ def run(args: argparse.Namespace) -> int:
     return max(code, show_parents(read_parents(project, clock), as_json=as_json, out=sys.stdout))
 
 
-def read_reports(project: str, sources: list[str] | None, clock: Clock) -> list[dict[str, Any]]:
+def read_reports(
+    project: str, sources: list[str] | None, clock: Clock, answered: threading.Event
+) -> list[dict[str, Any]]:
     """Each source's status as read from Firestore (the database FIRESTORE_DATABASE names);
-    every source found there when ``sources`` is None."""
+    every source found there when ``sources`` is None. ``answered`` is set as each is read."""
     db = firestore_client(project, firestore_database(os.environ))
     windows = WindowStore(db, clock)
     store = CursorStore(db, windows, clock)
     registry = SourceRegistry(db, clock).entries()
 
     def report(source: str) -> dict[str, Any]:
-        return store.status(source) | reading(windows, source) | {"registry": registry.get(source)}
+        read = store.status(source) | reading(windows, source) | {"registry": registry.get(source)}
+        answered.set()
+        return read
 
     # A source takes a dozen round trips; a fleet's are overlapped rather than queued.
     with ThreadPoolExecutor(READERS, thread_name_prefix="status-source") as pool:
@@ -115,9 +122,11 @@ class NoAnswer(TimeoutError):
     """Firestore did not answer in time."""
 
 
-def within(seconds: float, call: Callable[[], T]) -> T:
-    """``call()``'s result, or NoAnswer when it has not returned within ``seconds``. The call
-    runs in a daemon thread, left behind when it is late: the command is about to exit."""
+def within(seconds: float, call: Callable[[], T], answered: threading.Event | None = None) -> T:
+    """``call()``'s result, or NoAnswer when it has not returned within ``seconds``, or, given
+    ``answered``, when ``seconds`` pass without the call setting it (a fleet's read takes longer
+    than the deadline, but an answer never waits that long). The call runs in a daemon thread,
+    left behind when it is late: the command is about to exit."""
     outcome: dict[str, Any] = {}
 
     def target() -> None:
@@ -129,8 +138,11 @@ def within(seconds: float, call: Callable[[], T]) -> T:
     thread = threading.Thread(target=target, name="status-read", daemon=True)
     thread.start()
     thread.join(seconds)
-    if thread.is_alive():
-        raise NoAnswer(f"no answer within {seconds:g} s")
+    while thread.is_alive():
+        if answered is None or not answered.is_set():
+            raise NoAnswer(f"no answer within {seconds:g} s")
+        answered.clear()
+        thread.join(seconds)
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]

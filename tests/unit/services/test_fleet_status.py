@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from threading import Event
 from typing import Any
 
 from services import cli, status
@@ -106,7 +107,9 @@ def test_a_few_sources_are_each_shown_in_full():
 def test_format_json_and_its_alias_print_every_report(env, capsys):  # noqa: F811
     env.setenv("GOOGLE_CLOUD_PROJECT", "acme-prod")
 
-    def read(project: str, sources: list[str] | None, clock: Clock) -> list[dict[str, Any]]:
+    def read(
+        project: str, sources: list[str] | None, clock: Clock, answered: Event
+    ) -> list[dict[str, Any]]:
         return FLEET
 
     env.setattr(status, "read_reports", read)
