@@ -54,6 +54,11 @@ def test_a_thousand_sources_are_counted_by_registry_state_and_health():
     }
 
 
+def test_a_source_the_registry_does_not_list_counts_as_active():
+    fleet = [report(f"s{n}") for n in range(3)]  # read before the registry: no entry
+    assert summary(fleet, NOW)["states"] == {"active": 3, "gone": 0, "refused": 0, "broken": 0}
+
+
 def test_the_worst_lags_come_first():
     assert [lag["source"] for lag in summary(FLEET, NOW)["worst_lags"]] == [
         "acct-1000",
