@@ -65,6 +65,8 @@ def summary(reports: list[dict[str, Any]], now: int) -> dict[str, Any]:
             }
             for source, entry in sorted(troubled, key=lambda t: t[0])
         ],
+        # A source's report names at most STATUS_LIST of its windows; its count is exact.
+        "quarantined_windows": sum(r["windows"]["quarantined"] for r in reports),
         "quarantined": [
             {"source": source, "window_id": w["window_id"], "error": w["error"]}
             for source, w in sorted(quarantined, key=lambda q: (q[0], q[1]["window_id"]))
@@ -77,8 +79,9 @@ def summary(reports: list[dict[str, Any]], now: int) -> dict[str, Any]:
     }
 
 
-def capped(lines: list[str]) -> list[str]:
-    """The first LISTED lines, then how many more there are."""
-    if len(lines) <= LISTED:
-        return lines
-    return [*lines[:LISTED], f"    and {len(lines) - LISTED:,} more"]
+def capped(lines: list[str], total: int | None = None) -> list[str]:
+    """The first LISTED lines, then how many more of ``total`` (default: the lines) there are."""
+    total = len(lines) if total is None else total
+    if total <= LISTED:
+        return lines[:LISTED]
+    return [*lines[:LISTED], f"    and {total - LISTED:,} more"]

@@ -324,12 +324,13 @@ def render_summary(totals: dict[str, Any]) -> str:
             for t in totals["troubled"]
         ]
     )
-    lines.append(f"  quarantined windows: {len(totals['quarantined']):,}")
+    lines.append(f"  quarantined windows: {totals['quarantined_windows']:,}")
     lines += capped(
         [
             f"    duo-telephony retry {q['source']} {q['window_id']}  # {q['error']}"
             for q in totals["quarantined"]
-        ]
+        ],
+        totals["quarantined_windows"],
     )
     backfills = totals["backfills"]
     if backfills["count"]:

@@ -93,6 +93,19 @@ def test_the_summary_of_a_thousand_sources_fits_one_screen():
     assert "  backfills   100 in progress, 50,500 records left, longest ~100 min left" in lines
 
 
+def test_quarantined_windows_are_counted_beyond_those_a_report_names():
+    fleet = [report(f"s{n}") for n in range(LISTED + 1)]
+    fleet[0]["windows"]["quarantined"] = 60  # the report names STATUS_LIST (50) of them
+    fleet[0]["quarantined"] = [
+        {"window_id": f"w{n:02d}", "failures": 8, "error": "bad"} for n in range(50)
+    ]
+    out = io.StringIO()
+    status.show(fleet, NOW, as_json=False, out=out)
+    lines = out.getvalue().splitlines()
+    assert "  quarantined windows: 60" in lines
+    assert "    and 55 more" in lines
+
+
 def test_a_refused_account_alone_makes_the_exit_code_1():
     fleet = [report(f"s{n}") for n in range(LISTED + 2)]
     assert status.show(fleet, NOW, as_json=False, out=io.StringIO()) == 0
