@@ -9,11 +9,13 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TextIO, TypeVar
 
 from google.api_core.exceptions import GoogleAPICallError, RetryError
 
+from services.fleet_status import SUMMARY_OVER, capped, summary
 from services.settings import ConfigError, firestore_database, planner_settings
 from shared.clock import Clock, SystemClock, now_ms
 from shared.gcp.clients import firestore_client
@@ -36,6 +38,8 @@ T = TypeVar("T")
 # Firestore's client keeps retrying a server it cannot reach (300 s against a closed port);
 # status gives up sooner, so an operator (or a probe) is told at once.
 READ_DEADLINE_SECONDS = 10.0
+# Sources read at once: enough to hide Firestore's round trips, few enough for its quotas.
+READERS = 16
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +49,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="source id (default: the sources SOURCE_ID or DUO_SOURCES configure, or, with "
         "neither set or with a sources file or an MSP parent, every source found in Firestore)",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help=f"text (with more than {SUMMARY_OVER} sources, a summary on one screen) or json "
+        "(every source's report, for scripts)",
+    )
+    parser.add_argument(
+        "--json", dest="format", action="store_const", const="json", help="--format json"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,8 +78,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"duo-telephony status: {error}")
         return 2
     clock = SystemClock()
+    answered = threading.Event()
     try:
-        reports = within(READ_DEADLINE_SECONDS, lambda: read_reports(project, sources, clock))
+        reports = within(
+            READ_DEADLINE_SECONDS, lambda: read_reports(project, sources, clock, answered), answered
+        )
     except (GoogleAPICallError, RetryError, NoAnswer) as error:
         # A wrong project, credentials or emulator address: one line, not a gRPC traceback.
         where = os.environ.get("FIRESTORE_EMULATOR_HOST")
@@ -77,30 +93,40 @@ def run(args: argparse.Namespace) -> int:
     if not reports:
         print(f"duo-telephony status: no source in Firestore ({project}): the planner has not run")
         return 1
-    code = show(reports, now_ms(clock), as_json=args.json, out=sys.stdout)
-    return max(code, show_parents(read_parents(project, clock), as_json=args.json, out=sys.stdout))
+    as_json = args.format == "json"
+    code = show(reports, now_ms(clock), as_json=as_json, out=sys.stdout)
+    return max(code, show_parents(read_parents(project, clock), as_json=as_json, out=sys.stdout))
 
 
-def read_reports(project: str, sources: list[str] | None, clock: Clock) -> list[dict[str, Any]]:
+def read_reports(
+    project: str, sources: list[str] | None, clock: Clock, answered: threading.Event
+) -> list[dict[str, Any]]:
     """Each source's status as read from Firestore (the database FIRESTORE_DATABASE names);
-    every source found there when ``sources`` is None."""
+    every source found there when ``sources`` is None. ``answered`` is set as each is read."""
     db = firestore_client(project, firestore_database(os.environ))
     windows = WindowStore(db, clock)
     store = CursorStore(db, windows, clock)
     registry = SourceRegistry(db, clock).entries()
-    return [
-        store.status(source) | reading(windows, source) | {"registry": registry.get(source)}
-        for source in sources or windows.sources()
-    ]
+
+    def report(source: str) -> dict[str, Any]:
+        read = store.status(source) | reading(windows, source) | {"registry": registry.get(source)}
+        answered.set()
+        return read
+
+    # A source takes a dozen round trips; a fleet's are overlapped rather than queued.
+    with ThreadPoolExecutor(READERS, thread_name_prefix="status-source") as pool:
+        return list(pool.map(report, sources or windows.sources()))
 
 
 class NoAnswer(TimeoutError):
     """Firestore did not answer in time."""
 
 
-def within(seconds: float, call: Callable[[], T]) -> T:
-    """``call()``'s result, or NoAnswer when it has not returned within ``seconds``. The call
-    runs in a daemon thread, left behind when it is late: the command is about to exit."""
+def within(seconds: float, call: Callable[[], T], answered: threading.Event | None = None) -> T:
+    """``call()``'s result, or NoAnswer when it has not returned within ``seconds``, or, given
+    ``answered``, when ``seconds`` pass without the call setting it (a fleet's read takes longer
+    than the deadline, but an answer never waits that long). The call runs in a daemon thread,
+    left behind when it is late: the command is about to exit."""
     outcome: dict[str, Any] = {}
 
     def target() -> None:
@@ -112,8 +138,11 @@ def within(seconds: float, call: Callable[[], T]) -> T:
     thread = threading.Thread(target=target, name="status-read", daemon=True)
     thread.start()
     thread.join(seconds)
-    if thread.is_alive():
-        raise NoAnswer(f"no answer within {seconds:g} s")
+    while thread.is_alive():
+        if answered is None or not answered.is_set():
+            raise NoAnswer(f"no answer within {seconds:g} s")
+        answered.clear()
+        thread.join(seconds)
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
@@ -134,11 +163,13 @@ def progress_line(report: dict[str, Any]) -> list[str]:
 
 
 def show(reports: list[dict[str, Any]], now: int, *, as_json: bool, out: TextIO) -> int:
-    """Prints the reports; the exit code is 1 when a window failed, is quarantined or stalls
-    on the bucket, or a source has no cursor yet, so a script or a probe can tell without
-    reading the text."""
+    """Prints the reports, as a summary when there are more than SUMMARY_OVER; the exit code is
+    1 when a window failed, is quarantined or stalls on the bucket, or a source has no cursor
+    yet, so a script or a probe can tell without reading the text."""
     if as_json:
         print(json.dumps(reports, indent=2), file=out)
+    elif len(reports) > SUMMARY_OVER:
+        print(render_summary(summary(reports, now)), file=out)
     else:
         for report in reports:
             print(render(report, now), file=out)
@@ -266,6 +297,52 @@ def show_parents(parents: dict[str, dict[str, Any]], *, as_json: bool, out: Text
         for invalid in doc.get("invalid") or []:
             print(f"  not read    {invalid}", file=out)
     return 1 if any(doc.get("error") or doc.get("invalid") for doc in parents.values()) else 0
+
+
+def render_summary(totals: dict[str, Any]) -> str:
+    """The summary as about 40 lines, whatever the number of sources."""
+    states, health = totals["states"], totals["health"]
+    lines = [
+        f"fleet of {totals['sources']:,} sources "
+        "(duo-telephony status --source ID shows one in full)",
+        "  registry    " + ", ".join(f"{state} {n:,}" for state, n in states.items()),
+        "  health      " + ", ".join(f"{name} {n:,}" for name, n in health.items()),
+        "  worst lags",
+    ]
+    lines += [
+        f"    {lag['source']:<24} {lag['lag_ms'] / 1000:>12,.0f} s behind, watermark "
+        f"{_time(lag['watermark_ms'])}"
+        for lag in totals["worst_lags"]
+    ]
+    lines.append(f"  refused or broken: {len(totals['troubled']):,}")
+    lines += capped(
+        [
+            f"    {t['source']} {t['state']}"
+            + (f" (Duo code {t['code']})" if t.get("code") else "")
+            + (f": {t['error']}" if t.get("error") else "")
+            + (f"; fix: {t['fix']}" if t.get("fix") else "")
+            for t in totals["troubled"]
+        ]
+    )
+    lines.append(f"  quarantined windows: {totals['quarantined_windows']:,}")
+    lines += capped(
+        [
+            f"    duo-telephony retry {q['source']} {q['window_id']}  # {q['error']}"
+            for q in totals["quarantined"]
+        ],
+        totals["quarantined_windows"],
+    )
+    backfills = totals["backfills"]
+    if backfills["count"]:
+        longest = backfills["longest_minutes_left"]
+        lines.append(
+            f"  backfills   {backfills['count']:,} in progress, "
+            f"{backfills['records_left']:,} records left, longest "
+            + (f"~{longest:,.0f} min left" if longest is not None else "time left not known yet")
+        )
+    else:
+        lines.append("  backfills   none in progress")
+    return "\n".join(lines)
 
 
 def _time(ms: int | None) -> str:

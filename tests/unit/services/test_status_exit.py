@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from threading import Event
 from typing import Any
 
 import pytest
@@ -100,7 +101,9 @@ def env(monkeypatch):
     for name in SETTINGS:
         monkeypatch.delenv(name, raising=False)
 
-    def no_firestore(project: str, sources: list[str], clock: Clock) -> list[dict[str, Any]]:
+    def no_firestore(
+        project: str, sources: list[str], clock: Clock, answered: Event
+    ) -> list[dict[str, Any]]:
         raise AssertionError("status read Firestore")
 
     monkeypatch.setattr(status, "read_reports", no_firestore)
@@ -133,7 +136,9 @@ def test_the_command_exits_with_the_code_of_what_it_read(env, capsys, reports, c
     env.setenv("GOOGLE_CLOUD_PROJECT", "acme-prod")
     asked = []
 
-    def read(project: str, sources: list[str], clock: Clock) -> list[dict[str, Any]]:
+    def read(
+        project: str, sources: list[str], clock: Clock, answered: Event
+    ) -> list[dict[str, Any]]:
         asked.append((project, sources))
         return reports
 
@@ -148,7 +153,9 @@ def test_with_no_source_configured_every_source_in_firestore_is_shown(env, capsy
     env.setenv("GOOGLE_CLOUD_PROJECT", "acme-prod")
     asked = []
 
-    def read(project: str, sources: list[str] | None, clock: Clock) -> list[dict[str, Any]]:
+    def read(
+        project: str, sources: list[str] | None, clock: Clock, answered: Event
+    ) -> list[dict[str, Any]]:
         asked.append(sources)
         return [report("emea"), report("amer")]
 
@@ -161,7 +168,7 @@ def test_with_no_source_configured_every_source_in_firestore_is_shown(env, capsy
 
 def test_no_source_in_firestore_says_the_planner_has_not_run(env, capsys):
     env.setenv("GOOGLE_CLOUD_PROJECT", "acme-prod")
-    env.setattr(status, "read_reports", lambda project, sources, clock: [])
+    env.setattr(status, "read_reports", lambda project, sources, clock, answered: [])
     assert cli.main(["status"]) == 1
     assert "no source in Firestore (acme-prod): the planner has not run" in capsys.readouterr().out
 
@@ -172,7 +179,9 @@ def test_firestore_that_cannot_be_read_is_one_line_not_a_traceback(env, capsys):
     env.setenv("GOOGLE_CLOUD_PROJECT", "acme-prod")
     env.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:8085")
 
-    def wrong_server(project: str, sources: list[str] | None, clock: Clock) -> list:
+    def wrong_server(
+        project: str, sources: list[str] | None, clock: Clock, answered: Event
+    ) -> list:
         raise MethodNotImplemented("Method not found: BatchGetDocuments\nmore detail")
 
     env.setattr(status, "read_reports", wrong_server)
@@ -191,7 +200,7 @@ def test_firestore_that_does_not_answer_is_reported_at_the_deadline_naming_fires
     env.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:9")
     unanswered = threading.Event()
 
-    def no_answer(project: str, sources: list[str] | None, clock: Clock) -> list:
+    def no_answer(project: str, sources: list[str] | None, clock: Clock, answered: Event) -> list:
         unanswered.wait(30)  # as the client retrying a closed port; released below
         return [report()]
 

@@ -83,7 +83,7 @@ def test_a_fleet_deployment_shows_every_source_in_firestore(monkeypatch, capsys)
     monkeypatch.setenv("DUO_MSP_PARENT", parent_setting())
     asked = []
 
-    def read(project, sources, clock):
+    def read(project, sources, clock, answered):
         asked.append(sources)
         well = report()["windows"] | {"failed": 0}
         return [report(source="own", windows=well), report(source="da1", windows=well)]
