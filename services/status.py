@@ -9,7 +9,6 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TextIO, TypeVar
 
@@ -114,8 +113,41 @@ def read_reports(
         return read
 
     # A source takes a dozen round trips; a fleet's are overlapped rather than queued.
-    with ThreadPoolExecutor(READERS, thread_name_prefix="status-source") as pool:
-        return list(pool.map(report, sources or windows.sources()))
+    return overlapped(report, sources or windows.sources(), READERS)
+
+
+def overlapped(read: Callable[[str], T], items: list[str], width: int) -> list[T]:
+    """``read(item)`` for each item, in order, ``width`` at a time. The readers are daemon
+    threads (a ThreadPoolExecutor's are joined at exit): once ``within`` has given up on a
+    Firestore that does not answer, the command exits at once instead of waiting for the
+    client's own retries (about 300 s)."""
+    results: list[Any] = [None] * len(items)
+    errors: list[BaseException] = []
+    queue = iter(enumerate(items))
+    lock = threading.Lock()
+
+    def reader() -> None:
+        while not errors:
+            with lock:
+                taken = next(queue, None)
+            if taken is None:
+                return
+            try:
+                results[taken[0]] = read(taken[1])
+            except BaseException as error:
+                errors.append(error)
+
+    threads = [
+        threading.Thread(target=reader, name="status-source", daemon=True)
+        for _ in range(min(width, len(items)))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
 
 
 class NoAnswer(TimeoutError):

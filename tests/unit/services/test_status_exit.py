@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from threading import Event
 from typing import Any
 
@@ -223,3 +224,45 @@ def test_a_read_within_the_deadline_gives_its_result_or_its_error():
     assert status.within(30, lambda: [report()]) == [report()]
     with pytest.raises(ValueError, match="bad"):
         status.within(30, broken)
+
+
+def test_sources_are_read_in_order_several_at_a_time():
+    meet = threading.Barrier(3)
+
+    def read(item: str) -> str:
+        if item in ("a", "b", "c"):
+            meet.wait(timeout=5)  # broken, and the test fails, unless three run at once
+        return item.upper()
+
+    assert status.overlapped(read, list("abcdefg"), 3) == list("ABCDEFG")
+
+
+def test_a_read_that_fails_fails_them_all():
+    def read(item: str) -> str:
+        if item == "b":
+            raise RuntimeError("Firestore said no")
+        return item
+
+    with pytest.raises(RuntimeError, match="Firestore said no"):
+        status.overlapped(read, ["a", "b", "c"], 2)
+
+
+def test_a_read_firestore_never_answers_leaves_only_daemon_threads_behind():
+    # The command exits once `within` gives up; a non-daemon reader would hold it for the
+    # client's own retries.
+    stuck = threading.Event()
+    inside = threading.Barrier(3)  # both readers and the test
+
+    def read(item: str) -> str:
+        inside.wait(timeout=5)
+        stuck.wait()
+        return item
+
+    with pytest.raises(status.NoAnswer):
+        status.within(0, lambda: status.overlapped(read, ["a", "b"], 2))
+    try:
+        inside.wait(timeout=5)
+        readers = [t for t in threading.enumerate() if t.name == "status-source"]
+        assert readers and all(t.daemon for t in readers)
+    finally:
+        stuck.set()
