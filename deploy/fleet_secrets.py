@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared.pipeline.sources import SourcesError, parse_parent, parse_sources_file  # noqa: E402
+from shared.pipeline.sources import SourcesError, parse_parent, parse_sources_file
 
 
 def main(sources_file: str, parent_file: str) -> int:
