@@ -447,11 +447,15 @@ else
 fi
 
 dry && exit 0
+fleet_adds=""
+while IFS=$'\t' read -r _origin name; do
+  [ -z "$name" ] || fleet_adds+="  gcloud secrets versions add $name --data-file=- --project=$PROJECT_ID   # a fleet's, unless it has a version"$'\n'
+done <<<"$fleet_names"
 cat <<EOF
 
 Project $PROJECT_ID is set up. Next (docs/deploy.md, sections 3 and 4):
   gcloud secrets versions add $SECRET --data-file=- --project=$PROJECT_ID   # paste the Duo secret key, then Ctrl-D
-  gcloud beta builds submit --config=cloudbuild.yaml --project=$PROJECT_ID --region=$REGION \\
+${fleet_adds}  gcloud beta builds submit --config=cloudbuild.yaml --project=$PROJECT_ID --region=$REGION \\
     --service-account=projects/$PROJECT_ID/serviceAccounts/$(sa deployer) \\
     --gcs-source-staging-dir=gs://$STAGING_BUCKET/source \\
     --substitutions=_REGION=$REGION,_BUCKET=$BUCKET,_DUO_SKEY_SECRET=$SECRET,_FIRESTORE_DATABASE=$FIRESTORE_DATABASE,_NOTIFICATION_CHANNEL=$channel,_BASE_IMAGE=$base_image,_DUO_API_HOST=api-xxxxxxxx.duosecurity.com,_DUO_IKEY=DIXXXXXXXXXXXXXXXXXX

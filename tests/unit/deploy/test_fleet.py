@@ -96,9 +96,15 @@ def test_a_third_account_is_one_new_secret_and_one_new_grant(tmp_path: Path) -> 
 
 def test_the_msp_parents_secret_is_read_by_the_planner_and_the_fetcher(tmp_path: Path) -> None:
     cloud = Cloud(tmp_path)
-    bootstrap(cloud, "--msp-parent", str(write(tmp_path / "parent.json", PARENT)))
+    parent = write(tmp_path / "parent.json", PARENT)
+    result, _ = cloud.run(script("bootstrap.sh"), "--msp-parent", str(parent))
+    assert result.returncode == 0, result.stderr
     # The planner lists the children with it; the fetcher reads them with it.
     assert accessors(cloud, "duo-skey-msp") == {account("planner"), account("fetcher")}
+    # Its next steps say how to give it its value.
+    assert f"gcloud secrets versions add duo-skey-msp --data-file=- --project={PROJECT}" in (
+        result.stdout
+    )
 
 
 def test_the_dry_run_shows_each_fleet_secret_and_its_grants(tmp_path: Path) -> None:
