@@ -90,30 +90,25 @@ while [ $# -gt 0 ]; do
       echo "--kms-key takes projects/P/locations/L/keyRings/R/cryptoKeys/K, not '$KMS_KEY'" >&2
       exit 2
     fi
-  elif [ -n "${NUMBER_OPTIONS[$option]:-}" ]; then
+  elif [ -n "${NUMBER_OPTIONS[$option]:-}${FILE_OPTIONS[$option]:-}" ]; then
     if [ "$option" = "$1" ]; then
       value="${2:-}"
       shift
     else
       value="${1#*=}"
     fi
-    if ! [[ "$value" =~ ^[1-9][0-9]*$ ]]; then
+    if [ -n "${FILE_OPTIONS[$option]:-}" ]; then
+      if ! [ -f "$value" ]; then
+        echo "$option: no file '$value'" >&2
+        exit 2
+      fi
+      printf -v "${FILE_OPTIONS[$option]}" '%s' "$value"
+    elif ! [[ "$value" =~ ^[1-9][0-9]*$ ]]; then
       echo "$option takes a whole number, not '$value'" >&2
       exit 2
-    fi
-    printf -v "${NUMBER_OPTIONS[$option]}" '%s' "$value"
-  elif [ -n "${FILE_OPTIONS[$option]:-}" ]; then
-    if [ "$option" = "$1" ]; then
-      value="${2:-}"
-      shift
     else
-      value="${1#*=}"
+      printf -v "${NUMBER_OPTIONS[$option]}" '%s' "$value"
     fi
-    if ! [ -f "$value" ]; then
-      echo "$option: no file '$value'" >&2
-      exit 2
-    fi
-    printf -v "${FILE_OPTIONS[$option]}" '%s' "$value"
   elif [ "$1" = --repin-base-image ]; then
     REPIN_BASE_IMAGE=true
   else
