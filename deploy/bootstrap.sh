@@ -7,7 +7,8 @@ set -euo pipefail
 usage() {
   cat <<'EOF'
 usage: deploy/bootstrap.sh [--dry-run] [--lifecycle-days N] [--keep-images N] [--budget-usd N]
-                           [--kms-key KEY] [--repin-base-image] [--help]
+                           [--kms-key KEY] [--repin-base-image] [--sources-file FILE]
+                           [--msp-parent FILE] [--help]
 
 Sets up what cloudbuild.yaml expects in the project: the APIs, the alerts' notification
 channel, the pipeline's own Firestore database (native mode, point-in-time recovery, delete
@@ -37,6 +38,12 @@ base (_BASE_IMAGE).
   --repin-base-image  resolve python:VERSION-slim's digest again, moving the pin to what
                       Docker Hub has today (without it an existing pin is kept, unless
                       .python-version names another VERSION)
+  --sources-file FILE  a fleet's sources file (deploy/sources.json, the one the build bakes
+                      into the image): each source's secret is made if missing, empty, and
+                      only the fetcher may read it (docs/deploy.md, "Deploying a fleet")
+  --msp-parent FILE   DUO_MSP_PARENT's JSON (deploy/msp-parent.json, the one the build
+                      passes): its secret is made if missing, and only the planner (which
+                      lists the children) and the fetcher (which reads them) may read it
   --help              this text
 
 Settings, from the environment:
@@ -62,6 +69,11 @@ KEEP_IMAGES=10
 BUDGET_USD=""
 KMS_KEY=""
 REPIN_BASE_IMAGE=false
+# By default the files the build reads: the bootstrap grants what the build will deploy.
+SOURCES_FILE="$here/sources.json"
+MSP_PARENT_FILE="$here/msp-parent.json"
+# Options that take a path: OPTION -> the variable it sets.
+declare -A FILE_OPTIONS=([--sources-file]=SOURCES_FILE [--msp-parent]=MSP_PARENT_FILE)
 # Options that take a whole number: OPTION -> the variable it sets.
 declare -A NUMBER_OPTIONS=([--lifecycle-days]=LIFECYCLE_DAYS [--keep-images]=KEEP_IMAGES
   [--budget-usd]=BUDGET_USD)
@@ -78,18 +90,25 @@ while [ $# -gt 0 ]; do
       echo "--kms-key takes projects/P/locations/L/keyRings/R/cryptoKeys/K, not '$KMS_KEY'" >&2
       exit 2
     fi
-  elif [ -n "${NUMBER_OPTIONS[$option]:-}" ]; then
+  elif [ -n "${NUMBER_OPTIONS[$option]:-}${FILE_OPTIONS[$option]:-}" ]; then
     if [ "$option" = "$1" ]; then
       value="${2:-}"
       shift
     else
       value="${1#*=}"
     fi
-    if ! [[ "$value" =~ ^[1-9][0-9]*$ ]]; then
+    if [ -n "${FILE_OPTIONS[$option]:-}" ]; then
+      if ! [ -f "$value" ]; then
+        echo "$option: no file '$value'" >&2
+        exit 2
+      fi
+      printf -v "${FILE_OPTIONS[$option]}" '%s' "$value"
+    elif ! [[ "$value" =~ ^[1-9][0-9]*$ ]]; then
       echo "$option takes a whole number, not '$value'" >&2
       exit 2
+    else
+      printf -v "${NUMBER_OPTIONS[$option]}" '%s' "$value"
     fi
-    printf -v "${NUMBER_OPTIONS[$option]}" '%s' "$value"
   elif [ "$1" = --repin-base-image ]; then
     REPIN_BASE_IMAGE=true
   else
@@ -105,6 +124,9 @@ project=(--project="$PROJECT_ID")
 # Alerts that notify nobody are not alerts: a channel is required (on a dry run, a placeholder).
 NOTIFICATION_CHANNEL="${NOTIFICATION_CHANNEL:-}"
 NOTIFICATION_EMAIL="${NOTIFICATION_EMAIL:-}"
+# The fleet's secrets (ORIGIN SOURCE SECRET_VERSION lines), read before any call: a bad file
+# stops the bootstrap with its one-line error.
+fleet="$(python3 "$here/fleet_secrets.py" "$SOURCES_FILE" "$MSP_PARENT_FILE")" || exit 2
 if [ -z "$NOTIFICATION_CHANNEL$NOTIFICATION_EMAIL" ]; then
   if ! dry; then
     echo "NOTIFICATION_EMAIL is not set: the alerts would notify nobody. export" \
@@ -274,9 +296,26 @@ bucket "$STAGING_BUCKET" 30
 # The secret's container only: its value is added by hand from standard input (the guide's
 # next step), so the Duo secret key never passes through this script. Replicated in REGION
 # only, which a resource-locations organization policy allows where it allows the rest.
-exists gcloud secrets describe "$SECRET" "${project[@]}" ||
-  run gcloud secrets create "$SECRET" --replication-policy=user-managed --locations="$REGION" \
-    "${project[@]}"
+secret() { # NAME: the secret's container, made if missing
+  exists gcloud secrets describe "$1" "${project[@]}" ||
+    run gcloud secrets create "$1" --replication-policy=user-managed --locations="$REGION" \
+      "${project[@]}"
+}
+secret "$SECRET"
+# A fleet's secrets, each named by its version in the sources file or DUO_MSP_PARENT:
+# ORIGIN<TAB>SOURCE<TAB>NAME lines. Made here in this project, empty like the one above.
+fleet_names=""
+while IFS=$'\t' read -r origin source version; do
+  [ -n "$version" ] || continue
+  secret_project="${version#projects/}" && secret_project="${secret_project%%/*}"
+  if ! dry && [ "$secret_project" != "$PROJECT_ID" ]; then
+    echo "$source's skey_secret $version is not in $PROJECT_ID: the bootstrap makes and grants secrets in this project only" >&2
+    exit 2
+  fi
+  name="${version#*/secrets/}" && name="${name%%/*}"
+  secret "$name"
+  fleet_names+="$origin"$'\t'"$name"$'\n'
+done <<<"$fleet"
 
 # Topics and bare subscriptions. The build configures the subscriptions (push endpoint, OIDC,
 # dead letters); creating them here lets the build's account hold Pub/Sub rights on these six
@@ -310,6 +349,14 @@ for topic in "$WINDOW_TOPIC" "$BATCH_TOPIC"; do
   grant topic "$topic" "serviceAccount:$(sa fetcher)" roles/pubsub.publisher
 done
 grant secret "$SECRET" "serviceAccount:$(sa fetcher)" roles/secretmanager.secretAccessor
+# A fleet's secrets: the fetcher reads every source's; the planner reads the MSP parent's only,
+# to list its children.
+while IFS=$'\t' read -r origin name; do
+  [ -n "$name" ] || continue
+  grant secret "$name" "serviceAccount:$(sa fetcher)" roles/secretmanager.secretAccessor
+  [ "$origin" != parent ] ||
+    grant secret "$name" "serviceAccount:$(sa planner)" roles/secretmanager.secretAccessor
+done <<<"$fleet_names"
 for role in "${WRITER_BUCKET_ROLES[@]}"; do
   grant bucket "gs://$BUCKET" "serviceAccount:$(sa writer)" "$role"
 done
@@ -345,6 +392,9 @@ done
 # The build's first step checks that the secret has an enabled version: its metadata only,
 # never its value.
 grant secret "$SECRET" "$deployer" roles/secretmanager.viewer
+while IFS=$'\t' read -r _origin name; do
+  [ -z "$name" ] || grant secret "$name" "$deployer" roles/secretmanager.viewer
+done <<<"$fleet_names"
 grant repository "$REPOSITORY" "$deployer" roles/artifactregistry.writer
 grant repository "$BASE_REPOSITORY" "$deployer" roles/artifactregistry.reader
 grant bucket "gs://$STAGING_BUCKET" "$deployer" roles/storage.objectViewer
@@ -392,11 +442,15 @@ else
 fi
 
 dry && exit 0
+fleet_adds=""
+while IFS=$'\t' read -r _origin name; do
+  [ -z "$name" ] || fleet_adds+="  gcloud secrets versions add $name --data-file=- --project=$PROJECT_ID   # a fleet's, unless it has a version"$'\n'
+done <<<"$fleet_names"
 cat <<EOF
 
 Project $PROJECT_ID is set up. Next (docs/deploy.md, sections 3 and 4):
   gcloud secrets versions add $SECRET --data-file=- --project=$PROJECT_ID   # paste the Duo secret key, then Ctrl-D
-  gcloud beta builds submit --config=cloudbuild.yaml --project=$PROJECT_ID --region=$REGION \\
+${fleet_adds}  gcloud beta builds submit --config=cloudbuild.yaml --project=$PROJECT_ID --region=$REGION \\
     --service-account=projects/$PROJECT_ID/serviceAccounts/$(sa deployer) \\
     --gcs-source-staging-dir=gs://$STAGING_BUCKET/source \\
     --substitutions=_REGION=$REGION,_BUCKET=$BUCKET,_DUO_SKEY_SECRET=$SECRET,_FIRESTORE_DATABASE=$FIRESTORE_DATABASE,_NOTIFICATION_CHANNEL=$channel,_BASE_IMAGE=$base_image,_DUO_API_HOST=api-xxxxxxxx.duosecurity.com,_DUO_IKEY=DIXXXXXXXXXXXXXXXXXX

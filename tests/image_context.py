@@ -3,7 +3,8 @@
 
 The matching follows Docker's rules for the patterns .dockerignore uses: a pattern is matched
 against each path from the context root with ``*`` and ``?`` not crossing ``/``, ``**``
-matching any number of directories, and a matched directory excluding everything below it.
+matching any number of directories, a matched directory excluding everything below it, and
+the last matching pattern winning (so ``!path`` keeps a path below an excluded folder).
 """
 
 from __future__ import annotations
@@ -43,18 +44,22 @@ def _regex(pattern: str) -> re.Pattern[str]:
 
 
 @cache
-def patterns(root: Path = ROOT) -> tuple[re.Pattern[str], ...]:
+def patterns(root: Path = ROOT) -> tuple[tuple[bool, re.Pattern[str]], ...]:
+    """Each pattern in order, with whether it is an exception (``!``: kept)."""
     lines = (line.strip() for line in (root / ".dockerignore").read_text().splitlines())
     kept = [line for line in lines if line and not line.startswith("#")]
-    if any(line.startswith("!") for line in kept):
-        raise ValueError(".dockerignore exceptions (!) are not modelled here")
-    return tuple(_regex(line.strip("/")) for line in kept)
+    return tuple((line.startswith("!"), _regex(line.lstrip("!").strip("/"))) for line in kept)
 
 
 def excluded(relative: str, root: Path = ROOT) -> bool:
+    """As Docker decides: the last pattern matching the path (or a folder above it) wins."""
     parts = relative.split("/")
     prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
-    return any(p.match(prefix) for p in patterns(root) for prefix in prefixes)
+    result = False
+    for kept, pattern in patterns(root):
+        if any(pattern.match(prefix) for prefix in prefixes):
+            result = not kept
+    return result
 
 
 def context_files(root: Path = ROOT) -> list[str]:

@@ -7,7 +7,9 @@ from tests.image_context import context_files, excluded
 
 
 def test_the_image_holds_only_the_services_and_their_dependencies() -> None:
-    top = {name.split("/")[0] for name in context_files()}
+    # And a fleet's sources file, when the deployment has one (docs/deploy.md).
+    files = [name for name in context_files() if name != "deploy/sources.json"]
+    top = {name.split("/")[0] for name in files}
     assert top == {"shared", "services", "requirements.lock", ".python-version"}
 
 
@@ -26,3 +28,5 @@ def test_the_matcher_follows_dockerignore_rules() -> None:
     assert excluded("services/cli.pyc")
     assert not excluded("shared/duo/api.py")
     assert not excluded("services/gunicorn.conf.py")
+    assert excluded("deploy/bootstrap.sh")
+    assert not excluded("deploy/sources.json")  # kept by an exception below an excluded folder

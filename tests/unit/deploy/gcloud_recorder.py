@@ -17,7 +17,7 @@ whose traffic follows the latest revision moves to it, while one whose traffic w
 named revisions (``update-traffic --to-revisions``) keeps that split for every later deploy,
 until ``update-traffic --to-latest``. ``describe --flatten=status.traffic[]`` reads the split.
 Secret versions: ``secrets versions add`` adds an enabled version, ``versions describe latest``
-reads the newest.
+reads the newest; a full name (projects/P/secrets/NAME/versions/V) reads NAME's version V.
 
 Docker Hub is played behind a remote repository (``--mode=remote-repository``): ``artifacts
 docker images describe REGION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE:TAG`` gives the digest
@@ -241,6 +241,12 @@ def play(argv: list[str], project: Project) -> tuple[int, str, str, bool]:
         versions = [k for k in resources if k.startswith(f"{group}|{name}/")]
         resources[f"{group}|{name}/{len(versions) + 1}"] = {"state": "ENABLED"}
         return 0, "", "", False
+    if group == "secrets versions" and name.startswith("projects/"):  # a full version name
+        _, _, _, secret_name, _, version = name.split("/")
+        flags = flags | {"secret": secret_name}
+        if version != "latest":
+            found = project.resource(f"{group}|{secret_name}/{version}")
+        name = version
     if group == "secrets versions" and name == "latest" and "secret" in flags:
         versions = [k for k in resources if k.startswith(f"{group}|{flags['secret']}/")]
         if not versions:
