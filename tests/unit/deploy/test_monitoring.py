@@ -119,7 +119,8 @@ def lines(serve) -> dict[str, dict[str, Any]]:  # noqa: F811 (the imported fixtu
     registry.sync(settings.configured, None)
     refused = trouble(REFUSED, "Duo answered 40301", 40301, now_ms(clock), REFUSED_FIX)
     registry.trouble("eu-child", refused)
-    sources = functools.partial(planned_sources, settings, registry, Discovery, clock)
+    children = lambda parent: Discovery(parent.id)  # noqa: E731 (no parent is configured)
+    sources = functools.partial(planned_sources, settings, registry, children, clock)
     cursors = FakeCursorStore(windows, clock)
     client, read = serve(
         planner_main,
