@@ -69,11 +69,6 @@ KEEP_IMAGES=10
 BUDGET_USD=""
 KMS_KEY=""
 REPIN_BASE_IMAGE=false
-# By default the files the build reads: the bootstrap grants what the build will deploy.
-SOURCES_FILE="$here/sources.json"
-MSP_PARENT_FILE="$here/msp-parent.json"
-# Options that take a path: OPTION -> the variable it sets.
-declare -A FILE_OPTIONS=([--sources-file]=SOURCES_FILE [--msp-parent]=MSP_PARENT_FILE)
 # Options that take a whole number: OPTION -> the variable it sets.
 declare -A NUMBER_OPTIONS=([--lifecycle-days]=LIFECYCLE_DAYS [--keep-images]=KEEP_IMAGES
   [--budget-usd]=BUDGET_USD)
@@ -91,23 +86,15 @@ while [ $# -gt 0 ]; do
       exit 2
     fi
   elif [ -n "${NUMBER_OPTIONS[$option]:-}${FILE_OPTIONS[$option]:-}" ]; then
-    if [ "$option" = "$1" ]; then
-      value="${2:-}"
-      shift
-    else
-      value="${1#*=}"
-    fi
+    take_value "$@"
+    shift $((TAKEN - 1))
     if [ -n "${FILE_OPTIONS[$option]:-}" ]; then
-      if ! [ -f "$value" ]; then
-        echo "$option: no file '$value'" >&2
-        exit 2
-      fi
-      printf -v "${FILE_OPTIONS[$option]}" '%s' "$value"
-    elif ! [[ "$value" =~ ^[1-9][0-9]*$ ]]; then
-      echo "$option takes a whole number, not '$value'" >&2
+      file_option "$option" "$VALUE"
+    elif ! [[ "$VALUE" =~ ^[1-9][0-9]*$ ]]; then
+      echo "$option takes a whole number, not '$VALUE'" >&2
       exit 2
     else
-      printf -v "${NUMBER_OPTIONS[$option]}" '%s' "$value"
+      printf -v "${NUMBER_OPTIONS[$option]}" '%s' "$VALUE"
     fi
   elif [ "$1" = --repin-base-image ]; then
     REPIN_BASE_IMAGE=true
@@ -124,9 +111,9 @@ project=(--project="$PROJECT_ID")
 # Alerts that notify nobody are not alerts: a channel is required (on a dry run, a placeholder).
 NOTIFICATION_CHANNEL="${NOTIFICATION_CHANNEL:-}"
 NOTIFICATION_EMAIL="${NOTIFICATION_EMAIL:-}"
-# The fleet's secrets (ORIGIN SOURCE SECRET_VERSION lines), read before any call: a bad file
-# stops the bootstrap with its one-line error.
-fleet="$(python3 "$here/fleet_secrets.py" "$SOURCES_FILE" "$MSP_PARENT_FILE")" || exit 2
+# The fleet's secrets (ORIGIN<TAB>NAME lines), read before any call: a bad file stops the
+# bootstrap with its one-line error.
+fleet_names="$(fleet_secret_names)" || exit 2
 if [ -z "$NOTIFICATION_CHANNEL$NOTIFICATION_EMAIL" ]; then
   if ! dry; then
     echo "NOTIFICATION_EMAIL is not set: the alerts would notify nobody. export" \
@@ -302,20 +289,10 @@ secret() { # NAME: the secret's container, made if missing
       "${project[@]}"
 }
 secret "$SECRET"
-# A fleet's secrets, each named by its version in the sources file or DUO_MSP_PARENT:
-# ORIGIN<TAB>SOURCE<TAB>NAME lines. Made here in this project, empty like the one above.
-fleet_names=""
-while IFS=$'\t' read -r origin source version; do
-  [ -n "$version" ] || continue
-  secret_project="${version#projects/}" && secret_project="${secret_project%%/*}"
-  if ! dry && [ "$secret_project" != "$PROJECT_ID" ]; then
-    echo "$source's skey_secret $version is not in $PROJECT_ID: the bootstrap makes and grants secrets in this project only" >&2
-    exit 2
-  fi
-  name="${version#*/secrets/}" && name="${name%%/*}"
-  secret "$name"
-  fleet_names+="$origin"$'\t'"$name"$'\n'
-done <<<"$fleet"
+# A fleet's secrets, made here in this project, empty like the one above.
+while IFS=$'\t' read -r _ name; do
+  [ -z "$name" ] || secret "$name"
+done <<<"$fleet_names"
 
 # Topics and bare subscriptions. The build configures the subscriptions (push endpoint, OIDC,
 # dead letters); creating them here lets the build's account hold Pub/Sub rights on these six

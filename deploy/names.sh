@@ -46,6 +46,25 @@ SUBSCRIPTIONS=(
 )
 ACCOUNTS=(planner fetcher writer push scheduler deployer)
 
+# fleet_secret_names: ORIGIN<TAB>NAME lines, the secrets the sources file and the MSP parent
+# name (deploy/fleet_secrets.py; ORIGIN file or parent), each in PROJECT_ID, where the bootstrap
+# makes them and the teardown removes them. A bad file, or a secret in another project, exits
+# 2 with a one-line error. Needs $here, the files (options.sh) and dry (plan.sh).
+fleet_secret_names() {
+  local fleet origin source version name secret_project
+  fleet="$(python3 "$here/fleet_secrets.py" "$SOURCES_FILE" "$MSP_PARENT_FILE")" || exit 2
+  while IFS=$'\t' read -r origin source version; do
+    [ -n "$version" ] || continue
+    secret_project="${version#projects/}" && secret_project="${secret_project%%/*}"
+    if ! dry && [ "$secret_project" != "$PROJECT_ID" ]; then
+      echo "$source's skey_secret $version is not in $PROJECT_ID: the bootstrap and the teardown manage secrets in this project only" >&2
+      exit 2
+    fi
+    name="${version#*/secrets/}" && name="${name%%/*}"
+    printf '%s\t%s\n' "$origin" "$name"
+  done <<<"$fleet"
+}
+
 # The e-mail of one of ACCOUNTS.
 sa() { echo "duo-telephony-$1@$PROJECT_ID.iam.gserviceaccount.com"; }
 

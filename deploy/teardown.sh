@@ -6,12 +6,13 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-usage: deploy/teardown.sh [--dry-run] [--delete-bucket] [--delete-firestore-data] [--help]
+usage: deploy/teardown.sh [--dry-run] [--delete-bucket] [--delete-firestore-data]
+                          [--sources-file FILE] [--msp-parent FILE] [--help]
 
 Deletes the scheduler job, the three Cloud Run services, the subscriptions and topics, the
 monitoring the build applied (log-based metrics named duo_telephony_*, alert policies whose
-display name starts with duo-telephony, the duo-telephony dashboard), the secret, the
-service accounts and their project-level roles, the log-based metrics' custom role, the
+display name starts with duo-telephony, the duo-telephony dashboard), the secret and a
+fleet's (each secret the sources file and the MSP parent name), the service accounts and their project-level roles, the log-based metrics' custom role, the
 Artifact Registry repositories (the images', and the remote one of Docker Hub that holds the
 pinned base) and the build's staging bucket. Already deleted resources are skipped.
 
@@ -25,8 +26,11 @@ Never deleted: the pipeline's Firestore database itself (delete protection is on
 docs/deploy.md), the notification channel, and the enabled APIs, which other things in the
 project may use.
 
-  --dry-run   print the commands it would run, in order, and run none (needs no gcloud login)
-  --help      this text
+  --dry-run            print the commands it would run, in order, and run none (needs no
+                       gcloud login)
+  --sources-file FILE  the fleet's sources file the bootstrap was given (deploy/sources.json)
+  --msp-parent FILE    the MSP parent's file the bootstrap was given (deploy/msp-parent.json)
+  --help               this text
 
 Settings, from the environment, as for deploy/bootstrap.sh:
   PROJECT_ID (required, except for --dry-run), REGION (us-central1), SCHEDULER_REGION
@@ -40,18 +44,29 @@ source "$here/options.sh"
 DRY_RUN=false
 DELETE_BUCKET=false
 DELETE_FIRESTORE_DATA=false
-for arg in "$@"; do
-  case "$arg" in
+while [ $# -gt 0 ]; do
+  case "$1" in
     --delete-bucket) DELETE_BUCKET=true ;;
     --delete-firestore-data) DELETE_FIRESTORE_DATA=true ;;
-    *) shared_option "$arg" ;;
+    *)
+      if [ -n "${FILE_OPTIONS[${1%%=*}]:-}" ]; then
+        take_value "$@"
+        file_option "${1%%=*}" "$VALUE"
+        shift $((TAKEN - 1))
+      else
+        shared_option "$1"
+      fi
+      ;;
   esac
+  shift
 done
 
 source "$here/plan.sh"
 source "$here/names.sh"
 settle_project "$DRY_RUN"
 project=(--project="$PROJECT_ID")
+# The fleet's secrets, read before any call: a bad file stops the teardown with its error.
+fleet_names="$(fleet_secret_names)" || exit 2
 
 # Deletes a resource if describing it finds it: DESCRIBE_ARGS... -- DELETE_ARGS...
 remove() {
@@ -118,8 +133,15 @@ while read -r dashboard; do
   fi
 done <<<"$dashboards"
 
-remove gcloud secrets describe "$SECRET" "${project[@]}" -- \
-  gcloud secrets delete "$SECRET" --quiet "${project[@]}"
+# The single account's secret and a fleet's.
+secret_names=("$SECRET")
+while IFS=$'\t' read -r _ name; do
+  [ -z "$name" ] || secret_names+=("$name")
+done <<<"$fleet_names"
+for name in "${secret_names[@]}"; do
+  remove gcloud secrets describe "$name" "${project[@]}" -- \
+    gcloud secrets delete "$name" --quiet "${project[@]}"
+done
 
 # Project-level roles go before their accounts: a deleted account's bindings would otherwise
 # linger in the project's policy as deleted:serviceAccount:... members.

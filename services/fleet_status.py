@@ -9,7 +9,7 @@ from collections import Counter
 from typing import Any
 
 from shared.pipeline.progress import Progress
-from shared.pipeline.sources import ACTIVE, BROKEN, GONE, REFUSED, TROUBLED
+from shared.pipeline.sources import ACTIVE, TROUBLED, state_counts
 
 # More sources than this and `status` prints the summary; `--source ID` shows one in full.
 SUMMARY_OVER = 5
@@ -23,7 +23,6 @@ HEALTH = ("behind", "no cursor", "failed", "quarantined", "stalled")
 def summary(reports: list[dict[str, Any]], now: int) -> dict[str, Any]:
     """Counts by registry state and by health, the worst lags, the refused or broken accounts,
     the quarantined windows and the backfills in progress."""
-    states = Counter((r.get("registry") or {}).get("state", ACTIVE) for r in reports)
     health: Counter[str] = Counter()
     lags = []
     quarantined = []
@@ -49,7 +48,7 @@ def summary(reports: list[dict[str, Any]], now: int) -> dict[str, Any]:
     lefts = [p.minutes_left for p in backfills if p.minutes_left is not None]
     return {
         "sources": len(reports),
-        "states": {state: states[state] for state in (ACTIVE, GONE, REFUSED, BROKEN)},
+        "states": state_counts((r.get("registry") or {}).get("state", ACTIVE) for r in reports),
         "health": {name: health[name] for name in HEALTH},
         "worst_lags": [
             {"source": source, "lag_ms": lag, "watermark_ms": watermark}

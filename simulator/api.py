@@ -166,7 +166,8 @@ class PageRequest:
     token: tuple[int, str] | None  # (ms, telephony_id) of the last event of the previous page
 
 
-def _fail(status: int, code: int, message: str, detail: str | None = None) -> Response:
+def fail(status: int, code: int, message: str, detail: str | None = None) -> Response:
+    """Duo's error answer: ``{"stat": "FAIL", "code", "message"[, "message_detail"]}``."""
     body: dict[str, Any] = {"stat": "FAIL", "code": code, "message": message}
     if detail is not None:
         body["message_detail"] = detail
@@ -234,7 +235,9 @@ def parse_params(query: str, now_ms_value: int) -> PageRequest:
     return PageRequest(mintime, maxtime, limit, sort, token)
 
 
-def _is_loopback(address: str) -> bool:
+def is_loopback(address: str) -> bool:
+    """Whether a client address is loopback (an IPv4-mapped IPv6 one too): the simulator's
+    own endpoints answer only such clients."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -331,17 +334,17 @@ class TelephonyApi:
             return fault
         if path != TELEPHONY_PATH:
             c.not_found += 1
-            return _fail(404, 40401, "Resource not found")
+            return fail(404, 40401, "Resource not found")
         if method != "GET":
             c.not_found += 1
-            response = _fail(405, 40501, "Method not allowed")
+            response = fail(405, 40501, "Method not allowed")
             response.headers.append(("Allow", "GET"))
             return response
         try:
             self._checker.verify(method, path, query, headers)
         except AuthError as error:
             c.auth_failures += 1
-            return _fail(error.status, error.code, error.message)
+            return fail(error.status, error.code, error.message)
         return self.answer(query)
 
     def answer(self, query: str) -> Response:
@@ -352,13 +355,13 @@ class TelephonyApi:
             now = self._clock.now()
             if not self.budget.take(now):
                 c.rate_limited += 1
-                return _fail(429, 42901, "Too Many Requests")  # Duo sends no Retry-After
+                return fail(429, 42901, "Too Many Requests")  # Duo sends no Retry-After
             try:
                 request = parse_params(query, int(now * 1000))
                 body = self._page(request, now)
             except InvalidParams as error:
                 c.bad_requests += 1
-                return _fail(400, 40002, "Invalid request parameters", str(error))
+                return fail(400, 40002, "Invalid request parameters", str(error))
             if self.options.malformed_rate and self._rng.random() < self.options.malformed_rate:
                 c.malformed += 1
                 return self._malformed(body)
@@ -415,9 +418,9 @@ class TelephonyApi:
     def _server_error(self) -> Response:
         kind = self._rng.randrange(3)
         if kind == 0:
-            return _fail(500, 50000, "Internal server error")
+            return fail(500, 50000, "Internal server error")
         if kind == 1:
-            return _fail(503, 50300, "Service temporarily unavailable")
+            return fail(503, 50300, "Service temporarily unavailable")
         return Response(503, [("Content-Type", "text/html")], _HTML_503)
 
     def _malformed(self, body: dict[str, Any]) -> Response:
@@ -438,12 +441,12 @@ class TelephonyApi:
     # --- ground truth and stats ---------------------------------------------------------------
 
     def _handle_sim(self, method: str, path: str, client_address: str) -> Response:
-        if not _is_loopback(client_address):
-            return _fail(403, 40301, "Access forbidden", "the simulator's endpoints are local only")
+        if not is_loopback(client_address):
+            return fail(403, 40301, "Access forbidden", "the simulator's endpoints are local only")
         if path not in (RECORDS_PATH, STATS_PATH):
-            return _fail(404, 40401, "Resource not found")
+            return fail(404, 40401, "Resource not found")
         if method != "GET":
-            return _fail(405, 40501, "Method not allowed")
+            return fail(405, 40501, "Method not allowed")
         if path == STATS_PATH:
             return Response(200, [("Content-Type", _JSON)], _ENCODE(self.stats()).encode())
         now = self._clock.now()

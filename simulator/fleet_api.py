@@ -39,8 +39,8 @@ from simulator.api import (
     Counters,
     Response,
     TelephonyApi,
-    _fail,
-    _is_loopback,
+    fail,
+    is_loopback,
 )
 from simulator.dataset import Dataset, DatasetSpec
 from simulator.fleet import FleetSpec, SimAccount, fleet_accounts, shares, spread
@@ -130,17 +130,17 @@ class FleetApi:
             allowed[ACCOUNTS_LIST_PATH] = "POST"
         if path not in allowed:
             c.not_found += 1
-            return _fail(404, 40401, "Resource not found")
+            return fail(404, 40401, "Resource not found")
         if method != allowed[path]:
             c.not_found += 1
-            response = _fail(405, 40501, "Method not allowed")
+            response = fail(405, 40501, "Method not allowed")
             response.headers.append(("Allow", allowed[path]))
             return response
         try:
             ikey = self._checker.verify(method, path, query, headers, body)
         except AuthError as error:
             c.auth_failures += 1
-            return _fail(error.status, error.code, error.message)
+            return fail(error.status, error.code, error.message)
         host = signed_host(next((v for k, v in headers.items() if k.lower() == "host"), ""))
         if path == ACCOUNTS_LIST_PATH:
             return self._account_list(ikey)
@@ -155,10 +155,10 @@ class FleetApi:
     def _account_list(self, ikey: str) -> Response:
         if ikey != self._parent_ikey:
             self._counters.auth_failures += 1
-            return _fail(*_FORBIDDEN, "these keys are not the MSP parent's Accounts API keys")
+            return fail(*_FORBIDDEN, "these keys are not the MSP parent's Accounts API keys")
         if not self._parent_budget.take(self._clock.now()):
             self._counters.rate_limited += 1
-            return _fail(429, 42901, "Too Many Requests")
+            return fail(429, 42901, "Too Many Requests")
         children = [
             {"account_id": a.account_id, "name": a.name, "api_hostname": a.host}
             for a in self.accounts
@@ -172,18 +172,18 @@ class FleetApi:
         named = params.get(ACCOUNT_ID, [None])[0]
         own = self._by_ikey.get(ikey)
         if own is not None:
-            if host != own.host and not _is_loopback(host):
-                return _fail(401, 40102, "Invalid integration key in request credentials")
+            if host != own.host and not is_loopback(host):
+                return fail(401, 40102, "Invalid integration key in request credentials")
             if named is not None and named != own.account_id:
-                return _fail(*_FORBIDDEN, f"these keys cannot read account {named}")
+                return fail(*_FORBIDDEN, f"these keys cannot read account {named}")
             return own
         child = self._by_id.get(named) if named else None
         if child is None or not child.is_child:
-            return _fail(*_FORBIDDEN, f"no child account {named!r} of this MSP parent")
+            return fail(*_FORBIDDEN, f"no child account {named!r} of this MSP parent")
         if host != child.host:
-            return _fail(*_FORBIDDEN, f"child account {named} is served at {child.host}")
+            return fail(*_FORBIDDEN, f"child account {named} is served at {child.host}")
         if child.refused:
-            return _fail(
+            return fail(
                 *_FORBIDDEN,
                 f"child account {named} is in another Duo deployment: "
                 "the parent's keys cannot read it",
@@ -199,10 +199,10 @@ class FleetApi:
         return fleet
 
     def _handle_sim(self, method: str, path: str, query: str, client_address: str) -> Response:
-        if not _is_loopback(client_address):
-            return _fail(*_FORBIDDEN, "the simulator's endpoints are local only")
+        if not is_loopback(client_address):
+            return fail(*_FORBIDDEN, "the simulator's endpoints are local only")
         if method != "GET":
-            return _fail(405, 40501, "Method not allowed")
+            return fail(405, 40501, "Method not allowed")
         if path == ACCOUNTS_PATH:
             listed = [a.describe(self.records(a.account_id)) for a in self.accounts]
             return Response(200, [("Content-Type", _JSON)], json.dumps(listed).encode())
@@ -211,9 +211,9 @@ class FleetApi:
         if path == RECORDS_PATH:
             named = parse_qs(query).get(ACCOUNT_ID, [""])[0]
             if named not in self.apis:
-                return _fail(
+                return fail(
                     400, 40002, "Invalid request parameters", f"no account {named!r}: "
                     f"name one of {ACCOUNTS_PATH} with ?account_id=",
                 )  # fmt: skip
             return self.apis[named].handle("GET", RECORDS_PATH, "", {}, client_address)
-        return _fail(404, 40401, "Resource not found")
+        return fail(404, 40401, "Resource not found")

@@ -27,7 +27,7 @@ from shared.duo.accounts import (
     child_signing,
 )
 from shared.duo.adaptive_rate import AutoPolicy
-from shared.duo.api import DuoApi
+from shared.duo.api import CountedReads, DuoApi
 from shared.duo.endpoint import DuoEndpoint, EndpointError
 from shared.duo.retry import RetryPolicy
 from shared.duo.signing import Signer, SigningConfig
@@ -121,7 +121,7 @@ class DuoClients:
         if self._entries is not None:
             self._entries.trouble(source_id, update)
 
-    def api(self, source_id: str, live: bool = False) -> DuoApi:
+    def api(self, source_id: str, live: bool = False) -> CountedReads:
         """A client with its own call counters, sharing the source's session and limiter; a
         ``live`` window's requests go before the backfill's waiting in this instance. A
         child's client signs its ``account_id`` into every request."""
@@ -154,7 +154,7 @@ class DuoClients:
         )
         if child is None:
             return api
-        return _ChildApi(api, child, source_id, self._refused)  # type: ignore[return-value]
+        return _ChildApi(api, child, source_id, self._refused)
 
     def _refused(self, source_id: str, error: ChildAccountRefusedError) -> None:
         self._trouble(

@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from shared.clock import Clock, now_ms
-from shared.duo.api import DuoApi
+from shared.duo.api import CountedReads
 from shared.duo.errors import DuoError
 from shared.duo.paging import Page, WindowError, count_records, read_window, token_position_ms
 from shared.duo.records import enriched, record_id, record_time_us
@@ -125,7 +125,7 @@ class WindowFetcher:
         self,
         store: WindowStore,
         publisher: BatchPublisher,
-        duo_for: Callable[[str, bool], DuoApi],
+        duo_for: Callable[[str, bool], CountedReads],
         clock: Clock,
         *,
         lease_seconds: float,
@@ -176,7 +176,7 @@ class WindowFetcher:
         self,
         task: WindowTask,
         lease: _Lease,
-        duo: DuoApi,
+        duo: CountedReads,
         report: FetchReport,
         started: float,
         keeper: LeaseKeeper,
@@ -312,7 +312,7 @@ class WindowFetcher:
         return report
 
     def _differing_windows(
-        self, duo: DuoApi, report: CheckReport, landed: list[int], starts: list[int]
+        self, duo: CountedReads, report: CheckReport, landed: list[int], starts: list[int]
     ) -> tuple[int, ...]:
         """The span's windows (by position) to read again. Every count ends at the same point,
         1 ms past the span: whether Duo compares that ``maxtime`` with microseconds or not, it

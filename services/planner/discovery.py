@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from services import structured_log
@@ -26,6 +26,7 @@ from shared.pipeline.sources import (
     SourceSpec,
     active,
     discovery_due,
+    state_counts,
 )
 
 log = logging.getLogger(__name__)
@@ -100,4 +101,21 @@ def planned_sources(
             error=discovery.error,
             invalid=list(discovery.invalid),
         )
-    return active(registry.sync(settings.configured, discovery, parent.id if parent else None))
+    entries = registry.sync(settings.configured, discovery, parent.id if parent else None)
+    log_states(entries)
+    return active(entries)
+
+
+def log_states(entries: Mapping[str, Mapping[str, Any]]) -> None:
+    """One line per registry state with its number of accounts, every run and every state (a
+    count back to 0 shows as 0): the fleet's accounts by state, for the log-based metric
+    duo_telephony_accounts (deploy/monitoring/)."""
+    counts = state_counts(entry.get("state") for entry in entries.values())
+    for state, accounts in counts.items():
+        structured_log.event(
+            log,
+            logging.INFO,
+            f"registry: {accounts} accounts {state}",
+            registry_state=state,
+            accounts=accounts,
+        )

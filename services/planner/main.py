@@ -19,7 +19,7 @@ from shared.gcp.destinations import Destinations
 from shared.gcp.publisher import Publisher
 from shared.gcp.secret_manager import CachedSecrets, read_secret_version
 from shared.gcp.source_registry import SourceRegistry
-from shared.gcp.unmarked_batches import UnmarkedBatches
+from shared.gcp.unmarked_batches import BatchFinder
 from shared.gcp.window_store import WindowStore
 
 
@@ -55,7 +55,7 @@ def planner_app(
     windows: WindowStore,
     publisher: Publisher,
     clock: Clock,
-    unmarked: UnmarkedBatches | None = None,
+    unmarked: BatchFinder | None = None,
     sources: Callable[[], list[str]] | None = None,
 ) -> Flask:
     """The ``/run`` endpoint around the planner's work, given its collaborators."""

@@ -11,7 +11,7 @@ from services.settings import PlannerSettings
 from shared.clock import Clock, now_ms
 from shared.gcp.cursor_store import CursorStore
 from shared.gcp.publisher import Publisher
-from shared.gcp.unmarked_batches import UnmarkedBatches
+from shared.gcp.unmarked_batches import BatchFinder
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.messages import SpanCheck
 from shared.pipeline.repair import spans_due
@@ -30,7 +30,7 @@ def run_planner(
     windows: WindowStore,
     publisher: Publisher,
     clock: Clock,
-    unmarked: UnmarkedBatches | None = None,
+    unmarked: BatchFinder | None = None,
     sources: Callable[[], list[str]] | None = None,
 ) -> list[dict[str, Any]]:
     """Plans each source: those ``sources`` returns (the registry's active ones), or the
@@ -56,7 +56,7 @@ def _run_source(
     windows: WindowStore,
     publisher: Publisher,
     clock: Clock,
-    unmarked: UnmarkedBatches | None,
+    unmarked: BatchFinder | None,
 ) -> dict[str, Any]:
     planned = cursors.plan(
         source,

@@ -6,7 +6,7 @@ import json
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from shared.clock import Clock, SystemClock
 from shared.duo.errors import DuoError, DuoRateLimitedError, DuoTransientError, error_from_response
@@ -26,6 +26,17 @@ class CallStats:
     rate_limited: int = 0
     transient_failures: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
+
+
+class CountedReads(Protocol):
+    """What the fetcher reads a source through: GETs and their counters. DuoApi, or a child
+    account's reads, which go through one with the child's ``account_id``."""
+
+    stats: CallStats
+
+    def get(
+        self, path: str, params: Mapping[str, str], parse: Callable[[dict[str, Any]], T]
+    ) -> T: ...
 
 
 class DuoApi:

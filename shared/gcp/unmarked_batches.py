@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from google.cloud import storage
 
@@ -35,6 +35,15 @@ class FoundBatch:
         """The object's records, read back."""
         OPERATIONS.add(STORAGE_READS)
         return decode_records(self._blob.download_as_bytes(), self.gzip)
+
+
+class BatchFinder(Protocol):
+    """What the planner's sweep looks for unmarked batches with: UnmarkedBatches under one
+    bucket and prefix, or Destinations under each source's own."""
+
+    def find(
+        self, source: str, window_id: str, pages: Collection[int], first_us: int, last_us: int
+    ) -> Iterator[FoundBatch]: ...
 
 
 class UnmarkedBatches:

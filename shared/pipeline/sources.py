@@ -16,6 +16,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -24,6 +25,7 @@ from shared.pipeline.ids import SOURCE_ID_PATTERN
 
 ENV, FILE, CHILD = "env", "file", "child"
 ACTIVE, GONE, REFUSED, BROKEN = "active", "gone", "refused", "broken"
+STATES = (ACTIVE, GONE, REFUSED, BROKEN)
 # Entries in these states are not planned; they are tried again after ACCOUNTS_REFRESH.
 TROUBLED = (REFUSED, BROKEN)
 DEFAULT_REFRESH_MS = 3_600_000
@@ -338,6 +340,12 @@ def trouble(state: str, error: str, code: int | None, now: int, fix: str | None)
     """The registry update for a source whose reads fail for the whole account: ``refused`` by
     Duo (its code and message kept) or ``broken`` by our configuration (a missing secret)."""
     return {"state": state, "since_ms": now, "error": error, "code": code, "fix": fix}
+
+
+def state_counts(states: Iterable[str | None]) -> dict[str, int]:
+    """How many sources are in each state, every state named (0 included)."""
+    counted = Counter(states)
+    return {state: counted[state] for state in STATES}
 
 
 def active(docs: Mapping[str, Mapping[str, Any]]) -> list[str]:

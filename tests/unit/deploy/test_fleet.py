@@ -239,3 +239,45 @@ def test_a_single_account_build_passes_no_fleet(tmp_path: Path) -> None:
     for env in envs.values():
         assert not {"DUO_SOURCES_FILE", "DUO_MSP_PARENT"} & set(env)
     assert "DUO_API_HOST" not in envs["planner"]
+
+
+def secrets(cloud: Cloud) -> set[str]:
+    return {key.split("|")[1] for key in cloud.state()["resources"] if key.startswith("secrets|")}
+
+
+def test_the_teardown_removes_each_fleet_secret_the_bootstrap_made(tmp_path: Path) -> None:
+    cloud = Cloud(tmp_path)
+    files = [
+        "--sources-file",
+        str(write(tmp_path / "sources.json", [source(1), source(2)])),
+        f"--msp-parent={write(tmp_path / 'parent.json', PARENT)}",
+    ]
+    bootstrap(cloud, *files)
+    assert {"duo-skey-customer-1", "duo-skey-customer-2", "duo-skey-msp"} <= secrets(cloud)
+    result, _ = cloud.run(script("teardown.sh"), *files)
+    assert result.returncode == 0, result.stderr
+    assert secrets(cloud) == set()
+    # Already gone: a second teardown skips them.
+    result, calls = cloud.run(script("teardown.sh"), *files)
+    assert result.returncode == 0, result.stderr
+    assert plan(calls) == []
+
+
+def test_the_teardowns_dry_run_shows_each_fleet_secrets_delete(tmp_path: Path) -> None:
+    sources = write(tmp_path / "sources.json", [source(1)])
+    result, calls = Cloud(tmp_path).run(
+        script("teardown.sh"), "--dry-run", "--sources-file", str(sources), settings={}
+    )
+    assert result.returncode == 0, result.stderr
+    assert calls == []
+    assert "gcloud secrets delete duo-skey-customer-1 --quiet --project=PROJECT_ID" in (
+        result.stdout.splitlines()
+    )
+
+
+def test_a_bad_sources_file_stops_the_teardown_before_any_call(tmp_path: Path) -> None:
+    sources = write(tmp_path / "sources.json", [dict(source(1), skey_secret="not-a-version")])
+    result, calls = Cloud(tmp_path).run(script("teardown.sh"), "--sources-file", str(sources))
+    assert result.returncode == 2
+    assert calls == []
+    assert "DUO_SOURCES_FILE[0].skey_secret is not a secret version" in result.stderr

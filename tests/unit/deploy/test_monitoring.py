@@ -8,6 +8,7 @@ leaves a metric matching nothing and fails here instead of silently counting zer
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 from pathlib import Path
@@ -15,16 +16,23 @@ from typing import Any
 
 import pytest
 
+from services.fetcher import main as fetcher_main
+from services.fetcher.duo_clients import SourceUnavailableError
+from services.fetcher.window_fetch import WindowFetcher
 from services.planner import main as planner_main
+from services.planner.discovery import planned_sources
 from services.settings import PlannerSettings
 from services.writer import main as writer_main
+from shared.clock import now_ms
 from shared.duo.errors import DuoTransientError
 from shared.pipeline.messages import RecordBatch, SpanCheck
+from shared.pipeline.sources import REFUSED, REFUSED_FIX, STATES, TROUBLED, Discovery, trouble
 from tests.fakes import FakeClock
 from tests.unit.services.conftest import restored_logging  # noqa: F401 (a fixture)
 from tests.unit.services.fakes import (
     FakeCursorStore,
     FakePublisher,
+    FakeSourceRegistry,
     FakeWindowStore,
     FakeWrite,
     telephony_item,
@@ -61,11 +69,15 @@ EXPECTED = {
     "duo_telephony_rate_limited": {"fetcher: window fetched", "fetcher: window failed"},
     "duo_telephony_lag_seconds": {"planner: run"},
     "duo_telephony_quarantined_windows": {"planner: run"},
+    "duo_telephony_accounts": {f"planner: accounts {state}" for state in STATES},
     "duo_telephony_windows_failed": {"fetcher: window failed"},
     # Not a failed fetch, which backs off and is tried again: windows_failed counts those, for
     # an alert with its own threshold.
-    "duo_telephony_errors": {"writer: dropped an invalid message"},
+    "duo_telephony_errors": {"writer: dropped an invalid message", "fetcher: source unavailable"},
 }
+# Labels whose field some counted lines do not carry: Cloud Logging gives such an entry the
+# label's default, "" for a string (LogMetric.label_extractors).
+MAY_BE_EMPTY = {("duo_telephony_errors", "source")}
 # Metrics Google writes, named as PromQL names them.
 BUILT_IN = {"pubsub_googleapis_com:subscription_dead_letter_message_count"}
 PROMQL_METRIC = re.compile(r"\b[a-z_]+_googleapis_com:[a-z_]+\b")
@@ -100,15 +112,27 @@ def lines(serve) -> dict[str, dict[str, Any]]:  # noqa: F811 (the imported fixtu
 
     clock = FakeClock()
     windows = FakeWindowStore(clock, [])
-    settings = PlannerSettings("acme-prod", ("eu-prod",), "windows", 6 * 3600, 2, LEASE_SECONDS)
+    settings = PlannerSettings(
+        "acme-prod", ("eu-prod", "eu-child"), "windows", 6 * 3600, 2, LEASE_SECONDS
+    )
+    registry = FakeSourceRegistry(clock)
+    registry.sync(settings.configured, None)
+    refused = trouble(REFUSED, "Duo answered 40301", 40301, now_ms(clock), REFUSED_FIX)
+    registry.trouble("eu-child", refused)
+    children = lambda parent: Discovery(parent.id)  # noqa: E731 (no parent is configured)
+    sources = functools.partial(planned_sources, settings, registry, children, clock)
+    cursors = FakeCursorStore(windows, clock)
     client, read = serve(
         planner_main,
         lambda: planner_main.planner_app(
-            settings, FakeCursorStore(windows, clock), windows, FakePublisher([]), clock
+            settings, cursors, windows, FakePublisher([]), clock, sources=sources
         ),
     )
     assert client.post("/run").status_code == 200
-    [found["planner: run"]] = read()
+    *states, found["planner: run"] = read()
+    for line in states:
+        found[f"planner: accounts {line['registry_state']}"] = line
+    assert found[f"planner: accounts {REFUSED}"]["accounts"] == 1
 
     client, read = serve_fetcher(serve, TWO_PAGES, rate_limited_per_call=1)
     push(client, TASK)
@@ -122,6 +146,23 @@ def lines(serve) -> dict[str, dict[str, Any]]:  # noqa: F811 (the imported fixtu
     store.doc(TASK).update(state="done", check_level=0, next_check_at_ms=TASK.maxtime + HOUR)
     push(client, SpanCheck(TASK.source, 0, (TASK.window_id,)))
     [found["fetcher: span checked"]] = read()
+
+    def unavailable(source: str, live: bool) -> None:
+        raise SourceUnavailableError(f"source {source}: DUO_SOURCES_FILE: no secret version")
+
+    store = FakeWindowStore(FakeClock(), [])
+    store.add(TASK)
+    fetcher = WindowFetcher(
+        store,
+        FakePublisher([]),
+        unavailable,
+        FakeClock(),
+        lease_seconds=LEASE_SECONDS,
+        time_budget_seconds=240,
+    )
+    client, read = serve(fetcher_main, lambda: fetcher_main.fetcher_app("acme-prod", fetcher))
+    push(client, TASK)
+    [found["fetcher: source unavailable"]] = read()
 
     batch = RecordBatch("eu-prod", TASK.window_id, 0, [telephony_item("t-1", TASK.mintime)])
     store = FakeWindowStore(FakeClock(), [])
@@ -202,7 +243,7 @@ def promql_metrics(query: str, defined: dict[str, dict[str, Any]]) -> set[str]:
 
 def test_every_file_is_json_before_and_after_its_placeholders_are_filled() -> None:
     files = sorted(path for path in MONITORING.rglob("*") if path.suffix == ".json")
-    assert len(files) == len(EXPECTED) + 5  # the metrics, four policies and the dashboard
+    assert len(files) == len(EXPECTED) + 6  # the metrics, five policies and the dashboard
     for path in files:
         json.loads(path.read_text())
         assert not PLACEHOLDER.search(render(path.read_text()))
@@ -237,8 +278,11 @@ def test_each_metric_extracts_fields_the_counted_lines_carry(lines) -> None:
                 assert isinstance(value, int | float) and not isinstance(value, bool), name
         declared = {label["key"] for label in metric["metricDescriptor"].get("labels", [])}
         assert declared == set(metric.get("labelExtractors", {})), name
-        for extractor in metric.get("labelExtractors", {}).values():
+        for label, extractor in metric.get("labelExtractors", {}).items():
             field = extracted(extractor)
+            if (name, label) in MAY_BE_EMPTY:
+                assert any(field in line for line in counted), (name, field)
+                counted = [line for line in counted if field in line]
             assert all(isinstance(line[field], str) for line in counted), (name, field)
 
 
@@ -253,7 +297,7 @@ def test_policies_are_named_for_the_teardown_and_read_defined_or_built_in_metric
     defined = metrics()
     read: set[str] = set()
     names = [policy["displayName"] for policy in policies()]
-    assert len(set(names)) == len(names) == 4
+    assert len(set(names)) == len(names) == 5
     for policy in policies():
         assert policy["displayName"].startswith("duo-telephony")
         for condition in policy["conditions"]:
@@ -263,6 +307,7 @@ def test_policies_are_named_for_the_teardown_and_read_defined_or_built_in_metric
         "duo_telephony_quarantined_windows",
         "duo_telephony_windows_failed",
         "duo_telephony_errors",
+        "duo_telephony_accounts",
         *BUILT_IN,
     }
 
@@ -361,3 +406,43 @@ def test_window_failures_alert_at_their_threshold_only() -> None:
         c["query"] for name, c in conditions().items() if name != "window fetches keep failing"
     ]
     assert not any("windows_failed" in query for query in others)
+
+
+AGGREGATION = re.compile(r"\b(sum|avg|min|max|count|topk|bottomk|quantile)\b( by \(([^)]*)\))?")
+
+
+def test_one_account_standing_still_opens_the_lag_alert_whatever_the_others_do() -> None:
+    # Each account is its own series: an aggregation across accounts (a fleet mean, a sum)
+    # would hide one stuck account among many moving ones.
+    [query] = [c["query"] for c in conditions().values() if "_lag_seconds_" in c["query"]]
+    aggregations = AGGREGATION.findall(query)
+    assert aggregations
+    assert all(name == "sum" and by == "source" for name, _, by in aggregations), aggregations
+
+
+def test_accounts_refused_or_broken_alert_with_what_to_do() -> None:
+    [policy] = [p for p in policies() if "_accounts_" in json.dumps(p["conditions"])]
+    [condition] = policy["conditions"]
+    query = condition["conditionPrometheusQueryLanguage"]["query"]
+    # The states the registry does not plan, and only those: a gone account is not trouble.
+    states = re.search(r'state=~"([^"]*)"', query).group(1)
+    assert set(states.split("|")) == set(TROUBLED)
+    assert query.startswith("sum by (state) (") and query.endswith(") > 0")
+    # Longer than the run or two a refused account is active again when it is retried.
+    assert int(condition["conditionPrometheusQueryLanguage"]["duration"].rstrip("s")) >= 300
+    what_to_do = policy["documentation"]["content"]
+    assert "duo-telephony status --source ID" in what_to_do
+    assert REFUSED_FIX in what_to_do
+
+
+def test_the_dashboard_shows_the_worst_accounts_lag_and_the_accounts_by_state() -> None:
+    queries = [
+        data["timeSeriesQuery"]["prometheusQuery"]
+        for widget in dashboard()["gridLayout"]["widgets"]
+        for data in widget["xyChart"]["dataSets"]
+    ]
+    lag = [q for q in queries if "_lag_seconds_" in q]
+    # The worst account's lag is the maximum of each account's own lag.
+    assert any(q.startswith("max(sum by (source) (") for q in lag), lag
+    [accounts] = [q for q in queries if "_accounts_" in q]
+    assert re.fullmatch(r"sum by \(state\) \(.*\) / sum by \(state\) \(.*\)", accounts)

@@ -4,6 +4,7 @@ sync each run, and the fetcher's clients for registry sources."""
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -11,6 +12,7 @@ from services.fetcher.duo_clients import DuoClients, SourceUnavailableError, Unk
 from services.planner.discovery import discover, planned_sources
 from services.planner.run import run_planner
 from services.settings import ConfigError, fetcher_settings, planner_settings, secret_reader
+from shared.clock import now_ms
 from shared.duo.accounts import ChildAccountApi, ChildAccountRefusedError
 from shared.duo.errors import DuoConfigurationError
 from shared.gcp.secret_manager import CachedSecrets
@@ -18,6 +20,7 @@ from shared.gcp.source_registry import CachedEntries
 from shared.pipeline.sources import (
     ACTIVE,
     BROKEN,
+    GONE,
     REFUSED,
     REFUSED_FIX,
     Discovery,
@@ -168,6 +171,29 @@ def test_each_active_source_is_planned_and_a_refused_one_is_not(sources_file):
     )
     assert [r["source"] for r in results] == ["da1", "own"]
     assert all(r["planned"] > 0 for r in results)
+
+
+def test_each_run_logs_the_registrys_accounts_in_every_state_zeros_included(sources_file, caplog):
+    clock = FakeClock()
+    registry = FakeSourceRegistry(clock)
+    settings = msp_settings(sources_file)
+    planned_sources(settings, registry, Lister("DA1", "DA2", "DA3"), clock)
+    registry.trouble("da2", {"state": REFUSED, "since_ms": 0})
+    clock.advance(3600)
+    caplog.set_level(logging.INFO)
+    planned_sources(settings, registry, Lister("DA1", "DA2"), clock)
+    counts = {
+        record.json_fields["registry_state"]: record.json_fields["accounts"]
+        for record in caplog.records
+        if "registry_state" in getattr(record, "json_fields", {})
+    }
+    # da2's retry is due: active again this run; da3 is no longer listed.
+    assert counts == {ACTIVE: 3, GONE: 1, REFUSED: 0, BROKEN: 0}
+    caplog.clear()
+    registry.trouble("da1", {"state": BROKEN, "since_ms": now_ms(clock)})
+    planned_sources(settings, registry, Lister("DA1", "DA2"), clock)
+    broken = [r.json_fields for r in caplog.records if "registry_state" in r.json_fields]
+    assert {"registry_state": BROKEN, "accounts": 1} in broken
 
 
 def test_a_source_without_its_own_destination_keeps_the_deployments():
