@@ -27,6 +27,7 @@ from shared.pipeline.sources import (
     active,
     discovery_due,
 )
+from shared.pipeline.wake import due
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def planned_sources(
     clock: Clock,
 ) -> list[str]:
     """Syncs the registry (listing the parent's children when due) and returns the active
-    sources, to be planned this run."""
+    sources whose run is due (``shared.pipeline.wake``), to be planned this run."""
     discovery = None
     parent = settings.parent
     if parent and discovery_due(
@@ -100,4 +101,6 @@ def planned_sources(
             error=discovery.error,
             invalid=list(discovery.invalid),
         )
-    return active(registry.sync(settings.configured, discovery, parent.id if parent else None))
+    entries = registry.sync(settings.configured, discovery, parent.id if parent else None)
+    now = now_ms(clock)
+    return [source for source in active(entries) if due(entries[source], now)]
