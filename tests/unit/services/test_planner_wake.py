@@ -3,6 +3,8 @@ the same minutes as when every run plans it, for a fraction of the runs."""
 
 from __future__ import annotations
 
+import functools
+
 from services.planner.discovery import planned_sources
 from services.planner.run import run_planner
 from services.settings import PlannerSettings
@@ -77,3 +79,40 @@ def test_a_record_after_a_quiet_hour_is_planned_within_eight_minutes_and_busy_on
         at = start + record * MINUTE
         [called] = [m for m, mintime, maxtime in planned if mintime <= at < maxtime]
         assert called - record <= (8 if record == 125 else 4)
+
+
+def test_a_source_with_a_window_open_or_quarantined_is_run_every_minute():
+    clock = FakeClock(START_S)
+    windows = FakeWindowStore(clock, [])
+    cursors, publisher = FakeCursorStore(windows, clock), FakePublisher([])
+    registry = FakeSourceRegistry(clock)
+    settings = PlannerSettings("p", (SOURCE,), "windows", 0, 1)
+    sources = functools.partial(planned_sources, settings, registry, lambda _: None, clock)
+
+    def minute(fetched: bool = False) -> list[str]:
+        clock.advance(60)
+        results = run_planner(
+            settings, cursors, windows, publisher, clock, None, sources, registry.wake
+        )
+        for doc in windows.docs.values():
+            if fetched and doc["state"] == "planned":
+                doc.update(state=DONE, records=0)
+        return [result["source"] for result in results]
+
+    minute()  # the cursor made
+    clock.advance(2 * 3600)  # quiet for longer than an hour
+    assert minute() == [SOURCE]  # plans its quiet window, which no fetcher reads
+    assert all(minute() == [SOURCE] for _ in range(10))  # open: sent again, never skipped
+    for doc in windows.docs.values():
+        doc.update(state="quarantined")
+    assert all(minute() == [SOURCE] for _ in range(10))  # held back: logged every run
+    for doc in windows.docs.values():
+        doc.update(state=DONE, records=0)  # an operator's retry, read since
+    assert minute(fetched=True) == [SOURCE]  # passed: nothing left to do
+    assert registry.entry(SOURCE)["wake_at_ms"] > now_ms(clock)
+    assert minute(fetched=True) == []
+    # A late-record check found more in a window behind the watermark: read again, for long.
+    reread = next(iter(windows.docs.values()))
+    reread.update(state="fetching", lease_until_ms=now_ms(clock) + 3_600_000)
+    ran = [minute(fetched=True) for _ in range(10)]
+    assert ran[-5:] == [[SOURCE]] * 5  # woken within 5 minutes, then run while it is open
