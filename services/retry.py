@@ -11,6 +11,7 @@ import sys
 from services.settings import ConfigError, firestore_database
 from shared.clock import SystemClock
 from shared.gcp.clients import firestore_client
+from shared.gcp.source_registry import SourceRegistry
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.ids import WINDOW_ID_PATTERN
 
@@ -33,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"duo-telephony retry: {error}", file=sys.stderr)
         return 2
-    store = WindowStore(firestore_client(project, database), SystemClock())
+    db = firestore_client(project, database)
+    store = WindowStore(db, SystemClock())
     if not store.requeue(args.source, args.window):
         print(
             f"duo-telephony retry: source {args.source} has no quarantined or failed window "
@@ -41,5 +43,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    # A source the planner skips while it has nothing to do (shared.pipeline.wake) is due again
+    # at once, so the window is sent by the next run.
+    SourceRegistry(db, SystemClock()).wake(args.source, None)
     print(f"window {args.window} of {args.source} is planned again; the next planner run sends it")
     return 0

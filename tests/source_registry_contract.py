@@ -16,6 +16,7 @@ from shared.pipeline.sources import (
     parse_sources_file,
     trouble,
 )
+from shared.pipeline.wake import WAKE_AT
 from tests.source_examples import SECRET, file_entry, parent_setting
 
 HOUR = 3_600_000
@@ -61,4 +62,18 @@ class RegistryContract:
         assert registry.entry("da1")["code"] == 40301
         assert registry.entry("own")["state"] == ACTIVE
         assert not registry.trouble("nobody", refused)
+        assert registry.entry("nobody") is None
+
+    def test_a_sources_wake_is_its_own_and_kept_by_the_sync(self, registry, clock):
+        registry.sync(FILE, listing("DA1"))
+        wake = now_ms(clock) + 300_000
+        registry.wake("da1", wake)
+        clock.advance(HOUR / 1000)
+        registry.sync(FILE, listing("DA1", "DA2"))
+        assert registry.entry("da1")[WAKE_AT] == wake
+        assert registry.entry("da2").get(WAKE_AT) is None
+        assert registry.entry("da1")["state"] == ACTIVE
+        registry.wake("da1", None)  # due every run again
+        assert registry.entry("da1")[WAKE_AT] is None
+        registry.wake("nobody", wake)
         assert registry.entry("nobody") is None

@@ -28,6 +28,7 @@ from shared.pipeline.sources import (
     discovery_due,
     state_counts,
 )
+from shared.pipeline.wake import due
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def planned_sources(
     clock: Clock,
 ) -> list[str]:
     """Syncs the registry (listing the parent's children when due) and returns the active
-    sources, to be planned this run."""
+    sources whose run is due (``shared.pipeline.wake``), to be planned this run."""
     discovery = None
     parent = settings.parent
     if parent and discovery_due(
@@ -103,7 +104,8 @@ def planned_sources(
         )
     entries = registry.sync(settings.configured, discovery, parent.id if parent else None)
     log_states(entries)
-    return active(entries)
+    now = now_ms(clock)
+    return [source for source in active(entries) if due(entries[source], now)]
 
 
 def log_states(entries: Mapping[str, Mapping[str, Any]]) -> None:

@@ -46,7 +46,9 @@ def create_planner_app(
         discover, secrets=CachedSecrets(read_secret, clock), clock=clock
     )
     sources = functools.partial(planned_sources, settings, registry, list_children, clock)
-    return planner_app(settings, cursors, windows, publisher, clock, unmarked, sources)
+    return planner_app(
+        settings, cursors, windows, publisher, clock, unmarked, sources, registry.wake
+    )
 
 
 def planner_app(
@@ -57,13 +59,16 @@ def planner_app(
     clock: Clock,
     unmarked: BatchFinder | None = None,
     sources: Callable[[], list[str]] | None = None,
+    record_wake: Callable[[str, int], None] | None = None,
 ) -> Flask:
     """The ``/run`` endpoint around the planner's work, given its collaborators."""
     app = create_app("planner", settings.project)
 
     @app.post("/run")
     def run():
-        results = run_planner(settings, cursors, windows, publisher, clock, unmarked, sources)
+        results = run_planner(
+            settings, cursors, windows, publisher, clock, unmarked, sources, record_wake
+        )
         return jsonify(results), 500 if any("error" in r for r in results) else 200
 
     return app

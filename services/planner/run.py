@@ -9,13 +9,14 @@ from typing import Any
 from services import structured_log
 from services.settings import PlannerSettings
 from shared.clock import Clock, now_ms
-from shared.gcp.cursor_store import CursorStore
+from shared.gcp.cursor_store import CursorStore, quiet_since
 from shared.gcp.publisher import Publisher
 from shared.gcp.unmarked_batches import BatchFinder
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.messages import SpanCheck
 from shared.pipeline.repair import spans_due
 from shared.pipeline.schemas import MAX_CHECK_WINDOWS
+from shared.pipeline.wake import idle, wake_at
 from shared.pipeline.windows import QUARANTINED
 
 log = logging.getLogger(__name__)
@@ -32,14 +33,18 @@ def run_planner(
     clock: Clock,
     unmarked: BatchFinder | None = None,
     sources: Callable[[], list[str]] | None = None,
+    record_wake: Callable[[str, int], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Plans each source: those ``sources`` returns (the registry's active ones), or the
-    configured ones."""
+    """Plans each source: those ``sources`` returns (the registry's active ones that are due),
+    or the configured ones; ``record_wake(source, wake_at_ms)`` records when a source left with
+    nothing to do is due again (``shared.pipeline.wake``)."""
     results = []
     for source in sources() if sources else settings.sources:
         try:
             results.append(
-                _run_source(source, settings, cursors, windows, publisher, clock, unmarked)
+                _run_source(
+                    source, settings, cursors, windows, publisher, clock, unmarked, record_wake
+                )
             )
         except Exception as error:
             # One account's trouble (say, its windows cannot be published) must not stop the
@@ -57,6 +62,7 @@ def _run_source(
     publisher: Publisher,
     clock: Clock,
     unmarked: BatchFinder | None,
+    record_wake: Callable[[str, int], None] | None = None,
 ) -> dict[str, Any]:
     planned = cursors.plan(
         source,
@@ -95,5 +101,27 @@ def _run_source(
         # The backfill's records read against Duo's count, its rate and the time left.
         **(swept.reading.fields() if swept.reading else {}),
     }
+    if record_wake and idle(len(planned), swept.open_windows, len(checks)):
+        # The cursor is read again only here: in a quiet source's few runs.
+        result["wake_at_ms"] = _wake_at(source, settings, cursors, clock)
+        if result["wake_at_ms"] is not None:
+            record_wake(source, result["wake_at_ms"])
     structured_log.event(log, logging.INFO, f"planned source {source}", **result)
     return result
+
+
+def _wake_at(
+    source: str, settings: PlannerSettings, cursors: CursorStore, clock: Clock
+) -> int | None:
+    """``wake.wake_at`` for a source this run left idle, from its cursor as it now is."""
+    cursor = cursors.read(source)
+    if cursor is None:
+        return None
+    return wake_at(
+        cursor["watermark_ms"],
+        cursor["planned_until_ms"],
+        quiet_since(cursor),
+        now_ms(clock),
+        int(settings.delay_seconds * 1000),
+        settings.quiet_read_every_ms,
+    )

@@ -83,7 +83,7 @@ class CursorStore:
             gap = retention_gap(cursor["planned_until_ms"], now)
             update = past_retention(cursor, gap, now)
             planned_until = update.get("planned_until_ms", cursor["planned_until_ms"])
-            last_records = cursor.get(LAST_RECORDS, cursor.get("created_at_ms", 0))
+            last_records = quiet_since(cursor)
             planned = plan_windows(
                 planned_until,
                 now,
@@ -104,6 +104,11 @@ class CursorStore:
 
         # Planners racing (a scheduler retry over a slow run) only wait for each other.
         return plan_in(self._db.transaction(max_attempts=PLAN_ATTEMPTS))
+
+    def read(self, source: str) -> dict[str, Any] | None:
+        """The cursor as it is, or None before the source's first run."""
+        snapshot = self.cursor(source).get()
+        return snapshot.to_dict() if snapshot.exists else None
 
     def advance(self, source: str) -> int:
         """Moves the watermark over the contiguous finished windows; returns it.
@@ -207,6 +212,12 @@ class CursorStore:
             "last_error": last_error,
             "gap_ms": cursor.get("gap_ms"),
         }
+
+
+def quiet_since(cursor: dict[str, Any]) -> int:
+    """Since when the source has been quiet (``planning.quiet_wait_ms``): the end of the newest
+    passed window that held records, or the cursor's making."""
+    return cursor.get(LAST_RECORDS, cursor.get("created_at_ms", 0))
 
 
 def _described(window_id: str, doc: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The sources registry in Firestore: every Duo account the deployment reads, and its state.
 
   SOURCES/{source}   a SourceSpec's fields (secret names only) and state, since_ms, error,
-                     code, fix, conflict (shared.pipeline.sources)
+                     code, fix, conflict (shared.pipeline.sources); wake_at_ms, when its next
+                     planner run is due (shared.pipeline.wake)
   PARENTS/{parent}   when the MSP parent's children were last listed, and what went wrong
 
 The planner syncs it each run and plans the active sources; the fetcher and the writer read a
@@ -12,6 +13,7 @@ not transactions: two planners syncing at once compute the same updates, and a f
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import Counter
 from collections.abc import Iterable
@@ -28,6 +30,7 @@ from shared.pipeline.sources import (
     parent_entry,
     reconcile,
 )
+from shared.pipeline.wake import WAKE_AT
 
 SOURCES = "telephony_registry"
 PARENTS = "telephony_registry_parents"
@@ -98,6 +101,13 @@ class SourceRegistry:
         except NotFound:
             return False
         return True
+
+    def wake(self, source: str, wake_at_ms: int | None) -> None:
+        """Records when the source's next planner run is due (``shared.pipeline.wake``; None:
+        every run); nothing for a source without an entry (it is not created). The sync
+        rewrites only the fields it reconciles, so this one is kept."""
+        with contextlib.suppress(NotFound):
+            self._db.collection(self._root).document(source).update({WAKE_AT: wake_at_ms})
 
     def counts(self) -> dict[str, int]:
         """How many sources are in each state."""

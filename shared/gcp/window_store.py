@@ -65,6 +65,9 @@ class SweepResult:
     # How far the windows being read are (from the documents the sweep read anyway).
     reading: Progress | None = None
     bucket_waits: int = 0  # windows left waiting because the bucket could not be searched
+    # Windows left open (sent again, being read, waiting to land): a source with none may sleep
+    # (``shared.pipeline.wake``).
+    open_windows: int = 0
 
 
 @dataclass(frozen=True)
@@ -260,7 +263,14 @@ class WindowStore:
             rereads += step.reread
             if step.republish:
                 republish.append(WindowTask(source, doc["mintime"], doc["maxtime"]))
-        return SweepResult(republish, completed, rereads, progress.measure(docs, now), bucket_waits)
+        return SweepResult(
+            republish,
+            completed,
+            rereads,
+            progress.measure(docs, now),
+            bucket_waits,
+            len(docs) - completed,
+        )
 
     def due_checks(self, source: str, limit: int) -> list[tuple[str, dict[str, Any]]]:
         """Finished windows whose late-record check is due, ``(window id, document)``, the

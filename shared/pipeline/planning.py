@@ -67,14 +67,37 @@ def plan_windows(
     (``quiet_wait_ms``); the delay is Duo's two minutes at least, more where its logs are seen
     to arrive late."""
     start = planned_until
-    published = now_ms - max(delay_ms, AVAILABILITY_DELAY_MS)
-    end = published - published % LIVE_WINDOW_MS
+    end = _published_until(now_ms, delay_ms)
     span = end - start
-    if span < max(MIN_WINDOW_MS, wait_ms):
+    if span < _least_span(wait_ms):
         return []
     count = max(1, min(parallelism, span // min_split_ms))
     bounds = [start + span * i // count for i in range(count + 1)]
     return [(bounds[i], bounds[i + 1]) for i in range(count)]
+
+
+def _delay(delay_ms: int) -> int:
+    """How far behind now Duo's logs are taken to be complete: Duo's two minutes at least."""
+    return max(delay_ms, AVAILABILITY_DELAY_MS)
+
+
+def _published_until(now_ms: int, delay_ms: int) -> int:
+    """Where the windows planned at ``now_ms`` end: the last whole minute Duo has published."""
+    published = now_ms - _delay(delay_ms)
+    return published - published % LIVE_WINDOW_MS
+
+
+def _least_span(wait_ms: int) -> int:
+    """The shortest span ``plan_windows`` plans a window for."""
+    return max(MIN_WINDOW_MS, wait_ms)
+
+
+def first_plan_at(planned_until: int, delay_ms: int, wait_ms: int) -> int:
+    """The earliest now at which ``plan_windows(planned_until, now, ..., delay_ms, wait_ms)``
+    plans a window: once the first whole minute that ends its least span is published."""
+    least_end = planned_until + _least_span(wait_ms)
+    end = least_end + (-least_end) % LIVE_WINDOW_MS
+    return end + _delay(delay_ms)
 
 
 def quiet_wait_ms(last_records_ms: int, now_ms: int, quiet_every_ms: int) -> int:

@@ -1,6 +1,7 @@
-"""What a quiet account-minute costs: one planner run for the account, the fetch of its empty
-window and the landing of whatever that published, counted on the emulators as Google bills
-them (``shared.gcp.operations``)."""
+"""What a quiet account-minute costs: the planner's minute for the account (the registry's
+sync and due filter, and the account's run when it is due), the fetch of its empty window and
+the landing of whatever that published, counted on the emulators as Google bills them
+(``shared.gcp.operations``) and priced as bench/cost prices them."""
 
 from __future__ import annotations
 
@@ -11,48 +12,41 @@ import pytest
 from google.cloud import firestore, storage
 
 from services.fetcher.window_fetch import WindowFetcher
+from services.planner.discovery import planned_sources
+from services.planner.run import run_planner
+from services.settings import PlannerSettings
 from services.writer.landing import land_batch
 from shared.gcp.bucket_writer import write_batch
 from shared.gcp.cursor_store import CursorStore
-from shared.gcp.operations import OPERATIONS
+from shared.gcp.operations import FIRESTORE_READS, FIRESTORE_WRITES, OPERATIONS
+from shared.gcp.source_registry import SourceRegistry
 from shared.gcp.window_store import WindowStore
-from shared.pipeline.windows import QUARANTINED
+from tests.bench_script import load
 from tests.fakes import FakeClock
 from tests.unit.services.fakes import FakeDuo, FakePublisher
 
 pytestmark = pytest.mark.integration
 
-SOURCE = "quiet"
 QUIET = {None: {"items": [], "metadata": {"next_offset": None}}}
 CHECKS = (3_600_000,)
+# Counted over whole QUIET_READ_EVERY cycles of 5 minutes.
+MEASURED_MINUTES = 20
 
 
-def _minute(clock, cursors, windows, fetcher, publisher, write, quiet_every_ms) -> None:
-    """One minute of a quiet account, as the planner, the fetcher and the writer do it."""
-    clock.advance(60)
-    planned = cursors.plan(SOURCE, 0, 1, quiet_every_ms=quiet_every_ms)
-    windows.sweep(SOURCE, CHECKS)
-    windows.due_checks(SOURCE, limit=1000)
-    cursors.advance(SOURCE)
-    windows.count(SOURCE, QUARANTINED)
-    publisher.publish_tasks(planned)
-    for task in planned:
-        fetcher.fetch(task)
-    for batch in publisher.batches:
-        land_batch(batch, write, windows)
-    publisher.batches.clear()
-
-
-@pytest.mark.parametrize("quiet_every_ms", [60_000, 300_000])
-def test_a_quiet_minute_publishes_no_batch_and_writes_no_object_or_marker(
-    firestore_db: firestore.Client,
-    gcs_bucket: storage.Bucket,
-    capsys: pytest.CaptureFixture,
+def _quiet_minutes(
+    db: firestore.Client,
+    bucket: storage.Bucket,
+    source: str,
     quiet_every_ms: int,
-) -> None:
+    skip: bool,
+) -> tuple[dict[str, float], list[tuple]]:
+    """A quiet account's minutes in its steady state: the operations of one, on average, and
+    what was published meanwhile. ``skip``: the planner records each source's wake and skips
+    it until then, as deployed; otherwise it runs the source every minute."""
     clock = FakeClock()
-    windows = WindowStore(firestore_db, clock)
-    cursors = CursorStore(firestore_db, windows, clock)
+    windows = WindowStore(db, clock)
+    cursors = CursorStore(db, windows, clock)
+    registry = SourceRegistry(db, clock, root=f"registry_{source}")
     events: list = []
     publisher = FakePublisher(events)
     fetcher = WindowFetcher(
@@ -64,24 +58,76 @@ def test_a_quiet_minute_publishes_no_batch_and_writes_no_object_or_marker(
         time_budget_seconds=240,
         repair_checks=CHECKS,
     )
-    write = functools.partial(write_batch, gcs_bucket, prefix="duo", gzip=False)
-    minute = functools.partial(
-        _minute, clock, cursors, windows, fetcher, publisher, write, quiet_every_ms
+    write = functools.partial(write_batch, bucket, prefix="duo", gzip=False)
+    settings = PlannerSettings(
+        "p", (source,), "windows", 0, 1, repair_checks_ms=CHECKS, quiet_read_every_ms=quiet_every_ms
     )
+    sources = functools.partial(planned_sources, settings, registry, lambda _: None, clock)
+
+    def minute() -> None:
+        """One minute, as the planner, the fetcher and the writer do it."""
+        clock.advance(60)
+        publisher.tasks.clear()
+        wake = registry.wake if skip else None
+        run_planner(settings, cursors, windows, publisher, clock, None, sources, wake)
+        for task in publisher.tasks:
+            fetcher.fetch(task)
+        for batch in publisher.batches:
+            land_batch(batch, write, windows)
+        publisher.batches.clear()
+
     minute()  # the cursor made
     clock.advance(2 * 3600)  # quiet for longer than an hour
     for _ in range(10):  # a few windows behind the watermark: the steady state
         minute()
     before, published = Counter(OPERATIONS.snapshot()), len(events)
-    for _ in range(10):
+    for _ in range(MEASURED_MINUTES):
         minute()
     counted = Counter(OPERATIONS.snapshot()) - before
-    with capsys.disabled():
-        messages = Counter(event[0] for event in events[published:])
-        every = f"QUIET_READ_EVERY={quiet_every_ms // 60_000}m"
-        print(f"\n{every}: a quiet minute { ({k: v / 10 for k, v in counted.items()}) }", messages)
-    assert [e for e in events[published:] if e[0] == "publish_batch"] == []
-    assert "storage_writes" not in counted
-    assert not any(
-        list(ref.collection("batches").stream()) for ref in windows.windows(SOURCE).list_documents()
+    return {k: v / MEASURED_MINUTES for k, v in counted.items()}, events[published:]
+
+
+def _per_account_month(per_minute: dict[str, float]) -> float:
+    """The Firestore reads and writes of a minute at list prices, for a month of minutes."""
+    cost = load("cost")
+    priced = {"firestore_read": FIRESTORE_READS, "firestore_write": FIRESTORE_WRITES}
+    return sum(
+        cost.cost(item, per_minute.get(counted, 0) * cost.MINUTES_PER_MONTH, free=False)
+        for item, counted in priced.items()
     )
+
+
+@pytest.mark.parametrize("quiet_every_ms", [60_000, 300_000])
+def test_a_quiet_minute_publishes_no_batch_and_writes_no_object_or_marker(
+    firestore_db: firestore.Client,
+    gcs_bucket: storage.Bucket,
+    capsys: pytest.CaptureFixture,
+    quiet_every_ms: int,
+) -> None:
+    counted, events = _quiet_minutes(firestore_db, gcs_bucket, "quiet", quiet_every_ms, True)
+    with capsys.disabled():
+        messages = Counter(event[0] for event in events)
+        every = f"QUIET_READ_EVERY={quiet_every_ms // 60_000}m"
+        print(f"\n{every}: a quiet minute {counted}", messages)
+    assert [e for e in events if e[0] == "publish_batch"] == []
+    assert "storage_writes" not in counted
+    windows = WindowStore(firestore_db, FakeClock()).windows("quiet")
+    assert not any(list(ref.collection("batches").stream()) for ref in windows.list_documents())
+
+
+def test_a_quiet_account_skipped_while_it_has_nothing_to_do_costs_less(
+    firestore_db: firestore.Client, gcs_bucket: storage.Bucket, capsys: pytest.CaptureFixture
+) -> None:
+    every_run, _ = _quiet_minutes(firestore_db, gcs_bucket, "every-run", 300_000, False)
+    skipping, _ = _quiet_minutes(firestore_db, gcs_bucket, "skipping", 300_000, True)
+    with capsys.disabled():
+        for name, counted in (("run every minute", every_run), ("skipped until due", skipping)):
+            reads, writes = counted[FIRESTORE_READS], counted.get(FIRESTORE_WRITES, 0)
+            dollars = _per_account_month(counted)
+            print(
+                f"\nQUIET_READ_EVERY=5m, {name}: {reads:.2f} reads and {writes:.2f} writes a "
+                f"quiet minute, ${dollars:.3f} an account-month"
+            )
+    # The runs in which it has nothing to do cost their reads no more: 2 runs in 5 minutes.
+    assert skipping[FIRESTORE_READS] < every_run[FIRESTORE_READS] - 2.5
+    assert _per_account_month(skipping) < _per_account_month(every_run)

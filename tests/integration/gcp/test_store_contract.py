@@ -380,3 +380,21 @@ def test_an_empty_read_is_done_at_its_checkpoint_checked_and_passed_and_a_quiet_
     assert plan() == []
     stores.clock.advance(4 * 60)
     assert [t.maxtime - t.mintime for t in plan()] == [5 * MIN_MS]
+
+
+def test_the_sweep_counts_the_windows_it_leaves_open_and_the_cursor_reads_as_it_is(
+    stores: Stores,
+) -> None:
+    # What the planner decides whether a source may sleep by (shared.pipeline.wake).
+    assert stores.cursors.read(SOURCE) is None
+    first, second = stores.cursors.plan(SOURCE, lookback_ms=3 * HOUR_MS, parallelism=2)
+    _fetch(stores, first)
+    _land(stores, first)
+    swept = stores.windows.sweep(SOURCE)
+    assert (swept.completed, swept.open_windows) == (1, 1)  # the second never read
+    _finish(stores, second)
+    assert stores.windows.sweep(SOURCE).open_windows == 0
+    assert stores.cursors.advance(SOURCE) == second.maxtime
+    cursor = stores.cursors.read(SOURCE)
+    assert cursor is not None
+    assert cursor["watermark_ms"] == cursor["planned_until_ms"] == second.maxtime

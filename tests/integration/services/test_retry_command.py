@@ -9,8 +9,11 @@ from google.cloud import firestore
 from services.cli import main
 from shared.clock import SystemClock, now_ms
 from shared.gcp.cursor_store import CursorStore
+from shared.gcp.source_registry import SourceRegistry
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.ids import window_id
+from shared.pipeline.sources import ENV, SourceSpec
+from shared.pipeline.wake import due
 from shared.pipeline.windows import MAX_FAILURES, new_window
 
 pytestmark = pytest.mark.integration
@@ -34,8 +37,14 @@ def test_a_quarantined_window_is_put_back_by_the_command_status_prints(
         windows.release(claim, error="DuoProtocolError: an item without an id")
     status = CursorStore(firestore_db, windows, clock).status(SOURCE)
     assert [w["window_id"] for w in status["quarantined"]] == [wid]
+    # A window behind the watermark, quarantined when a check had it read again: the planner
+    # skips the source, idle otherwise, until its wake.
+    registry = SourceRegistry(firestore_db, clock)
+    registry.sync([SourceSpec(SOURCE, ENV)], None)
+    registry.wake(SOURCE, now_ms(clock) + 300_000)
 
     assert main(["retry", SOURCE, wid]) == 0
+    assert due(registry.entry(SOURCE), now_ms(clock))  # the next planner run sends it
     assert f"window {wid} of {SOURCE} is planned again" in capsys.readouterr().out
     status = CursorStore(firestore_db, windows, clock).status(SOURCE)
     assert status["quarantined"] == [] and status["windows"]["planned"] == 1

@@ -21,9 +21,9 @@ from shared.duo.api import CallStats
 from shared.duo.paging import AVAILABILITY_DELAY_MS, DuoTotal
 from shared.duo.records import record_time_ms
 from shared.gcp.bucket_writer import WriteResult
-from shared.gcp.cursor_store import LAST_RECORDS
+from shared.gcp.cursor_store import LAST_RECORDS, quiet_since
 from shared.gcp.window_store import FindUnmarked, SweepResult, landed_or_found, sweep_window
-from shared.pipeline import progress, sources
+from shared.pipeline import progress, sources, wake
 from shared.pipeline import windows as rules
 from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask
 from shared.pipeline.planning import (
@@ -154,7 +154,12 @@ class FakeWindowStore:
             if step.republish:
                 republish.append(WindowTask(source, doc["mintime"], doc["maxtime"]))
         return SweepResult(
-            republish, completed, rereads, progress.measure(swept, now), bucket_waits
+            republish,
+            completed,
+            rereads,
+            progress.measure(swept, now),
+            bucket_waits,
+            len(swept) - completed,
         )
 
     def due_checks(self, source: str, limit: int) -> list[tuple[str, dict[str, Any]]]:
@@ -259,7 +264,7 @@ class FakeCursorStore:
             source, {"planned_until_ms": start, "watermark_ms": start, "created_at_ms": now}
         )
         cursor.update(past_retention(cursor, retention_gap(cursor["planned_until_ms"], now), now))
-        last = cursor.get(LAST_RECORDS, cursor["created_at_ms"])
+        last = quiet_since(cursor)
         planned = [
             WindowTask(source, mintime, maxtime)
             for mintime, maxtime in plan_windows(
@@ -275,6 +280,10 @@ class FakeCursorStore:
         if planned:
             cursor["planned_until_ms"] = planned[-1].maxtime
         return planned
+
+    def read(self, source: str) -> dict[str, Any] | None:
+        cursor = self.cursors.get(source)
+        return None if cursor is None else dict(cursor)
 
     def advance(self, source: str) -> int:
         cursor = self.cursors.get(source)
@@ -486,6 +495,10 @@ class FakeSourceRegistry:
             return False
         self.docs[source].update(update)
         return True
+
+    def wake(self, source: str, wake_at_ms: int | None) -> None:
+        if source in self.docs:
+            self.docs[source][wake.WAKE_AT] = wake_at_ms
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(doc.get("state") for doc in self.docs.values()))

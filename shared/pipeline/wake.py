@@ -1,0 +1,59 @@
+"""When a source's next planner run is due. A run of a quiet source costs its reads (the
+cursor, the open windows, the due checks, the watermark, the quarantined count) even in the
+minutes when it can plan nothing; most accounts of a fleet are quiet. A run that leaves its
+source with nothing to do (``idle``, its watermark at the end of what is planned) therefore
+names the next run that can do something (``wake_at``), and the runs before it are skipped.
+Planning is unchanged: a skipped run would have planned nothing, so windows are planned, and
+records land, exactly as if every run ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from shared.pipeline.planning import LIVE_WINDOW_MS, first_plan_at, quiet_wait_ms
+
+# The registry entry's field: a source is planned by the runs from then on (none: every run).
+WAKE_AT = "wake_at_ms"
+# A settled source still runs this often, whatever QUIET_READ_EVERY says, so its lag and its
+# quarantined count are logged within the alerts' 10-minute windows (deploy/monitoring).
+SETTLED_RUN_EVERY_MAX_MS = 300_000
+
+
+def idle(planned: int, open_windows: int, checks_sent: int) -> bool:
+    """Whether a run left its source nothing to do until it can plan again: it planned
+    nothing, left no window open (to be swept, sent again or read again) and sent no
+    late-record check."""
+    return planned == 0 and open_windows == 0 and checks_sent == 0
+
+
+def wake_at(
+    watermark_ms: int,
+    planned_until_ms: int,
+    last_records_ms: int,
+    now_ms: int,
+    delay_ms: int,
+    quiet_every_ms: int,
+) -> int | None:
+    """When the source of an ``idle`` run is due again; None (every run) while its watermark
+    is behind what is planned: a finished window it has not passed yet, or one quarantined,
+    whose count is logged every run for the alert. Otherwise when its next window can be
+    planned (with the
+    quiet wait as it is now: a source only grows quieter while it sleeps, so no run before can
+    plan), and never later than QUIET_READ_EVERY (at most SETTLED_RUN_EVERY_MAX_MS) from now,
+    so a late-record check falling due, or a window a check reopened, waits at most that long.
+    That bound is taken down to a whole minute, when Cloud Scheduler calls: the call it names
+    is not missed by the call's few milliseconds late."""
+    if watermark_ms != planned_until_ms:
+        return None
+    wait = quiet_wait_ms(last_records_ms, now_ms, quiet_every_ms)
+    latest = now_ms + min(quiet_every_ms, SETTLED_RUN_EVERY_MAX_MS)
+    return min(first_plan_at(planned_until_ms, delay_ms, wait), latest - latest % LIVE_WINDOW_MS)
+
+
+def due(entry: Mapping[str, Any], now_ms: int) -> bool:
+    """Whether the source of a registry entry is planned by a run at ``now_ms`` (an entry
+    without a wake, as before this rule, always is)."""
+    wake = entry.get(WAKE_AT)
+    return wake is None or wake <= now_ms
