@@ -27,6 +27,7 @@ from tests.unit.services.fakes import (
     FakePublisher,
     FakeWindowStore,
     FakeWrite,
+    scheduler_call,
     telephony_item,
 )
 from tests.unit.services.test_log_fields import (
@@ -101,14 +102,15 @@ def lines(serve) -> dict[str, dict[str, Any]]:  # noqa: F811 (the imported fixtu
     clock = FakeClock()
     windows = FakeWindowStore(clock, [])
     settings = PlannerSettings("acme-prod", ("eu-prod",), "windows", 6 * 3600, 2, LEASE_SECONDS)
+    publisher = FakePublisher([])
     client, read = serve(
         planner_main,
         lambda: planner_main.planner_app(
-            settings, FakeCursorStore(windows, clock), windows, FakePublisher([]), clock
+            settings, FakeCursorStore(windows, clock), windows, publisher, clock
         ),
     )
-    assert client.post("/run").status_code == 200
-    [found["planner: run"]] = read()
+    assert scheduler_call(client, publisher) == 200
+    found["planner: slices handed out"], found["planner: run"] = read()
 
     client, read = serve_fetcher(serve, TWO_PAGES, rate_limited_per_call=1)
     push(client, TASK)
