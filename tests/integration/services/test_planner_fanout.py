@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import functools
 import threading
-import time
 from collections import Counter
 
 import pytest
@@ -24,37 +23,15 @@ from shared.gcp.window_store import WindowStore
 from shared.pipeline.messages import PlanTask, WindowTask, decode, encode
 from shared.pipeline.sources import FILE, SourceSpec
 from tests.fakes import FakeClock
+from tests.integration.test_pipeline import drain
 
 pytestmark = pytest.mark.integration
 
-# After the messages expected have come, how long a pull waits for any more (a duplicate).
-QUIET_SECONDS = 3.0
 
-
-def pull_all(subscription: str, expected: int, deadline_seconds: float = 60.0) -> list:
-    """Every message on ``subscription`` (acknowledged): at least ``expected``, waiting for
-    them, and any that come within QUIET_SECONDS more."""
-    subscriber = pubsub_subscriber()
-    messages: list = []
-    deadline = time.monotonic() + deadline_seconds
-    quiet_until = None
-    while time.monotonic() < deadline:
-        if len(messages) >= expected:
-            quiet_until = quiet_until or time.monotonic() + QUIET_SECONDS
-            if time.monotonic() >= quiet_until:
-                break
-        response = subscriber.pull(
-            request={"subscription": subscription, "max_messages": 100}, timeout=10
-        )
-        received = response.received_messages
-        if received:
-            subscriber.acknowledge(
-                request={"subscription": subscription, "ack_ids": [m.ack_id for m in received]}
-            )
-        messages += [decode(m.message.data) for m in received]
-        if not received:
-            time.sleep(0.2)
-    return messages
+def published(subscription: str) -> list:
+    """What was published on the subscription's topic: every publish was waited on before
+    the request answered, so all of it is there to pull."""
+    return [decode(data) for data in drain(subscription)]
 
 
 class Planner:
@@ -126,12 +103,12 @@ def test_the_schedulers_call_hands_a_thousand_registry_sources_out_in_forty_slic
 
     assert response.status_code == 200
     assert response.get_json() == {"sources": 1000, "slices": 40}
-    plans = pull_all(planner.copies["plans"], 40)
+    plans = published(planner.copies["plans"])
     assert len(plans) == 40 and all(isinstance(plan, PlanTask) for plan in plans)
     assert max(len(plan.sources) for plan in plans) == 25
     assert sorted(source for plan in plans for source in plan.sources) == fleet
     # The call planned nothing itself: the slices are planned by /plan.
-    assert pull_all(planner.copies["windows"], 0) == []
+    assert published(planner.copies["windows"]) == []
 
 
 def test_overlapping_plan_tasks_plan_each_window_once(local_cloud, firestore_db, pubsub_names):
@@ -152,9 +129,9 @@ def test_overlapping_plan_tasks_plan_each_window_once(local_cloud, firestore_db,
         thread.join()
 
     assert answers == [204, 204]
-    published = pull_all(planner.copies["windows"], 2 * len(sources))
-    assert all(isinstance(task, WindowTask) for task in published)
-    counts = Counter((task.source, task.window_id) for task in published)
+    tasks = published(planner.copies["windows"])
+    assert all(isinstance(task, WindowTask) for task in tasks)
+    counts = Counter((task.source, task.window_id) for task in tasks)
     assert set(counts.values()) == {1}  # no window's task published twice
     for source in sources:
         stored = {doc.id for doc in planner.windows.windows(source).list_documents()}
