@@ -295,7 +295,7 @@ while IFS=$'\t' read -r _ name; do
 done <<<"$fleet_names"
 
 # Topics and bare subscriptions. The build configures the subscriptions (push endpoint, OIDC,
-# dead letters); creating them here lets the build's account hold Pub/Sub rights on these six
+# dead letters); creating them here lets the build's account hold Pub/Sub rights on these eight
 # resources alone instead of roles/pubsub.admin on the project, and keeps the first window
 # tasks even if the scheduler's first call comes before the build reaches the subscriptions.
 for topic in "${TOPICS[@]}"; do
@@ -320,7 +320,10 @@ for name in planner fetcher writer; do
     grant database "$PROJECT_ID" "serviceAccount:$(sa "$name")" "$role"
   done
 done
-grant topic "$WINDOW_TOPIC" "serviceAccount:$(sa planner)" roles/pubsub.publisher
+# The planner publishes window tasks, and its scheduled run the slices it hands out.
+for topic in "$WINDOW_TOPIC" "$PLAN_TOPIC"; do
+  grant topic "$topic" "serviceAccount:$(sa planner)" roles/pubsub.publisher
+done
 # The fetcher publishes batches, and hands the rest of a window on to the windows topic.
 for topic in "$WINDOW_TOPIC" "$BATCH_TOPIC"; do
   grant topic "$topic" "serviceAccount:$(sa fetcher)" roles/pubsub.publisher

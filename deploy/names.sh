@@ -36,13 +36,16 @@ SCHEDULER_JOB=duo-telephony-planner
 WINDOW_TOPIC=duo-telephony-windows
 BATCH_TOPIC=duo-telephony-batches
 DEAD_LETTER_TOPIC=duo-telephony-dead-letters
-TOPICS=("$WINDOW_TOPIC" "$BATCH_TOPIC" "$DEAD_LETTER_TOPIC")
-# SUBSCRIPTION:TOPIC, the build's names: TOPIC-fetcher, TOPIC-writer, and the dead-letter
-# topic's own pull subscription.
+# The planner's own: the scheduler's run hands slices of sources to the planners through it.
+PLAN_TOPIC=duo-telephony-plans
+TOPICS=("$WINDOW_TOPIC" "$BATCH_TOPIC" "$DEAD_LETTER_TOPIC" "$PLAN_TOPIC")
+# SUBSCRIPTION:TOPIC, the build's names: TOPIC-fetcher, TOPIC-writer, TOPIC-planner, and the
+# dead-letter topic's own pull subscription.
 SUBSCRIPTIONS=(
   "$WINDOW_TOPIC-fetcher:$WINDOW_TOPIC"
   "$BATCH_TOPIC-writer:$BATCH_TOPIC"
   "$DEAD_LETTER_TOPIC:$DEAD_LETTER_TOPIC"
+  "$PLAN_TOPIC-planner:$PLAN_TOPIC"
 )
 ACCOUNTS=(planner fetcher writer push scheduler deployer)
 

@@ -203,15 +203,15 @@ def _steady_state(stack: LocalStack, caught_up: Summary, run_for: float | None) 
     print(f"keeping on: the planner runs every {SCHEDULER_PERIOD_SECONDS} s; {until}", flush=True)
     deadline = None if run_for is None else time.monotonic() + run_for
 
-    def plan() -> list[dict[str, Any]]:
-        results = stack.pipeline.trigger_planner()
-        for result in results:
-            print(
-                f"planned {result['planned']} window(s), sent {result['checks_sent']} "
-                f"late-record check(s); watermark lag {result['lag_seconds']} s",
-                flush=True,
-            )
-        return results
+    def plan() -> dict[str, Any]:
+        handed_out = stack.pipeline.trigger_planner()
+        # What each source planned is in the planner's log (its /plan requests).
+        print(
+            f"handed out {handed_out['sources']} source(s) to plan in {handed_out['slices']} "
+            "slice(s)",
+            flush=True,
+        )
+        return handed_out
 
     scheduler = Scheduler(plan, SCHEDULER_PERIOD_SECONDS, lambda line: print(line, flush=True))
     try:

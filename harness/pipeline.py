@@ -66,6 +66,7 @@ class PipelineConfig:
             "DUO_RATE_LIMIT_PER_MINUTE": str(self.rate_per_minute),
             "WINDOW_TOPIC": self.topics.windows,
             "BATCH_TOPIC": self.topics.batches,
+            "PLAN_TOPIC": self.topics.plans,
             "GCS_BUCKET": self.bucket,
             "GCS_PREFIX": self.prefix,
             "GCS_GZIP": str(self.gzip).lower(),
@@ -134,7 +135,7 @@ class LocalPipeline:
             self.services[name].stop()
         self.services[name] = Emulator(self._service_spec(name, overrides or {}), self.log_dir)
         self.services[name].start()
-        if name != "planner" and self._wired:
+        if self._wired:
             self._wire_subscriptions()
 
     def replace_service(self, name: str) -> Emulator:
@@ -160,8 +161,19 @@ class LocalPipeline:
         publisher, subscriber = pubsub_publisher(), pubsub_subscriber()
         windows = ensure_topic(publisher, project, topics.windows)
         batches = ensure_topic(publisher, project, topics.batches)
+        plans = ensure_topic(publisher, project, topics.plans)
         dead = ensure_topic(publisher, project, topics.dead_letters)
         ensure_pull_subscription(subscriber, project, topics.dead_letters, dead)
+        ensure_push_subscription(
+            subscriber,
+            project,
+            f"{topics.plans}-planner",
+            plans,
+            f"http://{self.services['planner'].address}/plan",
+            ack_deadline_seconds=120,
+            dead_letter_topic_path=dead,
+            maximum_backoff_seconds=LOCAL_MAX_BACKOFF_SECONDS,
+        )
         ensure_push_subscription(
             subscriber,
             project,
@@ -184,8 +196,9 @@ class LocalPipeline:
         )
         self._wired = True
 
-    def trigger_planner(self) -> list[dict[str, Any]]:
-        """What Cloud Scheduler does: POST the planner's /run."""
+    def trigger_planner(self) -> dict[str, int]:
+        """What Cloud Scheduler does: POST the planner's /run; its answer, the sources and
+        slices it handed out (the slices are planned after it answers, pushed to /plan)."""
         status, body = http_request(
             "POST", f"http://{self.services['planner'].address}/run", timeout=120
         )

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-PlannerCall = Callable[[], list[dict[str, Any]]]
+PlannerCall = Callable[[], dict[str, Any]]
 
 
 class Scheduler:
@@ -33,7 +33,7 @@ class Scheduler:
         self._due: float | None = None
         self.failures = 0
 
-    def call(self) -> list[dict[str, Any]] | None:
+    def call(self) -> dict[str, Any] | None:
         """One call of the planner now: its results, or None when it failed (reported)."""
         try:
             return self._call()
@@ -47,7 +47,7 @@ class Scheduler:
             )
             return None
 
-    def poll(self) -> list[dict[str, Any]] | None:
+    def poll(self) -> dict[str, Any] | None:
         """Calls the planner if a call is due; its results, or None (not due, or failed)."""
         now = self._clock()
         if self._due is not None and now < self._due:

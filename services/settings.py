@@ -18,6 +18,7 @@ from shared.duo.telephony import RETENTION_MS
 from shared.pipeline.ids import SOURCE_ID_PATTERN
 from shared.pipeline.planning import DEFAULT_PARALLELISM, DEFAULT_QUIET_READ_EVERY_MS
 from shared.pipeline.repair import CHECK_BATCH_MS, DEFAULT_CHECKS_MS
+from shared.pipeline.schemas import MAX_PLAN_SLICE
 from shared.pipeline.sources import (
     DEFAULT_REFRESH_MS,
     ENV,
@@ -92,6 +93,11 @@ class DuoSource:
     digest: str = "sha512"
 
 
+# Sources to a plan task: a slice is planned a few sources at a time by one planner request,
+# well within its timeout, while 1,000 sources still make only 40 tasks.
+DEFAULT_PLAN_SLICE = 25
+
+
 @dataclass(frozen=True)
 class PlannerSettings:
     project: str
@@ -114,6 +120,9 @@ class PlannerSettings:
     file_sources: tuple[SourceSpec, ...] = ()
     parent: ParentSpec | None = None
     accounts_refresh_ms: int = DEFAULT_REFRESH_MS
+    # The scheduler's run publishes the sources to plan here, PLAN_SLICE to a task.
+    plan_topic: str = TopicNames.plans
+    plan_slice: int = DEFAULT_PLAN_SLICE
 
     @property
     def configured(self) -> tuple[SourceSpec, ...]:
@@ -424,6 +433,15 @@ def quiet_read_every_ms(e: _Env) -> int:
     return int(every * 1000)
 
 
+def plan_slice(e: _Env) -> int:
+    """PLAN_SLICE: how many sources one plan task carries (fewer: more planner requests in
+    parallel; more: fewer messages)."""
+    value = e.number("PLAN_SLICE", DEFAULT_PLAN_SLICE, 1, MAX_PLAN_SLICE)
+    if value != int(value):
+        raise ConfigError(f"PLAN_SLICE: {value:g} is not a whole number of sources")
+    return int(value)
+
+
 def planner_settings(env: Mapping[str, str]) -> PlannerSettings:
     e = _Env(env)
     lookback = lookback_seconds(e.text("LOOKBACK", "24h"), "LOOKBACK")
@@ -459,6 +477,8 @@ def planner_settings(env: Mapping[str, str]) -> PlannerSettings:
         file_sources=listed,
         parent=msp_parent(e),
         accounts_refresh_ms=int(refresh * 1000),
+        plan_topic=e.text("PLAN_TOPIC", TopicNames.plans),
+        plan_slice=plan_slice(e),
     )
 
 

@@ -1,14 +1,19 @@
-"""Planner service: Cloud Scheduler POSTs /run; it plans windows and publishes window tasks."""
+"""Planner service: Cloud Scheduler POSTs /run, which hands the sources out in slices on the
+plans topic; Pub/Sub pushes each slice to /plan, which plans its sources' windows and publishes
+their window tasks."""
 
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections.abc import Callable, Mapping
 
 from flask import Flask, jsonify
 
+from services import structured_log
 from services.planner.discovery import discover, planned_sources
+from services.planner.fanout import fan_out
 from services.planner.run import run_planner
 from services.push_app import build, create_app
 from services.settings import PlannerSettings, planner_settings, secret_reader
@@ -21,6 +26,9 @@ from shared.gcp.secret_manager import CachedSecrets, read_secret_version
 from shared.gcp.source_registry import SourceRegistry
 from shared.gcp.unmarked_batches import BatchFinder
 from shared.gcp.window_store import WindowStore
+from shared.pipeline.messages import PlanTask
+
+log = logging.getLogger(__name__)
 
 
 def create_planner_app(
@@ -34,7 +42,9 @@ def create_planner_app(
     db = firestore_client(settings.project, settings.database)
     windows = WindowStore(db, clock)
     cursors = CursorStore(db, windows, clock)
-    publisher = Publisher(pubsub_publisher(), settings.project, settings.window_topic)
+    publisher = Publisher(
+        pubsub_publisher(), settings.project, settings.window_topic, plan_topic=settings.plan_topic
+    )
     registry = SourceRegistry(db, clock, settings.accounts_refresh_ms)
     unmarked = None
     if settings.bucket:
@@ -61,15 +71,37 @@ def planner_app(
     sources: Callable[[], list[str]] | None = None,
     record_wake: Callable[[str, int], None] | None = None,
 ) -> Flask:
-    """The ``/run`` endpoint around the planner's work, given its collaborators."""
-    app = create_app("planner", settings.project)
+    """The ``/run`` and ``/plan`` endpoints around the planner's work, given its
+    collaborators."""
+
+    def plan(task: PlanTask) -> None:
+        # Acknowledged even when a source failed (run_planner logs it as an error): the next
+        # minute's run plans it again, while a redelivery would plan the slice's other sources
+        # again too, and a source that keeps failing would send its slice to the dead letters.
+        run_planner(
+            settings,
+            cursors,
+            windows,
+            publisher,
+            clock,
+            unmarked,
+            lambda: list(task.sources),
+            record_wake,
+        )
+
+    app = create_app("planner", settings.project, {"/plan": (PlanTask, plan)})
 
     @app.post("/run")
     def run():
-        results = run_planner(
-            settings, cursors, windows, publisher, clock, unmarked, sources, record_wake
+        listed = sources() if sources else list(settings.sources)
+        handed_out = fan_out(listed, settings.plan_slice, publisher)
+        structured_log.event(
+            log,
+            logging.INFO,
+            f"handed out {handed_out['sources']} source(s) in {handed_out['slices']} slice(s)",
+            **handed_out,
         )
-        return jsonify(results), 500 if any("error" in r for r in results) else 200
+        return jsonify(handed_out), 200
 
     return app
 

@@ -16,7 +16,7 @@ from typing import Any
 import jsonschema
 
 from shared.pipeline.ids import batch_id, window_id
-from shared.pipeline.schemas import RECORD_BATCH, SCHEMAS, SPAN_CHECK, WINDOW_TASK
+from shared.pipeline.schemas import PLAN_TASK, RECORD_BATCH, SCHEMAS, SPAN_CHECK, WINDOW_TASK
 
 
 class MessageError(ValueError):
@@ -70,6 +70,16 @@ class SpanCheck:
 
 
 @dataclass(frozen=True)
+class PlanTask:
+    """Sources to plan now: a slice of those the scheduler's run found (services/planner)."""
+
+    sources: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": PLAN_TASK, "version": 1, "sources": list(self.sources)}
+
+
+@dataclass(frozen=True)
 class RecordBatch:
     source: str
     window_id: str
@@ -98,7 +108,7 @@ class RecordBatch:
         return body
 
 
-Message = WindowTask | SpanCheck | RecordBatch
+Message = WindowTask | SpanCheck | PlanTask | RecordBatch
 
 
 def encode(message: Message) -> bytes:
@@ -127,6 +137,8 @@ def decode(data: bytes, message_id: str | None = None) -> Message:
         return task
     if body["type"] == SPAN_CHECK:
         return SpanCheck(body["source"], body["level"], tuple(body["windows"]))
+    if body["type"] == PLAN_TASK:
+        return PlanTask(tuple(body["sources"]))
     offsets = (body["offset"], body["next_offset"]) if body["version"] >= 2 else None
     return RecordBatch(body["source"], body["window_id"], body["page"], body["records"], offsets)
 

@@ -12,8 +12,11 @@ from shared.pipeline.ids import MAX_PAGE, MIN_EPOCH_MS, SOURCE_ID_PATTERN, WINDO
 WINDOW_TASK = "window-task"
 RECORD_BATCH = "record-batch"
 SPAN_CHECK = "span-check"
+PLAN_TASK = "plan-task"
 # Finished windows checked together against Duo's count, at most.
 MAX_CHECK_WINDOWS = 500
+# Sources planned by one plan task, at most (PLAN_SLICE's bound).
+MAX_PLAN_SLICE = 100
 
 _DRAFT = "https://json-schema.org/draft/2020-12/schema"
 _SOURCE = {"type": "string", "pattern": f"^{SOURCE_ID_PATTERN}$"}
@@ -72,6 +75,20 @@ SCHEMAS: dict[tuple[str, int], dict[str, Any]] = {
                 "maxItems": MAX_CHECK_WINDOWS,
                 "items": _WINDOW_ID,
             },
+        },
+    ),
+    (PLAN_TASK, 1): _envelope(
+        PLAN_TASK,
+        1,
+        "A slice of the sources the scheduler's run found, for one planner to plan",
+        {
+            "sources": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_PLAN_SLICE,
+                "uniqueItems": True,
+                "items": _SOURCE,
+            }
         },
     ),
     (RECORD_BATCH, 1): _envelope(

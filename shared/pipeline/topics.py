@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 
 @dataclass(frozen=True)
@@ -10,7 +10,9 @@ class TopicNames:
     windows: str = "duo-telephony-windows"
     batches: str = "duo-telephony-batches"
     dead_letters: str = "duo-telephony-dead-letters"
+    # The scheduler's run hands each slice of sources to the planners here (services/planner).
+    plans: str = "duo-telephony-plans"
 
     @classmethod
     def with_suffix(cls, suffix: str) -> TopicNames:
-        return cls(*(f"{name}-{suffix}" for name in (cls.windows, cls.batches, cls.dead_letters)))
+        return cls(**{f.name: f"{f.default}-{suffix}" for f in fields(cls)})

@@ -176,6 +176,7 @@ def test_each_account_gets_exactly_its_roles(runs: Runs) -> None:
     assert granted[account("planner")] == {
         ("projects if database", PROJECT, "roles/datastore.user"),
         ("pubsub topics", "duo-telephony-windows", "roles/pubsub.publisher"),
+        ("pubsub topics", "duo-telephony-plans", "roles/pubsub.publisher"),
         ("storage buckets", bucket, "roles/storage.objectViewer"),
     }
     assert granted[account("fetcher")] == {
@@ -222,8 +223,10 @@ def test_each_account_gets_exactly_its_roles(runs: Runs) -> None:
         "duo-telephony-windows",
         "duo-telephony-batches",
         "duo-telephony-dead-letters",
+        "duo-telephony-plans",
         "duo-telephony-windows-fetcher",
         "duo-telephony-batches-writer",
+        "duo-telephony-plans-planner",
     }
 
 
@@ -319,11 +322,13 @@ def test_names_are_the_builds_defaults(runs: Runs) -> None:
         defaults["_WINDOW_TOPIC"],
         defaults["_BATCH_TOPIC"],
         defaults["_DEAD_LETTER_TOPIC"],
+        defaults["_PLAN_TOPIC"],
     ]
     assert names["pubsub subscriptions"] == [
         f"{defaults['_WINDOW_TOPIC']}-fetcher",
         f"{defaults['_BATCH_TOPIC']}-writer",
         defaults["_DEAD_LETTER_TOPIC"],
+        f"{defaults['_PLAN_TOPIC']}-planner",
     ]
     assert set(names["iam service-accounts"]) == {
         defaults[key] for key in ("_PLANNER_SA", "_FETCHER_SA", "_WRITER_SA", "_PUSH_SA")
@@ -457,7 +462,7 @@ def test_a_kms_key_encrypts_what_is_made_once_its_agents_may_use_it(cloud: Cloud
         ("pubsub", "topics"): "topic-encryption-key",
     }
     creates = [c for c in ran if "create" in c.words and tuple(c.words[:2]) in key_flags]
-    assert len(creates) == 1 + 2 + 2 + 3
+    assert len(creates) == 1 + 2 + 2 + 4
     for call in creates:
         assert call.flag(key_flags[tuple(call.words[:2])]) == KEY, call.line
     first_create = ran.index(creates[0])

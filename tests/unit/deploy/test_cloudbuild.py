@@ -167,22 +167,24 @@ def test_the_bootstrap_gives_the_builds_account_what_each_call_needs(build: Buil
 
 def test_each_service_is_invoked_only_by_its_caller(build: Build) -> None:
     invokers = {
-        call.words[3]: call.flag("member")
+        (call.words[3], call.flag("member"))
         for call in calls_of(build.calls, "run", "services", "add-iam-policy-binding")
         if call.flag("role") == "roles/run.invoker"
     }
     push = f"serviceAccount:duo-telephony-push@{PROJECT}.iam.gserviceaccount.com"
     scheduler = f"serviceAccount:duo-telephony-scheduler@{PROJECT}.iam.gserviceaccount.com"
+    # The planner: the scheduler's run, and Pub/Sub's pushes of the plan tasks it hands out.
     assert invokers == {
-        "duo-telephony-planner": scheduler,
-        "duo-telephony-fetcher": push,
-        "duo-telephony-writer": push,
+        ("duo-telephony-planner", scheduler),
+        ("duo-telephony-planner", push),
+        ("duo-telephony-fetcher", push),
+        ("duo-telephony-writer", push),
     }
 
 
 def test_every_push_subscription_and_the_scheduler_job_use_oidc(build: Build) -> None:
     pushed = [c for c in subscription_calls(build.calls).values() if c.flag("push-endpoint")]
-    assert len(pushed) == 2
+    assert len(pushed) == 3
     for call in pushed:
         assert call.flag("push-auth-service-account") == (
             f"duo-telephony-push@{PROJECT}.iam.gserviceaccount.com"
@@ -205,6 +207,7 @@ def test_every_subscription_but_the_dead_letters_own_dead_letters(build: Build) 
     assert set(subscriptions) == {
         "duo-telephony-windows-fetcher",
         "duo-telephony-batches-writer",
+        "duo-telephony-plans-planner",
         dead_letter_topic,
     }
     agent = "serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com"
@@ -339,6 +342,22 @@ def test_the_fetchers_request_timeout_is_within_the_ack_deadline(build: Build) -
     )
     subscription = subscription_calls(build.calls)["duo-telephony-windows-fetcher"]
     assert seconds(fetcher.flag("timeout")) <= seconds(subscription.flag("ack-deadline"))
+
+
+def test_plan_tasks_are_pushed_to_the_planners_plan_within_its_request_timeout(
+    build: Build,
+) -> None:
+    planner = next(
+        c for c in calls_of(build.calls, "run", "deploy") if c.words[2].endswith("-planner")
+    )
+    subscription = subscription_calls(build.calls)["duo-telephony-plans-planner"]
+    assert (
+        subscription.flag("push-endpoint")
+        == subscription.flag("push-auth-token-audience") + "/plan"
+    )
+    assert seconds(planner.flag("timeout")) <= seconds(subscription.flag("ack-deadline"))
+    # Slices are planned in parallel by more than one instance.
+    assert int(planner.flag("max-instances")) > 1
 
 
 def test_the_build_command_in_the_header_names_the_service_account() -> None:

@@ -35,6 +35,7 @@ from tests.unit.services.fakes import (
     FakeSourceRegistry,
     FakeWindowStore,
     FakeWrite,
+    scheduler_call,
     telephony_item,
 )
 from tests.unit.services.test_log_fields import (
@@ -122,14 +123,15 @@ def lines(serve) -> dict[str, dict[str, Any]]:  # noqa: F811 (the imported fixtu
     children = lambda parent: Discovery(parent.id)  # noqa: E731 (no parent is configured)
     sources = functools.partial(planned_sources, settings, registry, children, clock)
     cursors = FakeCursorStore(windows, clock)
+    publisher = FakePublisher([])
     client, read = serve(
         planner_main,
         lambda: planner_main.planner_app(
-            settings, cursors, windows, FakePublisher([]), clock, sources=sources
+            settings, cursors, windows, publisher, clock, sources=sources
         ),
     )
-    assert client.post("/run").status_code == 200
-    *states, found["planner: run"] = read()
+    assert scheduler_call(client, publisher) == 200
+    *states, found["planner: slices handed out"], found["planner: run"] = read()
     for line in states:
         found[f"planner: accounts {line['registry_state']}"] = line
     assert found[f"planner: accounts {REFUSED}"]["accounts"] == 1

@@ -9,12 +9,14 @@ import pytest
 from shared.pipeline.ids import window_id
 from shared.pipeline.messages import (
     MessageError,
+    PlanTask,
     RecordBatch,
     WindowTask,
     decode,
     decode_push,
     encode,
 )
+from shared.pipeline.schemas import MAX_PLAN_SLICE
 
 MINTIME = 1_700_000_000_000
 MAXTIME = 1_700_003_600_000
@@ -265,3 +267,30 @@ def test_a_bad_body_inside_a_good_envelope_carries_the_message_id(data, problem)
         decode_push(envelope(data, messageId=MESSAGE_ID))
     assert caught.value.message_id == MESSAGE_ID
     assert problem in caught.value.reason
+
+
+# --- plan tasks -------------------------------------------------------------------------------
+
+
+def plan_body(sources):
+    return {"type": "plan-task", "version": 1, "sources": sources}
+
+
+def test_plan_task_round_trip():
+    plan = PlanTask(("eu-prod", "di1234567890"))
+    assert decode(encode(plan)) == plan
+
+
+@pytest.mark.parametrize(
+    ("sources", "named"),
+    [
+        ([], "sources"),
+        (["eu-prod", "eu-prod"], "sources"),
+        (["eu-prod", "not a source id"], "sources/1"),
+        (["eu-prod", 7], "sources/1"),
+        ([f"account-{n}" for n in range(MAX_PLAN_SLICE + 1)], "sources"),
+    ],
+)
+def test_a_plan_task_that_can_never_be_planned_is_refused_naming_the_field(sources, named):
+    reason = refused(plan_body(sources))
+    assert f"plan-task v1 invalid at {named}:" in reason

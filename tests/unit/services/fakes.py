@@ -9,6 +9,7 @@ tests check the order of publishing, checkpoints and markers across collaborator
 
 from __future__ import annotations
 
+import base64
 import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -25,7 +26,7 @@ from shared.gcp.cursor_store import LAST_RECORDS, quiet_since
 from shared.gcp.window_store import FindUnmarked, SweepResult, landed_or_found, sweep_window
 from shared.pipeline import progress, sources, wake
 from shared.pipeline import windows as rules
-from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask
+from shared.pipeline.messages import PlanTask, RecordBatch, SpanCheck, WindowTask, encode
 from shared.pipeline.planning import (
     first_planned_until,
     past_retention,
@@ -316,6 +317,7 @@ class FakePublisher:
         self.batches: list[RecordBatch] = []
         self.tasks: list[WindowTask] = []
         self.checks: list[SpanCheck] = []
+        self.plans: list[PlanTask] = []
         self.failing_pages: set[int] = set()  # batch pages whose publish raises
         self.failing_sources: set[str] = set()  # sources whose tasks cannot be published
 
@@ -331,6 +333,12 @@ class FakePublisher:
         self.events.append(("publish_check", check.level, check.windows))
         return str(len(self.checks))
 
+    def publish_plans(self, plans: Iterable[PlanTask]) -> int:
+        plans = list(plans)
+        self.plans.extend(plans)
+        self.events.append(("publish_plans", plans))
+        return len(plans)
+
     def publish_tasks(self, tasks: Iterable[WindowTask]) -> int:
         tasks = list(tasks)
         if any(task.source in self.failing_sources for task in tasks):
@@ -338,6 +346,18 @@ class FakePublisher:
         self.tasks.extend(tasks)
         self.events.append(("publish_tasks", tasks))
         return len(tasks)
+
+
+def scheduler_call(client: Any, publisher: FakePublisher) -> int:
+    """Cloud Scheduler's call of the planner's /run, then Pub/Sub's push of each plan task it
+    published to /plan; /run's status code (each push must be acknowledged)."""
+    sent = len(publisher.plans)
+    status = client.post("/run").status_code
+    for plan in publisher.plans[sent:]:
+        data = base64.b64encode(encode(plan)).decode()
+        response = client.post("/plan", json={"message": {"data": data, "messageId": "plan"}})
+        assert response.status_code == 204
+    return status
 
 
 class FakeDuo:

@@ -19,7 +19,7 @@ from services.settings import FetcherSettings, PlannerSettings
 from services.writer.main import writer_app
 from shared.clock import now_ms
 from shared.duo.errors import DuoTransientError
-from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask, encode
+from shared.pipeline.messages import PlanTask, RecordBatch, SpanCheck, WindowTask, encode
 from tests.fakes import FakeClock
 from tests.unit.services.fakes import (
     FakeCursorStore,
@@ -28,6 +28,7 @@ from tests.unit.services.fakes import (
     FakeWindowStore,
     FakeWrite,
     paged,
+    scheduler_call,
     telephony_item,
 )
 
@@ -170,45 +171,79 @@ def test_the_writer_drops_a_message_that_is_not_a_batch_and_names_it(logs_of):
 
 
 class Planner:
-    def __init__(self, sources: tuple[str, ...]) -> None:
+    def __init__(self, sources: tuple[str, ...], plan_slice: int = 25) -> None:
         self.events: list[tuple[Any, ...]] = []
         self.clock = FakeClock()
         windows = FakeWindowStore(self.clock, self.events)
         self.publisher = FakePublisher(self.events)
-        settings = PlannerSettings(PROJECT, sources, "windows", 6 * 3600, 2, 600)
+        settings = PlannerSettings(
+            PROJECT, sources, "windows", 6 * 3600, 2, 600, plan_slice=plan_slice
+        )
         cursors = FakeCursorStore(windows, self.clock)
         app = planner_app(settings, cursors, windows, self.publisher, self.clock)
         self.client = app.test_client()
 
+    def run(self) -> int:
+        return scheduler_call(self.client, self.publisher)
 
-def test_a_planner_run_answers_200_with_what_each_source_planned():
-    planner = Planner(("emea", "amer"))
+    def plan(self, message: PlanTask | bytes) -> int:
+        data = message if isinstance(message, bytes) else encode(message)
+        envelope = {"message": {"data": base64.b64encode(data).decode(), "messageId": MESSAGE_ID}}
+        return self.client.post("/plan", json=envelope).status_code
+
+
+def test_the_schedulers_call_hands_the_sources_out_in_slices_and_plans_none_itself():
+    sources = tuple(f"account-{n}" for n in range(7))
+    planner = Planner(sources, plan_slice=3)
     response = planner.client.post("/run")
     assert response.status_code == 200
-    assert [(r["source"], r["planned"]) for r in response.get_json()] == [("emea", 2), ("amer", 2)]
-    assert len(planner.publisher.tasks) == 4
+    assert response.get_json() == {"sources": 7, "slices": 3}
+    assert [plan.sources for plan in planner.publisher.plans] == [
+        sources[0:3],
+        sources[3:6],
+        sources[6:],
+    ]
+    assert planner.publisher.tasks == []  # the slices are planned by /plan, not in the call
 
 
-def test_a_planner_run_answers_500_when_one_source_failed_and_still_plans_the_others():
+def test_a_plan_task_plans_each_of_its_sources():
+    planner = Planner(("emea", "amer"))
+    assert planner.run() == 200
+    assert sorted(task.source for task in planner.publisher.tasks) == [
+        "amer",
+        "amer",
+        "emea",
+        "emea",
+    ]
+
+
+def test_a_source_that_fails_does_not_stop_the_others_of_its_slice_nor_redeliver_it(logs_of):
+    read = logs_of("planner")
     planner = Planner(("broken", "healthy"))
     planner.publisher.failing_sources = {"broken"}
-    response = planner.client.post("/run")
-    assert response.status_code == 500
-    broken, healthy = response.get_json()
-    assert broken == {
-        "source": "broken",
-        "error": "PermissionError: the window topic refused the publish",
-    }
-    assert (healthy["source"], healthy["planned"]) == ("healthy", 2)
+    assert planner.run() == 200  # scheduler_call asserts each plan task was acknowledged
     assert {task.source for task in planner.publisher.tasks} == {"healthy"}
+    [error] = errors(read())
+    assert "planning source broken failed" in error["message"]
+
+
+def test_an_invalid_plan_task_is_dropped_and_named(logs_of):
+    read = logs_of("planner")
+    planner = Planner(("emea",))
+    body = b'{"type":"plan-task","version":1,"sources":[]}'
+    assert planner.plan(body) == 204
+    [error] = errors(read())
+    assert error["message_id"] == MESSAGE_ID
+    assert "plan-task v1 invalid at sources" in error["message"]
+    assert planner.publisher.tasks == []
 
 
 def test_a_planner_run_sends_again_the_windows_no_fetcher_took_within_the_lease():
     planner = Planner(("emea",))
-    planner.client.post("/run")
+    planner.run()
     first = list(planner.publisher.tasks)
     planner.clock.advance(600 + 1)
-    assert planner.client.post("/run").status_code == 200
+    assert planner.run() == 200
     again = planner.publisher.tasks[len(first) :]
     assert len(first) == 2
     assert again[0].mintime == first[-1].maxtime  # planned on from where the last run ended

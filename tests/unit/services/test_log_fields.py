@@ -36,6 +36,7 @@ from tests.unit.services.fakes import (
     FakeWindowStore,
     FakeWrite,
     paged,
+    scheduler_call,
     telephony_item,
 )
 
@@ -150,15 +151,16 @@ def test_a_planner_run_gives_the_line_of_the_planner_runs_query(serve):
     windows = FakeWindowStore(clock, [])
     settings = PlannerSettings("acme-prod", ("eu-prod",), "windows", 6 * 3600, 2, LEASE_SECONDS)
     cursors = FakeCursorStore(windows, clock)
+    publisher = FakePublisher([])
     client, read = serve(
         planner_main,
-        lambda: planner_main.planner_app(settings, cursors, windows, FakePublisher([]), clock),
+        lambda: planner_main.planner_app(settings, cursors, windows, publisher, clock),
     )
-    assert client.post("/run").status_code == 200
+    assert scheduler_call(client, publisher) == 200
     # A lease later, no fetcher has picked the windows up: the run sends them again.
     clock.advance(LEASE_SECONDS + 1)
-    assert client.post("/run").status_code == 200
-    first, second = read()
+    assert scheduler_call(client, publisher) == 200
+    first, second = [line for line in read() if PLANNED.match(line["message"])]
     for line in (first, second):
         assert line["component"] == "planner"
         assert PLANNED.match(line["message"])
@@ -179,14 +181,15 @@ def test_a_planner_run_counts_the_quarantined_windows_of_its_source(serve):
     for task in (TASK, stopped, elsewhere):
         windows.add(task)
     windows.doc(stopped)["state"] = windows.doc(elsewhere)["state"] = QUARANTINED
+    publisher = FakePublisher([])
     client, read = serve(
         planner_main,
         lambda: planner_main.planner_app(
-            settings, FakeCursorStore(windows, clock), windows, FakePublisher([]), clock
+            settings, FakeCursorStore(windows, clock), windows, publisher, clock
         ),
     )
-    assert client.post("/run").status_code == 200
-    [line] = read()
+    assert scheduler_call(client, publisher) == 200
+    [line] = [line for line in read() if PLANNED.match(line["message"])]
     assert (line["source"], line["quarantined"]) == ("eu-prod", 1)  # the alert reads this
 
 

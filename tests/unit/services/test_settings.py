@@ -248,9 +248,22 @@ def test_plan_delay_defaults_to_duos_two_minutes_and_never_less():
             planner_settings({"GOOGLE_CLOUD_PROJECT": "p", "PLAN_DELAY": value})
 
 
+def test_a_plan_task_carries_25_sources_by_default_on_the_plans_topic():
+    settings = planner_settings({"GOOGLE_CLOUD_PROJECT": "p"})
+    assert (settings.plan_slice, settings.plan_topic) == (25, "duo-telephony-plans")
+    settings = planner_settings(
+        {"GOOGLE_CLOUD_PROJECT": "p", "PLAN_SLICE": "100", "PLAN_TOPIC": "acme-plans"}
+    )
+    assert (settings.plan_slice, settings.plan_topic) == (100, "acme-plans")
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
+        ("PLAN_SLICE", "0"),
+        ("PLAN_SLICE", "101"),
+        ("PLAN_SLICE", "2.5"),
+        ("PLAN_SLICE", "many"),
         ("PLAN_PARALLELISM", "four"),
         ("PLAN_PARALLELISM", "0"),
         ("PLAN_PARALLELISM", "65"),

@@ -1,0 +1,32 @@
+"""The scheduler's run hands the sources out in slices: every source in exactly one plan task,
+in the order found, none larger than PLAN_SLICE."""
+
+from __future__ import annotations
+
+from services.planner.fanout import fan_out, slices
+from shared.pipeline.messages import PlanTask
+from tests.unit.services.fakes import FakePublisher
+
+
+def test_a_thousand_sources_make_forty_tasks_of_twenty_five_each_source_in_one():
+    sources = [f"account-{n:04d}" for n in range(1000)]
+    plans = slices(sources, 25)
+    assert len(plans) == 40
+    assert {len(plan.sources) for plan in plans} == {25}
+    assert [source for plan in plans for source in plan.sources] == sources
+
+
+def test_the_last_slice_takes_the_rest_and_a_source_named_twice_is_planned_once():
+    assert slices(["a", "b", "a", "c", "d"], 3) == [PlanTask(("a", "b", "c")), PlanTask(("d",))]
+
+
+def test_no_source_publishes_no_task():
+    publisher = FakePublisher([])
+    assert fan_out([], 25, publisher) == {"sources": 0, "slices": 0}
+    assert publisher.plans == []
+
+
+def test_the_slices_are_published_together_and_counted():
+    publisher = FakePublisher([])
+    assert fan_out([f"s{n}" for n in range(60)], 25, publisher) == {"sources": 60, "slices": 3}
+    assert [kind for kind, *_ in publisher.events] == ["publish_plans"]  # one call, all slices
