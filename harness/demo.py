@@ -28,6 +28,7 @@ from services.settings import ConfigError, parse_duration
 from simulator.dataset import VISIBILITY_DELAY_US
 
 SCHEDULER_PERIOD_SECONDS = 60
+DEFAULT_REFUSED_SHARE = 0.1  # the fleet demo's children refused, to show how they are shown
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -156,8 +157,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fleet.add_argument(
         "--refused-share",
         type=float,
-        default=0.1,
-        help="share of the children in another Duo deployment, refused (default %(default)s)",
+        default=None,
+        help="share of the children in another Duo deployment, refused (default "
+        f"{DEFAULT_REFUSED_SHARE})",
     )
     fleet.add_argument(
         "--activity-distribution",
@@ -237,7 +239,11 @@ def run_fleet(args: argparse.Namespace) -> int:
     options = FleetOptions(
         accounts=args.accounts,
         msp_children=args.msp_children,
-        refused_share=args.refused_share if args.msp_children else 0.0,
+        refused_share=(
+            args.refused_share
+            if args.refused_share is not None
+            else DEFAULT_REFUSED_SHARE * bool(args.msp_children)
+        ),
         distribution=args.activity_distribution,
         records=args.records,
         days=args.days,

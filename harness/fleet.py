@@ -79,15 +79,22 @@ class FleetOptions:
 
     def check(self) -> None:
         """Refuses options that cannot run before anything starts, naming the flag."""
+        if self.accounts < 0 or self.msp_children < 0:
+            raise ConfigError("--accounts/--msp-children: the numbers must be 0 or more")
         if self.accounts + self.msp_children < 1:
             raise ConfigError("--accounts/--msp-children: a fleet needs at least one account")
-        try:
-            self.spec()
-            DatasetSpec(records=self.records, days=self.days, live_per_minute=self.live)
-        except ValueError as error:
-            raise ConfigError(f"fleet: {error}") from None
+        if not 0 <= self.refused_share <= 1:
+            raise ConfigError(f"--refused-share: {self.refused_share} must be within [0, 1]")
         if self.refused_share and not self.msp_children:
             raise ConfigError("--refused-share needs --msp-children")
+        if self.distribution not in ("even", "zipf"):
+            raise ConfigError(f"--activity-distribution: use even or zipf, not {self.distribution}")
+        if self.records < 0:
+            raise ConfigError(f"--records: {self.records} must be 0 or more")
+        if not 0 < self.days <= 180:
+            raise ConfigError("--days: Duo keeps 180 days; use more than 0 and at most 180")
+        if self.live < 0:
+            raise ConfigError(f"--live: {self.live} must be 0 or more records a minute")
         if self.rate_limit < 1:
             raise ConfigError(f"--rate-limit: {self.rate_limit} must be at least 1 a minute")
 
