@@ -228,7 +228,7 @@ def local_stack(
     """Emulators, Duo (simulated unless a real account is configured) and the three services;
     everything started here is stopped on the way out."""
     started = time.time()
-    run_id = time.strftime("%Y%m%d%H%M%S", time.gmtime(started)) + os.urandom(2).hex()
+    run_id = new_run_id(started)
     options.check()
     with (
         LocalCloud(log_dir, project=DEMO_PROJECT) as cloud,
@@ -258,6 +258,11 @@ def local_stack(
         )
         with LocalPipeline(config, cloud.env, log_dir) as pipeline:
             yield LocalStack(pipeline, duo, options, dict(cloud.env))
+
+
+def new_run_id(started: float) -> str:
+    """A run's own suffix for its source and topics: its start, and a little randomness."""
+    return time.strftime("%Y%m%d%H%M%S", time.gmtime(started)) + os.urandom(2).hex()
 
 
 @contextlib.contextmanager

@@ -11,11 +11,13 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from harness.catchup import LocalStack, RunOptions, Summary, format_summary, run_catchup, settle
 from harness.fleet import (
+    FleetCheck,
     FleetOptions,
     caught_up,
     check_fleet,
@@ -28,6 +30,7 @@ from services.settings import ConfigError, parse_duration
 from simulator.dataset import VISIBILITY_DELAY_US
 
 SCHEDULER_PERIOD_SECONDS = 60
+T = TypeVar("T")
 DEFAULT_REFUSED_SHARE = 0.1  # the fleet demo's children refused, to show how they are shown
 
 
@@ -212,19 +215,17 @@ def run(args: argparse.Namespace) -> int:
     keep_running = None
     if args.keep_running or run_for is not None:
         keep_running = functools.partial(_steady_state, run_for=run_for)
-    try:
-        summary = run_catchup(
+    summary, code = _reported(
+        log_dir,
+        lambda: run_catchup(
             options,
             log_dir,
             progress=lambda line: print(line, flush=True),
             keep_running=keep_running,
-        )
-    except KeyboardInterrupt:
-        print("\ninterrupted: every process the demo started is stopped", file=sys.stderr)
-        return 130
-    except Exception as error:
-        print(f"duo-telephony demo failed: {error}\nlogs in {log_dir}", file=sys.stderr)
-        return 1
+        ),
+    )
+    if summary is None:
+        return code
     heading = "caught up" if run_for is None else "settled: every window fetched and checked"
     print(f"\n{heading}\n" + format_summary(summary))
     if not summary.ok:
@@ -258,35 +259,46 @@ def run_fleet(args: argparse.Namespace) -> int:
         print(f"duo-telephony demo: {error}", file=sys.stderr)
         return 2
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="duo-telephony-fleet-"))
-    say = functools.partial(print, flush=True)
-    try:
-        with fleet_stack(options, log_dir, say) as stack:
-            started = time.monotonic()
-            until_ms = int(time.time() * 1000) - VISIBILITY_DELAY_US // 1000
-            scheduler = Scheduler(stack.pipeline.trigger_planner, RunOptions.plan_every, say)
-            while True:
-                scheduler.poll()
-                done, total = caught_up(stack, until_ms)
-                elapsed = time.monotonic() - started
-                say(f"[{elapsed:6.1f}s] {done} of {total} accounts caught up (or shown refused)")
-                if done == total:
-                    break
-                if elapsed > options.timeout:
-                    raise TimeoutError(f"not caught up after {options.timeout:.0f} s")
-                time.sleep(RunOptions.plan_every)
-            say("\n" + fleet_status(stack.pipeline.config.project))
-            check = check_fleet(stack)
-    except KeyboardInterrupt:
-        print("\ninterrupted: every process the demo started is stopped", file=sys.stderr)
-        return 130
-    except Exception as error:
-        print(f"duo-telephony demo failed: {error}\nlogs in {log_dir}", file=sys.stderr)
-        return 1
+    check, code = _reported(log_dir, lambda: _fleet_caught_up(options, log_dir))
+    if check is None:
+        return code
     print("\neach account against its ground truth\n" + format_check(check))
     if not check.ok:
         print("\nFAILED: the bucket does not match Duo's records", file=sys.stderr)
         return 1
     return 0
+
+
+def _fleet_caught_up(options: FleetOptions, log_dir: Path) -> FleetCheck:
+    say = functools.partial(print, flush=True)
+    with fleet_stack(options, log_dir, say) as stack:
+        started = time.monotonic()
+        until_ms = int(time.time() * 1000) - VISIBILITY_DELAY_US // 1000
+        scheduler = Scheduler(stack.pipeline.trigger_planner, RunOptions.plan_every, say)
+        while True:
+            scheduler.poll()
+            done, total = caught_up(stack, until_ms)
+            elapsed = time.monotonic() - started
+            say(f"[{elapsed:6.1f}s] {done} of {total} accounts caught up (or shown refused)")
+            if done == total:
+                break
+            if elapsed > options.timeout:
+                raise TimeoutError(f"not caught up after {options.timeout:.0f} s")
+            time.sleep(RunOptions.plan_every)
+        say("\n" + fleet_status(stack.pipeline.config.project))
+        return check_fleet(stack)
+
+
+def _reported(log_dir: Path, work: Callable[[], T]) -> tuple[T | None, int]:
+    """``work()``'s result, or None and the exit code once its failure or Ctrl-C is told."""
+    try:
+        return work(), 0
+    except KeyboardInterrupt:
+        print("\ninterrupted: every process the demo started is stopped", file=sys.stderr)
+        return None, 130
+    except Exception as error:
+        print(f"duo-telephony demo failed: {error}\nlogs in {log_dir}", file=sys.stderr)
+        return None, 1
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import threading
 import time
@@ -22,7 +21,7 @@ from typing import Any
 import requests
 from google.cloud import storage
 
-from harness.catchup import DEMO_PROJECT, environment
+from harness.catchup import DEMO_PROJECT, environment, new_run_id
 from harness.emulators import LocalCloud
 from harness.pipeline import LocalPipeline, PipelineConfig
 from services.fleet_status import summary
@@ -194,7 +193,7 @@ def fleet_stack(
     """Emulators, the fleet simulator and the three services (or the planner alone, its
     tasks left unread); all stopped on the way out."""
     options.check()
-    run_id = time.strftime("%Y%m%d%H%M%S", time.gmtime()) + os.urandom(2).hex()
+    run_id = new_run_id(time.time())
     with (
         LocalCloud(log_dir, project=DEMO_PROJECT) as cloud,
         fleet_simulator(options) as sim,
