@@ -193,15 +193,15 @@ def measure(
             steady_requests=in_span(api.requests(), caught_up, measured_end),
             freshness_backfill=during,
             freshness_steady=after,
-            operations_backfill=_phase(logs, None, caught_up),
-            operations_steady=_phase(logs, caught_up, measured_end),
+            operations_backfill=phase_operations(logs, None, caught_up),
+            operations_steady=phase_operations(logs, caught_up, measured_end),
             live_records_steady=sum(1 for ts, _ in landings if caught_up <= ts < measured_end),
             summary=summary,
             chaos=chaos.report if chaos else None,
         )
 
 
-def _phase(
+def phase_operations(
     logs: dict[str, list[str]], start: float | None, end: float
 ) -> dict[str, dict[str, int]]:
     """Each service's operations and log bytes from ``start`` (None: the beginning) to

@@ -228,12 +228,12 @@ def local_stack(
     """Emulators, Duo (simulated unless a real account is configured) and the three services;
     everything started here is stopped on the way out."""
     started = time.time()
-    run_id = time.strftime("%Y%m%d%H%M%S", time.gmtime(started)) + os.urandom(2).hex()
+    run_id = new_run_id(started)
     options.check()
     with (
         LocalCloud(log_dir, project=DEMO_PROJECT) as cloud,
         _duo(options, started) as duo,
-        _environment(cloud.env),
+        environment(cloud.env),
     ):
         config = PipelineConfig(
             project=cloud.project,
@@ -260,8 +260,13 @@ def local_stack(
             yield LocalStack(pipeline, duo, options, dict(cloud.env))
 
 
+def new_run_id(started: float) -> str:
+    """A run's own suffix for its source and topics: its start, and a little randomness."""
+    return time.strftime("%Y%m%d%H%M%S", time.gmtime(started)) + os.urandom(2).hex()
+
+
 @contextlib.contextmanager
-def _environment(variables: dict[str, str]) -> Iterator[None]:
+def environment(variables: dict[str, str]) -> Iterator[None]:
     """This process reads Firestore and Storage too (status, the final check); the variables
     are put back afterwards so a next run does not take stopped emulators for running ones."""
     saved = {name: os.environ.get(name) for name in variables}
@@ -491,20 +496,26 @@ def _fetcher_requests(entries: Iterable[dict[str, Any]]) -> tuple[int, int]:
 def peak_memory_mb(pid: int | None) -> float:
     """The largest peak resident size among the processes of ``pid``'s process group (the
     gunicorn master and its worker), in MiB."""
+    return round(max(group_memory_kib(pid, "VmHWM"), default=0) / 1024, 1)
+
+
+def group_memory_kib(pid: int | None, name: str) -> list[int]:
+    """``name`` (VmHWM, VmRSS: /proc/PID/status) of each process in ``pid``'s process group,
+    in KiB."""
     if pid is None:
-        return 0.0
-    peak = 0
+        return []
+    found = []
     for status in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = status.read_text().rsplit(")", 1)[1].split()
             if int(fields[2]) != pid:  # field 5 of stat, the process group
                 continue
             for line in (status.parent / "status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peak = max(peak, int(line.split()[1]))
+                if line.startswith(f"{name}:"):
+                    found.append(int(line.split()[1]))
         except (OSError, IndexError, ValueError):
             continue
-    return round(peak / 1024, 1)
+    return found
 
 
 def format_summary(summary: Summary) -> str:

@@ -11,14 +11,27 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from harness.catchup import LocalStack, RunOptions, Summary, format_summary, run_catchup, settle
+from harness.fleet import (
+    FleetCheck,
+    FleetOptions,
+    caught_up,
+    check_fleet,
+    fleet_stack,
+    fleet_status,
+    format_check,
+)
 from harness.scheduler import Scheduler
 from services.settings import ConfigError, parse_duration
+from simulator.dataset import VISIBILITY_DELAY_US
 
 SCHEDULER_PERIOD_SECONDS = 60
+T = TypeVar("T")
+DEFAULT_REFUSED_SHARE = 0.1  # the fleet demo's children refused, to show how they are shown
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -125,6 +138,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep collecting this long (e.g. 30m), then stop the live records, wait until "
         "every window has had its first late-record check, and check the bucket again",
     )
+    fleet = parser.add_argument_group(
+        "a fleet",
+        "many Duo accounts (the simulator's fleet): each account's records checked against its "
+        "ground truth; --records, --days and --live are the whole fleet's",
+    )
+    fleet.add_argument(
+        "--accounts",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N accounts with their own keys, read from a sources file (DUO_SOURCES_FILE)",
+    )
+    fleet.add_argument(
+        "--msp-children",
+        type=int,
+        default=0,
+        metavar="N",
+        help="an MSP parent with N children, discovered by the planner (DUO_MSP_PARENT)",
+    )
+    fleet.add_argument(
+        "--refused-share",
+        type=float,
+        default=None,
+        help="share of the children in another Duo deployment, refused (default "
+        f"{DEFAULT_REFUSED_SHARE})",
+    )
+    fleet.add_argument(
+        "--activity-distribution",
+        choices=("even", "zipf"),
+        default="zipf",
+        help="how the records spread over the accounts (default %(default)s: most quiet)",
+    )
     parser.add_argument(
         "--log-dir",
         type=Path,
@@ -136,6 +181,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # SIGTERM ends the demo like Ctrl-C: every process it started is stopped on the way out.
     signal.signal(signal.SIGTERM, _interrupt)
+    if args.accounts or args.msp_children:
+        return run_fleet(args)
     options = RunOptions(
         records=args.records,
         days=args.days,
@@ -168,25 +215,90 @@ def run(args: argparse.Namespace) -> int:
     keep_running = None
     if args.keep_running or run_for is not None:
         keep_running = functools.partial(_steady_state, run_for=run_for)
-    try:
-        summary = run_catchup(
+    summary, code = _reported(
+        log_dir,
+        lambda: run_catchup(
             options,
             log_dir,
             progress=lambda line: print(line, flush=True),
             keep_running=keep_running,
-        )
-    except KeyboardInterrupt:
-        print("\ninterrupted: every process the demo started is stopped", file=sys.stderr)
-        return 130
-    except Exception as error:
-        print(f"duo-telephony demo failed: {error}\nlogs in {log_dir}", file=sys.stderr)
-        return 1
+        ),
+    )
+    if summary is None:
+        return code
     heading = "caught up" if run_for is None else "settled: every window fetched and checked"
     print(f"\n{heading}\n" + format_summary(summary))
     if not summary.ok:
         print("\nFAILED: the bucket does not match Duo's records", file=sys.stderr)
         return 1
     return 0
+
+
+def run_fleet(args: argparse.Namespace) -> int:
+    """The fleet demo: every account caught up (the planner as often as the single-account
+    demo's catch-up), the fleet's status, and each account checked against its ground truth."""
+    options = FleetOptions(
+        accounts=args.accounts,
+        msp_children=args.msp_children,
+        refused_share=(
+            args.refused_share
+            if args.refused_share is not None
+            else DEFAULT_REFUSED_SHARE * bool(args.msp_children)
+        ),
+        distribution=args.activity_distribution,
+        records=args.records,
+        days=args.days,
+        live=args.live,
+        seed=args.seed,
+        rate_limit=args.rate_limit,
+        timeout=args.timeout,
+    )
+    try:
+        options.check()
+    except ConfigError as error:
+        print(f"duo-telephony demo: {error}", file=sys.stderr)
+        return 2
+    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="duo-telephony-fleet-"))
+    check, code = _reported(log_dir, lambda: _fleet_caught_up(options, log_dir))
+    if check is None:
+        return code
+    print("\neach account against its ground truth\n" + format_check(check))
+    if not check.ok:
+        print("\nFAILED: the bucket does not match Duo's records", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _fleet_caught_up(options: FleetOptions, log_dir: Path) -> FleetCheck:
+    say = functools.partial(print, flush=True)
+    with fleet_stack(options, log_dir, say) as stack:
+        started = time.monotonic()
+        until_ms = int(time.time() * 1000) - VISIBILITY_DELAY_US // 1000
+        scheduler = Scheduler(stack.pipeline.trigger_planner, RunOptions.plan_every, say)
+        while True:
+            scheduler.poll()
+            done, total = caught_up(stack, until_ms)
+            elapsed = time.monotonic() - started
+            say(f"[{elapsed:6.1f}s] {done} of {total} accounts caught up (or shown refused)")
+            if done == total:
+                break
+            if elapsed > options.timeout:
+                raise TimeoutError(f"not caught up after {options.timeout:.0f} s")
+            time.sleep(RunOptions.plan_every)
+        say("\n" + fleet_status(stack.pipeline.config.project))
+        return check_fleet(stack)
+
+
+def _reported(log_dir: Path, work: Callable[[], T]) -> tuple[T | None, int]:
+    """``work()``'s result, or None and the exit code once its failure or Ctrl-C is told."""
+    try:
+        return work(), 0
+    except KeyboardInterrupt:
+        print("\ninterrupted: every process the demo started is stopped", file=sys.stderr)
+        return None, 130
+    except Exception as error:
+        print(f"duo-telephony demo failed: {error}\nlogs in {log_dir}", file=sys.stderr)
+        return None, 1
 
 
 def _interrupt(signum: int, frame: object) -> None:

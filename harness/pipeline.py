@@ -10,7 +10,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +39,11 @@ LOCAL_MAX_BACKOFF_SECONDS = 4
 class PipelineConfig:
     project: str
     bucket: str
-    duo_api_host: str
-    duo_ikey: str
-    duo_skey: str
+    # The single-account variables; empty for a fleet read only from the sources file or an
+    # MSP parent's children (``extra_env``: DUO_SOURCES_FILE, DUO_MSP_PARENT).
+    duo_api_host: str = ""
+    duo_ikey: str = ""
+    duo_skey: str = ""
     source: str = "default"
     prefix: str = "duo-telephony"
     gzip: bool = False
@@ -57,12 +59,15 @@ class PipelineConfig:
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
     def service_env(self) -> dict[str, str]:
-        return {
-            "GOOGLE_CLOUD_PROJECT": self.project,
-            "SOURCE_ID": self.source,
+        single = {
             "DUO_API_HOST": self.duo_api_host,
             "DUO_IKEY": self.duo_ikey,
             "DUO_SKEY": self.duo_skey,
+        }
+        return {
+            "GOOGLE_CLOUD_PROJECT": self.project,
+            "SOURCE_ID": self.source,
+            **{name: value for name, value in single.items() if value},
             "DUO_RATE_LIMIT_PER_MINUTE": str(self.rate_per_minute),
             "WINDOW_TOPIC": self.topics.windows,
             "BATCH_TOPIC": self.topics.batches,
@@ -101,6 +106,19 @@ class LocalPipeline:
             for name in SERVICES:
                 self.start_service(name)
             self._wire_subscriptions()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_planner_only(self) -> LocalPipeline:
+        """The planner alone, its topics there but read by nobody: to time what Cloud
+        Scheduler's call does, without the fetchers' and writers' work beside it."""
+        try:
+            publisher, project = pubsub_publisher(), self.config.project
+            for topic in astuple(self.config.topics):
+                ensure_topic(publisher, project, topic)
+            self.start_service("planner")
         except BaseException:
             self.stop()
             raise
@@ -196,11 +214,11 @@ class LocalPipeline:
         )
         self._wired = True
 
-    def trigger_planner(self) -> dict[str, int]:
+    def trigger_planner(self, timeout: float = 120) -> dict[str, int]:
         """What Cloud Scheduler does: POST the planner's /run; its answer, the sources and
         slices it handed out (the slices are planned after it answers, pushed to /plan)."""
         status, body = http_request(
-            "POST", f"http://{self.services['planner'].address}/run", timeout=120
+            "POST", f"http://{self.services['planner'].address}/run", timeout=timeout
         )
         if status != 200:
             raise RuntimeError(f"planner /run answered {status}: {body[:500]}")

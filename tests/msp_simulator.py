@@ -1,27 +1,19 @@
 """The Duo simulator in MSP mode for integration tests: a parent whose keys list four children,
-one of them refused (a child in another Duo deployment), records spread by Zipf's law; and
-what landed in a bucket, to hold against each account's ground truth."""
+one of them refused (a child in another Duo deployment), records spread by Zipf's law. What
+landed and the ground truth: ``harness.fleet``."""
 
 from __future__ import annotations
 
 import contextlib
-import json
-from collections import Counter
 from collections.abc import Iterator
 
-import requests
-from google.cloud import storage
-
+from harness.fleet import PARENT_IKEY, PARENT_SKEY
 from shared.clock import Clock
 from shared.duo.secret import Secret
-from shared.pipeline.objects import decode_records, parse_object_name
 from simulator.dataset import DatasetSpec
 from simulator.fleet import FleetSpec
 from simulator.fleet_api import FleetApi
 from simulator.server import SimulatorServer
-
-PARENT_IKEY = "DIMSPPARENTINTEGRATE"
-PARENT_SKEY = "MspParentSecretKeyForIntegrationTests000"
 
 
 @contextlib.contextmanager
@@ -37,21 +29,3 @@ def msp_simulator(clock: Clock, dataset: DatasetSpec) -> Iterator[SimulatorServe
         yield server
     finally:
         server.stop()
-
-
-def landed(bucket: storage.Bucket, prefix: str) -> dict[str, Counter]:
-    """Records landed under ``prefix``, by source: telephony id -> times landed."""
-    found: dict[str, Counter] = {}
-    for blob in bucket.list_blobs(prefix=f"{prefix}/"):
-        name = parse_object_name(blob.name, prefix)
-        for record in decode_records(blob.download_as_bytes(), False):
-            found.setdefault(name.source, Counter())[record["telephony_id"]] += 1
-    return found
-
-
-def truth(sim: SimulatorServer, account_id: str) -> set[str]:
-    """The account's records as the simulator holds them."""
-    body = requests.get(
-        f"{sim.base_url}/__sim__/records", params={"account_id": account_id}, timeout=30
-    ).text
-    return {json.loads(line)["telephony_id"] for line in body.splitlines()}

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from harness.fleet import landed, truth
 from harness.pipeline import LocalPipeline, PipelineConfig
 from shared.clock import SystemClock
 from shared.gcp.clients import storage_client
@@ -23,7 +24,7 @@ from shared.pipeline.sources import ACTIVE, REFUSED, REFUSED_FIX
 from simulator.dataset import DatasetSpec
 from simulator.fleet_api import ACCOUNTS_PATH
 from tests.conftest import unique_name
-from tests.msp_simulator import PARENT_IKEY, PARENT_SKEY, landed, msp_simulator, truth
+from tests.msp_simulator import PARENT_IKEY, PARENT_SKEY, msp_simulator
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +62,7 @@ def test_the_own_account_and_each_discovered_child_land_exactly_once_each_where_
                 "DUO_LOCAL_SECRETS": json.dumps({PARENT_SECRET: PARENT_SKEY}),
             },
         )
-        expected = {account: truth(sim, account) for account in [own["account_id"], *children]}
+        expected = {account: set(truth(sim, account)) for account in [own["account_id"], *children]}
         bucket = storage_client(local_cloud.project).bucket(config.bucket)
         registry = SourceRegistry(firestore_db, SystemClock())
         readable = [a for a, child in children.items() if not child["refused"]]
