@@ -114,6 +114,8 @@ class PlannerSettings:
     file_sources: tuple[SourceSpec, ...] = ()
     parent: ParentSpec | None = None
     accounts_refresh_ms: int = DEFAULT_REFRESH_MS
+    # DUO_RATE_LIMIT_PER_MINUTE, the budget an MSP parent's children may share (None: auto).
+    rate_per_minute: float | None = None
 
     @property
     def configured(self) -> tuple[SourceSpec, ...]:
@@ -459,6 +461,7 @@ def planner_settings(env: Mapping[str, str]) -> PlannerSettings:
         file_sources=listed,
         parent=msp_parent(e),
         accounts_refresh_ms=int(refresh * 1000),
+        rate_per_minute=_rate_limit(e)[0],
     )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 
 from flask import Flask, jsonify
 
+from services.planner.budget import shared_waits
 from services.planner.discovery import discover, planned_sources
 from services.planner.run import run_planner
 from services.push_app import build, create_app
@@ -17,6 +18,7 @@ from shared.gcp.clients import firestore_client, pubsub_publisher, storage_clien
 from shared.gcp.cursor_store import CursorStore
 from shared.gcp.destinations import Destinations
 from shared.gcp.publisher import Publisher
+from shared.gcp.rate_limiter import found_rate
 from shared.gcp.secret_manager import CachedSecrets, read_secret_version
 from shared.gcp.source_registry import SourceRegistry
 from shared.gcp.unmarked_batches import UnmarkedBatches
@@ -46,7 +48,10 @@ def create_planner_app(
         discover, secrets=CachedSecrets(read_secret, clock), clock=clock
     )
     sources = functools.partial(planned_sources, settings, registry, list_children, clock)
-    return planner_app(settings, cursors, windows, publisher, clock, unmarked, sources)
+    waits = functools.partial(
+        shared_waits, settings, clock, found_rate=functools.partial(found_rate, db)
+    )
+    return planner_app(settings, cursors, windows, publisher, clock, unmarked, sources, waits)
 
 
 def planner_app(
@@ -57,13 +62,16 @@ def planner_app(
     clock: Clock,
     unmarked: UnmarkedBatches | None = None,
     sources: Callable[[], list[str]] | None = None,
+    waits: Callable[[list[str]], Mapping[str, int]] | None = None,
 ) -> Flask:
     """The ``/run`` endpoint around the planner's work, given its collaborators."""
     app = create_app("planner", settings.project)
 
     @app.post("/run")
     def run():
-        results = run_planner(settings, cursors, windows, publisher, clock, unmarked, sources)
+        results = run_planner(
+            settings, cursors, windows, publisher, clock, unmarked, sources, waits
+        )
         return jsonify(results), 500 if any("error" in r for r in results) else 200
 
     return app

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from services import structured_log
@@ -32,14 +32,27 @@ def run_planner(
     clock: Clock,
     unmarked: UnmarkedBatches | None = None,
     sources: Callable[[], list[str]] | None = None,
+    waits: Callable[[list[str]], Mapping[str, int]] | None = None,
 ) -> list[dict[str, Any]]:
     """Plans each source: those ``sources`` returns (the registry's active ones), or the
-    configured ones."""
+    configured ones; ``waits`` gives the span each child sharing its parent's budget waits
+    for, once a run."""
     results = []
-    for source in sources() if sources else settings.sources:
+    planned = sources() if sources else list(settings.sources)
+    shared = waits(planned) if waits else {}
+    for source in planned:
         try:
             results.append(
-                _run_source(source, settings, cursors, windows, publisher, clock, unmarked)
+                _run_source(
+                    source,
+                    settings,
+                    cursors,
+                    windows,
+                    publisher,
+                    clock,
+                    unmarked,
+                    shared_wait_ms=shared.get(source, 0),
+                )
             )
         except Exception as error:
             # One account's trouble (say, its windows cannot be published) must not stop the
@@ -57,6 +70,7 @@ def _run_source(
     publisher: Publisher,
     clock: Clock,
     unmarked: UnmarkedBatches | None,
+    shared_wait_ms: int = 0,
 ) -> dict[str, Any]:
     planned = cursors.plan(
         source,
@@ -64,6 +78,7 @@ def _run_source(
         settings.parallelism,
         delay_ms=int(settings.delay_seconds * 1000),
         quiet_every_ms=settings.quiet_read_every_ms,
+        shared_wait_ms=shared_wait_ms,
     )
     publisher.publish_tasks(planned)
     find = unmarked.find if unmarked else None

@@ -295,3 +295,15 @@ def auto_fields(auto: AutoRate) -> dict[str, Any]:
         "resume_at": auto.resume_at,
         "sent": {str(second): count for second, count in auto.sent},
     }
+
+
+def found_rate(
+    client: firestore.Client,
+    key: str,
+    policy: AutoPolicy | None = None,
+    collection: str = DEFAULT_COLLECTION,
+) -> float:
+    """The requests a minute found so far for the budget ``key`` (``auto``): one read; the
+    policy's start before anything was found."""
+    data = client.collection(collection).document(key).get().to_dict() or {}
+    return auto_rate(data, policy or AutoPolicy()).per_minute
