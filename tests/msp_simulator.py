@@ -1,6 +1,6 @@
-"""The Duo simulator in MSP mode for integration tests: a parent whose keys list four children,
-one of them refused (a child in another Duo deployment), records spread by Zipf's law; and
-what landed in a bucket, to hold against each account's ground truth."""
+"""The Duo simulator in MSP mode for integration tests: by default a parent whose keys list four
+children, one of them refused (a child in another Duo deployment), records spread by Zipf's
+law; and what landed in a bucket, to hold against each account's ground truth."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from google.cloud import storage
 from shared.clock import Clock
 from shared.duo.secret import Secret
 from shared.pipeline.objects import decode_records, parse_object_name
+from simulator.api import ApiOptions
 from simulator.dataset import DatasetSpec
 from simulator.fleet import FleetSpec
 from simulator.fleet_api import FleetApi
@@ -22,16 +23,19 @@ from simulator.server import SimulatorServer
 
 PARENT_IKEY = "DIMSPPARENTINTEGRATE"
 PARENT_SKEY = "MspParentSecretKeyForIntegrationTests000"
+DEFAULT_FLEET = FleetSpec(accounts=1, msp_children=4, refused_share=0.25, distribution="zipf")
 
 
 @contextlib.contextmanager
-def msp_simulator(clock: Clock, dataset: DatasetSpec) -> Iterator[SimulatorServer]:
-    api = FleetApi(
-        FleetSpec(accounts=1, msp_children=4, refused_share=0.25, distribution="zipf"),
-        dataset,
-        (PARENT_IKEY, Secret(PARENT_SKEY)),
-        clock,
-    )
+def msp_simulator(
+    clock: Clock,
+    dataset: DatasetSpec,
+    fleet: FleetSpec = DEFAULT_FLEET,
+    options: ApiOptions | None = None,
+) -> Iterator[SimulatorServer]:
+    """The simulator serving ``fleet``; ``options``: its rate limit, per account or (the
+    fleet's ``rate_limit_scope``) for every request made with the parent's keys."""
+    api = FleetApi(fleet, dataset, (PARENT_IKEY, Secret(PARENT_SKEY)), clock, options)
     server = SimulatorServer(api, port=0).start()
     try:
         yield server

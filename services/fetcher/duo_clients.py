@@ -26,13 +26,12 @@ from shared.duo.accounts import (
     child_http,
     child_signing,
 )
-from shared.duo.adaptive_rate import AutoPolicy
 from shared.duo.api import DuoApi
 from shared.duo.endpoint import DuoEndpoint, EndpointError
 from shared.duo.retry import RetryPolicy
 from shared.duo.signing import Signer, SigningConfig
 from shared.duo.transport import DuoHttp
-from shared.gcp.rate_limiter import FirestoreRateLimiter
+from shared.gcp.rate_limiter import FirestoreRateLimiter, budget_limiter
 from shared.gcp.secret_manager import CachedSecrets, SecretUnavailableError
 from shared.gcp.source_registry import CachedEntries
 from shared.pipeline.rate_share import budget_key, budget_rate
@@ -131,12 +130,8 @@ class DuoClients:
         with self._lock:
             limiter = self._limiters.get((key, per_minute))
             if limiter is None:
-                limiter = FirestoreRateLimiter(
-                    self._db,
-                    key,
-                    rate=AutoPolicy() if per_minute is None else per_minute / 60.0,
-                    burst=1 if per_minute is None else self._settings.burst,
-                    clock=self._clock,
+                limiter = budget_limiter(
+                    self._db, key, per_minute, self._settings.burst, self._clock
                 )
                 self._limiters[(key, per_minute)] = limiter
         return limiter

@@ -17,6 +17,16 @@ from shared.pipeline.rate_share import (
 )
 
 
+def shared_budget(settings: PlannerSettings) -> tuple[str, float | None] | None:
+    """The MSP parent's shared budget: its limiter's key and requests a minute (None: found
+    from Duo's 429s); None when each child has its own."""
+    parent = settings.parent
+    if parent is None or not is_shared(parent.rate_limit):
+        return None
+    key = budget_key("", parent.id, parent.rate_limit)
+    return key, budget_rate(parent.rate_limit, settings.rate_per_minute)
+
+
 def shared_waits(
     settings: PlannerSettings,
     clock: Clock,
@@ -27,16 +37,14 @@ def shared_waits(
     rate. The configured sources are no child (the registry reads a configured source in
     place of a child with its id), and every other active source is a child of the one
     configured parent (any other parent's are gone)."""
-    parent = settings.parent
-    if parent is None or not is_shared(parent.rate_limit):
-        return {}
+    budget = shared_budget(settings)
     configured = {spec.id for spec in settings.configured}
     children = [source for source in planned if source not in configured]
-    if not children:
+    if budget is None or not children:
         return {}
-    per_minute = budget_rate(parent.rate_limit, settings.rate_per_minute)
+    key, per_minute = budget
     if per_minute is None:
-        per_minute = found_rate(budget_key("", parent.id, parent.rate_limit))
+        per_minute = found_rate(key)
     every = read_every_ms(len(children), per_minute)
     now = now_ms(clock)
     return {child: shared_wait_ms(every, i, now) for i, child in enumerate(sorted(children))}

@@ -14,6 +14,7 @@ from shared.duo.accounts import DuoPoster, list_child_accounts
 from shared.duo.api import DuoApi
 from shared.duo.endpoint import DuoEndpoint
 from shared.duo.errors import DuoError
+from shared.duo.rate_limit import RateLimiter
 from shared.duo.secret import Secret
 from shared.duo.signing import Signer, SigningConfig
 from shared.duo.transport import DuoHttp
@@ -42,11 +43,14 @@ class Registry(Protocol):
     ) -> dict[str, dict[str, Any]]: ...
 
 
-def parent_api(parent: ParentSpec, skey: Secret, clock: Clock) -> DuoPoster:
-    """The parent's Accounts API, signed with its keys."""
+def parent_api(
+    parent: ParentSpec, skey: Secret, clock: Clock, limiter: RateLimiter | None = None
+) -> DuoPoster:
+    """The parent's Accounts API, signed with its keys; ``limiter``: the budget the listing
+    shares with the children's reads, when Duo counts them against the parent's keys."""
     endpoint = DuoEndpoint.parse(parent.api_host, f"{MSP_PARENT}.api_host")
     signer = Signer(SigningConfig(parent.ikey, skey, endpoint.host), clock)
-    return DuoApi(DuoHttp(endpoint), signer, clock=clock)
+    return DuoApi(DuoHttp(endpoint), signer, limiter=limiter, clock=clock)
 
 
 def discover(

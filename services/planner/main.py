@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping
 
 from flask import Flask, jsonify
 
-from services.planner.budget import shared_waits
-from services.planner.discovery import discover, planned_sources
+from services.planner.budget import shared_budget, shared_waits
+from services.planner.discovery import discover, parent_api, planned_sources
 from services.planner.run import run_planner
 from services.push_app import build, create_app
 from services.settings import PlannerSettings, planner_settings, secret_reader
@@ -18,7 +18,7 @@ from shared.gcp.clients import firestore_client, pubsub_publisher, storage_clien
 from shared.gcp.cursor_store import CursorStore
 from shared.gcp.destinations import Destinations
 from shared.gcp.publisher import Publisher
-from shared.gcp.rate_limiter import found_rate
+from shared.gcp.rate_limiter import budget_limiter, found_rate
 from shared.gcp.secret_manager import CachedSecrets, read_secret_version
 from shared.gcp.source_registry import SourceRegistry
 from shared.gcp.unmarked_batches import UnmarkedBatches
@@ -44,8 +44,13 @@ def create_planner_app(
         unmarked = Destinations(
             registry, clock, storage_client(settings.project), settings.bucket, settings.prefix
         )
+    connect = parent_api
+    budget = shared_budget(settings)
+    if budget is not None:
+        # The listing is made with the parent's keys: it draws from the children's budget.
+        connect = functools.partial(parent_api, limiter=budget_limiter(db, *budget, clock=clock))
     list_children = functools.partial(
-        discover, secrets=CachedSecrets(read_secret, clock), clock=clock
+        discover, secrets=CachedSecrets(read_secret, clock), clock=clock, connect=connect
     )
     sources = functools.partial(planned_sources, settings, registry, list_children, clock)
     waits = functools.partial(

@@ -307,3 +307,17 @@ def found_rate(
     policy's start before anything was found."""
     data = client.collection(collection).document(key).get().to_dict() or {}
     return auto_rate(data, policy or AutoPolicy()).per_minute
+
+
+def budget_limiter(
+    client: firestore.Client,
+    key: str,
+    per_minute: float | None,
+    burst: int = 1,
+    clock: Clock | None = None,
+) -> FirestoreRateLimiter:
+    """The limiter of the budget ``key`` at ``per_minute`` requests (None: found from Duo's
+    429s, which allows no burst)."""
+    if per_minute is None:
+        return FirestoreRateLimiter(client, key, rate=AutoPolicy(), clock=clock)
+    return FirestoreRateLimiter(client, key, rate=per_minute / 60.0, burst=burst, clock=clock)
