@@ -8,21 +8,24 @@ import contextlib
 import json
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import requests
 from google.cloud import storage
 
+from harness.pipeline import PipelineConfig
 from shared.clock import Clock
 from shared.duo.secret import Secret
 from shared.pipeline.objects import decode_records, parse_object_name
 from simulator.api import ApiOptions
 from simulator.dataset import DatasetSpec
 from simulator.fleet import FleetSpec
-from simulator.fleet_api import FleetApi
+from simulator.fleet_api import ACCOUNTS_PATH, FleetApi
 from simulator.server import SimulatorServer
 
 PARENT_IKEY = "DIMSPPARENTINTEGRATE"
 PARENT_SKEY = "MspParentSecretKeyForIntegrationTests000"
+PARENT_SECRET = "projects/duo-telephony-test/secrets/msp-parent/versions/1"
 DEFAULT_FLEET = FleetSpec(accounts=1, msp_children=4, refused_share=0.25, distribution="zipf")
 
 
@@ -41,6 +44,39 @@ def msp_simulator(
         yield server
     finally:
         server.stop()
+
+
+def fleet_config(
+    sim: SimulatorServer, project: str, bucket: str, parent: dict[str, Any], **config: Any
+) -> tuple[PipelineConfig, dict[str, Any], dict[str, dict[str, Any]]]:
+    """The pipeline reading the simulator's own account (source ``own``) and the parent's
+    children (each under its own prefix; ``parent``: more ``DUO_MSP_PARENT`` fields), and the
+    accounts as the simulator lists them: the own one, and the children by account id."""
+    listed = requests.get(f"{sim.base_url}{ACCOUNTS_PATH}", timeout=30).json()
+    [own] = [a for a in listed if not a["msp_child"]]
+    children = {a["account_id"]: a for a in listed if a["msp_child"]}
+    setting = {
+        "id": "msp",
+        "api_host": sim.base_url,
+        "ikey": PARENT_IKEY,
+        "skey_secret": PARENT_SECRET,
+        "destination": {"prefix": "customers/{account_id}"},
+    }
+    env = {
+        "DUO_MSP_PARENT": json.dumps(setting | parent),
+        "DUO_LOCAL_SECRETS": json.dumps({PARENT_SECRET: PARENT_SKEY}),
+    }
+    pipeline = PipelineConfig(
+        project=project,
+        bucket=bucket,
+        duo_api_host=sim.base_url,
+        duo_ikey=own["ikey"],
+        duo_skey=own["skey"],
+        source="own",
+        extra_env=env,
+        **config,
+    )
+    return pipeline, own, children
 
 
 def landed(bucket: storage.Bucket, prefix: str) -> dict[str, Counter]:

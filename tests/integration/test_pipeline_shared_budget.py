@@ -4,16 +4,14 @@ is read at least once per ceil(N / R) minutes, and every child's records land on
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
-import requests
 
 from harness.fleet_reads import reads
-from harness.pipeline import LocalPipeline, PipelineConfig
+from harness.pipeline import LocalPipeline
 from shared.clock import SystemClock
 from shared.gcp.clients import storage_client
 from shared.gcp.window_store import WindowStore
@@ -21,13 +19,11 @@ from shared.pipeline.sources import child_source_id
 from simulator.api import ApiOptions
 from simulator.dataset import DatasetSpec
 from simulator.fleet import FleetSpec
-from simulator.fleet_api import ACCOUNTS_PATH
 from tests.conftest import unique_name
-from tests.msp_simulator import PARENT_IKEY, PARENT_SKEY, landed, msp_simulator, truth
+from tests.msp_simulator import fleet_config, landed, msp_simulator, truth
 
 pytestmark = pytest.mark.integration
 
-PARENT_SECRET = "projects/duo-telephony-test/secrets/msp-parent/versions/1"
 MINUTE_MS = 60_000
 CHILDREN = 8
 RATE = 6  # the parent's budget, requests a minute: each child read every ceil(8 / 6) = 2 min
@@ -43,31 +39,13 @@ def test_children_sharing_the_parents_budget_are_each_read_every_ceil_n_over_r_m
     with msp_simulator(
         SystemClock(), dataset, fleet, ApiOptions(rate_limit_per_minute=RATE)
     ) as sim:
-        listed = requests.get(f"{sim.base_url}{ACCOUNTS_PATH}", timeout=30).json()
-        [own] = [a for a in listed if not a["msp_child"]]
-        children = [a["account_id"] for a in listed if a["msp_child"]]
-        config = PipelineConfig(
-            project=local_cloud.project,
-            bucket=unique_name("shared"),
-            duo_api_host=sim.base_url,
-            duo_ikey=own["ikey"],
-            duo_skey=own["skey"],
-            source="own",
+        config, _own, children = fleet_config(
+            sim,
+            local_cloud.project,
+            unique_name("shared"),
+            {"rate_limit": "parent"},
             rate_per_minute=RATE,
             lookback="3h",
-            extra_env={
-                "DUO_MSP_PARENT": json.dumps(
-                    {
-                        "id": "msp",
-                        "api_host": sim.base_url,
-                        "ikey": PARENT_IKEY,
-                        "skey_secret": PARENT_SECRET,
-                        "destination": {"prefix": "customers/{account_id}"},
-                        "rate_limit": "parent",
-                    }
-                ),
-                "DUO_LOCAL_SECRETS": json.dumps({PARENT_SECRET: PARENT_SKEY}),
-            },
         )
         expected = {account: truth(sim, account) for account in children}
         bucket = storage_client(local_cloud.project).bucket(config.bucket)
