@@ -123,6 +123,8 @@ class PlannerSettings:
     # The scheduler's run publishes the sources to plan here, PLAN_SLICE to a task.
     plan_topic: str = TopicNames.plans
     plan_slice: int = DEFAULT_PLAN_SLICE
+    # DUO_RATE_LIMIT_PER_MINUTE, the budget an MSP parent's children may share (None: auto).
+    rate_per_minute: float | None = None
 
     @property
     def configured(self) -> tuple[SourceSpec, ...]:
@@ -479,6 +481,7 @@ def planner_settings(env: Mapping[str, str]) -> PlannerSettings:
         accounts_refresh_ms=int(refresh * 1000),
         plan_topic=e.text("PLAN_TOPIC", TopicNames.plans),
         plan_slice=plan_slice(e),
+        rate_per_minute=_rate_limit(e)[0],
     )
 
 

@@ -26,15 +26,15 @@ from shared.duo.accounts import (
     child_http,
     child_signing,
 )
-from shared.duo.adaptive_rate import AutoPolicy
 from shared.duo.api import CountedReads, DuoApi
 from shared.duo.endpoint import DuoEndpoint, EndpointError
 from shared.duo.retry import RetryPolicy
 from shared.duo.signing import Signer, SigningConfig
 from shared.duo.transport import DuoHttp
-from shared.gcp.rate_limiter import FirestoreRateLimiter
+from shared.gcp.rate_limiter import FirestoreRateLimiter, budget_limiter
 from shared.gcp.secret_manager import CachedSecrets, SecretUnavailableError
 from shared.gcp.source_registry import CachedEntries
+from shared.pipeline.rate_share import budget_key, budget_rate
 from shared.pipeline.sources import BROKEN, REFUSED, REFUSED_FIX, SourceSpec, trouble
 
 T = TypeVar("T")
@@ -78,6 +78,8 @@ class DuoClients:
         self._shared: dict[
             str, tuple[object, DuoHttp, Signer, FirestoreRateLimiter, ChildAccount | None]
         ] = {}
+        # By budget key and rate: the limiters, each shared by the sources drawing from it.
+        self._limiters: dict[tuple[str, float | None], FirestoreRateLimiter] = {}
         # A page's retries (at most 5 minutes, the lease renewed meanwhile) and the fetch
         # budget together end within Pub/Sub's 10-minute ack deadline.
         self._retry = RetryPolicy()
@@ -117,6 +119,23 @@ class DuoClients:
         signing = child_signing(SigningConfig(source.ikey, skey, parent.host), child)
         return _Account(child_http(parent, child), signing, child)
 
+    def _limiter(self, source_id: str, source: DuoSource | SourceSpec) -> FirestoreRateLimiter:
+        """The source's own limiter, or its MSP parent's that every child shares (one per
+        instance, so a live window's request goes before any child's backfill)."""
+        parent, scope = (
+            (None, None) if isinstance(source, DuoSource) else (source.parent, source.rate_limit)
+        )
+        key = budget_key(source_id, parent, scope)
+        per_minute = budget_rate(scope, self._settings.rate_per_minute)
+        with self._lock:
+            limiter = self._limiters.get((key, per_minute))
+            if limiter is None:
+                limiter = budget_limiter(
+                    self._db, key, per_minute, self._settings.burst, self._clock
+                )
+                self._limiters[(key, per_minute)] = limiter
+        return limiter
+
     def _trouble(self, source_id: str, update: dict[str, Any]) -> None:
         if self._entries is not None:
             self._entries.trouble(source_id, update)
@@ -132,14 +151,7 @@ class DuoClients:
             built = self._shared.get(source_id)
         if built is None or built[0] != source:
             account = self._account(source)
-            per_minute = self._settings.rate_per_minute
-            limiter = FirestoreRateLimiter(
-                self._db,
-                source_id,
-                rate=AutoPolicy() if per_minute is None else per_minute / 60.0,
-                burst=self._settings.burst,
-                clock=self._clock,
-            )
+            limiter = self._limiter(source_id, source)
             signer = Signer(account.signing, self._clock)
             built = (source, account.http, signer, limiter, account.child)
             with self._lock:

@@ -8,12 +8,14 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from services import structured_log
+from services.planner.budget import shared_budget
 from services.settings import PlannerSettings
 from shared.clock import Clock, now_ms
 from shared.duo.accounts import DuoPoster, list_child_accounts
 from shared.duo.api import DuoApi
 from shared.duo.endpoint import DuoEndpoint
 from shared.duo.errors import DuoError
+from shared.duo.rate_limit import RateLimiter
 from shared.duo.secret import Secret
 from shared.duo.signing import Signer, SigningConfig
 from shared.duo.transport import DuoHttp
@@ -44,11 +46,14 @@ class Registry(Protocol):
     ) -> dict[str, dict[str, Any]]: ...
 
 
-def parent_api(parent: ParentSpec, skey: Secret, clock: Clock) -> DuoPoster:
-    """The parent's Accounts API, signed with its keys."""
+def parent_api(
+    parent: ParentSpec, skey: Secret, clock: Clock, limiter: RateLimiter | None = None
+) -> DuoPoster:
+    """The parent's Accounts API, signed with its keys; ``limiter``: the budget the listing
+    shares with the children's reads, when Duo counts them against the parent's keys."""
     endpoint = DuoEndpoint.parse(parent.api_host, f"{MSP_PARENT}.api_host")
     signer = Signer(SigningConfig(parent.ikey, skey, endpoint.host), clock)
-    return DuoApi(DuoHttp(endpoint), signer, clock=clock)
+    return DuoApi(DuoHttp(endpoint), signer, limiter=limiter, clock=clock)
 
 
 def discover(
@@ -105,7 +110,15 @@ def planned_sources(
     entries = registry.sync(settings.configured, discovery, parent.id if parent else None)
     log_states(entries)
     now = now_ms(clock)
-    return [source for source in active(entries) if due(entries[source], now)]
+    # A child sharing its parent's budget is planned every run: its minute of the budget's
+    # period is counted among every child's (services/planner/budget).
+    sharing = shared_budget(settings) is not None
+    configured = {spec.id for spec in settings.configured}
+    return [
+        source
+        for source in active(entries)
+        if due(entries[source], now) or (sharing and source not in configured)
+    ]
 
 
 def log_states(entries: Mapping[str, Mapping[str, Any]]) -> None:

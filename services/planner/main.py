@@ -12,7 +12,8 @@ from collections.abc import Callable, Mapping
 from flask import Flask, jsonify
 
 from services import structured_log
-from services.planner.discovery import discover, planned_sources
+from services.planner.budget import shared_budget, shared_waits
+from services.planner.discovery import discover, parent_api, planned_sources
 from services.planner.fanout import fan_out
 from services.planner.run import run_planner
 from services.push_app import build, create_app
@@ -22,6 +23,7 @@ from shared.gcp.clients import firestore_client, pubsub_publisher, storage_clien
 from shared.gcp.cursor_store import CursorStore
 from shared.gcp.destinations import Destinations
 from shared.gcp.publisher import Publisher
+from shared.gcp.rate_limiter import budget_limiter, found_rate
 from shared.gcp.secret_manager import CachedSecrets, read_secret_version
 from shared.gcp.source_registry import SourceRegistry
 from shared.gcp.unmarked_batches import BatchFinder
@@ -52,12 +54,20 @@ def create_planner_app(
         unmarked = Destinations(
             registry, clock, storage_client(settings.project), settings.bucket, settings.prefix
         )
+    connect = parent_api
+    budget = shared_budget(settings)
+    if budget is not None:
+        # The listing is made with the parent's keys: it draws from the children's budget.
+        connect = functools.partial(parent_api, limiter=budget_limiter(db, *budget, clock=clock))
     list_children = functools.partial(
-        discover, secrets=CachedSecrets(read_secret, clock), clock=clock
+        discover, secrets=CachedSecrets(read_secret, clock), clock=clock, connect=connect
     )
     sources = functools.partial(planned_sources, settings, registry, list_children, clock)
+    waits = functools.partial(
+        shared_waits, settings, clock, found_rate=functools.partial(found_rate, db)
+    )
     return planner_app(
-        settings, cursors, windows, publisher, clock, unmarked, sources, registry.wake
+        settings, cursors, windows, publisher, clock, unmarked, sources, registry.wake, waits
     )
 
 
@@ -70,6 +80,7 @@ def planner_app(
     unmarked: BatchFinder | None = None,
     sources: Callable[[], list[str]] | None = None,
     record_wake: Callable[[str, int], None] | None = None,
+    waits: Callable[[list[str]], Mapping[str, int]] | None = None,
 ) -> Flask:
     """The ``/run`` and ``/plan`` endpoints around the planner's work, given its
     collaborators."""
@@ -87,6 +98,7 @@ def planner_app(
             unmarked,
             lambda: list(task.sources),
             record_wake,
+            task.waits,
         )
 
     app = create_app("planner", settings.project, {"/plan": (PlanTask, plan)})
@@ -94,7 +106,9 @@ def planner_app(
     @app.post("/run")
     def run():
         listed = sources() if sources else list(settings.sources)
-        handed_out = fan_out(listed, settings.plan_slice, publisher)
+        # Computed once for the run: each child's share needs every child sharing the budget.
+        shared = waits(listed) if waits else {}
+        handed_out = fan_out(listed, settings.plan_slice, publisher, shared)
         structured_log.event(
             log,
             logging.INFO,

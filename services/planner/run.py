@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -40,16 +40,27 @@ def run_planner(
     unmarked: BatchFinder | None = None,
     sources: Callable[[], list[str]] | None = None,
     record_wake: Callable[[str, int], None] | None = None,
+    waits: Mapping[str, int] | None = None,
 ) -> list[dict[str, Any]]:
     """Plans each source, ``PLAN_THREADS`` at a time: those ``sources`` returns (a plan task's
     slice), or the configured ones. Results are in the sources' order. ``record_wake(source,
     wake_at_ms)`` records when a source left with nothing to do is due again
-    (``shared.pipeline.wake``)."""
+    (``shared.pipeline.wake``); ``waits``: the span each child sharing its parent's budget
+    waits for (services/planner/budget), by source."""
+    shared = waits or {}
 
     def plan(source: str) -> dict[str, Any]:
         try:
             return _run_source(
-                source, settings, cursors, windows, publisher, clock, unmarked, record_wake
+                source,
+                settings,
+                cursors,
+                windows,
+                publisher,
+                clock,
+                unmarked,
+                record_wake,
+                shared_wait_ms=shared.get(source),
             )
         except Exception as error:
             # One account's trouble (say, its windows cannot be published) must not stop the
@@ -75,6 +86,7 @@ def _run_source(
     clock: Clock,
     unmarked: BatchFinder | None,
     record_wake: Callable[[str, int], None] | None = None,
+    shared_wait_ms: int | None = None,
 ) -> dict[str, Any]:
     planned = cursors.plan(
         source,
@@ -82,6 +94,7 @@ def _run_source(
         settings.parallelism,
         delay_ms=int(settings.delay_seconds * 1000),
         quiet_every_ms=settings.quiet_read_every_ms,
+        shared_wait_ms=shared_wait_ms or 0,
     )
     publisher.publish_tasks(planned)
     find = unmarked.find if unmarked else None
@@ -113,7 +126,10 @@ def _run_source(
         # The backfill's records read against Duo's count, its rate and the time left.
         **(swept.reading.fields() if swept.reading else {}),
     }
-    if record_wake and idle(len(planned), swept.open_windows, len(checks)):
+    # A child sharing its parent's budget (a wait, if only 0 in its own minute) is planned
+    # every run: its minute of the budget's period is counted among every child's.
+    sharing = shared_wait_ms is not None
+    if record_wake and not sharing and idle(len(planned), swept.open_windows, len(checks)):
         # The cursor is read again only here: in a quiet source's few runs.
         result["wake_at_ms"] = _wake_at(source, settings, cursors, clock)
         if result["wake_at_ms"] is not None:

@@ -66,10 +66,12 @@ class CursorStore:
         parallelism: int,
         delay_ms: int = AVAILABILITY_DELAY_MS,
         quiet_every_ms: int = 0,
+        shared_wait_ms: int = 0,
     ) -> list[WindowTask]:
         """Creates the windows up to now - delay (2 min), to its last whole minute; returns them,
         to be published. A quiet source (no window with a record in the last hour, counted from
-        the cursor's making until one had) waits for ``quiet_every_ms`` of span."""
+        the cursor's making until one had) waits for ``quiet_every_ms`` of span, and a child
+        sharing its parent's budget for ``shared_wait_ms`` (``rate_share.shared_wait_ms``)."""
         ref = self.cursor(source)
 
         @firestore.transactional
@@ -89,7 +91,7 @@ class CursorStore:
                 now,
                 parallelism,
                 delay_ms=delay_ms,
-                wait_ms=quiet_wait_ms(last_records, now, quiet_every_ms),
+                wait_ms=max(quiet_wait_ms(last_records, now, quiet_every_ms), shared_wait_ms),
             )
             for mintime, maxtime in planned:
                 window = self._windows.window(source, window_id(mintime, maxtime))

@@ -295,3 +295,29 @@ def auto_fields(auto: AutoRate) -> dict[str, Any]:
         "resume_at": auto.resume_at,
         "sent": {str(second): count for second, count in auto.sent},
     }
+
+
+def found_rate(
+    client: firestore.Client,
+    key: str,
+    policy: AutoPolicy | None = None,
+    collection: str = DEFAULT_COLLECTION,
+) -> float:
+    """The requests a minute found so far for the budget ``key`` (``auto``): one read; the
+    policy's start before anything was found."""
+    data = client.collection(collection).document(key).get().to_dict() or {}
+    return auto_rate(data, policy or AutoPolicy()).per_minute
+
+
+def budget_limiter(
+    client: firestore.Client,
+    key: str,
+    per_minute: float | None,
+    burst: int = 1,
+    clock: Clock | None = None,
+) -> FirestoreRateLimiter:
+    """The limiter of the budget ``key`` at ``per_minute`` requests (None: found from Duo's
+    429s, which allows no burst)."""
+    if per_minute is None:
+        return FirestoreRateLimiter(client, key, rate=AutoPolicy(), clock=clock)
+    return FirestoreRateLimiter(client, key, rate=per_minute / 60.0, burst=burst, clock=clock)

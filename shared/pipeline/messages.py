@@ -9,7 +9,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -74,9 +75,16 @@ class PlanTask:
     """Sources to plan now: a slice of those the scheduler's run found (services/planner)."""
 
     sources: tuple[str, ...]
+    # The span (ms) each of them sharing its MSP parent's budget waits for, by source.
+    waits: Mapping[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"type": PLAN_TASK, "version": 1, "sources": list(self.sources)}
+        return {
+            "type": PLAN_TASK,
+            "version": 1,
+            "sources": list(self.sources),
+            "waits": dict(self.waits),
+        }
 
 
 @dataclass(frozen=True)
@@ -138,7 +146,7 @@ def decode(data: bytes, message_id: str | None = None) -> Message:
     if body["type"] == SPAN_CHECK:
         return SpanCheck(body["source"], body["level"], tuple(body["windows"]))
     if body["type"] == PLAN_TASK:
-        return PlanTask(tuple(body["sources"]))
+        return PlanTask(tuple(body["sources"]), body["waits"])
     offsets = (body["offset"], body["next_offset"]) if body["version"] >= 2 else None
     return RecordBatch(body["source"], body["window_id"], body["page"], body["records"], offsets)
 

@@ -88,7 +88,14 @@ SCHEMAS: dict[tuple[str, int], dict[str, Any]] = {
                 "maxItems": MAX_PLAN_SLICE,
                 "uniqueItems": True,
                 "items": _SOURCE,
-            }
+            },
+            # The span (ms) each child sharing its MSP parent's Duo budget waits for this run
+            # (services/planner/budget), by source; the others wait for none.
+            "waits": {
+                "type": "object",
+                "propertyNames": _SOURCE,
+                "additionalProperties": {"type": "integer", "minimum": 0},
+            },
         },
     ),
     (RECORD_BATCH, 1): _envelope(

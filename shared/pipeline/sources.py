@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from shared.pipeline.ids import SOURCE_ID_PATTERN
+from shared.pipeline.rate_share import DEFAULT_RATE_LIMIT, RATE_LIMIT_SCOPES
 
 ENV, FILE, CHILD = "env", "file", "child"
 ACTIVE, GONE, REFUSED, BROKEN = "active", "gone", "refused", "broken"
@@ -71,6 +72,7 @@ class SourceSpec:
     parent: str | None = None  # a child's parent id
     parent_api_host: str | None = None
     destination: Destination = field(default_factory=Destination)
+    rate_limit: str | None = None  # a child's parent's (rate_share); None: its own budget
 
     def fields(self) -> dict[str, Any]:
         """The registry document's configuration fields."""
@@ -99,6 +101,7 @@ class ParentSpec:
     allow: tuple[str, ...] = ()  # account ids or fnmatch name patterns; empty: every child
     deny: tuple[str, ...] = ()
     destination: Destination = field(default_factory=Destination)  # prefix: a template
+    rate_limit: str = DEFAULT_RATE_LIMIT  # the children's budget: one each, or one shared
 
     def admits(self, account_id: str, name: str) -> bool:
         def listed(patterns: tuple[str, ...]) -> bool:
@@ -123,6 +126,7 @@ class ParentSpec:
             parent=self.id,
             parent_api_host=self.api_host,
             destination=Destination(self.destination.bucket, prefix),
+            rate_limit=self.rate_limit,
         )
 
 
@@ -230,9 +234,15 @@ def parse_sources_file(text: str) -> list[SourceSpec]:
 
 def parse_parent(text: str) -> ParentSpec:
     """``DUO_MSP_PARENT``: ``{"id", "api_host", "ikey", "skey_secret"}`` and optional ``allow``
-    and ``deny`` lists and a ``destination`` whose prefix may hold ``{account_id}``/``{source}``."""
+    and ``deny`` lists, a ``destination`` whose prefix may hold ``{account_id}``/``{source}``,
+    and ``rate_limit`` (``account``, ``parent`` or ``auto``: see rate_share)."""
     item = _json(text, MSP_PARENT, dict, "a JSON object")
     source = _source_id(item, MSP_PARENT)
+    rate_limit = item.get("rate_limit", DEFAULT_RATE_LIMIT)
+    if rate_limit not in RATE_LIMIT_SCOPES:
+        raise SourcesError(
+            f"{MSP_PARENT}.rate_limit: {rate_limit!r} must be one of {', '.join(RATE_LIMIT_SCOPES)}"
+        )
     lists = []
     for key in ("allow", "deny"):
         value = item.get(key, [])
@@ -247,6 +257,7 @@ def parse_parent(text: str) -> ParentSpec:
         allow=lists[0],
         deny=lists[1],
         destination=_destination(item, MSP_PARENT, template=True),
+        rate_limit=rate_limit,
     )
 
 

@@ -7,28 +7,24 @@ other account."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
-import requests
 
 from harness.fleet import landed, truth
-from harness.pipeline import LocalPipeline, PipelineConfig
+from harness.pipeline import LocalPipeline
 from shared.clock import SystemClock
 from shared.gcp.clients import storage_client
 from shared.gcp.source_registry import SourceRegistry
 from shared.pipeline.sources import ACTIVE, REFUSED, REFUSED_FIX
 from simulator.dataset import DatasetSpec
-from simulator.fleet_api import ACCOUNTS_PATH
 from tests.conftest import unique_name
-from tests.msp_simulator import PARENT_IKEY, PARENT_SKEY, msp_simulator
+from tests.msp_simulator import fleet_config, msp_simulator
 
 pytestmark = pytest.mark.integration
 
-PARENT_SECRET = "projects/duo-telephony-test/secrets/msp-parent/versions/1"
 OWN_PREFIX = "duo-telephony"
 
 
@@ -36,31 +32,14 @@ def test_the_own_account_and_each_discovered_child_land_exactly_once_each_where_
     local_cloud, firestore_db, tmp_path: Path
 ):
     with msp_simulator(SystemClock(), DatasetSpec(records=1500, days=0.5, seed=3)) as sim:
-        listed = requests.get(f"{sim.base_url}{ACCOUNTS_PATH}", timeout=30).json()
-        [own] = [a for a in listed if not a["msp_child"]]
-        children = {a["account_id"]: a for a in listed if a["msp_child"]}
-        config = PipelineConfig(
-            project=local_cloud.project,
-            bucket=unique_name("fleet"),
-            duo_api_host=sim.base_url,
-            duo_ikey=own["ikey"],
-            duo_skey=own["skey"],
-            source="own",
+        config, own, children = fleet_config(
+            sim,
+            local_cloud.project,
+            unique_name("fleet"),
+            {},
             prefix=OWN_PREFIX,
             rate_per_minute=600,
             lookback="13h",
-            extra_env={
-                "DUO_MSP_PARENT": json.dumps(
-                    {
-                        "id": "msp",
-                        "api_host": sim.base_url,
-                        "ikey": PARENT_IKEY,
-                        "skey_secret": PARENT_SECRET,
-                        "destination": {"prefix": "customers/{account_id}"},
-                    }
-                ),
-                "DUO_LOCAL_SECRETS": json.dumps({PARENT_SECRET: PARENT_SKEY}),
-            },
         )
         expected = {account: set(truth(sim, account)) for account in [own["account_id"], *children]}
         bucket = storage_client(local_cloud.project).bucket(config.bucket)

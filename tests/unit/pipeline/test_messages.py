@@ -272,13 +272,26 @@ def test_a_bad_body_inside_a_good_envelope_carries_the_message_id(data, problem)
 # --- plan tasks -------------------------------------------------------------------------------
 
 
-def plan_body(sources):
-    return {"type": "plan-task", "version": 1, "sources": sources}
+def plan_body(sources, waits=None):
+    return {"type": "plan-task", "version": 1, "sources": sources, "waits": waits or {}}
 
 
 def test_plan_task_round_trip():
-    plan = PlanTask(("eu-prod", "di1234567890"))
+    plan = PlanTask(("eu-prod", "di1234567890"), {"di1234567890": 240_000})
     assert decode(encode(plan)) == plan
+
+
+@pytest.mark.parametrize(
+    ("waits", "named"),
+    [
+        ({"eu-prod": -1}, "waits/eu-prod"),
+        ({"eu-prod": 1.5}, "waits/eu-prod"),
+        ({"no t": 1}, "waits"),
+    ],
+)
+def test_a_plan_task_with_a_wait_that_is_not_a_span_is_refused_naming_it(waits, named):
+    reason = refused(plan_body(["eu-prod"], waits))
+    assert f"plan-task v1 invalid at {named}" in reason
 
 
 @pytest.mark.parametrize(

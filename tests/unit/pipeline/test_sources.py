@@ -103,6 +103,10 @@ def test_a_child_is_read_at_its_host_with_the_parents_keys_under_its_template():
         ({"deny": "DA1"}, "DUO_MSP_PARENT.deny must be a list"),
         ({"destination": {"prefix": "x/{customer}"}}, "DUO_MSP_PARENT.destination.prefix"),
         ({"skey_secret": "plain"}, "DUO_MSP_PARENT.skey_secret is not a secret version"),
+        (
+            {"rate_limit": "shared"},
+            "DUO_MSP_PARENT.rate_limit: 'shared' must be one of account, parent, auto",
+        ),
     ],
 )
 def test_a_bad_parent_is_one_line_naming_the_setting(extra, message):

@@ -258,6 +258,7 @@ class FakeCursorStore:
         parallelism: int,
         delay_ms: int = AVAILABILITY_DELAY_MS,
         quiet_every_ms: int = 0,
+        shared_wait_ms: int = 0,
     ) -> list[WindowTask]:
         now = now_ms(self.clock)
         start = first_planned_until(now, lookback_ms)
@@ -273,7 +274,7 @@ class FakeCursorStore:
                 now,
                 parallelism,
                 delay_ms=delay_ms,
-                wait_ms=quiet_wait_ms(last, now, quiet_every_ms),
+                wait_ms=max(quiet_wait_ms(last, now, quiet_every_ms), shared_wait_ms),
             )
         ]
         for task in planned:

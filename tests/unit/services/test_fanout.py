@@ -30,3 +30,11 @@ def test_the_slices_are_published_together_and_counted():
     publisher = FakePublisher([])
     assert fan_out([f"s{n}" for n in range(60)], 25, publisher) == {"sources": 60, "slices": 3}
     assert [kind for kind, *_ in publisher.events] == ["publish_plans"]  # one call, all slices
+
+
+def test_each_task_carries_the_shared_budget_waits_of_its_own_sources_only():
+    waits = {"child-a": 240_000, "child-c": 180_000}
+    assert slices(["own", "child-a", "child-c"], 2, waits) == [
+        PlanTask(("own", "child-a"), {"child-a": 240_000}),
+        PlanTask(("child-c",), {"child-c": 180_000}),
+    ]

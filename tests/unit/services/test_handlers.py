@@ -230,7 +230,7 @@ def test_a_source_that_fails_does_not_stop_the_others_of_its_slice_nor_redeliver
 def test_an_invalid_plan_task_is_dropped_and_named(logs_of):
     read = logs_of("planner")
     planner = Planner(("emea",))
-    body = b'{"type":"plan-task","version":1,"sources":[]}'
+    body = b'{"type":"plan-task","version":1,"sources":[],"waits":{}}'
     assert planner.plan(body) == 204
     [error] = errors(read())
     assert error["message_id"] == MESSAGE_ID
