@@ -164,6 +164,8 @@ def fleet_env(sim: SimulatorServer, prefix: str, directory: Path) -> dict[str, s
             "ikey": PARENT_IKEY,
             "skey_secret": secret,
             "destination": {"prefix": account_prefix(prefix, "{account_id}")},
+            # The budget the simulator counts the children's reads against.
+            "rate_limit": sim.api.spec.rate_limit_scope,
         }
         env["DUO_MSP_PARENT"] = json.dumps(parent)
     env["DUO_LOCAL_SECRETS"] = json.dumps(secrets)

@@ -70,7 +70,7 @@ class CursorStore:
     ) -> list[WindowTask]:
         """Creates the windows up to now - delay (2 min), to its last whole minute; returns them,
         to be published. A quiet source (no window with a record in the last hour, counted from
-        the cursor's making until one had) waits for ``quiet_every_ms`` of span, and a child
+        where planning started until one had: ``new_cursor``) waits for ``quiet_every_ms`` of span, and a child
         sharing its parent's budget for ``shared_wait_ms`` (``rate_share.shared_wait_ms``)."""
         ref = self.cursor(source)
 
@@ -81,7 +81,7 @@ class CursorStore:
             cursor = snapshot.to_dict() if snapshot.exists else None
             if cursor is None:
                 start = first_planned_until(now, lookback_ms)
-                cursor = {"planned_until_ms": start, "watermark_ms": start, "created_at_ms": now}
+                cursor = new_cursor(start, now)
             gap = retention_gap(cursor["planned_until_ms"], now)
             update = past_retention(cursor, gap, now)
             planned_until = update.get("planned_until_ms", cursor["planned_until_ms"])
@@ -216,9 +216,22 @@ class CursorStore:
         }
 
 
+def new_cursor(start_ms: int, now_ms: int) -> dict[str, Any]:
+    """A new source's cursor, planned from ``start_ms``: nothing is known to have held a record
+    before it, so a source whose backfill holds none is quiet from the start, not an hour
+    after it was added (a fleet's accounts are mostly quiet)."""
+    return {
+        "planned_until_ms": start_ms,
+        "watermark_ms": start_ms,
+        LAST_RECORDS: start_ms,
+        "created_at_ms": now_ms,
+    }
+
+
 def quiet_since(cursor: dict[str, Any]) -> int:
     """Since when the source has been quiet (``planning.quiet_wait_ms``): the end of the newest
-    passed window that held records, or the cursor's making."""
+    passed window that held records, or where planning started (or, for a cursor made before
+    that was kept, its making)."""
     return cursor.get(LAST_RECORDS, cursor.get("created_at_ms", 0))
 
 

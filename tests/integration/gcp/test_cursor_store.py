@@ -667,7 +667,8 @@ def test_a_quiet_source_waits_for_five_minutes_of_span_until_the_watermark_passe
     (quiet,) = plan()
     empty = windows.checkpoint(_claim(windows, quiet), None, 0, LEASE_S)  # done at once
     assert empty is not None and cursors.advance(SOURCE) == quiet.maxtime
-    assert cursor_store.LAST_RECORDS not in _cursor(cursors)
+    # Where planning started: an empty window does not move it.
+    assert _cursor(cursors)[cursor_store.LAST_RECORDS] == quiet.mintime
     lengths = []
     for _ in range(5):
         clock.advance(60)
@@ -680,3 +681,31 @@ def test_a_quiet_source_waits_for_five_minutes_of_span_until_the_watermark_passe
     assert _cursor(cursors)[cursor_store.LAST_RECORDS] == held.maxtime
     clock.advance(60)
     assert [task.maxtime - task.mintime for task in plan()] == [60_000]
+
+
+@pytest.mark.parametrize(("backfill_records", "live_minutes"), [(0, []), (10, [60_000] * 3)])
+def test_a_new_source_whose_backfill_holds_no_record_is_quiet_from_the_start(
+    cursors: CursorStore,
+    windows: WindowStore,
+    clock: FakeClock,
+    backfill_records: int,
+    live_minutes: list[int],
+) -> None:
+    """A fleet's accounts are mostly quiet: one added with nothing in its LOOKBACK is read every
+    QUIET_READ_EVERY at once, not every minute for its first hour; one with records is busy."""
+
+    def plan() -> list[WindowTask]:
+        return cursors.plan(SOURCE, 24 * 3600 * 1000, 1, quiet_every_ms=300_000)
+
+    (backfill,) = plan()
+    claim = _claim(windows, backfill, 3600)
+    assert windows.checkpoint(claim, None, backfill_records, 3600) is not None
+    if backfill_records:
+        _land(windows, backfill, 0)
+    windows.sweep(SOURCE)
+    assert cursors.advance(SOURCE) == backfill.maxtime
+    lengths = []
+    for _ in range(3):
+        clock.advance(60)
+        lengths += [task.maxtime - task.mintime for task in plan()]
+    assert lengths == live_minutes

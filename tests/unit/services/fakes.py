@@ -22,7 +22,7 @@ from shared.duo.api import CallStats
 from shared.duo.paging import AVAILABILITY_DELAY_MS, DuoTotal
 from shared.duo.records import record_time_ms
 from shared.gcp.bucket_writer import WriteResult
-from shared.gcp.cursor_store import LAST_RECORDS, quiet_since
+from shared.gcp.cursor_store import LAST_RECORDS, new_cursor, quiet_since
 from shared.gcp.window_store import FindUnmarked, SweepResult, landed_or_found, sweep_window
 from shared.pipeline import progress, sources, wake
 from shared.pipeline import windows as rules
@@ -262,9 +262,7 @@ class FakeCursorStore:
     ) -> list[WindowTask]:
         now = now_ms(self.clock)
         start = first_planned_until(now, lookback_ms)
-        cursor = self.cursors.setdefault(
-            source, {"planned_until_ms": start, "watermark_ms": start, "created_at_ms": now}
-        )
+        cursor = self.cursors.setdefault(source, new_cursor(start, now))
         cursor.update(past_retention(cursor, retention_gap(cursor["planned_until_ms"], now), now))
         last = quiet_since(cursor)
         planned = [

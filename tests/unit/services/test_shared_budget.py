@@ -46,6 +46,8 @@ def settings_for(rate_limit: str, per_minute: float | None) -> PlannerSettings:
         parallelism=1,
         parent=parse_parent(parent_setting(rate_limit=rate_limit)),
         rate_per_minute=per_minute,
+        # No window is fetched here, so every account would be quiet: read as busy ones are.
+        quiet_read_every_ms=MINUTE,
     )
 
 
