@@ -70,8 +70,9 @@ class CursorStore:
     ) -> list[WindowTask]:
         """Creates the windows up to now - delay (2 min), to its last whole minute; returns them,
         to be published. A quiet source (no window with a record in the last hour, counted from
-        where planning started until one had: ``new_cursor``) waits for ``quiet_every_ms`` of span, and a child
-        sharing its parent's budget for ``shared_wait_ms`` (``rate_share.shared_wait_ms``)."""
+        where planning started until one had: ``new_cursor``) waits for ``quiet_every_ms`` of
+        span, and a child sharing its parent's budget for ``shared_wait_ms``
+        (``rate_share.shared_wait_ms``)."""
         ref = self.cursor(source)
 
         @firestore.transactional
