@@ -23,10 +23,18 @@ from harness.catchup import LocalStack, RunOptions, Summary, check_bucket, local
 from harness.chaos import Chaos, ChaosReport
 from harness.duo_requests import RecordingApi, RequestCounts, classify, in_span
 from harness.freshness import Freshness, split_by_phase
+from harness.instance_time import BILLABLE_MS, InstanceTime, deployed_concurrency, instance_time
 from harness.pipeline import SERVICES
 from harness.scheduler import Scheduler
 from harness.service_logs import read_log
-from harness.service_operations import LOG_BYTES, at, between, log_bytes, parse
+from harness.service_operations import (
+    LOG_BYTES,
+    at,
+    between,
+    log_bytes,
+    parse,
+    requests_between,
+)
 from shared.duo.records import record_time_us
 from shared.gcp.clients import storage_client
 from shared.pipeline.objects import parse_object_name
@@ -205,13 +213,32 @@ def phase_operations(
     logs: dict[str, list[str]], start: float | None, end: float
 ) -> dict[str, dict[str, int]]:
     """Each service's operations and log bytes from ``start`` (None: the beginning) to
-    ``end``."""
+    ``end``, and its requests' billable instance time as modelled (``BILLABLE_MS``), unless
+    its log names no request's start and end."""
     phase = {}
+    modelled = phase_instance_time(logs, start, end)
     for name, lines in logs.items():
         totals = parse(lines)
         counts = at(totals, end) if start is None else between(totals, start, end)
         phase[name] = counts | {LOG_BYTES: log_bytes(lines, start, end)}
+        if (spent := modelled[name]) is not None:
+            phase[name][BILLABLE_MS] = round(spent.billable_seconds * 1000)
     return phase
+
+
+def phase_instance_time(
+    logs: dict[str, list[str]], start: float | None, end: float
+) -> dict[str, InstanceTime | None]:
+    """Each service's requests that ended from ``start`` (None: the beginning) to ``end``, on
+    Cloud Run's instances as ``harness.instance_time`` models them with the service's deployed
+    concurrency; None for a service whose log names no request's start and end."""
+    found: dict[str, InstanceTime | None] = {}
+    for name, lines in logs.items():
+        requests = requests_between(parse(lines), start, end)
+        found[name] = (
+            None if requests is None else instance_time(requests, deployed_concurrency(name))
+        )
+    return found
 
 
 def _landings(stack: LocalStack, live_from: float) -> list[tuple[float, float]]:

@@ -2,7 +2,8 @@
 
 - a fleet through the whole local pipeline: its backfill, then a steady phase of some minutes,
   then until every account's watermark has passed the steady phase's end; measured in the
-  steady phase: the operations each service counted, Duo requests, the planner call's
+  steady phase: the operations each service counted and its requests' billable instance
+  time on Cloud Run as modelled (``harness.instance_time``), Duo requests, the planner call's
   duration, the freshness of live records (of accounts active in the hour before, and the
   first record after a quiet hour, told apart by the account's ground truth), the peak memory
   of each service (its processes' resident sizes added up, sampled), and every account's
@@ -24,7 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from harness.benchmark import phase_operations
+from harness.benchmark import phase_instance_time, phase_operations
 from harness.catchup import group_memory_kib
 from harness.fleet import (
     FleetOptions,
@@ -154,6 +155,10 @@ def measure_fleet(
             "backfill_seconds": round(caught - started, 1),
             "steady_seconds": round(steady_seconds, 1),
             "operations_steady": phase_operations(logs, caught, measured_end),
+            "cloud_run_steady": {
+                name: asdict(spent) if spent else None
+                for name, spent in phase_instance_time(logs, caught, measured_end).items()
+            },
             "duo_requests_steady": requests_after - requests_before,
             "requests_per_account_minute": (requests_after - requests_before)
             / len(readable)

@@ -66,3 +66,37 @@ def test_free_tiers_are_taken_off_only_when_asked() -> None:
     assert cost("firestore_read", 1_600_000, free=True) == pytest.approx(0.06)
     assert cost("firestore_read", 1_000, free=True) == 0.0
     assert cost("storage_class_a", 2000, free=True) == pytest.approx(0.01)
+
+
+MODELLED = FIGURES | {
+    # the planner's 500 ms and the fetcher's 20 ms overlapped on their instances: 0.6 s billed
+    "steady_per_min.planner.cloud_run_billable_ms": 500.0,
+    "steady_per_min.fetcher.cloud_run_billable_ms": 100.0,
+    "steady_per_min.writer.cloud_run_billable_ms": 0.0,
+}
+
+
+def test_cloud_run_is_priced_by_modelled_instance_time_with_the_old_rule_as_its_bound() -> None:
+    cost = _cost()
+    assert cost.run_seconds(MODELLED, "steady_per_min", 10) == pytest.approx((6.0, 5.5, True))
+    used = cost.usage(MODELLED, "steady_per_min", 10)
+    assert used["run_vcpu_second"] == pytest.approx(6.0)
+    assert used["run_gib_second"] == pytest.approx(3.0)
+    bound = cost.usage(MODELLED, "steady_per_min", 10, bound=True)
+    assert bound["run_vcpu_second"] == pytest.approx(5.5)
+
+
+def test_a_result_without_the_requests_intervals_is_billed_by_the_bound() -> None:
+    cost = _cost()
+    # an older result: no service's instance time
+    assert cost.run_seconds(FIGURES, "steady_per_min", 10) == pytest.approx((5.5, 5.5, False))
+    assert cost.usage(FIGURES, "steady_per_min", 10)["run_vcpu_second"] == pytest.approx(5.5)
+    # one service with requests but no instance time is enough to fall back
+    partial = {
+        k: v for k, v in MODELLED.items() if k != "steady_per_min.writer.cloud_run_billable_ms"
+    }
+    assert cost.run_seconds(partial, "steady_per_min", 1)[2] is False
+    # a service without requests needs none
+    idle = MODELLED | {"steady_per_min.writer.cloud_run_requests": 0.0}
+    del idle["steady_per_min.writer.cloud_run_billable_ms"]
+    assert cost.run_seconds(idle, "steady_per_min", 1)[2] is True

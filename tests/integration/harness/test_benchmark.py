@@ -49,6 +49,13 @@ def test_a_tiny_run_counts_plausible_operations(tmp_path: Path) -> None:
     # A fetch claims, checkpoints and reserves rate-limit slots: reads and writes.
     assert fetcher["firestore_reads"] >= fetcher["cloud_run_requests"] >= 1
     assert all(counts["log_bytes"] > 0 for counts in backfill.values())
+    # Each request's start and end reached the bench: Cloud Run's instance time is modelled,
+    # at least a 100 ms step, at most every request billed alone and rounded up.
+    for counts in backfill.values():
+        billable = counts["cloud_run_billable_ms"]
+        assert (
+            100 <= billable <= counts["cloud_run_request_ms"] + 100 * counts["cloud_run_requests"]
+        )
 
     # 15 s of steady state at a planner run every 2 s: about 7 runs.
     assert 5 <= result.operations_steady["planner"]["cloud_run_requests"] <= 9

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from harness.benchmark import phase_total
-from harness.service_operations import Totals, at, between, log_bytes, parse, totals_line
+from harness.benchmark import phase_operations, phase_total
+from harness.service_operations import (
+    Totals,
+    at,
+    between,
+    log_bytes,
+    parse,
+    requests_between,
+    totals_line,
+)
 
 
 def test_a_totals_line_reads_back_and_other_lines_are_skipped() -> None:
@@ -14,6 +22,24 @@ def test_a_totals_line_reads_back_and_other_lines_are_skipped() -> None:
         "--- gunicorn ...\n",
     ]
     assert parse(lines) == [Totals(41, 100.0, {"firestore_reads": 3})]
+
+
+def test_a_totals_line_names_its_request_s_start_and_end() -> None:
+    [entry] = parse([totals_line(41, 100.0, {"cloud_run_requests": 1}, (99.75, 100.0))])
+    assert entry == Totals(41, 100.0, {"cloud_run_requests": 1}, (99.75, 100.0))
+
+
+def test_a_phase_s_requests_are_those_that_ended_in_it() -> None:
+    totals = [
+        Totals(1, 10.0, {}, (9.0, 10.0)),
+        Totals(1, 20.0, {}, (19.5, 20.0)),
+        Totals(2, 25.0, {}, (15.0, 25.0)),  # began before the phase: counted whole
+        Totals(1, 30.0, {}, (29.0, 30.0)),
+    ]
+    assert requests_between(totals, 10.0, 25.0) == [(19.5, 20.0), (15.0, 25.0)]
+    assert requests_between(totals, None, 10.0) == [(9.0, 10.0)]
+    # lines written before they named the request: nothing to model from
+    assert requests_between([Totals(1, 10.0, {})], None, 20.0) is None
 
 
 TOTALS = [
@@ -61,3 +87,18 @@ def test_a_phase_s_total_adds_up_the_services() -> None:
     }
     assert phase_total(figures, "steady_per_min", "firestore_reads") == 9.5
     assert phase_total(figures, "steady_per_min", "firestore_reads", ("fetcher",)) == 2.0
+
+
+def test_a_phase_s_operations_hold_its_requests_billable_instance_time() -> None:
+    def served(at: float, began: float, count: int) -> str:
+        return totals_line(7, at, {"cloud_run_requests": count}, (began, at))
+
+    logs = {
+        "planner": [served(101.0, 100.0, 1), served(101.5, 100.5, 2), served(200.0, 199.0, 3)],
+        "writer": [totals_line(8, 101.0, {"cloud_run_requests": 1})],  # an older log
+    }
+    phase = phase_operations(logs, 100.0, 150.0)
+    # two requests of 1 s overlapping by half: one instance busy 1.5 s
+    assert phase["planner"]["cloud_run_requests"] == 2
+    assert phase["planner"]["cloud_run_billable_ms"] == 1500
+    assert "cloud_run_billable_ms" not in phase["writer"]

@@ -813,6 +813,55 @@ def test_one_late_record_in_a_span_of_thirty_windows_reads_only_its_window_again
     assert all(rig.store.doc(t)["check_level"] == 1 for t in tasks)
 
 
+def test_a_quiet_span_that_duo_holds_nothing_in_costs_one_count():
+    # A quiet account's windows, nothing landed: one count from the span's start past its end
+    # finds nothing, so the span's end is not counted (a request, and a wait for its slot).
+    rig, tasks = span_rig(30, [], [])
+    report = check_span(rig, tasks)
+    assert (report.outcome, report.landed, report.duo_count, report.requests) == (
+        "matched",
+        0,
+        0,
+        1,
+    )
+    assert [(p["mintime"], p["maxtime"]) for p in rig.counting.params] == [
+        (str(SPAN_START), str(tasks[-1].maxtime + 1))
+    ]
+    assert rig.publisher.tasks == []
+    assert all(rig.store.doc(t)["check_level"] == 1 for t in tasks)
+
+
+@pytest.mark.parametrize("precision", ["ms", "us"])
+def test_a_late_record_in_a_quiet_span_is_found_with_the_usual_counts(precision: str):
+    # Nothing landed, one record published late in window 3, and one in the next window's
+    # first millisecond, which the first count takes too: the usual counts follow, the end
+    # first, and only window 3 is read again.
+    late = [3 * MINUTE_MS * 1000 + 7_000_000, 8 * MINUTE_MS * 1000]
+    rig, tasks = span_rig(8, [], late, precision)
+    report = check_span(rig, tasks)
+    assert (report.outcome, report.landed, report.duo_count, report.rereads) == (
+        "repairing",
+        0,
+        1,
+        1,
+    )
+    assert rig.publisher.tasks == [tasks[3]]
+    ends = [(p["mintime"], p["maxtime"]) for p in rig.counting.params[:3]]
+    end = str(tasks[-1].maxtime + 1)
+    assert ends == [(str(SPAN_START), end), (str(tasks[-1].maxtime), end), (str(SPAN_START), end)]
+
+
+def test_a_quiet_span_whose_only_record_is_the_next_window_s_matches():
+    rig, tasks = span_rig(2, [], [2 * MINUTE_MS * 1000])
+    report = check_span(rig, tasks)
+    assert (report.outcome, report.duo_count, report.rereads, report.requests) == (
+        "matched",
+        0,
+        0,
+        3,
+    )
+
+
 def test_a_window_holding_a_batch_twice_and_missing_a_record_is_read_again():
     # A batch landed twice (two records more) beside a missing late record: more landed than
     # Duo counts, which no count may call a match: the window is read again.
