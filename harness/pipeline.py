@@ -56,6 +56,7 @@ class PipelineConfig:
     topics: TopicNames = field(default_factory=TopicNames)
     fetcher_threads: int = 8
     writer_threads: int = 8
+    planner_threads: int = 2
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
     def service_env(self) -> dict[str, str]:
@@ -125,7 +126,11 @@ class LocalPipeline:
         return self
 
     def _service_spec(self, name: str, overrides: Mapping[str, str]) -> EmulatorSpec:
-        threads = {"fetcher": self.config.fetcher_threads, "writer": self.config.writer_threads}
+        threads = {
+            "fetcher": self.config.fetcher_threads,
+            "writer": self.config.writer_threads,
+            "planner": self.config.planner_threads,
+        }
         # Production's gunicorn settings, with a line in the log when SIGTERM has been handled.
         conf = Path(__file__).resolve().parent / "gunicorn_conf.py"
 
@@ -139,7 +144,7 @@ class LocalPipeline:
                 "--bind",
                 f"{host}:{port}",
                 "--threads",
-                str(threads.get(name, 2)),
+                str(threads[name]),
                 f"services.{name}.main:app()",
             ]
 

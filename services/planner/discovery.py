@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from services import structured_log
-from services.planner.budget import shared_budget
 from services.settings import PlannerSettings
 from shared.clock import Clock, now_ms
 from shared.duo.accounts import DuoPoster, list_child_accounts
@@ -84,14 +84,23 @@ def discover(
     return Discovery(parent.id, tuple(children), tuple(invalid))
 
 
+@dataclass(frozen=True)
+class RunSources:
+    """A run's sources: those planned (their run is due) and every active one (an MSP
+    parent's children share its budget whether their run is due or not)."""
+
+    due: list[str]
+    active: list[str]
+
+
 def planned_sources(
     settings: PlannerSettings,
     registry: Registry,
     list_children: Callable[[ParentSpec], Discovery],
     clock: Clock,
-) -> list[str]:
-    """Syncs the registry (listing the parent's children when due) and returns the active
-    sources whose run is due (``shared.pipeline.wake``), to be planned this run."""
+) -> RunSources:
+    """Syncs the registry (listing the parent's children when due) and returns its active
+    sources, and those whose run is due (``shared.pipeline.wake``), to be planned this run."""
     discovery = None
     parent = settings.parent
     if parent and discovery_due(
@@ -110,15 +119,8 @@ def planned_sources(
     entries = registry.sync(settings.configured, discovery, parent.id if parent else None)
     log_states(entries)
     now = now_ms(clock)
-    # A child sharing its parent's budget is planned every run: its minute of the budget's
-    # period is counted among every child's (services/planner/budget).
-    sharing = shared_budget(settings) is not None
-    configured = {spec.id for spec in settings.configured}
-    return [
-        source
-        for source in active(entries)
-        if due(entries[source], now) or (sharing and source not in configured)
-    ]
+    sources = active(entries)
+    return RunSources([source for source in sources if due(entries[source], now)], sources)
 
 
 def log_states(entries: Mapping[str, Mapping[str, Any]]) -> None:

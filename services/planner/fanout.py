@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from shared.pipeline.messages import PlanTask
+from shared.pipeline.rate_share import SharedRead
+from shared.pipeline.schemas import MAX_PLAN_SLICE
 
 
 class PlanPublisher(Protocol):
@@ -15,15 +17,29 @@ class PlanPublisher(Protocol):
 
 
 def slices(
-    sources: Sequence[str], size: int, waits: Mapping[str, int] | None = None
+    sources: Sequence[str], size: int, waits: Mapping[str, SharedRead] | None = None
 ) -> list[PlanTask]:
-    """The sources, in their order and each once, ``size`` to a task, each task with the
-    ``waits`` of its sources."""
+    """The sources, each once, ``size`` to a task, each task with the ``waits`` of its
+    sources. The children sharing a budget whose read this run plans come first, in the order
+    of their reads' times and up to MAX_PLAN_SLICE to a task: one planner request plans them
+    in that order, so their window tasks reach the fetchers in about the order they are read
+    in and none holds a fetcher's thread long waiting for its time. The others follow in
+    their order."""
     unique = list(dict.fromkeys(sources))
     waits = waits or {}
+    starts = {
+        source: start
+        for source in unique
+        if source in waits and (start := waits[source].start_at_ms) is not None
+    }
+    timed = sorted(starts, key=lambda source: (starts[source], source))
+    rest = [source for source in unique if source not in starts]
     return [
         PlanTask(part, {source: waits[source] for source in part if source in waits})
-        for part in (tuple(unique[start : start + size]) for start in range(0, len(unique), size))
+        for group, per_task in ((timed, MAX_PLAN_SLICE), (rest, size))
+        for part in (
+            tuple(group[start : start + per_task]) for start in range(0, len(group), per_task)
+        )
     ]
 
 
@@ -31,7 +47,7 @@ def fan_out(
     sources: Sequence[str],
     size: int,
     publisher: PlanPublisher,
-    waits: Mapping[str, int] | None = None,
+    waits: Mapping[str, SharedRead] | None = None,
 ) -> dict[str, int]:
     """Publishes the plan tasks of ``sources`` (all at once, then waits on them); what was
     handed out, for the scheduler's answer and log."""

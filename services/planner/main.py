@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping
 from flask import Flask, jsonify
 
 from services import structured_log
-from services.planner.budget import shared_budget, shared_waits
-from services.planner.discovery import discover, parent_api, planned_sources
+from services.planner.budget import shared_budget, shared_reads
+from services.planner.discovery import RunSources, discover, parent_api, planned_sources
 from services.planner.fanout import fan_out
 from services.planner.run import run_planner
 from services.push_app import build, create_app
@@ -29,6 +29,7 @@ from shared.gcp.source_registry import SourceRegistry
 from shared.gcp.unmarked_batches import BatchFinder
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.messages import PlanTask
+from shared.pipeline.rate_share import SharedRead
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def create_planner_app(
     )
     sources = functools.partial(planned_sources, settings, registry, list_children, clock)
     waits = functools.partial(
-        shared_waits, settings, clock, found_rate=functools.partial(found_rate, db)
+        shared_reads, settings, clock, found_rate=functools.partial(found_rate, db)
     )
     return planner_app(
         settings, cursors, windows, publisher, clock, unmarked, sources, registry.wake, waits
@@ -78,9 +79,9 @@ def planner_app(
     publisher: Publisher,
     clock: Clock,
     unmarked: BatchFinder | None = None,
-    sources: Callable[[], list[str]] | None = None,
+    sources: Callable[[], RunSources] | None = None,
     record_wake: Callable[[str, int], None] | None = None,
-    waits: Callable[[list[str]], Mapping[str, int]] | None = None,
+    waits: Callable[[list[str]], Mapping[str, SharedRead]] | None = None,
 ) -> Flask:
     """The ``/run`` and ``/plan`` endpoints around the planner's work, given its
     collaborators."""
@@ -105,10 +106,10 @@ def planner_app(
 
     @app.post("/run")
     def run():
-        listed = sources() if sources else list(settings.sources)
+        listed = sources() if sources else RunSources(list(settings.sources), [])
         # Computed once for the run: each child's share needs every child sharing the budget.
-        shared = waits(listed) if waits else {}
-        handed_out = fan_out(listed, settings.plan_slice, publisher, shared)
+        shared = waits(listed.active) if waits else {}
+        handed_out = fan_out(listed.due, settings.plan_slice, publisher, shared)
         structured_log.event(
             log,
             logging.INFO,

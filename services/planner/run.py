@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from services import structured_log
+from services.planner.budget import timed
 from services.settings import PlannerSettings
 from shared.clock import Clock, now_ms
 from shared.gcp.cursor_store import CursorStore, quiet_since
@@ -17,6 +18,7 @@ from shared.gcp.publisher import Publisher
 from shared.gcp.unmarked_batches import BatchFinder
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.messages import SpanCheck
+from shared.pipeline.rate_share import SharedRead
 from shared.pipeline.repair import spans_due
 from shared.pipeline.schemas import MAX_CHECK_WINDOWS
 from shared.pipeline.wake import idle, wake_at
@@ -40,13 +42,13 @@ def run_planner(
     unmarked: BatchFinder | None = None,
     sources: Callable[[], list[str]] | None = None,
     record_wake: Callable[[str, int], None] | None = None,
-    waits: Mapping[str, int] | None = None,
+    waits: Mapping[str, SharedRead] | None = None,
 ) -> list[dict[str, Any]]:
     """Plans each source, ``PLAN_THREADS`` at a time: those ``sources`` returns (a plan task's
     slice), or the configured ones. Results are in the sources' order. ``record_wake(source,
     wake_at_ms)`` records when a source left with nothing to do is due again
     (``shared.pipeline.wake``); ``waits``: the span each child sharing its parent's budget
-    waits for (services/planner/budget), by source."""
+    waits for and when its read starts (services/planner/budget), by source."""
     shared = waits or {}
 
     def plan(source: str) -> dict[str, Any]:
@@ -60,7 +62,7 @@ def run_planner(
                 clock,
                 unmarked,
                 record_wake,
-                shared_wait_ms=shared.get(source),
+                shared.get(source),
             )
         except Exception as error:
             # One account's trouble (say, its windows cannot be published) must not stop the
@@ -86,7 +88,7 @@ def _run_source(
     clock: Clock,
     unmarked: BatchFinder | None,
     record_wake: Callable[[str, int], None] | None = None,
-    shared_wait_ms: int | None = None,
+    shared: SharedRead | None = None,
 ) -> dict[str, Any]:
     planned = cursors.plan(
         source,
@@ -94,9 +96,9 @@ def _run_source(
         settings.parallelism,
         delay_ms=int(settings.delay_seconds * 1000),
         quiet_every_ms=settings.quiet_read_every_ms,
-        shared_wait_ms=shared_wait_ms or 0,
+        shared_wait_ms=shared.wait_ms if shared else 0,
     )
-    publisher.publish_tasks(planned)
+    publisher.publish_tasks(timed(planned, shared, now_ms(clock)))
     find = unmarked.find if unmarked else None
     swept = windows.sweep(source, settings.repair_checks_ms, settings.landing_timeout_ms, find)
     publisher.publish_tasks(swept.republish)
@@ -126,12 +128,9 @@ def _run_source(
         # The backfill's records read against Duo's count, its rate and the time left.
         **(swept.reading.fields() if swept.reading else {}),
     }
-    # A child sharing its parent's budget (a wait, if only 0 in its own minute) is planned
-    # every run: its minute of the budget's period is counted among every child's.
-    sharing = shared_wait_ms is not None
-    if record_wake and not sharing and idle(len(planned), swept.open_windows, len(checks)):
+    if record_wake and idle(len(planned), swept.open_windows, len(checks)):
         # The cursor is read again only here: in a quiet source's few runs.
-        result["wake_at_ms"] = _wake_at(source, settings, cursors, clock)
+        result["wake_at_ms"] = _wake_at(source, settings, cursors, clock, shared)
         if result["wake_at_ms"] is not None:
             record_wake(source, result["wake_at_ms"])
     structured_log.event(log, logging.INFO, f"planned source {source}", **result)
@@ -139,7 +138,11 @@ def _run_source(
 
 
 def _wake_at(
-    source: str, settings: PlannerSettings, cursors: CursorStore, clock: Clock
+    source: str,
+    settings: PlannerSettings,
+    cursors: CursorStore,
+    clock: Clock,
+    shared: SharedRead | None,
 ) -> int | None:
     """``wake.wake_at`` for a source this run left idle, from its cursor as it now is."""
     cursor = cursors.read(source)
@@ -152,4 +155,5 @@ def _wake_at(
         now_ms(clock),
         int(settings.delay_seconds * 1000),
         settings.quiet_read_every_ms,
+        shared,
     )

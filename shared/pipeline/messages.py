@@ -10,13 +10,14 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import cache
 from typing import Any
 
 import jsonschema
 
 from shared.pipeline.ids import batch_id, window_id
+from shared.pipeline.rate_share import SharedRead
 from shared.pipeline.schemas import PLAN_TASK, RECORD_BATCH, SCHEMAS, SPAN_CHECK, WINDOW_TASK
 
 
@@ -34,20 +35,26 @@ class WindowTask:
     source: str
     mintime: int
     maxtime: int
+    # When the read starts (ms), not before: a live window of a child sharing its parent's
+    # budget is read at its time of the budget's period (rate_share); None: at once.
+    start_at_ms: int | None = field(default=None, compare=False)
 
     @property
     def window_id(self) -> str:
         return window_id(self.mintime, self.maxtime)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body = {
             "type": WINDOW_TASK,
-            "version": 1,
+            "version": 1 if self.start_at_ms is None else 2,
             "source": self.source,
             "window_id": self.window_id,
             "mintime": self.mintime,
             "maxtime": self.maxtime,
         }
+        if self.start_at_ms is not None:
+            body["start_at_ms"] = self.start_at_ms
+        return body
 
 
 @dataclass(frozen=True)
@@ -75,15 +82,15 @@ class PlanTask:
     """Sources to plan now: a slice of those the scheduler's run found (services/planner)."""
 
     sources: tuple[str, ...]
-    # The span (ms) each of them sharing its MSP parent's budget waits for, by source.
-    waits: Mapping[str, int] = field(default_factory=dict)
+    # The part of each of them sharing its MSP parent's budget, by source.
+    waits: Mapping[str, SharedRead] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "type": PLAN_TASK,
             "version": 1,
             "sources": list(self.sources),
-            "waits": dict(self.waits),
+            "waits": {source: asdict(read) for source, read in self.waits.items()},
         }
 
 
@@ -139,14 +146,15 @@ def decode(data: bytes, message_id: str | None = None) -> Message:
         where = "/".join(str(part) for part in error.absolute_path) or "(root)"
         raise MessageError(f"{key[0]} v{key[1]} invalid at {where}: {error.message}", message_id)
     if body["type"] == WINDOW_TASK:
-        task = WindowTask(body["source"], body["mintime"], body["maxtime"])
+        task = WindowTask(body["source"], body["mintime"], body["maxtime"], body.get("start_at_ms"))
         if task.maxtime <= task.mintime or task.window_id != body["window_id"]:
             raise MessageError("window_id does not match an ordered [mintime, maxtime]", message_id)
         return task
     if body["type"] == SPAN_CHECK:
         return SpanCheck(body["source"], body["level"], tuple(body["windows"]))
     if body["type"] == PLAN_TASK:
-        return PlanTask(tuple(body["sources"]), body["waits"])
+        waits = {source: SharedRead(**read) for source, read in body["waits"].items()}
+        return PlanTask(tuple(body["sources"]), waits)
     offsets = (body["offset"], body["next_offset"]) if body["version"] >= 2 else None
     return RecordBatch(body["source"], body["window_id"], body["page"], body["records"], offsets)
 

@@ -8,17 +8,20 @@ parent, at ``DUO_RATE_LIMIT_PER_MINUTE`` (a number, or ``auto``: found from Duo'
 ``DUO_RATE_LIMIT_PER_MINUTE`` says: a shared budget is safe under either way of counting, so
 ``parent`` is the default (per account, it only reads more slowly than Duo would allow).
 
-A shared budget of R requests a minute is divided fairly by planning: with N children each
-child's live window spans ceil(N / R) minutes (``read_every_ms``), planned in the child's own
-minute of that period (``shared_wait_ms``), so the children's live windows ask for at most
-about R a minute together and every child is read at least once per ceil(N / R) minutes.
-The shared limiter gives live windows' requests first and what is left to the backfill in
+A shared budget of R requests a minute is divided fairly by planning: with N children every
+child is read at least once per ceil(N / R) minutes (``read_every_ms``). Each child's reads
+follow each other a period apart (``read_period_ms``: that, a few seconds shorter when R
+allows), the children's reads spread evenly over the period, each at a fixed time of it
+(``shared_read``): the run of the minute before plans the window, and the fetcher starts the
+read at its time, not in the order the minute's windows happen to be delivered in. The
+shared limiter gives live windows' requests first and what is left to the backfill in
 arrival order, one page at a time, so one child's backlog starves no other.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from shared.pipeline.planning import LIVE_WINDOW_MS
 
@@ -52,12 +55,59 @@ def read_every_ms(children: int, per_minute: float) -> int:
     return max(1, math.ceil(children / per_minute - 1e-9)) * LIVE_WINDOW_MS
 
 
-def shared_wait_ms(every_ms: int, position: int, now_ms: int) -> int:
-    """The span the child at ``position`` (in a stable order of the children) waits for now
-    (``plan_windows``): none in its own minute of each ``every_ms`` period, the whole period
-    in the others. The children's own minutes are spread evenly over the period, so each
-    minute plans about N / ceil(N / R) <= R live windows, not all N in one minute (whose
-    requests would then queue for minutes); a period without its own minute planned (a run
-    missed) still ends after ``every_ms``."""
-    minutes = every_ms // LIVE_WINDOW_MS
-    return 0 if (now_ms // LIVE_WINDOW_MS) % minutes == position % minutes else every_ms
+# How long after the start of the minute whose run plans it a child's read starts at the
+# soonest: Cloud Scheduler calls at the top of the minute, and the run's plan tasks and the
+# window tasks they publish reach the fetchers within seconds (a loaded planner took 25 s
+# to plan 200 sources a minute, the timed ones first).
+READ_LEAD_MS = 30_000
+# How much sooner than ceil(N / R) minutes a child's reads follow each other, when the budget
+# allows: a read starts up to a limiter slot after its time (a backfill request may hold it)
+# and is counted done after its Firestore writes, so reads exactly ceil(N / R) apart would
+# land a little over it.
+READ_MARGIN_MS = 5_000
+# The margin is taken while the live reads ask for at most this share of R: the rest is the
+# backfill's.
+MARGIN_SHARE = 0.9
+
+
+@dataclass(frozen=True)
+class SharedRead:
+    """A child's part of the shared budget in one planner run."""
+
+    wait_ms: int  # the span its live window waits for (``plan_windows``)
+    start_at_ms: int | None  # when the read planned by this run starts (None: no read due)
+    next_run_ms: int  # the start of the minute whose run plans its next read
+
+
+def read_period_ms(children: int, per_minute: float) -> int:
+    """How far apart each child's reads are: ``read_every_ms``, less READ_MARGIN_MS when
+    reads that often still ask for at most MARGIN_SHARE of the budget (and are a minute apart
+    at least: one run plans one read)."""
+    every = read_every_ms(children, per_minute)
+    period = every - READ_MARGIN_MS
+    fits = children * LIVE_WINDOW_MS <= per_minute * MARGIN_SHARE * period
+    return period if fits and period >= LIVE_WINDOW_MS else every
+
+
+def shared_read(
+    every_ms: int, period_ms: int, position: int, children: int, now_ms: int
+) -> SharedRead:
+    """The child at ``position`` (in a stable order of the ``children``) in the run at
+    ``now_ms``. Its reads come ``period_ms`` apart at the same time of each period, the
+    children's spread evenly over it; the run of a minute plans the reads starting from
+    READ_LEAD_MS into it to a minute later (each minute about N / period of them), with no
+    wait, and leaves the others waiting for ``every_ms`` of span: a run missed still has the
+    window planned after ``every_ms``."""
+    phase = position * period_ms // children
+    minute = now_ms - now_ms % LIVE_WINDOW_MS
+    first = minute + READ_LEAD_MS
+    read = first + (phase - first) % period_ms
+    if read < first + LIVE_WINDOW_MS:
+        return SharedRead(0, read, _planning_minute(read + period_ms))
+    return SharedRead(every_ms, None, _planning_minute(read))
+
+
+def _planning_minute(read_ms: int) -> int:
+    """The start of the minute whose run plans the read starting at ``read_ms``."""
+    planned = read_ms - READ_LEAD_MS
+    return planned - planned % LIVE_WINDOW_MS

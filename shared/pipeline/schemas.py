@@ -62,6 +62,18 @@ SCHEMAS: dict[tuple[str, int], dict[str, Any]] = {
         "A time window of one Duo account's telephony logs to fetch",
         {"source": _SOURCE, "window_id": _WINDOW_ID, "mintime": _EPOCH_MS, "maxtime": _EPOCH_MS},
     ),
+    (WINDOW_TASK, 2): _envelope(
+        WINDOW_TASK,
+        2,
+        "A time window of one Duo account's telephony logs to fetch, not before its time",
+        {
+            "source": _SOURCE,
+            "window_id": _WINDOW_ID,
+            "mintime": _EPOCH_MS,
+            "maxtime": _EPOCH_MS,
+            "start_at_ms": _EPOCH_MS,
+        },
+    ),
     (SPAN_CHECK, 1): _envelope(
         SPAN_CHECK,
         1,
@@ -89,12 +101,21 @@ SCHEMAS: dict[tuple[str, int], dict[str, Any]] = {
                 "uniqueItems": True,
                 "items": _SOURCE,
             },
-            # The span (ms) each child sharing its MSP parent's Duo budget waits for this run
-            # (services/planner/budget), by source; the others wait for none.
+            # The part of each child sharing its MSP parent's Duo budget in this run
+            # (rate_share.SharedRead), by source; the others wait for none.
             "waits": {
                 "type": "object",
                 "propertyNames": _SOURCE,
-                "additionalProperties": {"type": "integer", "minimum": 0},
+                "additionalProperties": {
+                    "type": "object",
+                    "required": ["wait_ms", "start_at_ms", "next_run_ms"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "wait_ms": {"type": "integer", "minimum": 0},
+                        "start_at_ms": {"anyOf": [_EPOCH_MS, {"type": "null"}]},
+                        "next_run_ms": _EPOCH_MS,
+                    },
+                },
             },
         },
     ),

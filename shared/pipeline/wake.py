@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared.pipeline.planning import LIVE_WINDOW_MS, first_plan_at, quiet_wait_ms
+from shared.pipeline.rate_share import SharedRead
 
 # The registry entry's field: a source is planned by the runs from then on (none: every run).
 WAKE_AT = "wake_at_ms"
@@ -35,6 +36,7 @@ def wake_at(
     now_ms: int,
     delay_ms: int,
     quiet_every_ms: int,
+    shared: SharedRead | None = None,
 ) -> int | None:
     """When the source of an ``idle`` run is due again; None (every run) while its watermark
     is behind what is planned: a finished window it has not passed yet, or one quarantined,
@@ -44,12 +46,20 @@ def wake_at(
     plan), and never later than QUIET_READ_EVERY (at most SETTLED_RUN_EVERY_MAX_MS) from now,
     so a late-record check falling due, or a window a check reopened, waits at most that long.
     That bound is taken down to a whole minute, when Cloud Scheduler calls: the call it names
-    is not missed by the call's few milliseconds late."""
+    is not missed by the call's few milliseconds late. A child sharing its parent's budget
+    (``shared``) plans in the minute of its next read with the quiet wait, in any other once
+    its span reaches the shared wait as well: the sooner of the two."""
     if watermark_ms != planned_until_ms:
         return None
     wait = quiet_wait_ms(last_records_ms, now_ms, quiet_every_ms)
     latest = now_ms + min(quiet_every_ms, SETTLED_RUN_EVERY_MAX_MS)
-    return min(first_plan_at(planned_until_ms, delay_ms, wait), latest - latest % LIVE_WINDOW_MS)
+    can_plan = first_plan_at(planned_until_ms, delay_ms, wait)
+    if shared is not None:
+        can_plan = min(
+            max(can_plan, shared.next_run_ms),
+            first_plan_at(planned_until_ms, delay_ms, max(wait, shared.wait_ms)),
+        )
+    return min(can_plan, latest - latest % LIVE_WINDOW_MS)
 
 
 def due(entry: Mapping[str, Any], now_ms: int) -> bool:

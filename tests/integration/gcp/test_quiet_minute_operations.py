@@ -62,7 +62,9 @@ def _quiet_minutes(
     settings = PlannerSettings(
         "p", (source,), "windows", 0, 1, repair_checks_ms=CHECKS, quiet_read_every_ms=quiet_every_ms
     )
-    sources = functools.partial(planned_sources, settings, registry, lambda _: None, clock)
+
+    def sources() -> list[str]:
+        return planned_sources(settings, registry, lambda _: None, clock).due
 
     def minute() -> None:
         """One minute, as the planner, the fetcher and the writer do it."""

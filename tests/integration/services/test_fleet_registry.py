@@ -115,7 +115,10 @@ def test_discovered_children_land_under_their_own_prefix_and_a_refused_one_is_sh
     list_children = functools.partial(
         discover, secrets=CachedSecrets(read_secret, clock), clock=clock
     )
-    sources = functools.partial(planned_sources, settings, registry, list_children, clock)
+
+    def sources() -> list[str]:
+        return planned_sources(settings, registry, list_children, clock).due
+
     clients = DuoClients(
         fetcher_settings(env, read_secret),
         firestore_db,

@@ -16,6 +16,7 @@ from shared.pipeline.messages import (
     decode_push,
     encode,
 )
+from shared.pipeline.rate_share import SharedRead
 from shared.pipeline.schemas import MAX_PLAN_SLICE
 
 MINTIME = 1_700_000_000_000
@@ -122,7 +123,7 @@ def test_a_body_that_is_not_an_object_is_refused(body):
 @pytest.mark.parametrize(
     "body",
     [
-        window_body(version=2),
+        window_body(version=3),
         window_body(version="1"),
         window_body(version=...),
         window_body(type="window"),
@@ -276,17 +277,36 @@ def plan_body(sources, waits=None):
     return {"type": "plan-task", "version": 1, "sources": sources, "waits": waits or {}}
 
 
+def read(wait_ms=0, start_at_ms=1_800_000_020_000, next_run_ms=1_800_000_180_000):
+    return {"wait_ms": wait_ms, "start_at_ms": start_at_ms, "next_run_ms": next_run_ms}
+
+
 def test_plan_task_round_trip():
-    plan = PlanTask(("eu-prod", "di1234567890"), {"di1234567890": 240_000})
+    waits = {
+        "di1234567890": SharedRead(0, 1_800_000_020_000, 1_800_000_180_000),
+        "di2": SharedRead(240_000, None, 1_800_000_060_000),
+    }
+    plan = PlanTask(("eu-prod", "di1234567890", "di2"), waits)
     assert decode(encode(plan)) == plan
+
+
+def test_a_window_task_with_its_start_round_trips_as_version_2_and_one_without_as_1():
+    timed = WindowTask("eu-prod", 1_800_000_000_000, 1_800_000_240_000, 1_800_000_500_000)
+    assert timed.to_json()["version"] == 2
+    assert decode(encode(timed)).start_at_ms == 1_800_000_500_000
+    untimed = WindowTask("eu-prod", 1_800_000_000_000, 1_800_000_240_000)
+    assert untimed.to_json()["version"] == 1 and "start_at_ms" not in untimed.to_json()
+    assert decode(encode(untimed)).start_at_ms is None
 
 
 @pytest.mark.parametrize(
     ("waits", "named"),
     [
-        ({"eu-prod": -1}, "waits/eu-prod"),
-        ({"eu-prod": 1.5}, "waits/eu-prod"),
-        ({"no t": 1}, "waits"),
+        ({"eu-prod": read(wait_ms=-1)}, "waits/eu-prod/wait_ms"),
+        ({"eu-prod": read(wait_ms=1.5)}, "waits/eu-prod/wait_ms"),
+        ({"eu-prod": read(start_at_ms=5)}, "waits/eu-prod/start_at_ms"),
+        ({"eu-prod": 240_000}, "waits/eu-prod"),
+        ({"no t": read()}, "waits"),
     ],
 )
 def test_a_plan_task_with_a_wait_that_is_not_a_span_is_refused_naming_it(waits, named):

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
-from shared.pipeline.rate_share import budget_key, budget_rate, read_every_ms, shared_wait_ms
+from shared.pipeline.rate_share import (
+    READ_LEAD_MS,
+    budget_key,
+    budget_rate,
+    read_every_ms,
+    read_period_ms,
+    shared_read,
+)
 from shared.pipeline.sources import parse_parent
 from tests.source_examples import parent_setting
 
@@ -32,15 +41,47 @@ def test_the_children_live_windows_ask_for_at_most_the_shared_budget(children, p
     assert children / (read_every_ms(children, per_minute) / MIN_MS) <= per_minute
 
 
-def test_each_child_waits_for_none_in_its_own_minute_of_the_period_and_all_of_it_otherwise():
-    every = 4 * MIN_MS
-    at = [shared_wait_ms(every, position=5, now_ms=minute * MIN_MS + 30_000) for minute in range(8)]
-    assert at == [every, 0, every, every, every, 0, every, every]  # its minute: 5 mod 4 = 1
-    planned_each_minute = [
-        sum(shared_wait_ms(every, position, minute * MIN_MS) == 0 for position in range(20))
-        for minute in range(8)
-    ]
-    assert planned_each_minute == [5] * 8  # 20 children spread evenly over 4 minutes
+@pytest.mark.parametrize(
+    ("children", "per_minute", "period_ms"),
+    [
+        (200, 60, 235_000),  # 51 live reads a minute: a tenth of the budget left
+        (20, 6, 235_000),
+        (216, 60, 240_000),  # reads 5 s sooner would ask for more than 90 % of R
+        (12, 6, 120_000),
+        (1, 60, 60_000),  # a read a minute: one run plans one read
+    ],
+)
+def test_reads_come_a_margin_sooner_than_promised_when_the_budget_allows(
+    children, per_minute, period_ms
+):
+    assert read_period_ms(children, per_minute) == period_ms
+
+
+def test_each_childs_reads_start_a_period_apart_planned_by_the_run_of_the_minute_before():
+    every, period, children = 4 * MIN_MS, 235_000, 20
+    start = 1_800_000_000_000 - 1_800_000_000_000 % MIN_MS
+    runs = [start + minute * MIN_MS + 1_500 for minute in range(60)]  # Cloud Scheduler's
+    starts: dict[int, list[int]] = {}
+    for now in runs:
+        planned = 0
+        for position in range(children):
+            read = shared_read(every, period, position, children, now)
+            if read.start_at_ms is None:
+                assert read.wait_ms == every  # a run missed: planned after every_ms at most
+                assert read.next_run_ms > now
+                continue
+            planned += 1
+            assert read.wait_ms == 0
+            minute = now - now % MIN_MS
+            assert minute + READ_LEAD_MS <= read.start_at_ms < minute + MIN_MS + READ_LEAD_MS
+            assert read.next_run_ms - minute in (3 * MIN_MS, 4 * MIN_MS)
+            starts.setdefault(position, []).append(read.start_at_ms)
+        assert planned in (5, 6)  # 20 children over 3 min 55 s: their share of each minute
+    for position, times in starts.items():
+        assert {b - a for a, b in itertools.pairwise(times)} == {period}, position
+    # The children's reads spread evenly over the period: 11.75 s apart.
+    ordered = sorted(t for times in starts.values() for t in times)
+    assert {b - a for a, b in itertools.pairwise(ordered)} <= {11_750, 11_751}
 
 
 def test_children_of_a_shared_parent_draw_from_one_budget_others_from_their_own():

@@ -12,6 +12,7 @@ from shared.pipeline.planning import (
     plan_windows,
     quiet_wait_ms,
 )
+from shared.pipeline.rate_share import shared_read
 from shared.pipeline.wake import SETTLED_RUN_EVERY_MAX_MS, WAKE_AT, due, idle, wake_at
 
 MINUTE = 60_000
@@ -45,6 +46,24 @@ def test_a_quiet_source_just_read_wakes_when_its_next_quiet_window_can_be_planne
     wait = quiet_wait_ms(NOW - 3 * QUIET_AFTER_MS, NOW, 5 * MINUTE)
     assert not plans(planned_until, woken - 1, 0, wait)
     assert plans(planned_until, woken, 0, wait)
+
+
+def test_a_child_sharing_its_parents_budget_sleeps_until_the_run_of_its_next_read() -> None:
+    # A busy child of 20 sharing 6 a minute, just read: no run before its next read's plans,
+    # and that one does (every run would plan it, were it not sharing).
+    every, period = 4 * MINUTE, 235_000
+    reads = [shared_read(every, period, 7, 20, NOW + m * MINUTE + 1_500) for m in range(8)]
+    read_minute = next(m for m, read in enumerate(reads) if read.start_at_ms is not None)
+    planned_until = NOW + read_minute * MINUTE - 2 * MINUTE  # planned by its read's run
+    after = NOW + (read_minute + 1) * MINUTE + 1_500
+    shared = reads[read_minute + 1]
+    woken = wake_at(planned_until, planned_until, after - MINUTE, after, 0, 5 * MINUTE, shared)
+    next_read = next(m for m in range(read_minute + 1, 8) if reads[m].start_at_ms is not None)
+    assert woken == NOW + next_read * MINUTE
+    assert next_read - read_minute in (3, 4)
+    for minute in range(read_minute + 1, 8):
+        wait = reads[minute].wait_ms
+        assert plans(planned_until, NOW + minute * MINUTE + 1_500, 0, wait) == (minute >= next_read)
 
 
 def test_an_active_source_is_due_at_the_next_run() -> None:

@@ -3,8 +3,6 @@ the same minutes as when every run plans it, for a fraction of the runs."""
 
 from __future__ import annotations
 
-import functools
-
 from services.planner.discovery import planned_sources
 from services.planner.run import run_planner
 from services.settings import PlannerSettings
@@ -45,7 +43,7 @@ def _three_hours(
             windows,
             publisher,
             clock,
-            sources=lambda: planned_sources(settings, registry, lambda _: None, clock),
+            sources=lambda: planned_sources(settings, registry, lambda _: None, clock).due,
             record_wake=registry.wake if skip else None,
         )
         runs += [minute] * len(results)
@@ -87,7 +85,9 @@ def test_a_source_with_a_window_open_or_quarantined_is_run_every_minute():
     cursors, publisher = FakeCursorStore(windows, clock), FakePublisher([])
     registry = FakeSourceRegistry(clock)
     settings = PlannerSettings("p", (SOURCE,), "windows", 0, 1)
-    sources = functools.partial(planned_sources, settings, registry, lambda _: None, clock)
+
+    def sources() -> list[str]:
+        return planned_sources(settings, registry, lambda _: None, clock).due
 
     def minute(fetched: bool = False) -> list[str]:
         clock.advance(60)

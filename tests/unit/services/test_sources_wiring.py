@@ -129,13 +129,13 @@ def test_the_planner_lists_children_every_refresh_and_plans_every_active_source(
     registry = FakeSourceRegistry(clock)
     settings = msp_settings(sources_file)
     lister = Lister("DA1", "DA2")
-    assert planned_sources(settings, registry, lister, clock) == ["da1", "da2", "own"]
+    assert planned_sources(settings, registry, lister, clock).due == ["da1", "da2", "own"]
     lister.ids = ["DA1"]
     clock.advance(3599)
-    assert planned_sources(settings, registry, lister, clock) == ["da1", "da2", "own"]
+    assert planned_sources(settings, registry, lister, clock).due == ["da1", "da2", "own"]
     assert lister.calls == 1
     clock.advance(1)
-    assert planned_sources(settings, registry, lister, clock) == ["da1", "own"]
+    assert planned_sources(settings, registry, lister, clock).due == ["da1", "own"]
     assert lister.calls == 2
 
 
@@ -146,9 +146,9 @@ def test_a_refused_listing_is_on_the_parent_and_the_sources_are_still_planned(so
     planned_sources(settings, registry, Lister("DA1"), clock)
     refused = Lister(error="msp: Duo refused to list the child accounts: code 40301")
     clock.advance(3600)
-    assert planned_sources(settings, registry, refused, clock) == ["da1", "own"]
+    assert planned_sources(settings, registry, refused, clock).due == ["da1", "own"]
     assert registry.parent("msp")["error"].endswith("code 40301")
-    assert planned_sources(settings, registry, refused, clock) == ["da1", "own"]
+    assert planned_sources(settings, registry, refused, clock).due == ["da1", "own"]
     assert refused.calls == 2  # tried again every run until it is fixed
 
 
@@ -167,7 +167,7 @@ def test_each_active_source_is_planned_and_a_refused_one_is_not(sources_file):
         windows,
         FakePublisher(events),
         clock,
-        sources=lambda: planned_sources(settings, registry, lister, clock),
+        sources=lambda: planned_sources(settings, registry, lister, clock).due,
     )
     assert [r["source"] for r in results] == ["da1", "own"]
     assert all(r["planned"] > 0 for r in results)

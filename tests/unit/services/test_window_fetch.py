@@ -8,6 +8,7 @@ failure parks the window until a retry time that backs off.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -111,6 +112,17 @@ class Rig:
 
 THREE_PAGES = paged([page(1, 2), page(3, 4), page(5)])
 FIRST, SECOND, THIRD = THREE_PAGES  # the tokens that ask for each page (None, then two)
+
+
+def test_a_shared_childs_live_read_starts_at_its_time_not_when_its_task_arrives():
+    rig = Rig(paged([page(1)]))
+    start = NOW_MS + 42_000
+    rig.fetch(dataclasses.replace(TASK, start_at_ms=start))
+    assert rig.clock.sleeps == [42.0]  # waited before claiming the window
+    assert rig.store.doc(TASK)["fetched_at_ms"] == start  # read at its time
+    rig = Rig(paged([page(1)]))
+    rig.fetch(dataclasses.replace(TASK, start_at_ms=NOW_MS - 5_000))  # late: read at once
+    assert rig.clock.sleeps == []
 
 
 def test_each_page_is_checkpointed_before_it_is_published_with_the_tokens_it_lies_between():
