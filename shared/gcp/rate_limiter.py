@@ -45,7 +45,13 @@ from google.api_core.exceptions import AlreadyExists, FailedPrecondition
 from google.cloud import firestore
 
 from shared.clock import Clock, SystemClock
-from shared.duo.adaptive_rate import AutoPolicy, AutoRate, pause_found, reserve_found
+from shared.duo.adaptive_rate import (
+    AutoPolicy,
+    AutoRate,
+    pause_found,
+    reserve_found,
+    sent_within_minute,
+)
 from shared.duo.rate_limit import (
     LATE_START_SECONDS,
     LimitState,
@@ -185,6 +191,13 @@ class FirestoreRateLimiter:
 
         self._hold_until(self._update(update))
 
+    def recent(self) -> AutoRate:
+        """The rate found so far and the requests started in the last minute, as the document
+        holds them now (one read; a limit found by itself only)."""
+        if self._policy is None:
+            raise ValueError("only a limit found by itself counts its requests")
+        return auto_rate(self._ref.get().to_dict() or {}, self._policy)
+
     def _take_slot(self) -> float:
         """The next usable slot of this instance, reserving a batch when none is left."""
         while True:
@@ -295,6 +308,21 @@ def auto_fields(auto: AutoRate) -> dict[str, Any]:
         "resume_at": auto.resume_at,
         "sent": {str(second): count for second, count in auto.sent},
     }
+
+
+def served_in_minute(
+    client: firestore.Client,
+    keys: list[str],
+    now: float,
+    collection: str = DEFAULT_COLLECTION,
+) -> int:
+    """The requests started in the minute up to ``now`` from the budgets ``keys`` (``auto``)
+    together: one batched read."""
+    refs = [client.collection(collection).document(key) for key in keys]
+    return sum(
+        sent_within_minute(auto_rate(snapshot.to_dict() or {}, AutoPolicy()).sent, now)
+        for snapshot in client.get_all(refs)
+    )
 
 
 def found_rate(
