@@ -71,9 +71,8 @@ def create_planner_app(
     )
     if budget is not None and settings.parent is not None and settings.parent.rate_limit == AUTO:
         store = RateScopeStore(db, settings.parent.id, clock)
-        configured = {spec.id for spec in settings.configured}
-        served = functools.partial(served_in_minute, db)
-        waits = scoped_waits(waits, store, configured, served, clock)
+        served = functools.partial(served_in_minute, db, budget[0])
+        waits = scoped_waits(waits, store, served, clock)
     return planner_app(
         settings, cursors, windows, publisher, clock, unmarked, sources, registry.wake, waits
     )

@@ -39,7 +39,10 @@ class ChildLimiter:
     def pause(self, seconds: float) -> None:
         own, fleet = self._own.recent(), self._shared.recent()
         blamed = self._scope.refused(self._accepted(own), own.found, self._accepted(fleet))
-        (self._own if blamed == ACCOUNT else self._shared).pause(seconds)
+        cut, spared = (self._own, self._shared) if blamed == ACCOUNT else (self._shared, self._own)
+        cut.pause(seconds)
+        # Counted as refused there too, so that each budget counts what Duo accepted.
+        spared.refused_elsewhere()
 
     def _accepted(self, auto: AutoRate) -> float:
         # The refused request was counted when its slot was handed out; Duo did not count it.

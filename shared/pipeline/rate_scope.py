@@ -8,10 +8,12 @@ reach one limit, whichever child sends, so no 429 ever comes while the fleet has
 requests in the minute than it was served in another; per account, Duo refuses a child when its
 own requests reach its limit, whatever the fleet makes.
 
-- The evidence: the most requests the fleet was served in a minute without a 429 (counted each
-  planner run) and the fewest it had made in the minute before a 429 (with the refused child's
-  own), each over the last ``RECENT_SECONDS``. Served ``PROMOTE_MARGIN`` times what it was
-  refused at, the count cannot be the parent's: it is decided per account (``decide``).
+- The evidence: the most requests Duo accepted from the fleet in a minute (a minute without a
+  429, counted each planner run, or the minute before a 429, whose refused requests are not
+  counted) and the fewest the fleet had made in the minute before a 429 (with the refused
+  child's own), each over the last ``RECENT_SECONDS``. Served ``PROMOTE_MARGIN`` times (and
+  ``PROMOTE_SLACK`` requests) more than it was refused at, the count cannot be the parent's:
+  it is decided per account (``decide``).
 - A 429 is blamed on one budget (``blame``), which alone is paused and cut. While the count is
   taken to be the parent's (the start: safe either way), on the child's own when it made at
   least half the fleet's requests in the minute before (it may have met its own limit, and
@@ -31,9 +33,11 @@ from dataclasses import dataclass, replace
 from shared.duo.adaptive_rate import AutoPolicy
 from shared.pipeline.rate_share import ACCOUNT, PARENT
 
-# Served this much above what it was refused at: a minute's count is exact to a request or
-# two, and a steady per-parent limit never lets the fleet through above it.
+# Served this much above what it was refused at: a steady per-parent limit never lets the
+# fleet through above it, and a minute's count is exact to a request or two (the slack, for
+# small limits).
 PROMOTE_MARGIN = 1.25
+PROMOTE_SLACK = 2
 # A minute is counted as served only when no 429 came in it: Duo counts a minute.
 QUIET_SECONDS = 60.0
 # Evidence older than this is dropped: Duo may change how it counts.
@@ -80,7 +84,7 @@ def after_429(
 ) -> ScopeDecision:
     """The decision after a 429 to a child, blamed on ``blamed``, that had made ``own`` of
     the fleet's ``fleet`` requests in the minute before."""
-    recorded = replace(decision, last_429_at=now)
+    recorded = replace(_served(decision, fleet, now), last_429_at=now)
     if not _recent(decision.refused_at, decision.refused_fleet, now) or (
         fleet < decision.refused_fleet
     ):
@@ -96,8 +100,8 @@ def after_429(
                 f"{fleet:g}: Duo counts against the parent"
             ),
             # What was served under the other way of counting proves nothing now.
-            served=0.0,
-            served_at=0.0,
+            served=fleet,
+            served_at=now,
             refused_fleet=fleet,
             refused_own=own,
             refused_at=now,
@@ -109,9 +113,7 @@ def after_minute(decision: ScopeDecision, served: float, now: float) -> ScopeDec
     """The decision after the fleet made ``served`` requests in the minute to ``now``."""
     if now - decision.last_429_at < QUIET_SECONDS:
         return decision  # Duo may have refused some of them
-    if _recent(decision.served_at, decision.served, now) and served <= decision.served:
-        return decision
-    return decide(replace(decision, served=served, served_at=now), now)
+    return decide(_served(decision, served, now), now)
 
 
 def decide(decision: ScopeDecision, now: float) -> ScopeDecision:
@@ -121,7 +123,7 @@ def decide(decision: ScopeDecision, now: float) -> ScopeDecision:
         decision.scope != PARENT
         or not _recent(decision.served_at, decision.served, now)
         or not _recent(decision.refused_at, decision.refused_fleet, now)
-        or decision.served < PROMOTE_MARGIN * decision.refused_fleet
+        or decision.served < PROMOTE_MARGIN * decision.refused_fleet + PROMOTE_SLACK
     ):
         return decision
     return replace(
@@ -130,11 +132,18 @@ def decide(decision: ScopeDecision, now: float) -> ScopeDecision:
         since=now,
         account_limit=decision.refused_own,
         evidence=(
-            f"the fleet was served {decision.served:g} requests in a minute without a 429, "
-            f"and refused at {decision.refused_fleet:g} (a child at {decision.refused_own:g} "
-            "of them): Duo counts per account"
+            f"Duo accepted {decision.served:g} of the fleet's requests in a minute, and "
+            f"refused it at {decision.refused_fleet:g} (a child at {decision.refused_own:g} of "
+            "them): Duo counts per account"
         ),
     )
+
+
+def _served(decision: ScopeDecision, served: float, now: float) -> ScopeDecision:
+    """The evidence with a minute in which Duo accepted ``served`` of the fleet's requests."""
+    if _recent(decision.served_at, decision.served, now) and served <= decision.served:
+        return decision
+    return replace(decision, served=served, served_at=now)
 
 
 def _recent(at: float, value: float, now: float) -> bool:

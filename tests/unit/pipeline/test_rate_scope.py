@@ -46,16 +46,27 @@ def test_per_account_counting_is_decided_when_the_fleet_is_refused_below_what_it
     decision = after_429(decision, ACCOUNT, own=6, fleet=8, now=300.0)
     assert (decision.scope, decision.since, decision.account_limit) == (ACCOUNT, 300.0, 6)
     assert decision.evidence == (
-        "the fleet was served 20 requests in a minute without a 429, and refused at 8 "
-        "(a child at 6 of them): Duo counts per account"
+        "Duo accepted 20 of the fleet's requests in a minute, and refused it at 8 (a child "
+        "at 6 of them): Duo counts per account"
     )
+
+
+def test_the_minute_before_a_429_counts_as_served_what_duo_accepted_in_it():
+    # Per account (6 each): four children refused at 6 each with the fleet at 17, then the
+    # busiest alone at its 6 with the fleet at 8: Duo accepted 17 in a minute, refused at 8.
+    decision = after_429(START, PARENT, own=5, fleet=17, now=100.0)
+    assert (decision.scope, decision.served, decision.refused_fleet) == (PARENT, 17, 17)
+    assert after_429(decision, ACCOUNT, own=6, fleet=8, now=130.0).scope == ACCOUNT
+    # Against the parent (6): the refusals after the first come with a count a request short.
+    straggled = after_429(START, PARENT, own=2, fleet=6, now=100.0)
+    assert after_429(straggled, PARENT, own=1, fleet=5, now=101.0).scope == PARENT
 
 
 def test_per_account_counting_is_decided_when_the_fleet_is_served_past_what_it_was_refused_at():
     decision = after_429(START, ACCOUNT, own=6, fleet=9, now=100.0)
     assert after_minute(decision, served=14, now=159.0) == decision  # a 429 in the minute
-    assert after_minute(decision, served=11, now=170.0).scope == PARENT  # under 1.25 x 9
-    decided = after_minute(decision, served=12, now=170.0)
+    assert after_minute(decision, served=13, now=170.0).scope == PARENT  # under 1.25 x 9 + 2
+    decided = after_minute(decision, served=14, now=170.0)
     assert (decided.scope, decided.since, decided.account_limit) == (ACCOUNT, 170.0, 6)
     assert after_minute(decided, served=100, now=900.0).scope == ACCOUNT
 
@@ -88,15 +99,15 @@ def test_a_child_refused_below_the_per_account_limit_takes_the_decision_back_to_
     decided = dataclasses.replace(PER_ACCOUNT, served=60, served_at=400.0)
     blamed = blame(decided, own=2, own_found=0, fleet=30)
     back = after_429(decided, blamed, own=2, fleet=30, now=500.0)
-    assert (back.scope, back.since, back.refused_fleet, back.served) == (PARENT, 500.0, 30, 0)
+    assert (back.scope, back.since, back.refused_fleet, back.served) == (PARENT, 500.0, 30, 30)
     assert back.evidence == (
         "a child was refused at 2 requests a minute, below the 6 one account was served at, "
         "with the fleet at 30: Duo counts against the parent"
     )
-    # The evidence starts over: served past 1.25 x 30 in a quiet minute (Duo changed back),
-    # it is per account once more.
-    assert after_minute(back, served=36, now=600.0).scope == PARENT
-    assert after_minute(back, served=38, now=600.0).scope == ACCOUNT
+    # The evidence starts over: served past 1.25 x 30 + 2 in a quiet minute (Duo changed
+    # back), it is per account once more.
+    assert after_minute(back, served=39, now=600.0).scope == PARENT
+    assert after_minute(back, served=40, now=600.0).scope == ACCOUNT
 
 
 def test_a_child_refused_at_its_own_limit_keeps_the_per_account_decision():

@@ -20,19 +20,18 @@ class Decisions:
         return ScopeDecision(scope=self.scope)
 
 
-def run(scope: str) -> tuple[dict[str, int], list[float], list[tuple[list[str], float]]]:
+def run(scope: str) -> tuple[dict[str, int], list[float], list[float]]:
     clock = FakeClock(start=1_000.0)
     decisions = Decisions(scope)
-    asked: list[tuple[list[str], float]] = []
+    asked: list[float] = []
 
-    def served(children: list[str], now: float) -> int:
-        asked.append((children, now))
+    def served(now: float) -> int:
+        asked.append(now)
         return 17
 
     waits = scoped_waits(
         lambda listed: {source: 120_000 for source in listed},
         decisions,  # type: ignore[arg-type]
-        {"own"},
         served,
         clock,
     )
@@ -42,7 +41,7 @@ def run(scope: str) -> tuple[dict[str, int], list[float], list[tuple[list[str], 
 def test_children_taken_to_share_the_parents_budget_wait_their_turn():
     waits, served, asked = run(PARENT)
     assert waits == {"own": 120_000, "da1": 120_000, "da2": 120_000}
-    assert served == [17] and asked == [(["da1", "da2"], 1_000.0)]  # the children's alone
+    assert served == [17] and asked == [1_000.0]  # the fleet's last minute, once a run
 
 
 def test_children_counted_per_account_wait_for_nothing():
