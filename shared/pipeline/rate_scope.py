@@ -18,7 +18,8 @@ own requests reach its limit, whatever the fleet makes.
   taken to be the parent's (the start: safe either way), on the child's own when it made at
   least half the fleet's requests in the minute before (it may have met its own limit, and
   the others need not wait), else on the shared one. While taken to be per account, on the
-  child's own when it was at about the per-account limit seen (or its own limit found), else
+  child's own when it was at about the per-account limit seen (or its own limit found, give or
+  take ``COUNT_SLACK``), else
   on the shared one, which takes the decision back to the parent's at once (``after_429``),
   its evidence starting over.
 
@@ -34,10 +35,11 @@ from shared.duo.adaptive_rate import AutoPolicy
 from shared.pipeline.rate_share import ACCOUNT, PARENT
 
 # Served this much above what it was refused at: a steady per-parent limit never lets the
-# fleet through above it, and a minute's count is exact to a request or two (the slack, for
-# small limits).
+# fleet through above it.
 PROMOTE_MARGIN = 1.25
-PROMOTE_SLACK = 2
+# Our count of a minute is Duo's give or take a request or two (a second partly inside the
+# minute counts whole, a slot is counted before its request arrives): what small limits need.
+COUNT_SLACK = 2
 # A minute is counted as served only when no 429 came in it: Duo counts a minute.
 QUIET_SECONDS = 60.0
 # Evidence older than this is dropped: Duo may change how it counts.
@@ -75,7 +77,7 @@ def blame(decision: ScopeDecision, own: float, own_found: float, fleet: float) -
     if decision.scope == ACCOUNT:
         limits = [limit for limit in (decision.account_limit, own_found) if limit > 0]
         if limits:
-            return ACCOUNT if own >= AT_LIMIT * min(limits) else PARENT
+            return ACCOUNT if own >= AT_LIMIT * min(limits) - COUNT_SLACK else PARENT
     return ACCOUNT if 2 * own >= fleet else PARENT
 
 
@@ -123,7 +125,7 @@ def decide(decision: ScopeDecision, now: float) -> ScopeDecision:
         decision.scope != PARENT
         or not _recent(decision.served_at, decision.served, now)
         or not _recent(decision.refused_at, decision.refused_fleet, now)
-        or decision.served < PROMOTE_MARGIN * decision.refused_fleet + PROMOTE_SLACK
+        or decision.served < PROMOTE_MARGIN * decision.refused_fleet + COUNT_SLACK
     ):
         return decision
     return replace(

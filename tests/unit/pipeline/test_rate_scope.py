@@ -24,10 +24,12 @@ PER_ACCOUNT = ScopeDecision(scope=ACCOUNT, since=50.0, account_limit=6)
         (START, 3, 6, 12, PARENT),  # its own limit found does not matter yet
         # Taken to be per account: the child's own when it was at the per-account limit seen.
         (PER_ACCOUNT, 6, 0, 40, ACCOUNT),
-        (PER_ACCOUNT, 5.6, 0, 40, ACCOUNT),  # within the search's band under the limit
-        (PER_ACCOUNT, 5.5, 0, 40, PARENT),
+        (PER_ACCOUNT, 4, 0, 40, ACCOUNT),  # 93 % of the limit, less a count's 2 requests
+        (PER_ACCOUNT, 3.5, 0, 40, PARENT),
         (PER_ACCOUNT, 2, 0, 40, PARENT),
-        (PER_ACCOUNT, 3, 3, 40, ACCOUNT),  # a child whose own limit, found, is lower
+        (dataclasses.replace(PER_ACCOUNT, account_limit=60), 53.9, 0, 400, ACCOUNT),
+        (dataclasses.replace(PER_ACCOUNT, account_limit=60), 53.7, 0, 400, PARENT),
+        (PER_ACCOUNT, 1, 3, 40, ACCOUNT),  # a child whose own limit, found, is lower
         (dataclasses.replace(PER_ACCOUNT, account_limit=0), 2, 0, 40, PARENT),
         (dataclasses.replace(PER_ACCOUNT, account_limit=0), 20, 0, 40, ACCOUNT),
     ],
