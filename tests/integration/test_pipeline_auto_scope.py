@@ -31,12 +31,12 @@ from tests.msp_simulator import fleet_config, msp_simulator
 pytestmark = pytest.mark.integration
 
 LIMIT = 6  # Duo's requests a minute: each child's, or the parent's for all of them
-DEADLINE_SECONDS = 180
+DEADLINE_SECONDS = 240
 # Records spread by Zipf's law over the simulator's own account and the children (seed 5).
-# Per account, 8 children: one holds 13 pages of 1,000, the others 1 to 6, so all are busy at
+# Per account, 8 children: one holds 5 pages of 1,000, the others 1 to 3, so all are busy at
 # first, then that one alone. Against the parent, 4 children of a page or two, which the one
 # budget reads beside their live windows (4 of its 6 requests a minute) in about 2 minutes.
-FLEET = {ACCOUNT: (8, 30_000), PARENT: (4, 3_000)}
+FLEET = {ACCOUNT: (8, 12_000), PARENT: (4, 3_000)}
 
 
 def minute_peak(samples: list[tuple[float, int]]) -> int:
@@ -97,9 +97,8 @@ def test_auto_finds_how_duo_counts_the_childrens_reads(
                 if now - planned >= 10:
                     planned = now
                     pipeline.trigger_planner()  # Cloud Scheduler, more often than its minute
-                    decided = decision_from(decisions.get().to_dict()).scope
-                    if decided == scope and now - started > 90 and caught_up():
-                        break
+                    if now - started > 90 and caught_up():
+                        break  # no demand is left to tell the two ways of counting apart
                 time.sleep(2)
         served = sim.api.stats()["accounts"]
     decision = decision_from(decisions.get().to_dict())
