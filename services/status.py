@@ -19,6 +19,8 @@ from services.settings import ConfigError, firestore_database, planner_settings
 from shared.clock import Clock, SystemClock, now_ms
 from shared.gcp.clients import firestore_client
 from shared.gcp.cursor_store import CursorStore
+from shared.gcp.rate_limiter import DEFAULT_COLLECTION as LIMITS
+from shared.gcp.rate_scope_store import decision_from, scope_key
 from shared.gcp.source_registry import SourceRegistry
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.progress import Progress, describe
@@ -308,9 +310,15 @@ def registry_troubled(entry: dict[str, Any] | None) -> bool:
 
 
 def read_parents(project: str, clock: Clock) -> dict[str, dict[str, Any]]:
-    """Each MSP parent's last listing of its children."""
+    """Each MSP parent's last listing of its children, and under ``rate_limit: auto`` how Duo
+    was found to count their reads (``rate_limit_scope``)."""
     db = firestore_client(project, firestore_database(os.environ))
-    return SourceRegistry(db, clock).parents()
+    parents = SourceRegistry(db, clock).parents()
+    for parent, doc in parents.items():
+        decided = db.collection(LIMITS).document(scope_key(parent)).get()
+        if decided.exists:
+            doc["rate_limit_scope"] = decided.to_dict()
+    return parents
 
 
 def show_parents(parents: dict[str, dict[str, Any]], *, as_json: bool, out: TextIO) -> int:
@@ -328,6 +336,11 @@ def show_parents(parents: dict[str, dict[str, Any]], *, as_json: bool, out: Text
             print(f"  error       {doc['error']}", file=out)
         for invalid in doc.get("invalid") or []:
             print(f"  not read    {invalid}", file=out)
+        if doc.get("rate_limit_scope"):
+            decision = decision_from(doc["rate_limit_scope"])
+            since = f" since {_time(int(decision.since * 1000))}" if decision.since else ""
+            print(f"  rate limit  counted per {decision.scope}{since}", file=out)
+            print(f"  evidence    {decision.evidence}", file=out)
     return 1 if any(doc.get("error") or doc.get("invalid") for doc in parents.values()) else 0
 
 

@@ -31,13 +31,16 @@ from shared.duo.endpoint import DuoEndpoint, EndpointError
 from shared.duo.retry import RetryPolicy
 from shared.duo.signing import Signer, SigningConfig
 from shared.duo.transport import DuoHttp
+from shared.gcp.child_limiter import ChildLimiter
 from shared.gcp.rate_limiter import FirestoreRateLimiter, budget_limiter
+from shared.gcp.rate_scope_store import RateScopeStore
 from shared.gcp.secret_manager import CachedSecrets, SecretUnavailableError
 from shared.gcp.source_registry import CachedEntries
-from shared.pipeline.rate_share import budget_key, budget_rate
+from shared.pipeline.rate_share import AUTO, budget_key, budget_rate
 from shared.pipeline.sources import BROKEN, REFUSED, REFUSED_FIX, SourceSpec, trouble
 
 T = TypeVar("T")
+_Limiter = FirestoreRateLimiter | ChildLimiter
 
 
 class UnknownSourceError(LookupError):
@@ -75,11 +78,11 @@ class DuoClients:
         self._lock = threading.Lock()
         # Per source: what it was built from (a registry entry's spec may change), and its
         # session, signer and limiter.
-        self._shared: dict[
-            str, tuple[object, DuoHttp, Signer, FirestoreRateLimiter, ChildAccount | None]
-        ] = {}
+        self._shared: dict[str, tuple[object, DuoHttp, Signer, _Limiter, ChildAccount | None]] = {}
         # By budget key and rate: the limiters, each shared by the sources drawing from it.
         self._limiters: dict[tuple[str, float | None], FirestoreRateLimiter] = {}
+        # By MSP parent under ``auto``: the decision whether Duo counts its children per account.
+        self._scopes: dict[str, RateScopeStore] = {}
         # A page's retries (at most 5 minutes, the lease renewed meanwhile) and the fetch
         # budget together end within Pub/Sub's 10-minute ack deadline.
         self._retry = RetryPolicy()
@@ -119,14 +122,25 @@ class DuoClients:
         signing = child_signing(SigningConfig(source.ikey, skey, parent.host), child)
         return _Account(child_http(parent, child), signing, child)
 
-    def _limiter(self, source_id: str, source: DuoSource | SourceSpec) -> FirestoreRateLimiter:
+    def _limiter(self, source_id: str, source: DuoSource | SourceSpec) -> _Limiter:
         """The source's own limiter, or its MSP parent's that every child shares (one per
-        instance, so a live window's request goes before any child's backfill)."""
+        instance, so a live window's request goes before any child's backfill); under
+        ``auto``, both (ChildLimiter)."""
         parent, scope = (
             (None, None) if isinstance(source, DuoSource) else (source.parent, source.rate_limit)
         )
         key = budget_key(source_id, parent, scope)
         per_minute = budget_rate(scope, self._settings.rate_per_minute)
+        shared = self._budget(key, per_minute)
+        if parent is None or scope != AUTO:
+            return shared
+        with self._lock:
+            store = self._scopes.get(parent)
+            if store is None:
+                store = self._scopes[parent] = RateScopeStore(self._db, parent, self._clock)
+        return ChildLimiter(self._budget(source_id, None), shared, store, self._clock)
+
+    def _budget(self, key: str, per_minute: float | None) -> FirestoreRateLimiter:
         with self._lock:
             limiter = self._limiters.get((key, per_minute))
             if limiter is None:
@@ -206,7 +220,7 @@ class _ChildApi(ChildAccountApi):
 class _LiveFirst:
     """The source's limiter, asked for urgent slots: a live window's requests."""
 
-    def __init__(self, limiter: FirestoreRateLimiter) -> None:
+    def __init__(self, limiter: _Limiter) -> None:
         self._limiter = limiter
 
     def acquire(self) -> None:

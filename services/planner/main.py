@@ -16,6 +16,7 @@ from services.planner.budget import shared_budget, shared_reads
 from services.planner.discovery import RunSources, discover, parent_api, planned_sources
 from services.planner.fanout import fan_out
 from services.planner.run import run_planner
+from services.planner.scope_check import scoped_waits
 from services.push_app import build, create_app
 from services.settings import PlannerSettings, planner_settings, secret_reader
 from shared.clock import Clock, SystemClock
@@ -23,13 +24,14 @@ from shared.gcp.clients import firestore_client, pubsub_publisher, storage_clien
 from shared.gcp.cursor_store import CursorStore
 from shared.gcp.destinations import Destinations
 from shared.gcp.publisher import Publisher
-from shared.gcp.rate_limiter import budget_limiter, found_rate
+from shared.gcp.rate_limiter import budget_limiter, found_rate, served_in_minute
+from shared.gcp.rate_scope_store import RateScopeStore
 from shared.gcp.secret_manager import CachedSecrets, read_secret_version
 from shared.gcp.source_registry import SourceRegistry
 from shared.gcp.unmarked_batches import BatchFinder
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.messages import PlanTask
-from shared.pipeline.rate_share import SharedRead
+from shared.pipeline.rate_share import AUTO, SharedRead
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,10 @@ def create_planner_app(
     waits = functools.partial(
         shared_reads, settings, clock, found_rate=functools.partial(found_rate, db)
     )
+    if budget is not None and settings.parent is not None and settings.parent.rate_limit == AUTO:
+        store = RateScopeStore(db, settings.parent.id, clock)
+        served = functools.partial(served_in_minute, db, budget[0])
+        waits = scoped_waits(waits, store, served, clock)
     return planner_app(
         settings, cursors, windows, publisher, clock, unmarked, sources, registry.wake, waits
     )

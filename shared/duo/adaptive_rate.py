@@ -97,11 +97,7 @@ def after_slots(
 def after_429(auto: AutoRate, policy: AutoPolicy, now: float, slot: float) -> AutoRate:
     """The rate after Duo refused the request started at ``slot``, seen at ``now``; its
     ``resume_at`` is when fewer requests than the new rate remain in the last minute."""
-    counts = dict(_recent(auto.sent, now))
-    refused = math.floor(slot)
-    if counts.get(refused):
-        counts[refused] -= 1  # Duo did not count it either
-    sent = tuple(sorted((s, c) for s, c in counts.items() if c))
+    sent = uncounted(auto, now, [slot]).sent
     accepted = sent_within_minute(sent, now)
     if slot < auto.resume_at:
         # Sent before the last cut took effect (another instance used a slot it held): the
@@ -117,6 +113,17 @@ def after_429(auto: AutoRate, policy: AutoPolicy, now: float, slot: float) -> Au
         resume_at=max(now, _room_at(sent, now, rate)),
         sent=sent,
     )
+
+
+def uncounted(auto: AutoRate, now: float, slots: Iterable[float]) -> AutoRate:
+    """The rate with the requests of ``slots`` no longer counted: refused by Duo, which did not
+    count them either, or never sent."""
+    counts = dict(_recent(auto.sent, now))
+    for slot in slots:
+        if counts.get(math.floor(slot)):
+            counts[math.floor(slot)] -= 1
+    sent = tuple(sorted((s, c) for s, c in counts.items() if c))
+    return AutoRate(auto.per_minute, auto.found, auto.resume_at, sent)
 
 
 def reserve_found(

@@ -20,7 +20,8 @@ Guarantees and their limits:
   arrivals at Duo holds more than ``rate * 60`` requests, for requests arriving up to
   MAX_LATE_SECONDS after their slots from instances whose clocks differ by up to
   MAX_CLOCK_SKEW_SECONDS (``strict_interval``): a strict Duo never sees R + 1.
-- Unused slots are wasted, which only lowers the achieved rate.
+- Unused slots are wasted, which only lowers the achieved rate. A limit found by itself stops
+  counting them (``sent``) at the instance's next reservation, so it counts requests sent.
 - A ``pause`` (after a 429) reaches the other instances on their next reservation: until then
   they may still use the slots they already hold (at most one batch, about one second of
   budget, plus one slot per thread already waiting for its slot).
@@ -34,6 +35,7 @@ LATE_START_SECONDS late, since the rate, and with it a quarter interval, changes
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import threading
@@ -45,7 +47,14 @@ from google.api_core.exceptions import AlreadyExists, FailedPrecondition
 from google.cloud import firestore
 
 from shared.clock import Clock, SystemClock
-from shared.duo.adaptive_rate import AutoPolicy, AutoRate, pause_found, reserve_found
+from shared.duo.adaptive_rate import (
+    AutoPolicy,
+    AutoRate,
+    pause_found,
+    reserve_found,
+    sent_within_minute,
+    uncounted,
+)
 from shared.duo.rate_limit import (
     LATE_START_SECONDS,
     LimitState,
@@ -124,6 +133,9 @@ class FirestoreRateLimiter:
         # The slot each thread last started at: the request a 429 refused.
         self._started = threading.local()
         self._slots: deque[float] = deque()
+        # Slots handed out but never used (under ``_changed``): a limit found by itself stops
+        # counting them at the next reservation, so that its count is of requests sent.
+        self._unused: list[float] = []
         # The slot each thread is sleeping towards, which an urgent request may take over.
         self._waiting: dict[object, float] = {}
         self._paused_until = 0.0
@@ -157,6 +169,7 @@ class FirestoreRateLimiter:
                     if self._usable(slot, self._clock.now()):
                         self._started.slot = slot
                         return
+                    self._drop([slot])
                     break
 
     def _jump_queue(self, slot: float) -> float:
@@ -185,22 +198,44 @@ class FirestoreRateLimiter:
 
         self._hold_until(self._update(update))
 
+    def refused_elsewhere(self) -> None:
+        """Duo refused the request this thread last started, but another budget is blamed
+        for it: it is only no longer counted here (a limit found by itself only)."""
+        refused = getattr(self._started, "slot", self._clock.now())
+
+        def update(
+            state: LimitState, auto: AutoRate | None, now: float
+        ) -> tuple[LimitState, AutoRate | None, None]:
+            return state, None if auto is None else uncounted(auto, now, [refused]), None
+
+        self._update(update)
+
+    def recent(self) -> AutoRate:
+        """The rate found so far and the requests started in the last minute, as the document
+        holds them now (one read; a limit found by itself only)."""
+        if self._policy is None:
+            raise ValueError("only a limit found by itself counts its requests")
+        return auto_rate(self._ref.get().to_dict() or {}, self._policy)
+
     def _take_slot(self) -> float:
         """The next usable slot of this instance, reserving a batch when none is left."""
         while True:
             with self._changed:
                 now = self._clock.now()
                 while self._slots and not self._usable(self._slots[0], now):
-                    self._slots.popleft()
+                    self._drop([self._slots.popleft()])
                 if self._slots:
                     return self._slots.popleft()
                 if self._reserving:
                     self._changed.wait()
                     continue
                 self._reserving = True
+                unused = list(self._unused)
             slots: list[float] = []
             try:
-                slots = self._update(self._reserve_batch)
+                slots = self._update(functools.partial(self._reserve_batch, unused=unused))
+                with self._changed:
+                    del self._unused[: len(unused)]  # no longer counted in the document
             finally:
                 with self._changed:
                     self._reserving = False
@@ -208,14 +243,20 @@ class FirestoreRateLimiter:
                     self._changed.notify_all()
 
     def _reserve_batch(
-        self, state: LimitState, auto: AutoRate | None, now: float
+        self, state: LimitState, auto: AutoRate | None, now: float, unused: list[float]
     ) -> tuple[LimitState, AutoRate | None, list[float]]:
         if self._policy is None or auto is None:
             slots, state = reserve_slots(state, now, self._batch, self._interval, self._tolerance)
             return state, auto, slots
         count = batch_size(auto.per_minute / 60.0)
+        auto = uncounted(auto, now, unused)
         slots, state, auto = reserve_found(state, auto, self._policy, now, count)
         return state, auto, slots
+
+    def _drop(self, slots: list[float]) -> None:
+        """Slots that will not be used (called under ``_changed``)."""
+        if self._policy is not None:
+            self._unused.extend(slots)
 
     def _usable(self, slot: float, now: float) -> bool:
         return usable(slot, now, self._paused_until, self._lateness)
@@ -223,6 +264,7 @@ class FirestoreRateLimiter:
     def _hold_until(self, paused_until: float) -> None:
         with self._changed:
             self._paused_until = max(self._paused_until, paused_until)
+            self._drop([s for s in self._slots if s < self._paused_until])
             self._slots = deque(s for s in self._slots if s >= self._paused_until)
 
     def _update(
@@ -295,6 +337,15 @@ def auto_fields(auto: AutoRate) -> dict[str, Any]:
         "resume_at": auto.resume_at,
         "sent": {str(second): count for second, count in auto.sent},
     }
+
+
+def served_in_minute(
+    client: firestore.Client, key: str, now: float, collection: str = DEFAULT_COLLECTION
+) -> int:
+    """The requests the budget ``key`` (``auto``) started in the minute up to ``now``: one
+    read."""
+    data = client.collection(collection).document(key).get().to_dict() or {}
+    return sent_within_minute(auto_rate(data, AutoPolicy()).sent, now)
 
 
 def found_rate(

@@ -15,6 +15,7 @@ from shared.duo.adaptive_rate import (
     pause_found,
     reserve_found,
     sent_within_minute,
+    uncounted,
 )
 from shared.duo.rate_limit import MAX_CLOCK_SKEW_SECONDS, MAX_LATE_SECONDS, LimitState
 from simulator.rate_budget import MinuteBudget
@@ -200,3 +201,11 @@ def test_a_raised_limit_is_found_within_a_quarter_of_an_hour():
     answers = saturated(MinuteBudget(10, ((1800, 60),), T0), minutes=120)
     assert between(answers, 45, 120, ok=True) >= 0.9 * 60 * 75
     assert between(answers, 30, 120, ok=False) <= 6
+
+
+def test_requests_refused_or_never_sent_are_no_longer_counted():
+    auto = AutoRate(per_minute=60, found=50, resume_at=90, sent=((100, 2), (101, 1), (130, 1)))
+    # One of second 100's, second 101's; one before the minute and one never counted: ignored.
+    after = uncounted(auto, 131.0, [100.4, 101.9, 50.0, 120.0])
+    assert after == AutoRate(per_minute=60, found=50, resume_at=90, sent=((100, 1), (130, 1)))
+    assert sent_within_minute(after.sent, 131.0) == 2

@@ -277,5 +277,6 @@ def limiter_documents(rate_limit: str) -> set[str]:
 
 def test_the_fetcher_draws_shared_childrens_requests_from_the_parents_one_budget():
     assert limiter_documents("parent") == {"msp:children"}
-    assert limiter_documents("auto") == {"msp:children"}
     assert limiter_documents("account") == {"da00", "da01", "da02"}
+    # ``auto``: from both, and the decision which of the two Duo counts (rate_scope).
+    assert limiter_documents("auto") == {"msp:children", "da00", "da01", "da02", "msp:scope"}

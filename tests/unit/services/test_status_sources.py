@@ -92,3 +92,16 @@ def test_a_fleet_deployment_shows_every_source_in_firestore(monkeypatch, capsys)
     monkeypatch.setattr(status, "read_parents", lambda project, clock: {})
     assert cli.main(["status"]) == 0
     assert asked == [None]  # not only "own": the children too
+
+
+def test_how_duo_counts_a_parents_children_is_shown_with_its_evidence():
+    out = io.StringIO()
+    evidence = "Duo accepted 18 of the fleet's requests in a minute: Duo counts per account"
+    decided = {"scope": "account", "since": NOW / 1000, "evidence": evidence, "served": 14}
+    parent = {"listed_at_ms": NOW, "children": 3, "error": None, "invalid": []}
+    parents = {"msp": parent | {"rate_limit_scope": decided}}
+    assert show_parents(parents, as_json=False, out=out) == 0
+    assert out.getvalue().splitlines()[1:] == [
+        "  rate limit  counted per account since 2027-01-15T08:00:00.000+00:00",
+        f"  evidence    {evidence}",
+    ]
