@@ -1,6 +1,8 @@
-"""The scheduler's call with a fleet, timed: the planner alone on the emulators, with a sources
-file of N accounts that its first call syncs into the registry, and POST /run called a few
-times (bench/fanout). The slices it hands out are not planned: only the call is measured."""
+"""The scheduler's call with a fleet, timed: ``POST /run`` of a planner started alone, so that
+only the call is measured (the slices it hands out are not planned). One timer for both
+benchmarks: bench/fanout (a sources file of N accounts that the first call syncs into the
+registry, the calls back to back) and bench/fleet (the fleet simulator's accounts, the calls
+on the planner's cadence)."""
 
 from __future__ import annotations
 
@@ -11,10 +13,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 from harness.catchup import DEMO_PROJECT
-from harness.emulators import LocalCloud, http_request
+from harness.emulators import LocalCloud
 from harness.pipeline import LocalPipeline, PipelineConfig
 from harness.pubsub_setup import ensure_topic
 from shared.gcp.clients import pubsub_publisher
@@ -27,14 +30,48 @@ HOST = "api-00000000.duosecurity.com"
 
 @dataclass(frozen=True)
 class FanoutTimes:
-    sources: int  # what /run handed out
+    sources: int  # what /run handed out, at its last call
     slices: int
     first_seconds: float  # the first call: the registry's entries written
     seconds: list[float]  # the calls after it
 
     @property
-    def median_seconds(self) -> float:
-        return statistics.median(self.seconds)
+    def median_seconds(self) -> float | None:
+        return statistics.median(self.seconds) if self.seconds else None
+
+    def figures(self) -> dict[str, Any]:
+        """The figures both benchmarks write, in seconds."""
+        median = self.median_seconds
+        return {
+            "sources": self.sources,
+            "slices": self.slices,
+            "first_call_seconds": round(self.first_seconds, 3),
+            "later_calls_seconds": [round(seconds, 3) for seconds in self.seconds],
+            "later_median_seconds": None if median is None else round(median, 3),
+        }
+
+
+def time_calls(
+    call: Callable[[], dict[str, Any]],
+    later: int,
+    every: float = 0.0,
+    say: Callable[[str], None] = print,
+    timer: Callable[[], float] = time.perf_counter,
+    sleep: Callable[[float], None] = time.sleep,
+) -> FanoutTimes:
+    """Times ``later`` + 1 scheduler calls (``call`` answers what /run handed out), each
+    started ``every`` seconds after the one before (at once when that one took longer; 0:
+    back to back). A call that fails raises: a figure would hide it."""
+    times: list[float] = []
+    answer: dict[str, Any] = {}
+    for number in range(later + 1):
+        started = timer()
+        answer = call()
+        times.append(timer() - started)
+        say(f"call {number + 1}: {times[-1]:.2f} s, {answer}")
+        if number < later:
+            sleep(max(every - times[-1], 0.0))
+    return FanoutTimes(answer["sources"], answer["slices"], times[0], times[1:])
 
 
 def sources_file(path: Path, project: str, count: int) -> Path:
@@ -80,16 +117,6 @@ def time_scheduler_calls(
         pipeline = LocalPipeline(config, cloud.env, log_dir)
         try:
             pipeline.start_service("planner")
-            url = f"http://{pipeline.services['planner'].address}/run"
-            times, answer = [], {}
-            for call in range(calls + 1):
-                started = timer()
-                status, body = http_request("POST", url, timeout=120)
-                times.append(timer() - started)
-                if status != 200:
-                    raise RuntimeError(f"planner /run answered {status}: {body[:500]}")
-                answer = json.loads(body)
-                say(f"call {call + 1}: {times[-1]:.2f} s, {answer}")
+            return time_calls(pipeline.trigger_planner, calls, say=say, timer=timer)
         finally:
             pipeline.stop()
-    return FanoutTimes(answer["sources"], answer["slices"], times[0], times[1:])

@@ -9,7 +9,8 @@
   of each service (its processes' resident sizes added up, sampled), and every account's
   records against its ground truth;
 - the scheduler's call alone with a registry of many accounts: the planner started by itself,
-  ``POST /run`` timed on the same cadence.
+  ``POST /run`` timed on the same cadence (``harness.fanout_bench.time_calls``, bench/fanout's
+  timer).
 
 ``bench/fleet`` prices the operations (``bench/cost``) and prints the figures.
 """
@@ -17,7 +18,6 @@
 from __future__ import annotations
 
 import bisect
-import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +27,7 @@ from typing import Any
 
 from harness.benchmark import phase_instance_time, phase_operations
 from harness.catchup import group_memory_kib
+from harness.fanout_bench import time_calls
 from harness.fleet import (
     FleetOptions,
     FleetStack,
@@ -35,7 +36,6 @@ from harness.fleet import (
     fleet_stack,
     landed_records,
     truths,
-    watermarks,
 )
 from harness.freshness import summarize
 from harness.pipeline import SERVICES, LocalPipeline
@@ -213,22 +213,13 @@ def time_scheduler_call(
     call_timeout: float = 900.0,
 ) -> dict[str, Any]:
     """``POST /run`` with the planner alone and a fleet of ``options``' accounts, ``calls``
-    times on the cadence: the first call (the registry made, every backlog planned) and the
-    ones after it, in seconds, and the size of the registry then."""
+    times on the cadence (``harness.fanout_bench.time_calls``): the first call (the registry
+    made) and the ones after it, in seconds, and the sources and slices handed out."""
     with fleet_stack(options, log_dir, progress, planner_only=True) as stack:
-        timed = TimedCalls(lambda: stack.pipeline.trigger_planner(timeout=call_timeout))
-        scheduler = Scheduler(timed, plan_every, progress)
-        while len(timed.calls) < calls:
-            if scheduler.failures > calls:
-                raise RuntimeError(f"the planner's /run failed {scheduler.failures} times")
-            scheduler.poll()
-            time.sleep(0.5)
-        sources = len(watermarks(stack.pipeline.config.project))
-        seconds = [round(s, 2) for _, s in timed.calls]
-        return {
-            "accounts": options.accounts + options.msp_children,
-            "sources_with_cursor": sources,
-            "first_call_seconds": seconds[0],
-            "later_calls_seconds": seconds[1:],
-            "later_median_seconds": statistics.median(seconds[1:]) if calls > 1 else None,
-        }
+        times = time_calls(
+            lambda: stack.pipeline.trigger_planner(timeout=call_timeout),
+            calls - 1,
+            plan_every,
+            progress,
+        )
+    return {"accounts": options.accounts + options.msp_children, **times.figures()}

@@ -4,7 +4,7 @@
 # the build's substitutions as environment variables:
 #
 #   _SERVICE_PREFIX=duo-telephony _WINDOW_TOPIC=duo-telephony-windows \
-#   _BATCH_TOPIC=duo-telephony-batches _LAG_ALERT_SECONDS=3600 \
+#   _BATCH_TOPIC=duo-telephony-batches _PLAN_TOPIC=duo-telephony-plans _LAG_ALERT_SECONDS=3600 \
 #   _NOTIFICATION_CHANNEL=projects/P/notificationChannels/ID bash deploy/monitoring/apply.sh
 #
 # Re-running changes what differs and creates nothing twice: a metric is found by its name,
@@ -15,7 +15,7 @@
 # nothing at all is refused, so that no one deploys silent alerts by forgetting it.
 set -euo pipefail
 
-: "${_SERVICE_PREFIX:?}" "${_WINDOW_TOPIC:?}" "${_BATCH_TOPIC:?}" "${_LAG_ALERT_SECONDS:?}"
+: "${_SERVICE_PREFIX:?}" "${_WINDOW_TOPIC:?}" "${_BATCH_TOPIC:?}" "${_PLAN_TOPIC:?}" "${_LAG_ALERT_SECONDS:?}"
 : "${_NOTIFICATION_CHANNEL:?the channels the alerts notify (comma separated), or none}"
 channels="$_NOTIFICATION_CHANNEL"
 if [ "$channels" = none ]; then channels=""; fi
@@ -36,6 +36,7 @@ render() { # TEMPLATE: a copy with the placeholders filled in; prints the copy's
   # The push subscriptions, named as the build's pubsub step names them.
   text=${text//'${WINDOW_SUBSCRIPTION}'/"$_WINDOW_TOPIC-fetcher"}
   text=${text//'${BATCH_SUBSCRIPTION}'/"$_BATCH_TOPIC-writer"}
+  text=${text//'${PLAN_SUBSCRIPTION}'/"$_PLAN_TOPIC-planner"}
   printf '%s\n' "$text" >"$out"
   echo "$out"
 }

@@ -57,6 +57,27 @@ BUCKET_PERMISSION = (
 )
 
 
+class MissingIndexError(RuntimeError):
+    """Firestore refused the late-record checks' query: its composite index is missing or
+    still building."""
+
+
+# The composite index due_checks' query needs (an equality and a range on two fields), as the
+# build makes it (cloudbuild.yaml, step firestore-index; tests/unit/deploy checks they agree).
+DUE_CHECKS_INDEX_FIELDS = ("state", "next_check_at_ms")
+
+
+def due_checks_index_command(database: str) -> str:
+    """The gcloud command that makes the index due_checks needs in ``database``."""
+    fields = " ".join(
+        f"--field-config=field-path={field},order=ascending" for field in DUE_CHECKS_INDEX_FIELDS
+    )
+    return (
+        "gcloud firestore indexes composite create --collection-group=windows "
+        f"--database={database} {fields}"
+    )
+
+
 @dataclass(frozen=True)
 class SweepResult:
     republish: list[WindowTask]
@@ -285,11 +306,24 @@ class WindowStore:
             .order_by("next_check_at_ms")
             .limit(limit)
         )
-        return [
-            (snapshot.id, doc)
-            for snapshot in query.stream()
-            if rules.checkable(doc := snapshot.to_dict(), now)
-        ]
+        try:
+            return [
+                (snapshot.id, doc)
+                for snapshot in query.stream()
+                if rules.checkable(doc := snapshot.to_dict(), now)
+            ]
+        except FailedPrecondition as error:
+            if "index" not in str(error).lower():
+                raise
+            # The client keeps the database it was opened on only in _database.
+            database = self._db._database
+            raise MissingIndexError(
+                f"the late-record checks need the composite index on windows "
+                f"({', '.join(DUE_CHECKS_INDEX_FIELDS)}) in the Firestore database {database}, "
+                "which is missing or still building: a build makes it (cloudbuild.yaml, step "
+                f"firestore-index), or make it by hand: {due_checks_index_command(database)} "
+                f"(Firestore said: {error.message})"
+            ) from error
 
     def checks_sent(self, source: str, span: Span) -> None:
         """Holds the span's windows back from the next selections until their check is due to

@@ -57,6 +57,7 @@ VALUES = {
     "LAG_ALERT_SECONDS": "1234",
     "WINDOW_SUBSCRIPTION": "acme-windows-fetcher",
     "BATCH_SUBSCRIPTION": "acme-batches-writer",
+    "PLAN_SUBSCRIPTION": "acme-plans-planner",
 }
 PLACEHOLDER = re.compile(r"\$\{([A-Z_]+)\}")
 # Which of the lines below each metric must count, and no other.
@@ -80,7 +81,9 @@ EXPECTED = {
 # label's default, "" for a string (LogMetric.label_extractors).
 MAY_BE_EMPTY = {("duo_telephony_errors", "source")}
 # Metrics Google writes, named as PromQL names them.
-BUILT_IN = {"pubsub_googleapis_com:subscription_dead_letter_message_count"}
+DEAD_LETTERS = "pubsub_googleapis_com:subscription_dead_letter_message_count"
+BACKLOG_AGE = "pubsub_googleapis_com:subscription_oldest_unacked_message_age"
+BUILT_IN = {DEAD_LETTERS, BACKLOG_AGE}
 PROMQL_METRIC = re.compile(r"\b[a-z_]+_googleapis_com:[a-z_]+\b")
 USER_METRIC = re.compile(r"^logging_googleapis_com:user_(\w+?)(_sum|_count|_bucket)?$")
 SEVERITIES = ("DEFAULT", "DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL")
@@ -310,7 +313,7 @@ def test_policies_are_named_for_the_teardown_and_read_defined_or_built_in_metric
         "duo_telephony_windows_failed",
         "duo_telephony_errors",
         "duo_telephony_accounts",
-        *BUILT_IN,
+        DEAD_LETTERS,
     }
 
 
@@ -321,7 +324,9 @@ def test_the_lag_threshold_and_the_subscriptions_come_from_the_build() -> None:
         for condition in policy["conditions"]
     )
     assert "_lag_seconds_count{" in queries and ") > 1234" in queries
-    assert 'subscription_id=~"acme-windows-fetcher|acme-batches-writer"' in queries
+    assert 'subscription_id=~"acme-windows-fetcher|acme-batches-writer|acme-plans-planner"' in (
+        queries
+    )
 
 
 def test_policies_name_no_channel_so_an_empty_substitution_notifies_nobody() -> None:
@@ -448,3 +453,47 @@ def test_the_dashboard_shows_the_worst_accounts_lag_and_the_accounts_by_state() 
     assert any(q.startswith("max(sum by (source) (") for q in lag), lag
     [accounts] = [q for q in queries if "_accounts_" in q]
     assert re.fullmatch(r"sum by \(state\) \(.*\) / sum by \(state\) \(.*\)", accounts)
+
+
+# cloudbuild.yaml's pubsub step: `push SERVICE "$_TOPIC" ...` makes the subscription TOPIC-SERVICE.
+PUSHED = re.compile(r'^ *push (\w+) "\$(_[A-Z_]+)"', re.MULTILINE)
+# apply.sh: text=${text//'${PLACEHOLDER}'/"$_TOPIC-SERVICE"}.
+SUBSCRIPTION_PLACEHOLDER = re.compile(r"text=\$\{text//'\$\{([A-Z_]+)\}'/\"\$(_[A-Z_]+)-(\w+)\"\}")
+
+
+def push_subscriptions() -> set[str]:
+    """Every push subscription the build makes, named as the rendered files name it."""
+    placeholders = {
+        (service, topic): name
+        for name, topic, service in SUBSCRIPTION_PLACEHOLDER.findall(APPLY.read_text())
+    }
+    pushed = set(PUSHED.findall(CLOUDBUILD.read_text()))
+    assert len(pushed) == 3  # windows -> fetcher, batches -> writer, plans -> planner
+    missing = pushed - set(placeholders)
+    assert not missing, f"push subscriptions apply.sh cannot name: {missing}"
+    return {VALUES[placeholders[push]] for push in pushed}
+
+
+def pubsub_queries(queries: list[str], metric: str) -> list[set[str]]:
+    """For each query reading ``metric``, the subscriptions its subscription_id matches."""
+    found = []
+    for query in queries:
+        if metric in PROMQL_METRIC.findall(query):
+            [names] = re.findall(r'subscription_id=~"([^"]*)"', query)
+            found.append(set(names.split("|")))
+    return found
+
+
+def test_every_push_subscription_is_on_the_dashboard_and_in_the_dead_letter_alert() -> None:
+    # The plans subscription included: a planner that cannot take its slices plans nothing.
+    subscriptions = push_subscriptions()
+    assert "acme-plans-planner" in subscriptions
+    board = [
+        data["timeSeriesQuery"]["prometheusQuery"]
+        for widget in dashboard()["gridLayout"]["widgets"]
+        for data in widget["xyChart"]["dataSets"]
+    ]
+    assert pubsub_queries(board, DEAD_LETTERS) == [subscriptions]
+    assert pubsub_queries(board, BACKLOG_AGE) == [subscriptions]
+    alerts = [c["query"] for c in conditions().values()]
+    assert pubsub_queries(alerts, DEAD_LETTERS) == [subscriptions]

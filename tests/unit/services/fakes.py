@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from services.settings import DEFAULT_PREFIX
 from shared.clock import now_ms
 from shared.duo.api import CallStats
 from shared.duo.paging import AVAILABILITY_DELAY_MS, DuoTotal
@@ -27,6 +28,7 @@ from shared.gcp.window_store import FindUnmarked, SweepResult, landed_or_found, 
 from shared.pipeline import progress, sources, wake
 from shared.pipeline import windows as rules
 from shared.pipeline.messages import PlanTask, RecordBatch, SpanCheck, WindowTask, encode
+from shared.pipeline.objects import encode_batch
 from shared.pipeline.planning import (
     first_planned_until,
     past_retention,
@@ -430,12 +432,21 @@ def paged(pages: list[list[dict[str, Any]]]) -> dict[str | None, dict[str, Any]]
 
 
 class FakeWrite:
-    """``write_batch`` bound to a bucket: records each write, can fail or find a conflict."""
+    """``write_batch`` bound to a bucket: records each write, can fail or find a conflict.
+    Its objects are the ones the writer would upload (``encode_batch``: names and bytes)."""
 
-    def __init__(self, events: Events, *, error: Exception | None = None, conflicting: int = 0):
+    def __init__(
+        self,
+        events: Events,
+        *,
+        error: Exception | None = None,
+        conflicting: int = 0,
+        prefix: str = DEFAULT_PREFIX,
+    ):
         self.events = events
         self.error = error
         self.conflicting = conflicting
+        self.prefix = prefix
         self.written: list[RecordBatch] = []
 
     def __call__(self, batch: RecordBatch) -> WriteResult:
@@ -443,10 +454,11 @@ class FakeWrite:
             raise self.error
         self.written.append(batch)
         self.events.append(("write", batch.page))
+        objects = encode_batch(batch, self.prefix, gzip=False)
         return WriteResult(
-            object_names=(f"duo-telephony/{batch.source}/{batch.batch_id}.ndjson",),
-            records_written=len(batch.records),
-            bytes_written=100 * len(batch.records),
+            object_names=tuple(obj.name for obj in objects),
+            records_written=sum(obj.record_count for obj in objects),
+            bytes_written=sum(len(obj.data) for obj in objects),
             already_present=0,
             conflicting=self.conflicting,
         )

@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 
+from services.settings import DEFAULT_PREFIX
 from services.writer.landing import BatchConflictError, land_batch
+from shared.clock import utc_from_us
 from shared.pipeline.messages import RecordBatch
+from shared.pipeline.objects import encode_line, parse_object_name
 from tests.fakes import FakeClock
 from tests.unit.services.fakes import FakeWindowStore, FakeWrite
 
@@ -59,6 +62,11 @@ def test_a_batch_is_written_then_marked_with_its_objects():
         "first_us": FIRST_US,
     }
     assert marker["last_us"] == LAST_US
+    # The object the batch's records are in, named by the writer's layout.
+    [name] = marker["objects"]
+    found = parse_object_name(name, DEFAULT_PREFIX)
+    assert (found.source, found.window_id, found.page) == (BATCH.source, BATCH.window_id, 3)
+    assert found.first_ts == utc_from_us(FIRST_US)
 
 
 def test_a_batch_whose_marker_exists_is_not_written_again():
@@ -103,7 +111,7 @@ def test_the_landed_line_carries_the_batch_and_what_was_written(logs_of):
         "page": 3,
         "records": 2,
         "records_written": 2,
-        "bytes_written": 200,
+        "bytes_written": sum(len(encode_line(record)) for record in BATCH.records),
         "objects": 1,
         "already_present": 0,
         "conflicting": 0,
