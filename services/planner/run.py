@@ -1,5 +1,5 @@
-"""Planning sources (one plan task's slice): for each, plan, resend what stalled, move the
-watermark."""
+"""Planning sources (one plan task's slice): for each, resend what stalled, send the due
+late-record checks, then move the watermark and plan the next windows."""
 
 from __future__ import annotations
 
@@ -88,15 +88,6 @@ def _run_source(
     record_wake: Callable[[str, int], None] | None = None,
     shared_wait_ms: int | None = None,
 ) -> dict[str, Any]:
-    planned = cursors.plan(
-        source,
-        int(settings.lookback_seconds * 1000),
-        settings.parallelism,
-        delay_ms=int(settings.delay_seconds * 1000),
-        quiet_every_ms=settings.quiet_read_every_ms,
-        shared_wait_ms=shared_wait_ms or 0,
-    )
-    publisher.publish_tasks(planned)
     find = unmarked.find if unmarked else None
     swept = windows.sweep(source, settings.repair_checks_ms, settings.landing_timeout_ms, find)
     publisher.publish_tasks(swept.republish)
@@ -109,10 +100,21 @@ def _run_source(
     for span in checks:
         publisher.publish_check(SpanCheck(source, span.level, span.window_ids))
         windows.checks_sent(source, span)
-    watermark = cursors.advance(source)
+    # Last, so the watermark passes the windows the sweep just finished, in the same write as
+    # the next windows are planned in (the cursor read and written once a run).
+    step = cursors.step(
+        source,
+        int(settings.lookback_seconds * 1000),
+        settings.parallelism,
+        delay_ms=int(settings.delay_seconds * 1000),
+        quiet_every_ms=settings.quiet_read_every_ms,
+        shared_wait_ms=shared_wait_ms or 0,
+    )
+    publisher.publish_tasks(step.tasks)
+    watermark = step.cursor["watermark_ms"]
     result = {
         "source": source,
-        "planned": len(planned),
+        "planned": len(step.tasks),
         "republished": len(swept.republish),
         "completed": swept.completed,
         "rereads": swept.rereads,
@@ -129,22 +131,16 @@ def _run_source(
     # A child sharing its parent's budget (a wait, if only 0 in its own minute) is planned
     # every run: its minute of the budget's period is counted among every child's.
     sharing = shared_wait_ms is not None
-    if record_wake and not sharing and idle(len(planned), swept.open_windows, len(checks)):
-        # The cursor is read again only here: in a quiet source's few runs.
-        result["wake_at_ms"] = _wake_at(source, settings, cursors, clock)
+    if record_wake and not sharing and idle(len(step.tasks), swept.open_windows, len(checks)):
+        result["wake_at_ms"] = _wake_at(step.cursor, settings, clock)
         if result["wake_at_ms"] is not None:
             record_wake(source, result["wake_at_ms"])
     structured_log.event(log, logging.INFO, f"planned source {source}", **result)
     return result
 
 
-def _wake_at(
-    source: str, settings: PlannerSettings, cursors: CursorStore, clock: Clock
-) -> int | None:
-    """``wake.wake_at`` for a source this run left idle, from its cursor as it now is."""
-    cursor = cursors.read(source)
-    if cursor is None:
-        return None
+def _wake_at(cursor: dict[str, Any], settings: PlannerSettings, clock: Clock) -> int | None:
+    """``wake.wake_at`` for a source this run left idle, from its cursor as the run left it."""
     return wake_at(
         cursor["watermark_ms"],
         cursor["planned_until_ms"],
