@@ -45,7 +45,8 @@ from shared.pipeline.windows import (
 )
 
 # Windows the watermark may pass in one run: each is marked passed in the same write as the
-# cursor and the windows planned (at most PLAN_PARALLELISM, 64), which takes at most 500.
+# cursor and the windows planned (at most PLAN_PARALLELISM, 64); Firestore takes at most 500
+# writes in one.
 ADVANCE_SCAN = 400
 # Planners racing (a scheduler retry over a slow run) only read again after each other.
 PLAN_ATTEMPTS = 20
