@@ -1,5 +1,5 @@
-"""Planning sources (one plan task's slice): for each, plan, resend what stalled, move the
-watermark."""
+"""Planning sources (one plan task's slice): for each, resend what stalled, send the due
+late-record checks, then move the watermark and plan the next windows."""
 
 from __future__ import annotations
 
@@ -90,15 +90,6 @@ def _run_source(
     record_wake: Callable[[str, int], None] | None = None,
     shared: SharedRead | None = None,
 ) -> dict[str, Any]:
-    planned = cursors.plan(
-        source,
-        int(settings.lookback_seconds * 1000),
-        settings.parallelism,
-        delay_ms=int(settings.delay_seconds * 1000),
-        quiet_every_ms=settings.quiet_read_every_ms,
-        shared_wait_ms=shared.wait_ms if shared else 0,
-    )
-    publisher.publish_tasks(timed(planned, shared, now_ms(clock)))
     find = unmarked.find if unmarked else None
     swept = windows.sweep(source, settings.repair_checks_ms, settings.landing_timeout_ms, find)
     publisher.publish_tasks(swept.republish)
@@ -111,10 +102,21 @@ def _run_source(
     for span in checks:
         publisher.publish_check(SpanCheck(source, span.level, span.window_ids))
         windows.checks_sent(source, span)
-    watermark = cursors.advance(source)
+    # Last, so the watermark passes the windows the sweep just finished, in the same write as
+    # the next windows are planned in (the cursor read and written once a run).
+    step = cursors.step(
+        source,
+        int(settings.lookback_seconds * 1000),
+        settings.parallelism,
+        delay_ms=int(settings.delay_seconds * 1000),
+        quiet_every_ms=settings.quiet_read_every_ms,
+        shared_wait_ms=shared.wait_ms if shared else 0,
+    )
+    publisher.publish_tasks(timed(step.tasks, shared, now_ms(clock)))
+    watermark = step.cursor["watermark_ms"]
     result = {
         "source": source,
-        "planned": len(planned),
+        "planned": len(step.tasks),
         "republished": len(swept.republish),
         "completed": swept.completed,
         "rereads": swept.rereads,
@@ -128,9 +130,8 @@ def _run_source(
         # The backfill's records read against Duo's count, its rate and the time left.
         **(swept.reading.fields() if swept.reading else {}),
     }
-    if record_wake and idle(len(planned), swept.open_windows, len(checks)):
-        # The cursor is read again only here: in a quiet source's few runs.
-        result["wake_at_ms"] = _wake_at(source, settings, cursors, clock, shared)
+    if record_wake and idle(len(step.tasks), swept.open_windows, len(checks)):
+        result["wake_at_ms"] = _wake_at(step.cursor, settings, clock, shared)
         if result["wake_at_ms"] is not None:
             record_wake(source, result["wake_at_ms"])
     structured_log.event(log, logging.INFO, f"planned source {source}", **result)
@@ -138,16 +139,9 @@ def _run_source(
 
 
 def _wake_at(
-    source: str,
-    settings: PlannerSettings,
-    cursors: CursorStore,
-    clock: Clock,
-    shared: SharedRead | None,
+    cursor: dict[str, Any], settings: PlannerSettings, clock: Clock, shared: SharedRead | None
 ) -> int | None:
-    """``wake.wake_at`` for a source this run left idle, from its cursor as it now is."""
-    cursor = cursors.read(source)
-    if cursor is None:
-        return None
+    """``wake.wake_at`` for a source this run left idle, from its cursor as the run left it."""
     return wake_at(
         cursor["watermark_ms"],
         cursor["planned_until_ms"],

@@ -2,17 +2,22 @@
 Duo served is durably in Cloud Storage (both exclusive ends, in ms: windows are half-open).
 
   ROOT/{source}   planned_until_ms, watermark_ms, last_records_ms, last_error
-Planning reads and moves ``planned_until_ms`` in one transaction together with creating the
-window documents, so two planners running at once never plan overlapping windows. The
-watermark moves only over a contiguous run of finished windows. The document is written once
-per planner run.
+A planner run reads it once (``CursorStore.step``), moves the watermark over the contiguous run
+of finished windows and plans the next windows from it, and writes both in one batch with the
+window documents it creates and passes, on the condition that the cursor is unchanged since it
+was read: two planners running at once never plan overlapping windows. The document is written
+at most once per planner run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from google.api_core.exceptions import FailedPrecondition
+from google.api_core.exceptions import AlreadyExists, FailedPrecondition
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
@@ -39,15 +44,26 @@ from shared.pipeline.windows import (
     watermark_run,
 )
 
-# Windows the watermark may pass in one run: each is marked passed in the same transaction,
-# which takes at most 500 writes.
+# Windows the watermark may pass in one run: each is marked passed in the same write as the
+# cursor and the windows planned (at most PLAN_PARALLELISM, 64); Firestore takes at most 500
+# writes in one.
 ADVANCE_SCAN = 400
+# Planners racing (a scheduler retry over a slow run) only read again after each other.
 PLAN_ATTEMPTS = 20
 # The end of the newest window the watermark passed that held records: how long the source has
 # been quiet (``planning.quiet_wait_ms``).
 LAST_RECORDS = "last_records_ms"
 # Stopped windows and retention losses listed by status, at most.
 STATUS_LIST = 50
+
+
+@dataclass(frozen=True)
+class Step:
+    """What a planner run's ``CursorStore.step`` did: the windows it planned, to be published,
+    and the cursor as it left it ({} before the source's first run)."""
+
+    tasks: list[WindowTask]
+    cursor: dict[str, Any]
 
 
 class CursorStore:
@@ -59,6 +75,33 @@ class CursorStore:
     def cursor(self, source: str) -> firestore.DocumentReference:
         return self._windows.source(source)
 
+    def step(
+        self,
+        source: str,
+        lookback_ms: int,
+        parallelism: int,
+        delay_ms: int = AVAILABILITY_DELAY_MS,
+        quiet_every_ms: int = 0,
+        shared_wait_ms: int = 0,
+    ) -> Step:
+        """A planner run's move of the cursor, in one commit: the watermark over the contiguous
+        finished windows, then the windows up to now - delay (2 min), to its last whole minute,
+        planned (to be published). A quiet source (no window with a record in the last hour,
+        counted from where planning started until one had: ``new_cursor``) waits for
+        ``quiet_every_ms`` of span, and a child sharing its parent's budget for
+        ``shared_wait_ms`` (``rate_share.shared_wait_ms``)."""
+        return self._move(
+            source,
+            lookback_ms,
+            functools.partial(
+                _planned,
+                parallelism=parallelism,
+                delay_ms=delay_ms,
+                quiet_every_ms=quiet_every_ms,
+                shared_wait_ms=shared_wait_ms,
+            ),
+        )
+
     def plan(
         self,
         source: str,
@@ -68,64 +111,82 @@ class CursorStore:
         quiet_every_ms: int = 0,
         shared_wait_ms: int = 0,
     ) -> list[WindowTask]:
-        """Creates the windows up to now - delay (2 min), to its last whole minute; returns them,
-        to be published. A quiet source (no window with a record in the last hour, counted from
-        where planning started until one had: ``new_cursor``) waits for ``quiet_every_ms`` of
-        span, and a child sharing its parent's budget for ``shared_wait_ms``
-        (``rate_share.shared_wait_ms``)."""
-        ref = self.cursor(source)
-
-        @firestore.transactional
-        def plan_in(transaction: firestore.Transaction) -> list[WindowTask]:
-            now = now_ms(self._clock)
-            snapshot = ref.get(transaction=transaction)
-            cursor = snapshot.to_dict() if snapshot.exists else None
-            if cursor is None:
-                start = first_planned_until(now, lookback_ms)
-                cursor = new_cursor(start, now)
-            gap = retention_gap(cursor["planned_until_ms"], now)
-            update = past_retention(cursor, gap, now)
-            planned_until = update.get("planned_until_ms", cursor["planned_until_ms"])
-            last_records = quiet_since(cursor)
-            planned = plan_windows(
-                planned_until,
-                now,
-                parallelism,
-                delay_ms=delay_ms,
-                wait_ms=max(quiet_wait_ms(last_records, now, quiet_every_ms), shared_wait_ms),
-            )
-            for mintime, maxtime in planned:
-                window = self._windows.window(source, window_id(mintime, maxtime))
-                transaction.create(window, new_window(mintime, maxtime, now))
-            if planned:
-                update["planned_until_ms"] = planned[-1][1]
-            if not snapshot.exists:
-                transaction.set(ref, cursor | update)
-            elif update:
-                transaction.update(ref, update | {"updated_at_ms": now})
-            return [WindowTask(source, mintime, maxtime) for mintime, maxtime in planned]
-
-        # Planners racing (a scheduler retry over a slow run) only wait for each other.
-        return plan_in(self._db.transaction(max_attempts=PLAN_ATTEMPTS))
-
-    def read(self, source: str) -> dict[str, Any] | None:
-        """The cursor as it is, or None before the source's first run."""
-        snapshot = self.cursor(source).get()
-        return snapshot.to_dict() if snapshot.exists else None
+        """``step``'s planned windows."""
+        return self.step(
+            source, lookback_ms, parallelism, delay_ms, quiet_every_ms, shared_wait_ms
+        ).tasks
 
     def advance(self, source: str) -> int:
-        """Moves the watermark over the contiguous finished windows; returns it.
+        """Moves the watermark over the contiguous finished windows, planning nothing; returns
+        it (0 before the source's first run)."""
+        return self._move(source, 0, None).cursor.get("watermark_ms", 0)
 
-        The windows are read before the transaction, which then reads only the cursor: a
-        transaction holding hundreds of windows would contend with every fetcher and check
-        writing them. Each passed window is written only if unchanged since it was read (a
-        check may have reopened it meanwhile): otherwise nothing moves and the next run
-        decides."""
+    def _move(
+        self, source: str, lookback_ms: int, plan: Callable[..., list[tuple[int, int]]] | None
+    ) -> Step:
+        """Reads the cursor and the windows from its watermark, then writes in one batch, each
+        write on the condition that what it was decided from is unchanged (the cursor, each
+        window passed; a window planned must not exist): two planners running at once never
+        plan overlapping windows, and a window a check reopened meanwhile is not passed. On a
+        conflict it reads again. The windows are read outside any transaction: one holding
+        them would contend with every fetcher and check writing them."""
+        for _ in range(PLAN_ATTEMPTS - 1):
+            # Another planner run, or a check, wrote meanwhile: decided again from a new read.
+            with contextlib.suppress(FailedPrecondition, AlreadyExists):
+                return self._move_once(source, lookback_ms, plan)
+        return self._move_once(source, lookback_ms, plan)  # the last conflict is raised
+
+    def _move_once(
+        self, source: str, lookback_ms: int, plan: Callable[..., list[tuple[int, int]]] | None
+    ) -> Step:
         ref = self.cursor(source)
+        now = now_ms(self._clock)
         snapshot = ref.get()
-        if not snapshot.exists:
-            return 0
-        watermark = snapshot.get("watermark_ms")
+        if not snapshot.exists and plan is None:
+            return Step([], {})
+        cursor = (
+            snapshot.to_dict()
+            if snapshot.exists
+            else new_cursor(first_planned_until(now, lookback_ms), now)
+        )
+        windows = self._ahead(source, cursor["watermark_ms"]) if snapshot.exists else []
+        moved, count = watermark_run(
+            cursor["watermark_ms"], (window.to_dict() for window in windows)
+        )
+        update: dict[str, Any] = {"watermark_ms": moved} if count else {}
+        held = last_records(window.to_dict() for window in windows[:count])
+        if held is not None:
+            update[LAST_RECORDS] = held
+        planned = []
+        if plan is not None:
+            update |= past_retention(
+                cursor | update, retention_gap(cursor["planned_until_ms"], now), now
+            )
+            planned = plan(cursor | update, now)
+            if planned:
+                update["planned_until_ms"] = planned[-1][1]
+        if snapshot.exists and not update:
+            return Step([], cursor)
+        batch = self._db.batch()
+        if snapshot.exists:
+            unchanged = self._db.write_option(last_update_time=snapshot.update_time)
+            batch.update(ref, update | {"updated_at_ms": now}, option=unchanged)
+        else:
+            batch.create(ref, cursor | update)
+        # Only a window behind the watermark may expire: one deleted ahead of it would
+        # leave a hole the watermark could never cross.
+        for window in windows[:count]:
+            unchanged = self._db.write_option(last_update_time=window.update_time)
+            batch.update(window.reference, passed(window.to_dict(), now), option=unchanged)
+        for mintime, maxtime in planned:
+            window_ref = self._windows.window(source, window_id(mintime, maxtime))
+            batch.create(window_ref, new_window(mintime, maxtime, now))
+        batch.commit()
+        tasks = [WindowTask(source, mintime, maxtime) for mintime, maxtime in planned]
+        return Step(tasks, cursor | update)
+
+    def _ahead(self, source: str, watermark: int) -> list[firestore.DocumentSnapshot]:
+        """The windows from the watermark on, by mintime (at most ``ADVANCE_SCAN``)."""
         query = (
             self._windows.windows(source)
             .where(filter=FieldFilter("mintime", ">=", watermark))
@@ -133,35 +194,7 @@ class CursorStore:
             .select(["mintime", "maxtime", "state", "next_check_at_ms", "records"])
             .limit(ADVANCE_SCAN)
         )
-        windows = list(query.stream())
-        moved, count = watermark_run(watermark, (window.to_dict() for window in windows))
-        if count == 0:
-            return watermark
-
-        @firestore.transactional
-        def advance_in(transaction: firestore.Transaction) -> int:
-            current = ref.get(transaction=transaction).get("watermark_ms")
-            if current != watermark:
-                return current  # another planner run moved it meanwhile
-            now = now_ms(self._clock)
-            update = {"watermark_ms": moved, "updated_at_ms": now}
-            held = last_records(window.to_dict() for window in windows[:count])
-            if held is not None:
-                update[LAST_RECORDS] = held
-            transaction.update(ref, update)
-            # Only a window behind the watermark may expire: one deleted ahead of it would
-            # leave a hole the watermark could never cross.
-            for window in windows[:count]:
-                unchanged = self._db.write_option(last_update_time=window.update_time)
-                transaction.update(
-                    window.reference, passed(window.to_dict(), now), option=unchanged
-                )
-            return moved
-
-        try:
-            return advance_in(self._db.transaction())
-        except FailedPrecondition:
-            return watermark
+        return list(query.stream())
 
     def status(self, source: str) -> dict[str, Any]:
         """The cursor, window counts by state, the stopped windows, what left Duo's retention
@@ -234,6 +267,23 @@ def quiet_since(cursor: dict[str, Any]) -> int:
     passed window that held records, or where planning started (or, for a cursor made before
     that was kept, its making)."""
     return cursor.get(LAST_RECORDS, cursor.get("created_at_ms", 0))
+
+
+def _planned(
+    cursor: dict[str, Any],
+    now: int,
+    *,
+    parallelism: int,
+    delay_ms: int,
+    quiet_every_ms: int,
+    shared_wait_ms: int,
+) -> list[tuple[int, int]]:
+    """The windows to plan from ``cursor`` (``planning.plan_windows``), a quiet source's and a
+    child's wait applied."""
+    wait = max(quiet_wait_ms(quiet_since(cursor), now, quiet_every_ms), shared_wait_ms)
+    return plan_windows(
+        cursor["planned_until_ms"], now, parallelism, delay_ms=delay_ms, wait_ms=wait
+    )
 
 
 def _described(window_id: str, doc: dict[str, Any]) -> dict[str, Any]:

@@ -171,8 +171,8 @@ def test_plan_right_after_plans_nothing_and_later_plans_one_window_onwards(
 
 
 class HeldAfterRead:
-    """Wraps ``retention_gap``, which ``CursorStore.plan`` calls on every transaction attempt
-    right after reading the cursor and before writing anything. Counts each planner thread's
+    """Wraps ``retention_gap``, which ``CursorStore.plan`` calls on every attempt right after
+    reading the cursor and before writing anything. Counts each planner thread's
     attempts, and holds the first attempt of each until both have read the cursor: so both
     plan from the same cursor and one commit must conflict."""
 
@@ -197,8 +197,9 @@ def test_two_planners_racing_never_plan_overlapping_windows(
     """Two planner instances (each its own client and clock: the second a minute later, as a
     scheduler retry over a slow run) plan the same source from the same cursor.
 
-    Without the transaction they would plan overlapping windows. With it one commit conflicts
-    and is retried: the retry re-reads the moved cursor and plans only what is left.
+    Without the write's condition on the cursor they would plan overlapping windows. With it
+    one commit conflicts and is retried: the retry re-reads the moved cursor and plans only
+    what is left.
     """
     start = FakeClock()
     windows = WindowStore(firestore_db, start)
@@ -235,7 +236,7 @@ def test_two_planners_racing_never_plan_overlapping_windows(
     assert errors == [], [repr(e) for e in errors]
     # Both were held after their read, so at least one commit conflicted and was retried.
     assert set(held.attempts) == set(clocks)
-    assert sum(held.attempts.values()) > len(clocks), f"no transaction conflicted: {held.attempts}"
+    assert sum(held.attempts.values()) > len(clocks), f"no commit conflicted: {held.attempts}"
     assert set(returned) == set(clocks)
 
     stored = _stored_windows(windows)
@@ -334,22 +335,25 @@ def test_a_window_quarantined_behind_the_watermark_is_kept_and_named_by_status(
 def test_a_window_reopened_while_the_watermark_passes_it_is_not_passed(
     cursors: CursorStore, windows: WindowStore, clock: FakeClock, monkeypatch
 ) -> None:
-    # The advance reads the windows before its transaction; a check reopens one in between.
-    # The watermark must not pass it then, nor give it an expiry.
+    # The advance reads the windows before its write; a check reopens one in between. The
+    # watermark must not pass it then, nor give it an expiry (the advance reads again).
     (task,) = cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
     _finish(windows, task)
     assert windows.sweep(SOURCE, CHECKS[-1:]).completed == 1
     start = _cursor(cursors)["watermark_ms"]
     clock.advance(DAY_MS / 1000)
     run = cursor_store.watermark_run
+    reopened = []
 
     def reopened_meanwhile(watermark, docs):
         found = run(watermark, docs)
-        assert windows.apply_check(SOURCE, task.window_id, 0, False, CHECKS[-1:]) is True
+        if not reopened:
+            reopened.append(windows.apply_check(SOURCE, task.window_id, 0, False, CHECKS[-1:]))
         return found
 
     monkeypatch.setattr(cursor_store, "watermark_run", reopened_meanwhile)
     assert cursors.advance(SOURCE) == start
+    assert reopened == [True]
     doc = _doc(windows, task)
     assert (doc["state"], doc.get("expire_at"), doc.get("passed_at_ms")) == (PLANNED, None, None)
     assert _cursor(cursors)["watermark_ms"] == start

@@ -1,7 +1,7 @@
-"""What a quiet account-minute costs: the planner's minute for the account (the registry's
-sync and due filter, and the account's run when it is due), the fetch of its empty window and
-the landing of whatever that published, counted on the emulators as Google bills them
-(``shared.gcp.operations``) and priced as bench/cost prices them."""
+"""What an account-minute without records costs: the planner's minute for the account (the
+registry's sync and due filter, and the account's run when it is due), the fetch of its empty
+window and the landing of whatever that published, counted on the emulators as Google bills
+them (``shared.gcp.operations``) and priced as bench/cost prices them."""
 
 from __future__ import annotations
 
@@ -31,6 +31,15 @@ QUIET = {None: {"items": [], "metadata": {"next_offset": None}}}
 CHECKS = (3_600_000,)
 # Counted over whole QUIET_READ_EVERY cycles of 5 minutes.
 MEASURED_MINUTES = 20
+# Firestore reads and writes a minute, at most (issue 17's price goal is per account-month): of
+# an account read every minute, as one with a record in the last hour is, whose window is
+# empty: the planner's run (the registry, the open windows, the due checks, the cursor and the
+# windows from its watermark, the quarantined count; the cursor written with the window planned
+# and the one passed) and the fetch (claim, last checkpoint); and of a quiet one, read every
+# QUIET_READ_EVERY (5 min) and skipped between: the registry each minute, the run that plans
+# and the one that passes the window and records the wake, the fetch.
+BUSY_MINUTE = (8.0, 5.0)
+QUIET_MINUTE = (3.4, 1.4)
 
 
 def _quiet_minutes(
@@ -133,3 +142,27 @@ def test_a_quiet_account_skipped_while_it_has_nothing_to_do_costs_less(
     # The runs in which it has nothing to do cost their reads no more: 2 runs in 5 minutes.
     assert skipping[FIRESTORE_READS] < every_run[FIRESTORE_READS] - 2.5
     assert _per_account_month(skipping) < _per_account_month(every_run)
+
+
+@pytest.mark.parametrize(
+    ("quiet_every_ms", "most"),
+    [(60_000, BUSY_MINUTE), (300_000, QUIET_MINUTE)],
+    ids=["busy", "quiet"],
+)
+def test_an_account_minute_costs_no_more_firestore_operations_than_counted(
+    firestore_db: firestore.Client,
+    gcs_bucket: storage.Bucket,
+    capsys: pytest.CaptureFixture,
+    quiet_every_ms: int,
+    most: tuple[float, float],
+) -> None:
+    counted, _ = _quiet_minutes(firestore_db, gcs_bucket, "counted", quiet_every_ms, True)
+    reads, writes = counted[FIRESTORE_READS], counted.get(FIRESTORE_WRITES, 0)
+    with capsys.disabled():
+        print(
+            f"\nread every {quiet_every_ms // 60_000} min: {reads:.2f} reads and {writes:.2f} "
+            f"writes a minute, ${_per_account_month(counted):.3f} an account-month"
+        )
+    # A read or write more per minute is about $0.03 or $0.08 more per account-month.
+    assert reads <= most[0] + 1e-9
+    assert writes <= most[1] + 1e-9

@@ -382,11 +382,11 @@ def test_an_empty_read_is_done_at_its_checkpoint_checked_and_passed_and_a_quiet_
     assert [t.maxtime - t.mintime for t in plan()] == [5 * MIN_MS]
 
 
-def test_the_sweep_counts_the_windows_it_leaves_open_and_the_cursor_reads_as_it_is(
+def test_the_sweep_counts_the_windows_it_leaves_open_and_the_step_returns_the_cursor(
     stores: Stores,
 ) -> None:
     # What the planner decides whether a source may sleep by (shared.pipeline.wake).
-    assert stores.cursors.read(SOURCE) is None
+    assert stores.cursors.advance(SOURCE) == 0  # no cursor yet, and none made
     first, second = stores.cursors.plan(SOURCE, lookback_ms=3 * HOUR_MS, parallelism=2)
     _fetch(stores, first)
     _land(stores, first)
@@ -394,7 +394,7 @@ def test_the_sweep_counts_the_windows_it_leaves_open_and_the_cursor_reads_as_it_
     assert (swept.completed, swept.open_windows) == (1, 1)  # the second never read
     _finish(stores, second)
     assert stores.windows.sweep(SOURCE).open_windows == 0
-    assert stores.cursors.advance(SOURCE) == second.maxtime
-    cursor = stores.cursors.read(SOURCE)
-    assert cursor is not None
-    assert cursor["watermark_ms"] == cursor["planned_until_ms"] == second.maxtime
+    step = stores.cursors.step(SOURCE, lookback_ms=3 * HOUR_MS, parallelism=2)
+    assert step.tasks == []  # the next minute is not available yet
+    for cursor in (step.cursor, stores.cursor()):  # as the step left it, and as stored
+        assert cursor["watermark_ms"] == cursor["planned_until_ms"] == second.maxtime

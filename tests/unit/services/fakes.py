@@ -23,7 +23,7 @@ from shared.duo.api import CallStats
 from shared.duo.paging import AVAILABILITY_DELAY_MS, DuoTotal
 from shared.duo.records import record_time_ms
 from shared.gcp.bucket_writer import WriteResult
-from shared.gcp.cursor_store import LAST_RECORDS, new_cursor, quiet_since
+from shared.gcp.cursor_store import LAST_RECORDS, Step, new_cursor, quiet_since
 from shared.gcp.window_store import FindUnmarked, SweepResult, landed_or_found, sweep_window
 from shared.pipeline import progress, sources, wake
 from shared.pipeline import windows as rules
@@ -246,14 +246,14 @@ class FakeLandedSpans:
 
 
 class FakeCursorStore:
-    """CursorStore's plan and advance over dict cursors, windows created in a FakeWindowStore."""
+    """CursorStore's step, plan and advance over dict cursors, windows in a FakeWindowStore."""
 
     def __init__(self, windows: FakeWindowStore, clock: FakeClock) -> None:
         self.windows = windows
         self.clock = clock
         self.cursors: dict[str, dict[str, int]] = {}
 
-    def plan(
+    def step(
         self,
         source: str,
         lookback_ms: int,
@@ -261,10 +261,13 @@ class FakeCursorStore:
         delay_ms: int = AVAILABILITY_DELAY_MS,
         quiet_every_ms: int = 0,
         shared_wait_ms: int = 0,
-    ) -> list[WindowTask]:
+    ) -> Step:
         now = now_ms(self.clock)
         start = first_planned_until(now, lookback_ms)
+        fresh = source not in self.cursors
         cursor = self.cursors.setdefault(source, new_cursor(start, now))
+        if not fresh:
+            self.advance(source)
         cursor.update(past_retention(cursor, retention_gap(cursor["planned_until_ms"], now), now))
         last = quiet_since(cursor)
         planned = [
@@ -281,11 +284,20 @@ class FakeCursorStore:
             self.windows.add(task)
         if planned:
             cursor["planned_until_ms"] = planned[-1].maxtime
-        return planned
+        return Step(planned, dict(cursor))
 
-    def read(self, source: str) -> dict[str, Any] | None:
-        cursor = self.cursors.get(source)
-        return None if cursor is None else dict(cursor)
+    def plan(
+        self,
+        source: str,
+        lookback_ms: int,
+        parallelism: int,
+        delay_ms: int = AVAILABILITY_DELAY_MS,
+        quiet_every_ms: int = 0,
+        shared_wait_ms: int = 0,
+    ) -> list[WindowTask]:
+        return self.step(
+            source, lookback_ms, parallelism, delay_ms, quiet_every_ms, shared_wait_ms
+        ).tasks
 
     def advance(self, source: str) -> int:
         cursor = self.cursors.get(source)
@@ -295,7 +307,7 @@ class FakeCursorStore:
         ahead = sorted(
             (
                 doc
-                for (s, _), doc in self.windows.docs.items()
+                for (s, _), doc in list(self.windows.docs.items())
                 if s == source and doc["mintime"] >= watermark
             ),
             key=lambda doc: doc["mintime"],
