@@ -280,7 +280,8 @@ def _planned(
 ) -> list[tuple[int, int]]:
     """The windows to plan from ``cursor`` (``planning.plan_windows``), a quiet source's and a
     child's wait applied."""
-    wait = max(quiet_wait_ms(quiet_since(cursor), now, quiet_every_ms), shared_wait_ms)
+    quiet = quiet_wait_ms(quiet_since(cursor), cursor["watermark_ms"], now, quiet_every_ms)
+    wait = max(quiet, shared_wait_ms)
     return plan_windows(
         cursor["planned_until_ms"], now, parallelism, delay_ms=delay_ms, wait_ms=wait
     )

@@ -100,13 +100,17 @@ def first_plan_at(planned_until: int, delay_ms: int, wait_ms: int) -> int:
     return end + _delay(delay_ms)
 
 
-def quiet_wait_ms(last_records_ms: int, now_ms: int, quiet_every_ms: int) -> int:
+def quiet_wait_ms(last_records_ms: int, watermark_ms: int, now_ms: int, quiet_every_ms: int) -> int:
     """How long a span a source's next window waits for (``plan_windows``): none, or
     ``quiet_every_ms`` for a quiet source, none of whose windows up to ``last_records_ms`` (the
     end of the newest that held a record) held one in the last QUIET_AFTER_MS. Most accounts
     are silent most minutes, and a window costs its reads and writes whether or not Duo has
-    records."""
-    return quiet_every_ms if last_records_ms < now_ms - QUIET_AFTER_MS else 0
+    records. A source still reading its backlog (its watermark further behind than a quiet
+    read leaves it, by LIVE_MS) is not quiet: whether its records are old is not known yet, and
+    its live windows go before the backlog's requests only if there are any."""
+    reading_backlog = watermark_ms < now_ms - quiet_every_ms - LIVE_MS
+    quiet = last_records_ms < now_ms - QUIET_AFTER_MS and not reading_backlog
+    return quiet_every_ms if quiet else 0
 
 
 def is_live(mintime: int, now_ms: int) -> bool:

@@ -51,7 +51,7 @@ def wake_at(
     its span reaches the shared wait as well: the sooner of the two."""
     if watermark_ms != planned_until_ms:
         return None
-    wait = quiet_wait_ms(last_records_ms, now_ms, quiet_every_ms)
+    wait = quiet_wait_ms(last_records_ms, watermark_ms, now_ms, quiet_every_ms)
     latest = now_ms + min(quiet_every_ms, SETTLED_RUN_EVERY_MAX_MS)
     can_plan = first_plan_at(planned_until_ms, delay_ms, wait)
     if shared is not None:

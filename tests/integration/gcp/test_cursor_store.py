@@ -713,3 +713,22 @@ def test_a_new_source_whose_backfill_holds_no_record_is_quiet_from_the_start(
         clock.advance(60)
         lengths += [task.maxtime - task.mintime for task in plan()]
     assert lengths == live_minutes
+
+
+def test_a_new_source_is_read_every_minute_while_its_backfill_is_read(
+    cursors: CursorStore, clock: FakeClock
+) -> None:
+    """Whether a new account is quiet is known once its backfill is read: until then its live
+    windows stay a minute long, to go before the backfill's requests (a backlog of records, read
+    at a low rate, takes many minutes)."""
+
+    def plan() -> list[WindowTask]:
+        return cursors.plan(SOURCE, 24 * 3600 * 1000, 1, quiet_every_ms=300_000)
+
+    (backfill,) = plan()
+    assert backfill.maxtime - backfill.mintime > 3_600_000
+    lengths = []
+    for _ in range(3):
+        clock.advance(60)
+        lengths += [task.maxtime - task.mintime for task in plan()]
+    assert lengths == [60_000] * 3

@@ -5,6 +5,7 @@ import pytest
 from shared.duo.paging import RETENTION_MS
 from shared.pipeline.planning import (
     DEFAULT_PARALLELISM,
+    LIVE_MS,
     first_planned_until,
     is_live,
     past_retention,
@@ -183,13 +184,23 @@ FIVE_MIN = 300_000
 
 
 def test_only_a_source_without_a_record_in_the_last_hour_waits_for_a_longer_span():
-    assert quiet_wait_ms(NOW - HOUR, NOW, FIVE_MIN) == 0
-    assert quiet_wait_ms(NOW - HOUR - 1, NOW, FIVE_MIN) == FIVE_MIN
+    assert quiet_wait_ms(NOW - HOUR, NOW - 180_000, NOW, FIVE_MIN) == 0
+    assert quiet_wait_ms(NOW - HOUR - 1, NOW - 180_000, NOW, FIVE_MIN) == FIVE_MIN
+
+
+def test_a_source_still_reading_its_backlog_is_not_quiet():
+    # A new account's first backfill: no record passed yet, its watermark hours behind. Its
+    # live windows stay a minute long, to go before the backlog's requests.
+    assert quiet_wait_ms(NOW - DAY, NOW - 3 * HOUR, NOW, FIVE_MIN) == 0
+    # Caught up, or as far behind as a quiet read and the live span leave it: quiet.
+    behind = NOW - FIVE_MIN - LIVE_MS
+    assert quiet_wait_ms(NOW - DAY, behind, NOW, FIVE_MIN) == FIVE_MIN
+    assert quiet_wait_ms(NOW - DAY, behind - 1, NOW, FIVE_MIN) == 0
 
 
 def test_quiet_read_every_minute_keeps_todays_cadence():
     planned_until = NOW - 180_000
-    wait = quiet_wait_ms(NOW - DAY, NOW, 60_000)
+    wait = quiet_wait_ms(NOW - DAY, planned_until, NOW, 60_000)
     assert plan_windows(planned_until, NOW, 1, wait_ms=wait) == [(NOW - 180_000, NOW - 120_000)]
 
 

@@ -43,7 +43,7 @@ def test_a_quiet_source_just_read_wakes_when_its_next_quiet_window_can_be_planne
     planned_until = NOW - 2 * MINUTE
     woken = wake_at(planned_until, planned_until, NOW - 3 * QUIET_AFTER_MS, NOW, 0, 5 * MINUTE)
     assert woken == NOW + 5 * MINUTE
-    wait = quiet_wait_ms(NOW - 3 * QUIET_AFTER_MS, NOW, 5 * MINUTE)
+    wait = quiet_wait_ms(NOW - 3 * QUIET_AFTER_MS, planned_until, NOW, 5 * MINUTE)
     assert not plans(planned_until, woken - 1, 0, wait)
     assert plans(planned_until, woken, 0, wait)
 

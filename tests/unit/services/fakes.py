@@ -277,7 +277,10 @@ class FakeCursorStore:
                 now,
                 parallelism,
                 delay_ms=delay_ms,
-                wait_ms=max(quiet_wait_ms(last, now, quiet_every_ms), shared_wait_ms),
+                wait_ms=max(
+                    quiet_wait_ms(last, cursor["watermark_ms"], now, quiet_every_ms),
+                    shared_wait_ms,
+                ),
             )
         ]
         for task in planned:
