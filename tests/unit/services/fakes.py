@@ -516,6 +516,13 @@ class FakeSourceRegistry:
         doc = self.docs.get(source)
         return None if doc is None else dict(doc)
 
+    def due(self, now_ms: int) -> dict[str, dict[str, Any]]:
+        return {
+            source: dict(doc)
+            for source, doc in self.docs.items()
+            if doc.get(wake.WAKE_AT) is not None and doc[wake.WAKE_AT] <= now_ms
+        }
+
     def parent(self, parent: str) -> dict[str, Any] | None:
         return self.parent_docs.get(parent)
 
@@ -544,7 +551,7 @@ class FakeSourceRegistry:
 
     def wake(self, source: str, wake_at_ms: int | None) -> None:
         if source in self.docs:
-            self.docs[source][wake.WAKE_AT] = wake_at_ms
+            self.docs[source][wake.WAKE_AT] = wake.EVERY_RUN if wake_at_ms is None else wake_at_ms
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(doc.get("state") for doc in self.docs.values()))
