@@ -24,7 +24,6 @@ from shared.duo.transport import DuoHttp
 from shared.gcp.secret_manager import CachedSecrets, SecretUnavailableError
 from shared.pipeline.sources import (
     ACTIVE,
-    GONE,
     MSP_PARENT,
     Discovery,
     ParentSpec,
@@ -171,9 +170,8 @@ class RegistrySources:
         self._lock = threading.Lock()
         self._synced_at: int | None = None
         self._parent_doc: dict[str, Any] | None = None
-        # As the last sync left them: the state of each entry not gone, and how many are gone.
+        # Each entry's state as the last sync left it.
         self._states: dict[str, Any] = {}
-        self._gone = 0
 
     def __call__(self) -> RunSources:
         with self._lock:
@@ -190,7 +188,7 @@ class RegistrySources:
             if any(retry_due(woken[s], now, refresh) for s in configured & woken.keys()):
                 return self._sync(parent_doc, now)
             states = self._states | {source: entry.get("state") for source, entry in woken.items()}
-            log_states([*states.values(), *[GONE] * self._gone])
+            log_states(states.values())
             planned = sorted(s for s, entry in woken.items() if entry.get("state") == ACTIVE)
             return RunSources(planned, sorted(s for s, state in states.items() if state == ACTIVE))
 
@@ -210,8 +208,7 @@ class RegistrySources:
         # listing changes it.
         self._parent_doc = registry.parent(parent.id) if parent else None
         self._synced_at = now
-        self._states = {s: e.get("state") for s, e in entries.items() if e.get("state") != GONE}
-        self._gone = len(entries) - len(self._states)
+        self._states = {source: entry.get("state") for source, entry in entries.items()}
         return _listed(entries, now)
 
 

@@ -110,3 +110,17 @@ def test_another_planners_listing_is_synced_at_the_next_run(fleet, settings):
     clock.advance(MINUTE)
     assert sources().due == ["da1", "da2", "da3", "da4", "own"]
     assert registry.syncs == 3
+
+
+def test_a_gone_entry_given_a_wake_by_a_run_still_counts_once(fleet, caplog):
+    clock, registry, lister, sources = fleet
+    sources()
+    lister.ids = ["DA1", "DA2"]
+    clock.advance(60 * MINUTE)
+    sources()  # the listing: da3 gone
+    registry.wake("da3", now_ms(clock))  # a run that began before it went gone
+    clock.advance(MINUTE)
+    with caplog.at_level(logging.INFO):
+        assert sources() == RunSources(["da1", "da2", "own"], ["da1", "da2", "own"])
+    assert "registry: 1 accounts gone" in caplog.messages
+    assert registry.syncs == 2
