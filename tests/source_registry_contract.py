@@ -16,7 +16,7 @@ from shared.pipeline.sources import (
     parse_sources_file,
     trouble,
 )
-from shared.pipeline.wake import WAKE_AT
+from shared.pipeline.wake import EVERY_RUN, WAKE_AT
 from tests.source_examples import SECRET, file_entry, parent_setting
 
 HOUR = 3_600_000
@@ -71,9 +71,21 @@ class RegistryContract:
         clock.advance(HOUR / 1000)
         registry.sync(FILE, listing("DA1", "DA2"))
         assert registry.entry("da1")[WAKE_AT] == wake
-        assert registry.entry("da2").get(WAKE_AT) is None
+        assert registry.entry("da2")[WAKE_AT] == EVERY_RUN  # new: due at once
         assert registry.entry("da1")["state"] == ACTIVE
         registry.wake("da1", None)  # due every run again
-        assert registry.entry("da1")[WAKE_AT] is None
+        assert registry.entry("da1")[WAKE_AT] == EVERY_RUN
         registry.wake("nobody", wake)
         assert registry.entry("nobody") is None
+
+    def test_due_reads_the_entries_whose_wake_came_and_every_troubled_one(self, registry, clock):
+        registry.sync(FILE, listing("DA1", "DA2", "DA3"))
+        now = now_ms(clock)
+        assert sorted(registry.due(now)) == ["da1", "da2", "da3", "own"]  # new: due at once
+        registry.wake("da1", now + 300_000)
+        registry.wake("da2", now + 300_000)
+        registry.trouble("da2", trouble(REFUSED, "Duo answered HTTP 403", 40301, now, "fix"))
+        registry.sync(FILE, listing("DA1", "DA2"))  # DA3 gone
+        assert sorted(registry.due(now)) == ["da2", "own"]
+        assert registry.due(now)["da2"]["state"] == REFUSED
+        assert sorted(registry.due(now + 300_000)) == ["da1", "da2", "own"]

@@ -13,7 +13,7 @@ from flask import Flask, jsonify
 
 from services import structured_log
 from services.planner.budget import shared_budget, shared_reads
-from services.planner.discovery import RunSources, discover, parent_api, planned_sources
+from services.planner.discovery import RegistrySources, RunSources, discover, parent_api
 from services.planner.fanout import fan_out
 from services.planner.run import run_planner
 from services.planner.scope_check import scoped_waits
@@ -65,7 +65,7 @@ def create_planner_app(
     list_children = functools.partial(
         discover, secrets=CachedSecrets(read_secret, clock), clock=clock, connect=connect
     )
-    sources = functools.partial(planned_sources, settings, registry, list_children, clock)
+    sources = RegistrySources(settings, registry, list_children, clock)
     waits = functools.partial(
         shared_reads, settings, clock, found_rate=functools.partial(found_rate, db)
     )

@@ -94,7 +94,7 @@ class CursorStore:
             source,
             lookback_ms,
             functools.partial(
-                _planned,
+                planned_windows,
                 parallelism=parallelism,
                 delay_ms=delay_ms,
                 quiet_every_ms=quiet_every_ms,
@@ -102,23 +102,11 @@ class CursorStore:
             ),
         )
 
-    def plan(
-        self,
-        source: str,
-        lookback_ms: int,
-        parallelism: int,
-        delay_ms: int = AVAILABILITY_DELAY_MS,
-        quiet_every_ms: int = 0,
-        shared_wait_ms: int = 0,
-    ) -> list[WindowTask]:
-        """``step``'s planned windows."""
-        return self.step(
-            source, lookback_ms, parallelism, delay_ms, quiet_every_ms, shared_wait_ms
-        ).tasks
-
     def advance(self, source: str) -> int:
         """Moves the watermark over the contiguous finished windows, planning nothing; returns
-        it (0 before the source's first run)."""
+        it (0 before the source's first run). ``step``'s first half alone: the tests of the
+        passing rule (here and in the fake, tests/integration/gcp/test_store_contract.py) pass
+        windows without planning the next ones."""
         return self._move(source, 0, None).cursor.get("watermark_ms", 0)
 
     def _move(
@@ -269,7 +257,7 @@ def quiet_since(cursor: dict[str, Any]) -> int:
     return cursor.get(LAST_RECORDS, cursor.get("created_at_ms", 0))
 
 
-def _planned(
+def planned_windows(
     cursor: dict[str, Any],
     now: int,
     *,
@@ -279,7 +267,7 @@ def _planned(
     shared_wait_ms: int,
 ) -> list[tuple[int, int]]:
     """The windows to plan from ``cursor`` (``planning.plan_windows``), a quiet source's and a
-    child's wait applied."""
+    child's wait applied: ``step``'s rule, and its fake's."""
     quiet = quiet_wait_ms(quiet_since(cursor), cursor["watermark_ms"], now, quiet_every_ms)
     wait = max(quiet, shared_wait_ms)
     return plan_windows(

@@ -5,7 +5,8 @@
                      planner run is due (shared.pipeline.wake)
   PARENTS/{parent}   when the MSP parent's children were last listed, and what went wrong
 
-The planner syncs it each run and plans the active sources; the fetcher and the writer read a
+The planner syncs it at its first run and every ``ACCOUNTS_REFRESH`` and, in the minutes
+between, reads only the entries whose wake has come (``due``); the fetcher and the writer read a
 source's entry; the fetcher marks one refused or broken. Writes are merges of whole fields,
 not transactions: two planners syncing at once compute the same updates, and a fetcher's
 ``trouble`` only touches the state fields, which a sync rewrites only when that entry is due.
@@ -21,6 +22,7 @@ from typing import Any
 
 from google.api_core.exceptions import NotFound
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 from shared.clock import Clock, now_ms
 from shared.pipeline.sources import (
@@ -30,7 +32,7 @@ from shared.pipeline.sources import (
     parent_entry,
     reconcile,
 )
-from shared.pipeline.wake import WAKE_AT
+from shared.pipeline.wake import EVERY_RUN, WAKE_AT
 
 SOURCES = "telephony_registry"
 PARENTS = "telephony_registry_parents"
@@ -56,6 +58,13 @@ class SourceRegistry:
     def entries(self) -> dict[str, dict[str, Any]]:
         """Every source's entry, by id."""
         return {doc.id: doc.to_dict() for doc in self._db.collection(self._root).stream()}
+
+    def due(self, now_ms: int) -> dict[str, dict[str, Any]]:
+        """The entries whose wake is ``now_ms`` or before, by id: the active ones whose planner
+        run is due and the refused or broken ones (due every run), never a gone one (one
+        query on a single field's index: a read for each entry, one when there is none)."""
+        query = self._db.collection(self._root).where(filter=FieldFilter(WAKE_AT, "<=", now_ms))
+        return {doc.id: doc.to_dict() for doc in query.stream()}
 
     def entry(self, source: str) -> dict[str, Any] | None:
         snapshot = self._db.collection(self._root).document(source).get()
@@ -104,10 +113,11 @@ class SourceRegistry:
 
     def wake(self, source: str, wake_at_ms: int | None) -> None:
         """Records when the source's next planner run is due (``shared.pipeline.wake``; None:
-        every run); nothing for a source without an entry (it is not created). The sync
-        rewrites only the fields it reconciles, so this one is kept."""
+        every run, stored as EVERY_RUN); nothing for a source without an entry (it is not
+        created). The sync rewrites only the fields it reconciles, so this one is kept."""
+        wake = EVERY_RUN if wake_at_ms is None else wake_at_ms
         with contextlib.suppress(NotFound):
-            self._db.collection(self._root).document(source).update({WAKE_AT: wake_at_ms})
+            self._db.collection(self._root).document(source).update({WAKE_AT: wake})
 
     def counts(self) -> dict[str, int]:
         """How many sources are in each state."""

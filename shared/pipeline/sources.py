@@ -23,6 +23,7 @@ from typing import Any
 
 from shared.pipeline.ids import SOURCE_ID_PATTERN
 from shared.pipeline.rate_share import DEFAULT_RATE_LIMIT, RATE_LIMIT_SCOPES
+from shared.pipeline.wake import EVERY_RUN, WAKE_AT
 
 ENV, FILE, CHILD = "env", "file", "child"
 ACTIVE, GONE, REFUSED, BROKEN = "active", "gone", "refused", "broken"
@@ -325,32 +326,56 @@ def reconcile(
         doc = stored.get(source)
         update = spec.fields() | {"conflict": conflicts.get(source)}
         if doc is None or doc.get("state") == GONE or _retry_due(doc, spec, now, refresh_ms):
+            # Due at once: the planner's minute finds the entries to plan by their wake.
             update |= {"state": ACTIVE, "since_ms": now, "error": None, "code": None}
+            update[WAKE_AT] = EVERY_RUN
+        elif doc.get(WAKE_AT) is None:
+            update[WAKE_AT] = EVERY_RUN  # an entry from before the wake was kept on every one
         if doc is None or any(doc.get(k) != v for k, v in update.items()):
             updates[source] = update
     for source, doc in stored.items():
-        if source in wanted or doc.get("state") == GONE:
+        if source in wanted:
+            continue
+        if doc.get("state") == GONE:
+            if doc.get(WAKE_AT) is not None:
+                updates[source] = {WAKE_AT: None}  # gone before a gone entry lost its wake
             continue
         # A child of the configured parent not listed this run is kept as it is.
         kept = doc.get("origin") == CHILD and doc.get("parent") == parent and not listed
         if not kept:
-            updates[source] = {"state": GONE, "since_ms": now}
+            # Without a wake: the planner's minute never reads it again.
+            updates[source] = {"state": GONE, "since_ms": now, WAKE_AT: None}
     return updates
 
 
 def _retry_due(doc: Mapping[str, Any], spec: SourceSpec, now: int, refresh_ms: int) -> bool:
     """A refused or broken source is tried again when its configuration changed, or after
-    ``refresh_ms``: Duo's permissions and a missing secret can be fixed without us."""
+    ``refresh_ms`` (``retry_due``)."""
     if doc.get("state") not in TROUBLED:
         return False
     changed = any(doc.get(key) != value for key, value in spec.fields().items())
-    return changed or now - doc.get("since_ms", 0) >= refresh_ms
+    return changed or retry_due(doc, now, refresh_ms)
+
+
+def retry_due(doc: Mapping[str, Any], now: int, refresh_ms: int) -> bool:
+    """Whether a refused or broken entry is tried again by a sync at ``now``: ``refresh_ms``
+    after it was marked, since Duo's permissions and a missing secret can be fixed without us."""
+    return doc.get("state") in TROUBLED and now - doc.get("since_ms", 0) >= refresh_ms
 
 
 def trouble(state: str, error: str, code: int | None, now: int, fix: str | None) -> dict[str, Any]:
     """The registry update for a source whose reads fail for the whole account: ``refused`` by
-    Duo (its code and message kept) or ``broken`` by our configuration (a missing secret)."""
-    return {"state": state, "since_ms": now, "error": error, "code": code, "fix": fix}
+    Duo (its code and message kept) or ``broken`` by our configuration (a missing secret). Its
+    wake is every run: the planner's minute then sees it (counted for the alert, tried again
+    when due) without reading the whole registry."""
+    return {
+        "state": state,
+        "since_ms": now,
+        "error": error,
+        "code": code,
+        "fix": fix,
+        WAKE_AT: EVERY_RUN,
+    }
 
 
 def state_counts(states: Iterable[str | None]) -> dict[str, int]:

@@ -17,6 +17,10 @@ from shared.pipeline.rate_share import SharedRead
 
 # The registry entry's field: a source is planned by the runs from then on (none: every run).
 WAKE_AT = "wake_at_ms"
+# The wake of an entry due every run. Stored as a time, not none: the planner's minute finds
+# the entries it plans by a range on the wake (``SourceRegistry.due``), which skips none. A gone
+# entry has none, and is never read by it.
+EVERY_RUN = 0
 # A settled source still runs this often, whatever QUIET_READ_EVERY says, so its lag and its
 # quarantined count are logged within the alerts' 10-minute windows (deploy/monitoring).
 SETTLED_RUN_EVERY_MAX_MS = 300_000

@@ -129,7 +129,7 @@ def test_plan_on_a_new_source_covers_the_lookback_in_parallel_windows(
     now = now_ms(clock)
     lookback = 6 * HOUR_MS
 
-    tasks = cursors.plan(SOURCE, lookback_ms=lookback, parallelism=4)
+    tasks = cursors.step(SOURCE, lookback_ms=lookback, parallelism=4).tasks
 
     assert len(tasks) == 4
     assert all(t.source == SOURCE for t in tasks)
@@ -152,15 +152,15 @@ def test_plan_on_a_new_source_covers_the_lookback_in_parallel_windows(
 def test_plan_right_after_plans_nothing_and_later_plans_one_window_onwards(
     cursors: CursorStore, windows: WindowStore, clock: FakeClock
 ) -> None:
-    first = cursors.plan(SOURCE, lookback_ms=6 * HOUR_MS, parallelism=4)
+    first = cursors.step(SOURCE, lookback_ms=6 * HOUR_MS, parallelism=4).tasks
     planned_until = _cursor(cursors)["planned_until_ms"]
 
-    assert cursors.plan(SOURCE, lookback_ms=6 * HOUR_MS, parallelism=4) == []
+    assert cursors.step(SOURCE, lookback_ms=6 * HOUR_MS, parallelism=4).tasks == []
     assert _cursor(cursors)["planned_until_ms"] == planned_until
     assert len(_stored_windows(windows)) == len(first)
 
     clock.advance(90)
-    later = cursors.plan(SOURCE, lookback_ms=6 * HOUR_MS, parallelism=4)
+    later = cursors.step(SOURCE, lookback_ms=6 * HOUR_MS, parallelism=4).tasks
 
     # The whole minute published since; the half minute after it waits for the next run.
     assert later == [WindowTask(SOURCE, planned_until, planned_until + 60_000)]
@@ -171,7 +171,7 @@ def test_plan_right_after_plans_nothing_and_later_plans_one_window_onwards(
 
 
 class HeldAfterRead:
-    """Wraps ``retention_gap``, which ``CursorStore.plan`` calls on every attempt right after
+    """Wraps ``retention_gap``, which ``CursorStore.step`` calls on every attempt right after
     reading the cursor and before writing anything. Counts each planner thread's
     attempts, and holds the first attempt of each until both have read the cursor: so both
     plan from the same cursor and one commit must conflict."""
@@ -204,7 +204,7 @@ def test_two_planners_racing_never_plan_overlapping_windows(
     start = FakeClock()
     windows = WindowStore(firestore_db, start)
     cursors = CursorStore(firestore_db, windows, start)
-    cursors.plan(SOURCE, lookback_ms=3 * HOUR_MS, parallelism=3)
+    cursors.step(SOURCE, lookback_ms=3 * HOUR_MS, parallelism=3)
     planned_until = _cursor(cursors)["planned_until_ms"]
     held = HeldAfterRead(planners=2)
     monkeypatch.setattr(cursor_store, "retention_gap", held)
@@ -216,9 +216,9 @@ def test_two_planners_racing_never_plan_overlapping_windows(
         client = firestore_client(local_cloud.project)  # its own client, like another instance
         try:
             store = CursorStore(client, WindowStore(client, clock), clock)
-            returned[threading.current_thread().name] = store.plan(
+            returned[threading.current_thread().name] = store.step(
                 SOURCE, lookback_ms=3 * HOUR_MS, parallelism=3
-            )
+            ).tasks
         except BaseException as error:
             errors.append(error)
         finally:
@@ -259,7 +259,7 @@ def test_two_planners_racing_never_plan_overlapping_windows(
 
 
 def _three_windows(cursors: CursorStore) -> list[WindowTask]:
-    tasks = cursors.plan(SOURCE, lookback_ms=4 * HOUR_MS, parallelism=3)
+    tasks = cursors.step(SOURCE, lookback_ms=4 * HOUR_MS, parallelism=3).tasks
     assert len(tasks) == 3
     return tasks
 
@@ -313,7 +313,7 @@ def test_a_window_quarantined_behind_the_watermark_is_kept_and_named_by_status(
 ) -> None:
     # Its check found records Duo published late; their re-read never lands and is
     # quarantined. TTL must not delete it: status would go green and the records never land.
-    (task,) = cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    (task,) = cursors.step(SOURCE, lookback_ms=HOUR_MS, parallelism=1).tasks
     _finish(windows, task)
     assert windows.sweep(SOURCE, CHECKS).completed == 1
     assert cursors.advance(SOURCE) == task.maxtime
@@ -337,7 +337,7 @@ def test_a_window_reopened_while_the_watermark_passes_it_is_not_passed(
 ) -> None:
     # The advance reads the windows before its write; a check reopens one in between. The
     # watermark must not pass it then, nor give it an expiry (the advance reads again).
-    (task,) = cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    (task,) = cursors.step(SOURCE, lookback_ms=HOUR_MS, parallelism=1).tasks
     _finish(windows, task)
     assert windows.sweep(SOURCE, CHECKS[-1:]).completed == 1
     start = _cursor(cursors)["watermark_ms"]
@@ -365,7 +365,7 @@ def test_a_window_reopened_while_the_watermark_passes_it_is_not_passed(
 def test_sweep_republishes_a_planned_window_nobody_picked_up(
     cursors: CursorStore, windows: WindowStore, clock: FakeClock
 ) -> None:
-    (task,) = cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    (task,) = cursors.step(SOURCE, lookback_ms=HOUR_MS, parallelism=1).tasks
     assert windows.sweep(SOURCE).republish == []
 
     clock.advance(RESEND_AFTER_MS / 1000 + 1)
@@ -386,7 +386,7 @@ def test_sweep_republishes_a_fetching_window_whose_lease_expired(
 ) -> None:
     # Issue 8, case 6: with a one-minute lease, a dead fetcher's window is sent again by the
     # first planner run after the minute, not ten minutes later.
-    (task,) = cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    (task,) = cursors.step(SOURCE, lookback_ms=HOUR_MS, parallelism=1).tasks
     claim = _claim(windows, task, lease_s=LEASE_S)
     claim = windows.checkpoint(claim, "offset-1", 10, LEASE_S)
     assert claim is not None
@@ -405,7 +405,7 @@ def test_sweep_republishes_a_fetching_window_whose_lease_expired(
 def test_sweep_republishes_a_failed_window_once_its_retry_is_due(
     cursors: CursorStore, windows: WindowStore, clock: FakeClock
 ) -> None:
-    (task,) = cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    (task,) = cursors.step(SOURCE, lookback_ms=HOUR_MS, parallelism=1).tasks
     _fail(windows, task, "DuoError: 429")  # a first failure: due in a minute
 
     assert windows.sweep(SOURCE).republish == []
@@ -423,7 +423,7 @@ def test_sweep_republishes_a_failed_window_once_its_retry_is_due(
 def test_sweep_completes_a_fetched_window_once_every_batch_is_written(
     cursors: CursorStore, windows: WindowStore, clock: FakeClock
 ) -> None:
-    (task,) = cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    (task,) = cursors.step(SOURCE, lookback_ms=HOUR_MS, parallelism=1).tasks
     _fetch_all(windows, task, pages=2)
     _land(windows, task, 0)
 
@@ -466,7 +466,7 @@ def test_a_reread_after_the_landing_timeout_numbers_on_and_counts_only_its_own_b
 ) -> None:
     # Issue 8, case 3: page 1 never landed (dead-lettered). The window is read again from its
     # start, its pages numbered from 2 on, so no batch id, and no object name, is reused.
-    stale, recent = cursors.plan(SOURCE, lookback_ms=3 * HOUR_MS, parallelism=2)
+    stale, recent = cursors.step(SOURCE, lookback_ms=3 * HOUR_MS, parallelism=2).tasks
     _fetch_all(windows, stale, pages=2)
     _land(windows, stale, 0)
     clock.advance(LANDING_TIMEOUT_MS / 1000 - 100)
@@ -503,7 +503,7 @@ def test_a_batch_that_never_landed_is_read_again_from_its_neighbours_tokens(
 ) -> None:
     # A fetcher died between page 1's checkpoint and its publish: only that gap is read
     # again, from the token page 0 ended with up to the token page 2 was read from.
-    (task,) = cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    (task,) = cursors.step(SOURCE, lookback_ms=HOUR_MS, parallelism=1).tasks
     _fetch_all(windows, task, pages=3)
     tokens = [None, "offset-1", "offset-2", None]
     for page in (0, 2):
@@ -532,7 +532,7 @@ def test_batches_that_never_land_quarantine_the_window_after_a_few_rereads(
     cursors: CursorStore, windows: WindowStore, clock: FakeClock
 ) -> None:
     # Issue 8, case 7: not a re-read of the whole window every lease period for ever.
-    (task,) = cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    (task,) = cursors.step(SOURCE, lookback_ms=HOUR_MS, parallelism=1).tasks
     for _ in range(MAX_REREADS):
         _fetch_all(windows, task, pages=1)  # its batch never lands
         clock.advance(LANDING_TIMEOUT_MS / 1000 + 1)
@@ -553,13 +553,13 @@ def test_batches_that_never_land_quarantine_the_window_after_a_few_rereads(
 def test_a_cursor_older_than_duos_retention_records_the_gap_and_plans_inside_it(
     cursors: CursorStore, windows: WindowStore, clock: FakeClock
 ) -> None:
-    cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    cursors.step(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
     old_planned_until = _cursor(cursors)["planned_until_ms"]
     clock.advance(200 * DAY_MS / 1000)  # the planner was down for 200 days
     now = now_ms(clock)
     assert old_planned_until < now - 199 * DAY_MS
 
-    tasks = cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=4)
+    tasks = cursors.step(SOURCE, lookback_ms=HOUR_MS, parallelism=4).tasks
 
     cursor = _cursor(cursors)
     gap = cursor["gap_ms"]
@@ -586,7 +586,7 @@ def test_a_cursor_older_than_duos_retention_records_the_gap_and_plans_inside_it(
 def test_status_counts_windows_by_state_and_names_the_newest_failure(
     cursors: CursorStore, windows: WindowStore, clock: FakeClock
 ) -> None:
-    tasks = cursors.plan(SOURCE, lookback_ms=7 * HOUR_MS, parallelism=6)
+    tasks = cursors.step(SOURCE, lookback_ms=7 * HOUR_MS, parallelism=6).tasks
     assert len(tasks) == 6
     done, fetched, fetching, failed_a, failed_b, _planned = tasks
     _finish(windows, done)
@@ -646,7 +646,7 @@ def test_the_sweep_leaves_alone_a_window_a_fetcher_moved_on_after_the_sweep_read
     # A failed window falls due; while the sweep holds its old snapshot, a fetcher claims it
     # and fetches it to the end. The sweep's "due again: planned" must not undo that (the
     # window would be read from its start again, landing every record twice).
-    (task,) = cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    (task,) = cursors.step(SOURCE, lookback_ms=HOUR_MS, parallelism=1).tasks
     _fail(windows, task, "DuoError: 503")
     clock.advance(60)
     decide = window_rules.sweep_step
@@ -664,7 +664,7 @@ def test_a_quiet_source_waits_for_five_minutes_of_span_until_the_watermark_passe
     cursors: CursorStore, windows: WindowStore, clock: FakeClock
 ) -> None:
     def plan() -> list[WindowTask]:
-        return cursors.plan(SOURCE, 0, 1, quiet_every_ms=300_000)
+        return cursors.step(SOURCE, 0, 1, quiet_every_ms=300_000).tasks
 
     plan()  # the source's cursor made: quiet counts from here
     clock.advance(2 * 3600)
@@ -699,7 +699,7 @@ def test_a_new_source_whose_backfill_holds_no_record_is_quiet_from_the_start(
     QUIET_READ_EVERY at once, not every minute for its first hour; one with records is busy."""
 
     def plan() -> list[WindowTask]:
-        return cursors.plan(SOURCE, 24 * 3600 * 1000, 1, quiet_every_ms=300_000)
+        return cursors.step(SOURCE, 24 * 3600 * 1000, 1, quiet_every_ms=300_000).tasks
 
     (backfill,) = plan()
     claim = _claim(windows, backfill, 3600)
@@ -723,7 +723,7 @@ def test_a_new_source_is_read_every_minute_while_its_backfill_is_read(
     at a low rate, takes many minutes)."""
 
     def plan() -> list[WindowTask]:
-        return cursors.plan(SOURCE, 24 * 3600 * 1000, 1, quiet_every_ms=300_000)
+        return cursors.step(SOURCE, 24 * 3600 * 1000, 1, quiet_every_ms=300_000).tasks
 
     (backfill,) = plan()
     assert backfill.maxtime - backfill.mintime > 3_600_000

@@ -117,7 +117,7 @@ def _quarantine_by_rereads(stores: Stores, task: WindowTask) -> None:
 
 def _passed(stores: Stores, checks: tuple[int, ...]) -> WindowTask:
     """One window, done (its late-record checks ``checks``) and passed by the watermark."""
-    (task,) = stores.cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    (task,) = stores.cursors.step(SOURCE, lookback_ms=HOUR_MS, parallelism=1).tasks
     _finish(stores, task, checks=checks)
     assert stores.cursors.advance(SOURCE) == task.maxtime
     return task
@@ -130,7 +130,7 @@ def _expiry(stores: Stores, days: int = 30) -> datetime:
 def test_the_watermark_moves_over_contiguous_done_windows_and_stops_at_a_quarantined_one(
     stores: Stores,
 ) -> None:
-    w1, w2, w3 = stores.cursors.plan(SOURCE, lookback_ms=4 * HOUR_MS, parallelism=3)
+    w1, w2, w3 = stores.cursors.step(SOURCE, lookback_ms=4 * HOUR_MS, parallelism=3).tasks
     assert w2.mintime == w1.maxtime and w3.mintime == w2.maxtime  # half-open
     _finish(stores, w1, w3)
     _quarantine_by_rereads(stores, w2)
@@ -184,14 +184,14 @@ def test_a_reread_behind_the_watermark_expires_again_once_done(stores: Stores) -
 
 
 def test_windows_stuck_with_a_past_check_time_do_not_starve_the_checks(stores: Stores) -> None:
-    stuck = stores.cursors.plan(SOURCE, lookback_ms=3 * HOUR_MS, parallelism=3)
+    stuck = stores.cursors.step(SOURCE, lookback_ms=3 * HOUR_MS, parallelism=3).tasks
     _finish(stores, *stuck, checks=CHECKS)
     stores.clock.advance(3600)
     for task in stuck:  # Duo counted otherwise: read again, and quarantined there
         assert stores.windows.apply_check(SOURCE, task.window_id, 0, False, CHECKS) is True
         _quarantine_by_rereads(stores, task)
     stores.clock.advance(24 * 3600)  # their second check time has passed
-    (recent,) = stores.cursors.plan(SOURCE, lookback_ms=3 * HOUR_MS, parallelism=1)
+    (recent,) = stores.cursors.step(SOURCE, lookback_ms=3 * HOUR_MS, parallelism=1).tasks
     _finish(stores, recent, checks=CHECKS)
     stores.clock.advance(20 * 60)  # its first check is due, later than theirs
 
@@ -203,7 +203,7 @@ def test_windows_stuck_with_a_past_check_time_do_not_starve_the_checks(stores: S
 def test_a_reread_page_leaves_out_the_ids_of_landed_batches_its_time_span_overlaps(
     stores: Stores,
 ) -> None:
-    (task,) = stores.cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    (task,) = stores.cursors.step(SOURCE, lookback_ms=HOUR_MS, parallelism=1).tasks
     at = task.mintime
     # Page 0 holds records at +1 s and +2 s, page 1 at +5 s, page 2 none; another window too.
     landed = {0: [("a", at + 1000), ("b", at + 2000)], 1: [("c", at + 5000)], 2: []}
@@ -240,7 +240,7 @@ class InBucket:
 
 def _landing_timed_out(stores: Stores) -> WindowTask:
     """One window read in one page whose batch has not landed by the landing timeout."""
-    (task,) = stores.cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    (task,) = stores.cursors.step(SOURCE, lookback_ms=HOUR_MS, parallelism=1).tasks
     _fetch(stores, task)
     stores.clock.advance(LANDING_TIMEOUT_MS / 1000 + 1)
     return task
@@ -306,12 +306,12 @@ def test_a_bucket_that_cannot_be_searched_counts_a_wait_and_the_window_waits(
 def test_after_an_outage_longer_than_duos_retention_planning_goes_on_from_what_duo_still_has(
     stores: Stores,
 ) -> None:
-    (before,) = stores.cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    (before,) = stores.cursors.step(SOURCE, lookback_ms=HOUR_MS, parallelism=1).tasks
     stores.clock.advance(200 * 86_400)
     gap = retention_gap(before.maxtime, now_ms(stores.clock))
     assert gap is not None and gap[0] == before.maxtime
 
-    (after,) = stores.cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    (after,) = stores.cursors.step(SOURCE, lookback_ms=HOUR_MS, parallelism=1).tasks
 
     assert after.mintime == gap[1] + 1
     cursor = stores.cursor()
@@ -325,7 +325,7 @@ def test_after_an_outage_longer_than_duos_retention_planning_goes_on_from_what_d
 def test_landed_offsets_give_each_landed_batchs_tokens_or_none_when_its_marker_has_none(
     stores: Stores,
 ) -> None:
-    (task,) = stores.cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    (task,) = stores.cursors.step(SOURCE, lookback_ms=HOUR_MS, parallelism=1).tasks
     wid = task.window_id
     stores.windows.record_batch(RecordBatch(SOURCE, wid, 0, [], (None, "1,a")), ["o0"])
     stores.windows.record_batch(RecordBatch(SOURCE, wid, 1, []), ["o1"])  # a version 1 batch
@@ -357,7 +357,7 @@ def test_a_batch_of_a_read_a_reread_replaced_is_superseded_the_rereads_own_are_n
 def test_an_empty_read_is_done_at_its_checkpoint_checked_and_passed_and_a_quiet_source_waits(
     stores: Stores,
 ) -> None:
-    (task,) = stores.cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    (task,) = stores.cursors.step(SOURCE, lookback_ms=HOUR_MS, parallelism=1).tasks
     claim = stores.windows.claim(task.source, task.window_id, 3600)
     assert claim is not None
     assert stores.windows.checkpoint(claim, None, 0, 3600, checks=CHECKS) is not None
@@ -373,7 +373,7 @@ def test_an_empty_read_is_done_at_its_checkpoint_checked_and_passed_and_a_quiet_
     stores.clock.advance(2 * 3600)
 
     def plan() -> list[WindowTask]:
-        return stores.cursors.plan(SOURCE, HOUR_MS, 1, quiet_every_ms=5 * MIN_MS)
+        return stores.cursors.step(SOURCE, HOUR_MS, 1, quiet_every_ms=5 * MIN_MS).tasks
 
     (behind,) = plan()  # the two hours since: read first, a source catching up is not quiet
     claim = stores.windows.claim(behind.source, behind.window_id, 3600)
@@ -391,7 +391,7 @@ def test_the_sweep_counts_the_windows_it_leaves_open_and_the_step_returns_the_cu
 ) -> None:
     # What the planner decides whether a source may sleep by (shared.pipeline.wake).
     assert stores.cursors.advance(SOURCE) == 0  # no cursor yet, and none made
-    first, second = stores.cursors.plan(SOURCE, lookback_ms=3 * HOUR_MS, parallelism=2)
+    first, second = stores.cursors.step(SOURCE, lookback_ms=3 * HOUR_MS, parallelism=2).tasks
     _fetch(stores, first)
     _land(stores, first)
     swept = stores.windows.sweep(SOURCE)

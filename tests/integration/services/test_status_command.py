@@ -35,7 +35,7 @@ def test_with_no_source_set_every_planned_source_is_shown(
     clock = FakeClock()
     cursors = CursorStore(firestore_db, WindowStore(firestore_db, clock), clock)
     for source in ("emea", "amer"):
-        cursors.plan(source, lookback_ms=3_600_000, parallelism=1)
+        cursors.step(source, lookback_ms=3_600_000, parallelism=1)
 
     assert main(["status", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
@@ -61,7 +61,7 @@ def test_status_shows_the_backfill_read_against_duos_count(
 ) -> None:
     clock = FakeClock()
     windows = WindowStore(firestore_db, clock)
-    [task] = CursorStore(firestore_db, windows, clock).plan("emea", 3_600_000, parallelism=1)
+    [task] = CursorStore(firestore_db, windows, clock).step("emea", 3_600_000, parallelism=1).tasks
     claim = windows.claim("emea", task.window_id, 60)
     clock.advance(30)
     claim = windows.checkpoint(claim, "1,a", 1000, 60, read=1000, total=DuoTotal(4000))
@@ -103,7 +103,7 @@ def test_status_reads_the_database_firestore_database_names(command_env, local_c
     reset_firestore(host, project, "duo-telephony")
     named = firestore_client(project, "duo-telephony")
     clock = FakeClock()
-    CursorStore(named, WindowStore(named, clock), clock).plan("named", 3_600_000, 1)
+    CursorStore(named, WindowStore(named, clock), clock).step("named", 3_600_000, 1)
     try:
         command_env.setenv("FIRESTORE_DATABASE", "duo-telephony")
         assert main(["status", "--json"]) == 0

@@ -24,10 +24,13 @@ from shared.pipeline.sources import (
     reconcile,
     trouble,
 )
+from shared.pipeline.wake import EVERY_RUN, WAKE_AT
 from tests.source_examples import SECRET, file_entry, parent_setting
 
 HOUR = 3_600_000
 NOW = 1_800_000_000_000
+# A gone entry loses its wake: the planner's minute never reads it again.
+GONE_NOW = {"state": GONE, "since_ms": NOW + 1, WAKE_AT: None}
 
 
 parent = parent_setting
@@ -164,14 +167,26 @@ def test_a_failed_listing_or_no_listing_this_run_keeps_every_child():
 
 def test_the_children_of_a_parent_no_longer_configured_are_gone():
     stored = apply({}, reconcile([], children("DA1"), {}, NOW))
-    assert reconcile([], None, stored, NOW + 1) == {"da1": {"state": GONE, "since_ms": NOW + 1}}
+    assert reconcile([], None, stored, NOW + 1) == {"da1": GONE_NOW}
     assert reconcile([], None, stored, NOW + 1, parent="other")["da1"]["state"] == GONE
+
+
+def test_every_entry_not_gone_has_a_wake_and_a_gone_one_none():
+    # The planner's minute reads the entries by their wake: one without is never planned.
+    ab = parse_sources_file(json.dumps([file_entry("a"), file_entry("b")]))
+    stored = apply({}, reconcile(ab, None, {}, NOW))
+    assert {doc[WAKE_AT] for doc in stored.values()} == {EVERY_RUN}  # new: due at once
+    del stored["a"][WAKE_AT]  # stored before the wake was a time
+    stored["b"] |= {"state": GONE, WAKE_AT: NOW}  # gone before a gone entry lost it
+    updates = reconcile(ab[:1], None, stored, NOW + 1)
+    assert updates["a"][WAKE_AT] == EVERY_RUN and "state" not in updates["a"]
+    assert updates["b"] == {WAKE_AT: None}
 
 
 def test_a_source_removed_from_the_file_is_gone_and_the_others_untouched():
     ab = parse_sources_file(json.dumps([file_entry("a"), file_entry("b")]))
     stored = apply({}, reconcile(ab, None, {}, NOW))
-    assert reconcile(ab[:1], None, stored, NOW + 1) == {"b": {"state": GONE, "since_ms": NOW + 1}}
+    assert reconcile(ab[:1], None, stored, NOW + 1) == {"b": GONE_NOW}
 
 
 def test_a_child_with_a_configured_sources_id_is_not_read_and_both_are_named():

@@ -23,7 +23,7 @@ from shared.duo.api import CallStats
 from shared.duo.paging import AVAILABILITY_DELAY_MS, DuoTotal
 from shared.duo.records import record_time_ms
 from shared.gcp.bucket_writer import WriteResult
-from shared.gcp.cursor_store import LAST_RECORDS, Step, new_cursor, quiet_since
+from shared.gcp.cursor_store import LAST_RECORDS, Step, new_cursor, planned_windows
 from shared.gcp.window_store import FindUnmarked, SweepResult, landed_or_found, sweep_window
 from shared.pipeline import progress, sources, wake
 from shared.pipeline import windows as rules
@@ -32,8 +32,6 @@ from shared.pipeline.objects import encode_batch
 from shared.pipeline.planning import (
     first_planned_until,
     past_retention,
-    plan_windows,
-    quiet_wait_ms,
     retention_gap,
 )
 from shared.pipeline.repair import CHECK_RESEND_MS, Span
@@ -246,7 +244,7 @@ class FakeLandedSpans:
 
 
 class FakeCursorStore:
-    """CursorStore's step, plan and advance over dict cursors, windows in a FakeWindowStore."""
+    """CursorStore's step and advance over dict cursors, windows in a FakeWindowStore."""
 
     def __init__(self, windows: FakeWindowStore, clock: FakeClock) -> None:
         self.windows = windows
@@ -269,18 +267,15 @@ class FakeCursorStore:
         if not fresh:
             self.advance(source)
         cursor.update(past_retention(cursor, retention_gap(cursor["planned_until_ms"], now), now))
-        last = quiet_since(cursor)
         planned = [
             WindowTask(source, mintime, maxtime)
-            for mintime, maxtime in plan_windows(
-                cursor["planned_until_ms"],
+            for mintime, maxtime in planned_windows(
+                cursor,
                 now,
-                parallelism,
+                parallelism=parallelism,
                 delay_ms=delay_ms,
-                wait_ms=max(
-                    quiet_wait_ms(last, cursor["watermark_ms"], now, quiet_every_ms),
-                    shared_wait_ms,
-                ),
+                quiet_every_ms=quiet_every_ms,
+                shared_wait_ms=shared_wait_ms,
             )
         ]
         for task in planned:
@@ -288,19 +283,6 @@ class FakeCursorStore:
         if planned:
             cursor["planned_until_ms"] = planned[-1].maxtime
         return Step(planned, dict(cursor))
-
-    def plan(
-        self,
-        source: str,
-        lookback_ms: int,
-        parallelism: int,
-        delay_ms: int = AVAILABILITY_DELAY_MS,
-        quiet_every_ms: int = 0,
-        shared_wait_ms: int = 0,
-    ) -> list[WindowTask]:
-        return self.step(
-            source, lookback_ms, parallelism, delay_ms, quiet_every_ms, shared_wait_ms
-        ).tasks
 
     def advance(self, source: str) -> int:
         cursor = self.cursors.get(source)
@@ -516,6 +498,13 @@ class FakeSourceRegistry:
         doc = self.docs.get(source)
         return None if doc is None else dict(doc)
 
+    def due(self, now_ms: int) -> dict[str, dict[str, Any]]:
+        return {
+            source: dict(doc)
+            for source, doc in self.docs.items()
+            if doc.get(wake.WAKE_AT) is not None and doc[wake.WAKE_AT] <= now_ms
+        }
+
     def parent(self, parent: str) -> dict[str, Any] | None:
         return self.parent_docs.get(parent)
 
@@ -544,7 +533,7 @@ class FakeSourceRegistry:
 
     def wake(self, source: str, wake_at_ms: int | None) -> None:
         if source in self.docs:
-            self.docs[source][wake.WAKE_AT] = wake_at_ms
+            self.docs[source][wake.WAKE_AT] = wake.EVERY_RUN if wake_at_ms is None else wake_at_ms
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(doc.get("state") for doc in self.docs.values()))
