@@ -143,8 +143,9 @@ class OneRecordDuo:
 class Fleet:
     """The planner called at the top of each minute, as Cloud Scheduler does, plans a
     parent's children sharing its budget, skipping the runs a source's wake says are idle;
-    the fetcher reads every window task it publishes, in the order published, each at its
-    time (its start, sleeping the clock), from a Duo with a record in every window (every
+    the fetcher reads every window task it publishes, each at its time (its start, sleeping
+    the clock; in the order of their times, as fetchers reading in parallel do: the planner's
+    threads publish a run's windows in any order), from a Duo with a record in every window (every
     child is busy), and each batch lands at once."""
 
     def __init__(self, settings: PlannerSettings) -> None:
@@ -204,7 +205,10 @@ class Fleet:
                 )
             )
             run_at += 60
-            due = [t for t in pending if (t.start_at_ms or 0) < run_at * 1000]
+            due = sorted(
+                (t for t in pending if (t.start_at_ms or 0) < run_at * 1000),
+                key=lambda t: t.start_at_ms or 0,
+            )
             pending = [t for t in pending if t not in due]
             for task in due:
                 landed = len(self.publisher.batches)
