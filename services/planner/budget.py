@@ -15,6 +15,7 @@ from shared.pipeline.rate_share import (
     SharedRead,
     budget_key,
     budget_rate,
+    checks_every,
     is_shared,
     read_every_ms,
     read_period_ms,
@@ -59,9 +60,11 @@ def shared_reads(
         per_minute = found_rate(key)
     every = read_every_ms(len(sharing), per_minute)
     period = read_period_ms(len(sharing), per_minute)
+    turns = checks_every(len(sharing), per_minute, period)
     now = now_ms(clock)
     return {
-        child: shared_read(every, period, i, len(sharing), now) for i, child in enumerate(sharing)
+        child: shared_read(every, period, i, len(sharing), now, turns)
+        for i, child in enumerate(sharing)
     }
 
 

@@ -98,7 +98,7 @@ def _run_source(
         now_ms(clock),
         batch_ms=settings.repair_batch_ms,
         max_windows=MAX_CHECK_WINDOWS,
-    )
+    )[: shared.checks if shared else None]  # a shared child's in its turns (rate_share)
     for span in checks:
         publisher.publish_check(SpanCheck(source, span.level, span.window_ids))
         windows.checks_sent(source, span)

@@ -16,6 +16,14 @@ allows), the children's reads spread evenly over the period, each at a fixed tim
 read at its time, not in the order the minute's windows happen to be delivered in. The
 shared limiter gives live windows' requests first and what is left to the backfill in
 arrival order, one page at a time, so one child's backlog starves no other.
+
+Requests outside the children's live reads are counted in the division too. The late-record
+checks (``repair``) are the one kind planned at a rate of their own (a span of windows due
+each half hour and check age per child: at 200 children that is 13 to 27 requests a minute,
+far more than the reads leave of R = 60): each child sends them only with some of its reads
+(``checks_every``), one span at a time, so that they ask for at most half of what the reads
+leave; the other half is the backfill's, and the windows a check finds short are read again
+from it. A span left waiting grows (up to MAX_CHECK_WINDOWS windows) rather than costing more.
 """
 
 from __future__ import annotations
@@ -70,6 +78,14 @@ READ_MARGIN_MS = 5_000
 MARGIN_SHARE = 0.9
 
 
+# What one span's check asks of the budget when it finds no late record: Duo's count from each
+# of its two edges (a quiet span's check, one; each halving after a late record, one more).
+CHECK_REQUESTS = 2
+# The share of what the children's reads leave of R that their late-record checks may ask
+# for; the rest is the backfill's.
+CHECK_SHARE = 0.5
+
+
 @dataclass(frozen=True)
 class SharedRead:
     """A child's part of the shared budget in one planner run."""
@@ -77,6 +93,9 @@ class SharedRead:
     wait_ms: int  # the span its live window waits for (``plan_windows``)
     start_at_ms: int | None  # when the read planned by this run starts (None: no read due)
     next_run_ms: int  # the start of the minute whose run plans its next read
+    # The late-record check spans this run may send (a plan task of an earlier version
+    # carries none: one).
+    checks: int = 1
 
 
 def read_period_ms(children: int, per_minute: float) -> int:
@@ -89,22 +108,43 @@ def read_period_ms(children: int, per_minute: float) -> int:
     return period if fits and period >= LIVE_WINDOW_MS else every
 
 
+def checks_every(children: int, per_minute: float, period_ms: int) -> int:
+    """With how many of its reads (one in so many) a child sharing ``per_minute`` requests
+    sends a late-record check: the children's checks, CHECK_REQUESTS each, ask for at most
+    CHECK_SHARE of what their reads (one each per ``period_ms``) leave of the budget, and
+    never less than of the tenth of it that the reads' margin keeps (MARGIN_SHARE) when they
+    leave less."""
+    reads = children * LIVE_WINDOW_MS / period_ms
+    spare = max(per_minute - reads, (1 - MARGIN_SHARE) * per_minute) * CHECK_SHARE
+    per_period = spare * period_ms / LIVE_WINDOW_MS
+    # The epsilon keeps an exact quotient from rounding up.
+    return max(1, math.ceil(children * CHECK_REQUESTS / per_period - 1e-9))
+
+
 def shared_read(
-    every_ms: int, period_ms: int, position: int, children: int, now_ms: int
+    every_ms: int,
+    period_ms: int,
+    position: int,
+    children: int,
+    now_ms: int,
+    checks_every: int = 1,
 ) -> SharedRead:
     """The child at ``position`` (in a stable order of the ``children``) in the run at
     ``now_ms``. Its reads come ``period_ms`` apart at the same time of each period, the
     children's spread evenly over it; the run of a minute plans the reads starting from
     READ_LEAD_MS into it to a minute later (each minute about N / period of them), with no
     wait, and leaves the others waiting for ``every_ms`` of span: a run missed still has the
-    window planned after ``every_ms``."""
+    window planned after ``every_ms``. One in ``checks_every`` of a child's reads is planned
+    with a late-record check (the run of the read always plans the child: ``wake``), the
+    children's turns spread evenly over their reads; no other run sends one."""
     phase = position * period_ms // children
     minute = now_ms - now_ms % LIVE_WINDOW_MS
     first = minute + READ_LEAD_MS
     read = first + (phase - first) % period_ms
     if read < first + LIVE_WINDOW_MS:
-        return SharedRead(0, read, _planning_minute(read + period_ms))
-    return SharedRead(every_ms, None, _planning_minute(read))
+        turn = ((read - phase) // period_ms + position) % checks_every == 0
+        return SharedRead(0, read, _planning_minute(read + period_ms), int(turn))
+    return SharedRead(every_ms, None, _planning_minute(read), 0)
 
 
 def _planning_minute(read_ms: int) -> int:

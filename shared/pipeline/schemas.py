@@ -114,6 +114,7 @@ SCHEMAS: dict[tuple[str, int], dict[str, Any]] = {
                         "wait_ms": {"type": "integer", "minimum": 0},
                         "start_at_ms": {"anyOf": [_EPOCH_MS, {"type": "null"}]},
                         "next_run_ms": _EPOCH_MS,
+                        "checks": {"type": "integer", "minimum": 0},
                     },
                 },
             },

@@ -6,27 +6,20 @@ and Duo's 429s stay few."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from harness.fleet import landed, truth
 from harness.pipeline import LocalPipeline
-from shared.clock import SystemClock
 from shared.duo.adaptive_rate import AutoPolicy
-from shared.gcp.clients import storage_client
 from shared.gcp.rate_limiter import DEFAULT_COLLECTION, auto_rate
 from shared.gcp.rate_scope_store import decision_from, scope_key
 from shared.pipeline.rate_share import ACCOUNT, PARENT
-from shared.pipeline.sources import child_source_id
-from simulator.api import ApiOptions
 from simulator.dataset import DatasetSpec
 from simulator.fleet import FleetSpec
 from tests.conftest import unique_name
-from tests.msp_simulator import fleet_config, msp_simulator
+from tests.msp_simulator import busy_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -52,43 +45,25 @@ def test_auto_finds_how_duo_counts_the_childrens_reads(
     scope, local_cloud, firestore_db, tmp_path: Path
 ):
     children_count, records = FLEET[scope]
-    fleet = FleetSpec(
-        accounts=1, msp_children=children_count, distribution="zipf", rate_limit_scope=scope
-    )
-    dataset = DatasetSpec(records=records, days=0.1, seed=5)
-    with msp_simulator(
-        SystemClock(), dataset, fleet, ApiOptions(rate_limit_per_minute=LIMIT)
-    ) as sim:
-        config, _own, children = fleet_config(
-            sim,
-            local_cloud.project,
-            unique_name("auto-scope"),
-            {"rate_limit": "auto"},
-            rate_per_minute="auto",
-            lookback="3h",
-        )
-        # Every child is read as a busy one (a child with no record is otherwise quiet, read
-        # every 5 minutes).
-        config = dataclasses.replace(
-            config, extra_env=config.extra_env | {"QUIET_READ_EVERY": "1m"}
-        )
-        expected = {account: set(truth(sim, account)) for account in children}
-        bucket = storage_client(local_cloud.project).bucket(config.bucket)
+    with busy_fleet(
+        local_cloud.project,
+        unique_name("auto-scope"),
+        FleetSpec(
+            accounts=1, msp_children=children_count, distribution="zipf", rate_limit_scope=scope
+        ),
+        DatasetSpec(records=records, days=0.1, seed=5),
+        limit_per_minute=LIMIT,
+        rate_limit="auto",
+        rate_per_minute="auto",
+    ) as fleet:
         decisions = firestore_db.collection(DEFAULT_COLLECTION).document(scope_key("msp"))
 
         def accepted() -> int:
-            served = sim.api.stats()["accounts"]
-            return sum(served[account]["ok"] for account in children)
-
-        def caught_up() -> bool:
-            got = landed(bucket, "customers")
-            return all(
-                set(got.get(child_source_id(account), Counter())) == expected[account]
-                for account in children
-            )
+            served = fleet.sim.api.stats()["accounts"]
+            return sum(served[account]["ok"] for account in fleet.children)
 
         samples: list[tuple[float, int]] = []
-        with LocalPipeline(config, local_cloud.env, tmp_path) as pipeline:
+        with LocalPipeline(fleet.config, local_cloud.env, tmp_path) as pipeline:
             started = time.monotonic()
             planned = -10.0
             while time.monotonic() - started < DEADLINE_SECONDS:
@@ -97,18 +72,21 @@ def test_auto_finds_how_duo_counts_the_childrens_reads(
                 if now - planned >= 10:
                     planned = now
                     pipeline.trigger_planner()  # Cloud Scheduler, more often than its minute
-                    if now - started > 90 and caught_up():
+                    if now - started > 90 and fleet.caught_up():
                         break  # no demand is left to tell the two ways of counting apart
                 time.sleep(2)
-        served = sim.api.stats()["accounts"]
+        served = fleet.sim.api.stats()["accounts"]
     decision = decision_from(decisions.get().to_dict())
     peak = minute_peak(samples)
-    refused = sum(served[account]["rate_limited"] for account in children)
+    refused = sum(served[account]["rate_limited"] for account in fleet.children)
     shared = auto_rate(
         firestore_db.collection(DEFAULT_COLLECTION).document("msp:children").get().to_dict() or {},
         AutoPolicy(),
     )
-    print(f"scope {scope}: {decision}; peak {peak} a minute, {refused} 429s, shared {shared}")
+    print(
+        f"scope {scope}: {decision}; at most {peak} accepted in a minute, {refused} 429s, "
+        f"shared {shared}"
+    )
     if scope == ACCOUNT:
         # Never taken for the parent's count on evidence (decided per account when a child was
         # refused alone after the fleet had been served well above that: a catch-up this short
@@ -117,12 +95,10 @@ def test_auto_finds_how_duo_counts_the_childrens_reads(
         assert peak > LIMIT
     else:
         assert (decision.scope, decision.since) == (PARENT, 0), decision  # never changed
-        # The fleet keeps to the one limit, found at it (the count errs a request high).
-        assert peak <= LIMIT and 0.75 * LIMIT <= shared.found <= LIMIT + 1
+        # The limit found at the one shared budget (the count errs a request high). What Duo
+        # accepted in a minute is not asserted: counting against the parent, it never accepts
+        # more than the limit, whatever the fleet asks.
+        assert 0.75 * LIMIT <= shared.found <= LIMIT + 1
         assert shared.per_minute <= LIMIT + 1
     assert refused <= 8  # 3 and 2 when this was written
-    got = landed(bucket, "customers")
-    for account in children:
-        records = got.get(child_source_id(account), Counter())
-        assert set(records) == expected[account], account  # none missing, nothing foreign
-        assert not records or max(records.values()) == 1, account  # none twice
+    fleet.assert_landed_once()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from harness.benchmark import phase_operations, phase_total
 from harness.service_operations import (
+    LOG_BYTES,
     Totals,
     at,
     between,
@@ -40,6 +41,10 @@ def test_a_phase_s_requests_are_those_that_ended_in_it() -> None:
     assert requests_between(totals, None, 10.0) == [(9.0, 10.0)]
     # lines written before they named the request: nothing to model from
     assert requests_between([Totals(1, 10.0, {})], None, 20.0) is None
+    # a log begun before they did: the requests named; a log without a line: none
+    begun = [Totals(1, 10.0, {}), Totals(1, 20.0, {}, (19.5, 20.0))]
+    assert requests_between(begun, None, 20.0) == [(19.5, 20.0)]
+    assert requests_between([], None, 20.0) == []
 
 
 TOTALS = [
@@ -57,13 +62,18 @@ def test_a_moment_s_totals_are_each_worker_s_last_line_up_to_it_added_up() -> No
     assert at(TOTALS, 40.0) == {"firestore_reads": 141, "firestore_writes": 4}
 
 
+def test_a_worker_s_totals_are_its_latest_line_whatever_order_the_lines_come_in() -> None:
+    shuffled = [TOTALS[3], TOTALS[0], TOTALS[1]]  # worker 1's, the latest first
+    assert at(shuffled, 40.0) == {"firestore_reads": 11, "firestore_writes": 4}
+
+
 def test_what_happened_between_two_moments() -> None:
     assert between(TOTALS, 20.0, 40.0) == {"firestore_reads": 33, "firestore_writes": 2}
 
 
 def test_log_bytes_count_the_service_s_own_lines_within_the_span() -> None:
     early = '{"severity": "INFO", "time": "2026-11-29T10:00:00+00:00", "message": "a"}\n'
-    late = '{"severity": "INFO", "time": "2026-11-29T10:01:00+00:00", "message": "bb"}\n'
+    late = '{"severity": "INFO", "time": "2026-11-29T10:01:00+00:00", "message": "bé"}\n'
     lines = [
         early,
         late,
@@ -72,8 +82,10 @@ def test_log_bytes_count_the_service_s_own_lines_within_the_span() -> None:
         "Traceback (most recent call last):\n",
     ]
     ten = 1_795_946_400.0  # 2026-11-29T10:00:00Z
-    assert log_bytes(lines, None, ten + 60) == len(early) + len(late)
-    assert log_bytes(lines, ten + 1, ten + 60) == len(late)
+    # Cloud Logging counts bytes, not characters (the é is two)
+    assert log_bytes(lines, None, ten + 60) == len(early) + len(late) + 1
+    assert log_bytes(lines, ten, ten + 60) == len(early) + len(late) + 1  # from its start
+    assert log_bytes(lines, ten + 1, ten + 60) == len(late) + 1
     assert log_bytes(lines, None, ten + 59) == len(early)
 
 
@@ -94,11 +106,16 @@ def test_a_phase_s_operations_hold_its_requests_billable_instance_time() -> None
         return totals_line(7, at, {"cloud_run_requests": count}, (began, at))
 
     logs = {
-        "planner": [served(101.0, 100.0, 1), served(101.5, 100.5, 2), served(200.0, 199.0, 3)],
+        "planner": [
+            served(99.0, 98.0, 1),  # before the phase
+            served(101.0, 100.0, 2),
+            served(101.5, 100.5, 3),
+            served(200.0, 199.0, 4),
+        ],
         "writer": [totals_line(8, 101.0, {"cloud_run_requests": 1})],  # an older log
     }
     phase = phase_operations(logs, 100.0, 150.0)
     # two requests of 1 s overlapping by half: one instance busy 1.5 s
     assert phase["planner"]["cloud_run_requests"] == 2
     assert phase["planner"]["cloud_run_billable_ms"] == 1500
-    assert "cloud_run_billable_ms" not in phase["writer"]
+    assert phase["writer"] == {"cloud_run_requests": 1, LOG_BYTES: 0}

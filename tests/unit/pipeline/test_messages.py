@@ -284,10 +284,15 @@ def read(wait_ms=0, start_at_ms=1_800_000_020_000, next_run_ms=1_800_000_180_000
 def test_plan_task_round_trip():
     waits = {
         "di1234567890": SharedRead(0, 1_800_000_020_000, 1_800_000_180_000),
-        "di2": SharedRead(240_000, None, 1_800_000_060_000),
+        "di2": SharedRead(240_000, None, 1_800_000_060_000, checks=0),
     }
     plan = PlanTask(("eu-prod", "di1234567890", "di2"), waits)
     assert decode(encode(plan)) == plan
+
+
+def test_a_plan_task_from_before_the_checks_turns_lets_each_child_send_a_check():
+    plan = decode(json.dumps(plan_body(["eu-prod"], {"eu-prod": read()})).encode())
+    assert plan.waits["eu-prod"].checks == 1
 
 
 def test_a_window_task_with_its_start_round_trips_as_version_2_and_one_without_as_1():
@@ -305,6 +310,7 @@ def test_a_window_task_with_its_start_round_trips_as_version_2_and_one_without_a
         ({"eu-prod": read(wait_ms=-1)}, "waits/eu-prod/wait_ms"),
         ({"eu-prod": read(wait_ms=1.5)}, "waits/eu-prod/wait_ms"),
         ({"eu-prod": read(start_at_ms=5)}, "waits/eu-prod/start_at_ms"),
+        ({"eu-prod": read() | {"checks": -1}}, "waits/eu-prod/checks"),
         ({"eu-prod": 240_000}, "waits/eu-prod"),
         ({"no t": read()}, "waits"),
     ],

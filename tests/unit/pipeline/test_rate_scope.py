@@ -68,6 +68,7 @@ def test_per_account_counting_is_decided_when_the_fleet_is_served_past_what_it_w
     decision = after_429(START, ACCOUNT, own=6, fleet=9, now=100.0)
     assert after_minute(decision, served=14, now=159.0) == decision  # a 429 in the minute
     assert after_minute(decision, served=13, now=170.0).scope == PARENT  # under 1.25 x 9 + 2
+    assert after_minute(decision, served=14, now=160.0).scope == ACCOUNT  # (100, 160]: no 429
     decided = after_minute(decision, served=14, now=170.0)
     assert (decided.scope, decided.since, decided.account_limit) == (ACCOUNT, 170.0, 6)
     assert after_minute(decided, served=100, now=900.0).scope == ACCOUNT
@@ -90,6 +91,7 @@ def test_against_the_parent_the_fleet_is_never_served_past_its_refusals_and_noth
 
 def test_evidence_an_hour_old_is_dropped():
     served = after_minute(START, served=20, now=100.0)
+    assert after_429(served, ACCOUNT, own=6, fleet=8, now=3_700.0).scope == ACCOUNT  # an hour
     assert after_429(served, ACCOUNT, own=6, fleet=8, now=3_701.0).scope == PARENT
     refused = after_429(START, ACCOUNT, own=6, fleet=8, now=100.0)
     later = after_429(refused, PARENT, own=4, fleet=16, now=3_701.0)
@@ -98,7 +100,10 @@ def test_evidence_an_hour_old_is_dropped():
 
 
 def test_a_child_refused_below_the_per_account_limit_takes_the_decision_back_to_the_parent():
-    decided = dataclasses.replace(PER_ACCOUNT, served=60, served_at=400.0)
+    # Decided on a fleet refused at 8 (a child at its own 6), served 60 since.
+    decided = dataclasses.replace(
+        PER_ACCOUNT, served=60, served_at=400.0, refused_fleet=8, refused_own=6, refused_at=40.0
+    )
     blamed = blame(decided, own=2, own_found=0, fleet=30)
     back = after_429(decided, blamed, own=2, fleet=30, now=500.0)
     assert (back.scope, back.since, back.refused_fleet, back.served) == (PARENT, 500.0, 30, 30)
@@ -106,10 +111,11 @@ def test_a_child_refused_below_the_per_account_limit_takes_the_decision_back_to_
         "a child was refused at 2 requests a minute, below the 6 one account was served at, "
         "with the fleet at 30: Duo counts against the parent"
     )
-    # The evidence starts over: served past 1.25 x 30 + 2 in a quiet minute (Duo changed
-    # back), it is per account once more.
+    # The evidence starts over (the refusal at 8 with it): served past 1.25 x 30 + 2 in a
+    # quiet minute (Duo changed back), it is per account once more.
     assert after_minute(back, served=39, now=600.0).scope == PARENT
-    assert after_minute(back, served=40, now=600.0).scope == ACCOUNT
+    again = after_minute(back, served=40, now=600.0)
+    assert (again.scope, again.account_limit) == (ACCOUNT, 2)  # the child refused last
 
 
 def test_a_child_refused_at_its_own_limit_keeps_the_per_account_decision():

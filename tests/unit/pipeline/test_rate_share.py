@@ -7,9 +7,11 @@ import itertools
 import pytest
 
 from shared.pipeline.rate_share import (
+    CHECK_REQUESTS,
     READ_LEAD_MS,
     budget_key,
     budget_rate,
+    checks_every,
     read_every_ms,
     read_period_ms,
     shared_read,
@@ -82,6 +84,41 @@ def test_each_childs_reads_start_a_period_apart_planned_by_the_run_of_the_minute
     # The children's reads spread evenly over the period: 11.75 s apart.
     ordered = sorted(t for times in starts.values() for t in times)
     assert {b - a for a, b in itertools.pairwise(ordered)} <= {11_750, 11_751}
+
+
+@pytest.mark.parametrize(
+    ("children", "per_minute", "turns"),
+    [
+        (200, 60, 23),  # the issue's goal: a check with one read in 23, about every 90 min
+        (20, 6, 23),
+        (120, 60, 40),  # the reads take all of R: the checks have half its tenth (80 min)
+        (20, 600, 1),  # a budget to spare: every read may send one
+        (7, 0.5, 40),  # the same: 9 h 20 min
+    ],
+)
+def test_late_record_checks_ask_for_half_of_what_the_reads_leave_each_child_in_its_turn(
+    children, per_minute, turns
+):
+    every, period = read_every_ms(children, per_minute), read_period_ms(children, per_minute)
+    assert checks_every(children, per_minute, period) == turns
+    start = 1_800_000_000_000 - 1_800_000_000_000 % MIN_MS
+    minutes = 3 * turns * period // MIN_MS
+    reads, checks = 0, {position: 0 for position in range(children)}
+    for minute in range(minutes):
+        for position in range(children):
+            read = shared_read(every, period, position, children, start + minute * MIN_MS, turns)
+            reads += read.start_at_ms is not None
+            assert read.checks <= (read.start_at_ms is not None)  # only with a read
+            checks[position] += read.checks
+    # Each child sends a check in its turn: none waits longer than ``turns`` of its reads.
+    assert min(checks.values()) >= 2, checks
+    spare = max(per_minute * minutes - reads, 0.1 * per_minute * minutes)
+    # Counted in the budget: the reads and the checks' requests together within R when the
+    # reads leave room (the half of it the checks may have, give or take a turn each).
+    asked = CHECK_REQUESTS * sum(checks.values())
+    assert asked <= spare / 2 + CHECK_REQUESTS * children
+    if per_minute * minutes > reads:
+        assert reads + asked <= per_minute * minutes
 
 
 def test_children_of_a_shared_parent_draw_from_one_budget_others_from_their_own():

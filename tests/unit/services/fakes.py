@@ -62,8 +62,13 @@ class FakeWindowStore:
     def doc(self, task: WindowTask) -> dict[str, Any]:
         return self.docs[task.source, task.window_id]
 
+    def _snapshot(self) -> list[tuple[tuple[str, str], dict[str, Any]]]:
+        """The windows as they are now: the planner's threads add other sources' windows while
+        one source's are read (a copy is made at once, holding the GIL)."""
+        return list(self.docs.items())
+
     def count(self, source: str, state: str) -> int:
-        return sum(1 for (s, _), doc in self.docs.items() if s == source and doc["state"] == state)
+        return sum(1 for (s, _), doc in self._snapshot() if s == source and doc["state"] == state)
 
     def claim(self, source: str, window_id: str, lease_seconds: float) -> Claim | None:
         doc = self.docs.get((source, window_id))
@@ -131,7 +136,7 @@ class FakeWindowStore:
         republish: list[WindowTask] = []
         completed = rereads = bucket_waits = 0
         swept = []
-        for (doc_source, window_id), doc in self.docs.items():
+        for (doc_source, window_id), doc in self._snapshot():
             if doc_source != source or doc["state"] not in rules.OPEN_STATES:
                 continue
             swept.append(dict(doc))
@@ -167,7 +172,7 @@ class FakeWindowStore:
         now = now_ms(self.clock)
         due = [
             (window_id, doc)
-            for (doc_source, window_id), doc in self.docs.items()
+            for (doc_source, window_id), doc in self._snapshot()
             if doc_source == source and rules.checkable(doc, now)
         ]
         return sorted(due, key=lambda item: item[1]["next_check_at_ms"])[:limit]

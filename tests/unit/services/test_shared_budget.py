@@ -18,6 +18,7 @@ from shared.duo.api import CallStats
 from shared.gcp.secret_manager import CachedSecrets
 from shared.gcp.source_registry import CachedEntries
 from shared.pipeline.messages import WindowTask
+from shared.pipeline.rate_share import CHECK_REQUESTS
 from shared.pipeline.sources import Discovery, ParentSpec, parse_parent
 from tests.fakes import FakeClock
 from tests.source_examples import parent_setting
@@ -142,8 +143,9 @@ class OneRecordDuo:
 class Fleet:
     """The planner called at the top of each minute, as Cloud Scheduler does, plans a
     parent's children sharing its budget, skipping the runs a source's wake says are idle;
-    the fetcher reads every window task it publishes, in the order published, each at its
-    time (its start, sleeping the clock), from a Duo with a record in every window (every
+    the fetcher reads every window task it publishes, each at its time (its start, sleeping
+    the clock; in the order of their times, as fetchers reading in parallel do: the planner's
+    threads publish a run's windows in any order), from a Duo with a record in every window (every
     child is busy), and each batch lands at once."""
 
     def __init__(self, settings: PlannerSettings) -> None:
@@ -154,6 +156,8 @@ class Fleet:
         self.publisher = FakePublisher(events)
         self.children_counted: list[int] = []
         self.planned: Counter = Counter()  # the runs each source was planned in
+        # Per run, the children's reads it planned and the late-record checks it sent.
+        self.asked: list[tuple[int, int]] = []
 
         def waits(active: list[str]):
             reads = shared_reads(settings, self.clock, active, lambda key: 1 / 0)
@@ -191,11 +195,20 @@ class Fleet:
         run_at = self.clock.now()
         for _ in range(count):
             self.clock.advance(max(0.0, run_at - self.clock.now()))
-            sent = len(self.publisher.tasks)
+            sent, checked = len(self.publisher.tasks), len(self.publisher.checks)
             assert scheduler_call(self.client, self.publisher) == 200
             pending += self.publisher.tasks[sent:]
+            self.asked.append(
+                (
+                    sum(t.start_at_ms is not None for t in self.publisher.tasks[sent:]),
+                    sum(c.source != "own" for c in self.publisher.checks[checked:]),
+                )
+            )
             run_at += 60
-            due = [t for t in pending if (t.start_at_ms or 0) < run_at * 1000]
+            due = sorted(
+                (t for t in pending if (t.start_at_ms or 0) < run_at * 1000),
+                key=lambda t: t.start_at_ms or 0,
+            )
             pending = [t for t in pending if t not in due]
             for task in due:
                 landed = len(self.publisher.batches)
@@ -221,6 +234,25 @@ def test_fetched_children_are_read_every_ceil_n_over_r_minutes_and_skip_their_id
     # Each child is planned in the run of its read, the one after (its window still open) and
     # now and then one more (a late-record check due), not in all 40.
     assert max(fleet.planned[child.lower()] for child in CHILDREN) <= 30
+
+
+def test_the_childrens_late_record_checks_are_counted_in_the_shared_budget():
+    # 20 children sharing 6 requests a minute, their hour of backfill read at once, so every
+    # child has a span due for its check from the third minute. The checks are never done
+    # here: each is sent again in its child's next turn, the most they can ask for.
+    fleet = Fleet(settings_for("parent", 6.0))
+    fleet.minutes(120)
+    runs = fleet.asked[2:]
+    for start in range(len(runs) - 30):
+        # Over any half hour, the reads and the checks' requests together within R.
+        reads = sum(read for read, _ in runs[start : start + 30])
+        checks = sum(check for _, check in runs[start : start + 30])
+        assert reads + CHECK_REQUESTS * checks <= 6 * 30, (start, reads, checks)
+    # Yet no child's checks starve: each sent one in its turn, one read in 23 (90 min).
+    sent = Counter(check.source for check in fleet.publisher.checks)
+    assert set(sent) >= {child.lower() for child in CHILDREN}, sent
+    for child in CHILDREN:
+        assert fleet.gaps(child) <= 4 * MINUTE, child
 
 
 def test_a_found_shared_rate_is_read_once_a_run_from_the_parents_budget():
