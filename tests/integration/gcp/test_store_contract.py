@@ -431,3 +431,25 @@ def test_a_window_read_before_any_claim_is_done_or_claimed_on_that_read_only_if_
     assert not stores.windows.done_unread(SOURCE, busy.window_id, read)
     assert stores.doc(busy)["lease_owner"] == first.owner
     assert stores.windows.read(SOURCE, "no-such-window") is None
+
+
+def test_a_check_moves_a_window_on_from_its_read_or_as_it_is_now_when_written_since(
+    stores: Stores,
+) -> None:
+    (task,) = stores.cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    _finish(stores, task, checks=CHECKS)
+    (read,) = stores.windows.read_windows(SOURCE, [task.window_id])
+    assert stores.windows.read_windows(SOURCE, ["no-such-window"]) == [None]
+    # The watermark passes it between the check's read and its write: moved on all the same,
+    # and still marked passed.
+    assert stores.cursors.advance(SOURCE) == task.maxtime
+    assert stores.windows.apply_check(SOURCE, task.window_id, 0, True, CHECKS, read) is False
+    doc = stores.doc(task)
+    assert (doc["check_level"], doc["checks"], "passed_at_ms" in doc) == (1, 1, True)
+    # A second delivery of that check, on the same read, changes nothing.
+    assert stores.windows.apply_check(SOURCE, task.window_id, 0, False, CHECKS, read) is False
+    assert stores.doc(task) == doc
+    # On a read still current: one write, read again when Duo counted otherwise.
+    (read,) = stores.windows.read_windows(SOURCE, [task.window_id])
+    assert stores.windows.apply_check(SOURCE, task.window_id, 1, False, CHECKS, read) is True
+    assert (stores.doc(task)["state"], stores.doc(task)["check_level"]) == (PLANNED, 2)
