@@ -28,10 +28,11 @@ QUIET = {None: {"items": [], "metadata": {"next_offset": None, "total_objects": 
 CHECKS = (900_000, 86_400_000)
 WINDOWS = 6  # a quiet account's windows in a check's span (REPAIR_CHECK_BATCH, 30 min)
 # Firestore reads and writes at most, the limiter's included: of an empty window's fetch (the
-# window read, its one request's reservation, the window done), and of a check of a span of
-# empty windows (the windows read, the reservation, each window moved on to its next check).
-EMPTY_FETCH = (2, 2)
-EMPTY_CHECK = (WINDOWS + 1, WINDOWS + 1)
+# window read, its one request's reservation, the window done; the limiter's document read once
+# by this instance, which wrote it last), and of a check of a span of empty windows (the
+# windows read, the reservation, each window moved on to its next check).
+EMPTY_FETCH = (1 + 1 / WINDOWS, 2)
+EMPTY_CHECK = (WINDOWS, WINDOWS + 1)
 
 
 class _Limited:
