@@ -9,6 +9,7 @@ is renewed while the fetch runs, so only a dead fetcher lets it run out.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -21,11 +22,11 @@ from shared.duo.api import CountedReads
 from shared.duo.errors import DuoError
 from shared.duo.paging import Page, WindowError, count_records, read_window, token_position_ms
 from shared.duo.records import enriched, record_id, record_time_us
-from shared.gcp.window_store import LandedSpans, WindowStore
+from shared.gcp.window_store import LandedSpans, WindowRead, WindowStore
 from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask
 from shared.pipeline.planning import is_live, retention_start
 from shared.pipeline.repair import bisect_step
-from shared.pipeline.windows import DONE, Claim, own_trouble, past
+from shared.pipeline.windows import DONE, Claim, own_trouble, past, read_unclaimed
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,26 @@ class LeaseKeeper:
 
 
 @dataclass
+class _FirstPage:
+    """A window's first page, read before it was claimed, and the rest of its read."""
+
+    page: Page
+    rest: Iterator[Page]
+
+    def resumes(self, claim: Claim, start: int) -> bool:
+        """Whether the claim's read begins where this page was read from: the window's start,
+        nothing of it read or numbered since (else the page is dropped, and read as the
+        claim says)."""
+        return (
+            start == claim.mintime
+            and claim.next_offset is None
+            and claim.pages == 0
+            and claim.reread_from == 0
+            and claim.read_until is None
+        )
+
+
+@dataclass
 class _Lease:
     """A fetch's claim as its last published page left it: what a failure is counted from (a
     page checkpointed but not published is no progress)."""
@@ -157,30 +178,81 @@ class WindowFetcher:
             if early > 0:
                 self._clock.sleep(early / 1000)
         duo = self._duo_for(task.source, is_live(task.mintime, now_ms(self._clock)))
-        claim = self._store.claim(task.source, task.window_id, self._lease)
-        if claim is None:
+        read = self._store.read(task.source, task.window_id)
+        if read is None:
             return report
-        report.reread = claim.again
         started = self._clock.now()
-        keeper = LeaseKeeper(lambda: self._store.renew(claim, self._lease), self._lease / 3)
-        lease = _Lease(claim)
         try:
-            with keeper:
-                report.outcome = self._page_through(task, lease, duo, report, started, keeper)
-        except (DuoError, WindowError) as error:
-            report.outcome, report.error = "failed", str(error)
-            self._store.release(lease.held, error=str(error), own=own_trouble(error))
-        except BaseException as error:
-            # Firestore, Pub/Sub, the shared limiter or a bug: raised on, logged with its trace.
-            described = f"{type(error).__name__}: {error}"
-            self._store.release(lease.held, error=described, own=own_trouble(error))
-            raise
+            try:
+                first = self._read_unclaimed(task, read, duo, report)
+            except BaseException as error:
+                # Recorded as a claimed fetch's failure is, unless someone has the window now.
+                failed = self._store.claim(task.source, task.window_id, self._lease, read)
+                if failed is not None:
+                    self._fail(failed, error, report)
+                elif not isinstance(error, DuoError | WindowError):
+                    raise
+                return report
+            if report.outcome == "fetched":
+                return report  # an empty last page: done without a claim
+            claim = self._store.claim(task.source, task.window_id, self._lease, read)
+            if claim is None:
+                return report
+            report.reread = claim.again
+            keeper = LeaseKeeper(lambda: self._store.renew(claim, self._lease), self._lease / 3)
+            lease = _Lease(claim)
+            try:
+                with keeper:
+                    report.outcome = self._page_through(
+                        task, lease, duo, report, started, keeper, first
+                    )
+            except BaseException as error:
+                self._fail(lease.held, error, report)
         finally:
             report.requests = duo.stats.requests
             report.rate_limited = duo.stats.rate_limited
             report.transient_failures = duo.stats.transient_failures
             report.seconds = round(self._clock.now() - started, 3)
         return report
+
+    def _fail(self, held: Claim, error: BaseException, report: FetchReport) -> None:
+        """Gives the lease back after a failure counted from ``held`` (``own_trouble`` decides
+        whether it counts towards quarantine). Duo's and the window's own are reported; anything
+        else (Firestore, Pub/Sub, the shared limiter, a bug) is raised on, to be logged with
+        its trace."""
+        if isinstance(error, DuoError | WindowError):
+            report.outcome, report.error = "failed", str(error)
+            self._store.release(held, error=str(error), own=own_trouble(error))
+            return
+        described = f"{type(error).__name__}: {error}"
+        self._store.release(held, error=described, own=own_trouble(error))
+        raise error
+
+    def _read_unclaimed(
+        self, task: WindowTask, read: WindowRead, duo: CountedReads, report: FetchReport
+    ) -> _FirstPage | None:
+        """A window never claimed (``read_unclaimed``) has its first page read before it is
+        claimed: an empty last page (a quiet minute) finishes it in one write made only if the
+        window is unchanged since ``read`` (outcome ``fetched``), with no claim or checkpoint;
+        any other page is returned, for the claim that follows to go on with. Nothing is held
+        meanwhile: a fetcher dying here leaves the window as planned, for the next delivery;
+        two fetchers of one window may both read its first page (each request through the
+        limiter), and the first to write wins."""
+        doc, now = read.doc, now_ms(self._clock)
+        if not read_unclaimed(doc) or retention_start(doc["mintime"], now) > doc["mintime"]:
+            return None
+        pages = read_window(duo, doc["mintime"], doc["maxtime"], now_ms=now)
+        page = next(pages)
+        if page.items or page.next_offset is not None:
+            return _FirstPage(page, pages)
+        if self._store.done_unread(
+            task.source, task.window_id, read, total=page.total, checks=self._checks
+        ):
+            report.outcome, report.dropped = "fetched", page.dropped
+            return None
+        # Written meanwhile (another fetch of it, or the planner): the claim that follows finds
+        # what became of it, and goes on from this page only if nothing of it was read since.
+        return _FirstPage(page, pages)
 
     def _page_through(
         self,
@@ -190,6 +262,7 @@ class WindowFetcher:
         report: FetchReport,
         started: float,
         keeper: LeaseKeeper,
+        first: _FirstPage | None = None,
     ) -> str:
         claim = lease.held
         host = self._enrich_host(task.source) if self._enrich_host else None
@@ -214,6 +287,9 @@ class WindowFetcher:
                 next_offset = None
         if start >= end:
             pages: Iterator[Page] = iter([Page([], None)])  # nothing left: an empty page ends it
+        elif first is not None and first.resumes(claim, start):
+            # The page read before the claim is the claim's first: the read goes on after it.
+            pages = itertools.chain([first.page], first.rest)
         else:
             pages = read_window(duo, start, claim.maxtime, now_ms=now, next_offset=next_offset)
         landed: LandedSpans | None = None  # a re-read's landed batches, read at its first page
@@ -285,22 +361,28 @@ class WindowFetcher:
         differ are found (``repair.bisect_step``), and only those are read again, landing only
         the records that are missing."""
         report = CheckReport(message.source, message.level, len(message.windows), "stale")
-        docs = self._store.window_docs(message.source, message.windows)
-        if any(
-            doc is None or doc["state"] != DONE or doc.get("check_level") != message.level
-            for doc in docs
+        reads = self._store.read_windows(message.source, message.windows)
+        docs = [read.doc for read in reads if read is not None]
+        if len(docs) < len(reads) or any(
+            doc["state"] != DONE or doc.get("check_level") != message.level for doc in docs
         ):
             return report  # moved on since it was sent; the planner sends what is still due
-        spans = [(doc["mintime"], doc["maxtime"]) for doc in docs if doc is not None]
+        spans = [(doc["mintime"], doc["maxtime"]) for doc in docs]
         report.mintime, report.maxtime = spans[0][0], spans[-1][1]
         now = now_ms(self._clock)
         if retention_start(report.mintime, now) > report.mintime:
             # Duo no longer keeps all of the span: nothing to count it against, nor to fetch.
             report.outcome = "past_retention"
-            for window in message.windows:
-                self._store.apply_check(message.source, window, message.level, True, self._checks)
+            for window, read in zip(message.windows, reads, strict=True):
+                self._store.apply_check(
+                    message.source, window, message.level, True, self._checks, read
+                )
             return report
-        landed = [self._store.landed_records(message.source, window) for window in message.windows]
+        # A window that numbered no page has no batch, and so nothing landed (a quiet one's).
+        landed = [
+            self._store.landed_records(message.source, window) if doc["pages"] else 0
+            for window, doc in zip(message.windows, docs, strict=True)
+        ]
         report.landed = sum(landed)
         duo = self._duo_for(message.source, False)
         try:
@@ -309,11 +391,11 @@ class WindowFetcher:
             report.requests = duo.stats.requests
         again = [
             WindowTask(message.source, mintime, maxtime)
-            for n, (window, (mintime, maxtime)) in enumerate(
-                zip(message.windows, spans, strict=True)
+            for n, (window, read, (mintime, maxtime)) in enumerate(
+                zip(message.windows, reads, spans, strict=True)
             )
             if self._store.apply_check(
-                message.source, window, message.level, n not in reread, self._checks
+                message.source, window, message.level, n not in reread, self._checks, read
             )
         ]
         self._publisher.publish_tasks(again)

@@ -142,6 +142,8 @@ class FirestoreRateLimiter:
         self._reserving = False
         self._changed = threading.Condition()
         self._update_lock = threading.Lock()
+        # The document as this instance's last update wrote it, and its update time.
+        self._written: tuple[dict[str, Any], Any] | None = None
         self._rng = random.Random()
 
     def acquire(self, urgent: bool = False) -> None:
@@ -275,7 +277,10 @@ class FirestoreRateLimiter:
     ) -> T:
         """Applies ``change(state, auto, now)`` to the document (``auto`` is None unless the
         rate is found by itself) and returns its result, as an optimistic transaction: read,
-        then write only if the update time is still the one read.
+        then write only if the update time is still the one read. The document as this
+        instance last wrote it needs no read: the write on its update time fails if anyone
+        has written since, and the document is read then (one instance reading a slow
+        account's budget reads it once, not once a request).
 
         Not ``firestore.transactional``: its reads take locks, and the emulator settles a lock
         conflict by waiting about 2 s, so instances starting together stalled for seconds and
@@ -283,8 +288,13 @@ class FirestoreRateLimiter:
         """
         with self._update_lock:
             for attempt in range(_UPDATE_ATTEMPTS):
-                snapshot = self._ref.get()
-                data = snapshot.to_dict() or {}
+                known, self._written = self._written, None
+                if known is None:
+                    snapshot = self._ref.get()
+                    data = snapshot.to_dict() or {}
+                    version = snapshot.update_time if snapshot.exists else None
+                else:
+                    data, version = known
                 state = LimitState(
                     tat=float(data.get("tat", 0.0)),
                     paused_until=float(data.get("paused_until", 0.0)),
@@ -298,17 +308,18 @@ class FirestoreRateLimiter:
                     **(auto_fields(new_auto) if new_auto is not None else {}),
                 }
                 try:
-                    if snapshot.exists:
-                        precondition = self._client.write_option(
-                            last_update_time=snapshot.update_time
-                        )
-                        self._ref.update(fields, option=precondition)
+                    if version is not None:
+                        precondition = self._client.write_option(last_update_time=version)
+                        written = self._ref.update(fields, option=precondition)
                     else:
-                        self._ref.create(fields)
-                    return result
+                        written = self._ref.create(fields)
                 except (FailedPrecondition, AlreadyExists):
-                    # Another instance wrote first; spread the retries of a crowd apart.
-                    self._clock.sleep(self._rng.uniform(0, _BACKOFF_SECONDS * 2**attempt))
+                    if known is None:
+                        # Another instance wrote first; spread the retries of a crowd apart.
+                        self._clock.sleep(self._rng.uniform(0, _BACKOFF_SECONDS * 2**attempt))
+                    continue  # on what this instance wrote last: read what was written since
+                self._written = ({**data, **fields}, written.update_time)
+                return result
         raise SharedRateLimitError(
             f"could not update {self._ref.path} in {_UPDATE_ATTEMPTS} attempts: "
             "too many instances are writing it at once"

@@ -110,6 +110,17 @@ class LandedSpans:
         return ids
 
 
+@dataclass(frozen=True)
+class WindowRead:
+    """A window's document as one read found it, and its version: a write made on the version
+    fails once anyone else has written the window since (Firestore's update time; the unit
+    fake's copy of the document). ``at_ms``: when it was read."""
+
+    doc: dict[str, Any]
+    version: Any
+    at_ms: int
+
+
 class WindowStore:
     def __init__(self, db: firestore.Client, clock: Clock, root: str = ROOT) -> None:
         self._db = db
@@ -135,11 +146,57 @@ class WindowStore:
         query = self.windows(source).where(filter=FieldFilter("state", "==", state))
         return int(query.count().get()[0][0].value)
 
-    def claim(self, source: str, window_id: str, lease_seconds: float) -> Claim | None:
+    def read(self, source: str, window_id: str) -> WindowRead | None:
+        """The window's document and its version (one read); None when there is none."""
+        at = now_ms(self._clock)
+        snapshot = self.window(source, window_id).get()
+        return WindowRead(snapshot.to_dict(), snapshot.update_time, at) if snapshot.exists else None
+
+    def done_unread(
+        self,
+        source: str,
+        window_id: str,
+        read: WindowRead,
+        *,
+        total: DuoTotal | None = None,
+        checks: tuple[int, ...] = (),
+    ) -> bool:
+        """Finishes a window whose first page, read before any claim, was its last and held
+        nothing (``rules.done_unread``): one write, made only if nobody has written the window
+        since ``read``. False when someone has: their fetch, or the planner's change, wins."""
+        now = now_ms(self._clock)
+        update = rules.done_unread(read.doc, source, window_id, now, checks)
+        update |= progress.after_page(read.doc | update, 0, total, now)
+        return self._write_unchanged(self.window(source, window_id), read, update)
+
+    def _write_unchanged(
+        self, ref: DocumentReference, read: WindowRead, update: rules.Update
+    ) -> bool:
+        unchanged = self._db.write_option(last_update_time=read.version)
+        try:
+            ref.update(update, option=unchanged)
+        except FailedPrecondition:
+            return False
+        return True
+
+    def claim(
+        self, source: str, window_id: str, lease_seconds: float, read: WindowRead | None = None
+    ) -> Claim | None:
         """Takes the window's lease, or None when it is finished, unknown, leased elsewhere,
-        not yet due or (its fetchers dying once too often) quarantined now."""
+        not yet due or (its fetchers dying once too often) quarantined now. From ``read``
+        (the window as read when the fetch began), one conditional write; a transaction when
+        there is none, or when the window has changed since."""
         ref = self.window(source, window_id)
         owner = uuid.uuid4().hex
+        if read is not None:
+            lease_ms, now = int(lease_seconds * 1000), now_ms(self._clock)
+            taken, update = rules.claim(
+                read.doc, source, window_id, owner, now, lease_ms, read.at_ms
+            )
+            if update is None:
+                return None
+            if self._write_unchanged(ref, read, update):
+                return taken
 
         @firestore.transactional
         def take(transaction: firestore.Transaction) -> Claim | None:
@@ -334,10 +391,16 @@ class WindowStore:
             batch.update(self.window(source, window_id), {"next_check_at_ms": again})
         batch.commit()
 
-    def window_docs(self, source: str, window_ids: Sequence[str]) -> list[dict[str, Any] | None]:
-        """The documents of the windows, in order; None for one that does not exist."""
+    def read_windows(self, source: str, window_ids: Sequence[str]) -> list[WindowRead | None]:
+        """The windows as read now, in order (one read each); None for one that does not
+        exist."""
+        at = now_ms(self._clock)
         refs = [self.window(source, window_id) for window_id in window_ids]
-        found = {s.id: s.to_dict() for s in self._db.get_all(refs) if s.exists}
+        found = {
+            s.id: WindowRead(s.to_dict(), s.update_time, at)
+            for s in self._db.get_all(refs)
+            if s.exists
+        }
         return [found.get(window_id) for window_id in window_ids]
 
     def landed_records(self, source: str, window_id: str) -> int:
@@ -346,11 +409,26 @@ class WindowStore:
         return int(total or 0)
 
     def apply_check(
-        self, source: str, window_id: str, level: int, matched: bool, checks: tuple[int, ...]
+        self,
+        source: str,
+        window_id: str,
+        level: int,
+        matched: bool,
+        checks: tuple[int, ...],
+        read: WindowRead | None = None,
     ) -> bool:
         """Moves a checked window on (``repair.after_check``); True when it is to be read
-        again. A window no longer finished, or checked at that level already, is left alone."""
+        again. A window no longer finished, or checked at that level already, is left alone.
+        From ``read`` (the window as the check read it), one conditional write; a transaction
+        when there is none, or when the window has changed since."""
         ref = self.window(source, window_id)
+        if read is not None:
+            doc = read.doc
+            if doc["state"] != rules.DONE or doc.get("check_level") != level:
+                return False
+            update = rules.checked(doc, level, checks, matched, now_ms(self._clock))
+            if self._write_unchanged(ref, read, update):
+                return not matched
 
         @firestore.transactional
         def move_on(transaction: firestore.Transaction) -> bool:

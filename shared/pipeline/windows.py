@@ -268,11 +268,19 @@ def _quarantine(reason: str, now: int) -> Update:
 
 
 def claim(
-    doc: Update, source: str, window_id: str, owner: str, now: int, lease_ms: int
+    doc: Update,
+    source: str,
+    window_id: str,
+    owner: str,
+    now: int,
+    lease_ms: int,
+    since: int | None = None,
 ) -> tuple[Claim | None, Update | None]:
     """The lease ``owner`` takes, and the update to write. No claim when the window is
     finished, quarantined, leased by someone else or failed and not yet due; an update without
-    a claim when the claim finds the window's last fetcher dead once too often."""
+    a claim when the claim finds the window's last fetcher dead once too often. ``since``: when
+    the fetch began, if before the claim (its first page read unclaimed), which a read's rate
+    is measured from."""
     state = doc["state"]
     if state in (FETCHED, DONE, QUARANTINED):
         return None, None
@@ -295,7 +303,7 @@ def claim(
         "lease_until_ms": now + lease_ms,
         "attempts": attempts,
         "failures": failures,
-        "claimed_at_ms": now,
+        "claimed_at_ms": now if since is None else min(since, now),
         "updated_at_ms": now,
     }
     taken = Claim(
@@ -316,6 +324,32 @@ def claim(
         doc.get("reread_from", 0) > 0 or "fetched_at_ms" in doc,
     )
     return taken, update
+
+
+def read_unclaimed(doc: Update) -> bool:
+    """Whether a window's first page may be read before it is claimed: it is as the planner
+    made it and sent it, once, and nobody has claimed it. Most such windows are a quiet
+    minute's, whose one empty page then finishes them in one write (``done_unread``), with no
+    claim and no checkpoint. One the sweep sent again (its task lost, or the read killed the
+    fetcher) is claimed first, so a fetcher dying on it counts towards quarantine."""
+    return (
+        doc["state"] == PLANNED
+        and doc["attempts"] == 0
+        and doc["updated_at_ms"] == doc.get("planned_at_ms")
+    )
+
+
+def done_unread(
+    doc: Update, source: str, window_id: str, now: int, checks: tuple[int, ...]
+) -> Update:
+    """A window (``read_unclaimed``) whose first page, read before any claim, was its last and
+    held nothing: as a claim and that page's checkpoint leave it (done, given its first check),
+    in one write."""
+    taken, claimed = claim(doc, source, window_id, "", now, 0)
+    if taken is None or claimed is None:
+        raise ValueError(f"window {window_id} cannot be claimed: {doc['state']}")
+    _, read = checkpoint(taken, doc | claimed, None, 0, now, 0, None, checks)
+    return claimed | read
 
 
 def holds_lease(doc: Update | None, held: Claim) -> bool:

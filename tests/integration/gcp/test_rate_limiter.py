@@ -224,3 +224,29 @@ def test_an_instance_that_writes_between_a_read_and_a_write_wins(
     assert clock.now() == _at(T0 + 10 * strict_interval(10, 1))
     assert _document(firestore_db)["writes"] == 2
     assert _document(firestore_db)["tat"] == _at(T0 + 20 * strict_interval(10, 1))
+
+
+def test_an_instance_that_wrote_last_reserves_without_a_read_and_one_written_since_reads_again(
+    firestore_db, monkeypatch
+):
+    # A slow account's budget (a slot per reservation) on one instance: one read, not one a
+    # request; another instance's write in between makes the write on what it knew fail.
+    clock = FakeClock(T0)
+    first = FirestoreRateLimiter(firestore_db, SOURCE, rate=1, burst=1, clock=clock)
+    other = FirestoreRateLimiter(firestore_db, SOURCE, rate=1, burst=1, clock=clock)
+    reads = []
+    read = DocumentReference.get
+
+    def counted(self, *args, **kwargs):
+        reads.append(self.id)
+        return read(self, *args, **kwargs)
+
+    monkeypatch.setattr(DocumentReference, "get", counted)
+    starts = []
+    for limiter in (first, first, first, other, first):
+        limiter.acquire()
+        starts.append(clock.now())
+    interval = strict_interval(1, 1)
+    assert starts == [_at(T0 + n * interval) for n in range(5)]  # one slot each, in turn
+    assert len(reads) == 3  # first's first reservation, the other's, first's after the other's
+    assert _document(firestore_db)["writes"] == 5

@@ -34,6 +34,7 @@ from shared.pipeline.windows import (
     PageOffsets,
     gap,
     gap_times_us,
+    read_unclaimed,
 )
 from tests.fakes import FakeClock
 from tests.unit.services.fakes import FakeCursorStore, FakeWindowStore, telephony_item
@@ -402,3 +403,53 @@ def test_the_sweep_counts_the_windows_it_leaves_open_and_the_step_returns_the_cu
     assert step.tasks == []  # the next minute is not available yet
     for cursor in (step.cursor, stores.cursor()):  # as the step left it, and as stored
         assert cursor["watermark_ms"] == cursor["planned_until_ms"] == second.maxtime
+
+
+def test_a_window_read_before_any_claim_is_done_or_claimed_on_that_read_only_if_unwritten_since(
+    stores: Stores,
+) -> None:
+    # The fetch of a window never claimed: its first page read unclaimed, then one write made
+    # on what was read (shared.pipeline.windows.read_unclaimed).
+    quiet, busy = stores.cursors.plan(SOURCE, lookback_ms=3 * HOUR_MS, parallelism=2)
+    read = stores.windows.read(SOURCE, quiet.window_id)
+    assert read is not None and read_unclaimed(read.doc)
+    assert stores.windows.done_unread(SOURCE, quiet.window_id, read, checks=CHECKS)
+    doc = stores.doc(quiet)
+    assert (doc["state"], doc["attempts"], doc["lease_owner"], doc["pages"]) == (DONE, 1, None, 0)
+    assert doc["next_check_at_ms"] == quiet.maxtime + 15 * MIN_MS
+    assert stores.windows.read(SOURCE, quiet.window_id).doc == doc
+    # Done once: a second fetch's write on the same read fails, and so does its claim.
+    assert not stores.windows.done_unread(SOURCE, quiet.window_id, read, checks=CHECKS)
+    assert stores.windows.claim(SOURCE, quiet.window_id, 3600, read) is None
+    assert stores.doc(quiet) == doc
+
+    read = stores.windows.read(SOURCE, busy.window_id)
+    first = stores.windows.claim(SOURCE, busy.window_id, 3600, read)
+    assert first is not None and stores.doc(busy)["lease_owner"] == first.owner
+    # Claimed by another fetch since: neither a claim nor a done on that read takes it.
+    assert stores.windows.claim(SOURCE, busy.window_id, 3600, read) is None
+    assert not stores.windows.done_unread(SOURCE, busy.window_id, read)
+    assert stores.doc(busy)["lease_owner"] == first.owner
+    assert stores.windows.read(SOURCE, "no-such-window") is None
+
+
+def test_a_check_moves_a_window_on_from_its_read_or_as_it_is_now_when_written_since(
+    stores: Stores,
+) -> None:
+    (task,) = stores.cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    _finish(stores, task, checks=CHECKS)
+    (read,) = stores.windows.read_windows(SOURCE, [task.window_id])
+    assert stores.windows.read_windows(SOURCE, ["no-such-window"]) == [None]
+    # The watermark passes it between the check's read and its write: moved on all the same,
+    # and still marked passed.
+    assert stores.cursors.advance(SOURCE) == task.maxtime
+    assert stores.windows.apply_check(SOURCE, task.window_id, 0, True, CHECKS, read) is False
+    doc = stores.doc(task)
+    assert (doc["check_level"], doc["checks"], "passed_at_ms" in doc) == (1, 1, True)
+    # A second delivery of that check, on the same read, changes nothing.
+    assert stores.windows.apply_check(SOURCE, task.window_id, 0, False, CHECKS, read) is False
+    assert stores.doc(task) == doc
+    # On a read still current: one write, read again when Duo counted otherwise.
+    (read,) = stores.windows.read_windows(SOURCE, [task.window_id])
+    assert stores.windows.apply_check(SOURCE, task.window_id, 1, False, CHECKS, read) is True
+    assert (stores.doc(task)["state"], stores.doc(task)["check_level"]) == (PLANNED, 2)

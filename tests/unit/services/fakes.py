@@ -10,6 +10,7 @@ tests check the order of publishing, checkpoints and markers across collaborator
 from __future__ import annotations
 
 import base64
+import copy
 import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -24,7 +25,13 @@ from shared.duo.paging import AVAILABILITY_DELAY_MS, DuoTotal
 from shared.duo.records import record_time_ms
 from shared.gcp.bucket_writer import WriteResult
 from shared.gcp.cursor_store import LAST_RECORDS, Step, new_cursor, planned_windows
-from shared.gcp.window_store import FindUnmarked, SweepResult, landed_or_found, sweep_window
+from shared.gcp.window_store import (
+    FindUnmarked,
+    SweepResult,
+    WindowRead,
+    landed_or_found,
+    sweep_window,
+)
 from shared.pipeline import progress, sources, wake
 from shared.pipeline import windows as rules
 from shared.pipeline.messages import PlanTask, RecordBatch, SpanCheck, WindowTask, encode
@@ -70,14 +77,57 @@ class FakeWindowStore:
     def count(self, source: str, state: str) -> int:
         return sum(1 for (s, _), doc in self._snapshot() if s == source and doc["state"] == state)
 
-    def claim(self, source: str, window_id: str, lease_seconds: float) -> Claim | None:
+    def read(self, source: str, window_id: str) -> WindowRead | None:
+        # The version is a copy of the document: Firestore's update time moves only when a
+        # write changes the document.
+        doc = self.docs.get((source, window_id))
+        if doc is None:
+            return None
+        return WindowRead(copy.deepcopy(doc), copy.deepcopy(doc), now_ms(self.clock))
+
+    def done_unread(
+        self,
+        source: str,
+        window_id: str,
+        read: WindowRead,
+        *,
+        total: DuoTotal | None = None,
+        checks: tuple[int, ...] = (),
+    ) -> bool:
+        now = now_ms(self.clock)
+        update = rules.done_unread(read.doc, source, window_id, now, checks)
+        update |= progress.after_page(read.doc | update, 0, total, now)
+        if not self._write_unchanged(source, window_id, read, update):
+            return False
+        self.events.append(("done_unread", window_id))
+        return True
+
+    def _write_unchanged(
+        self, source: str, window_id: str, read: WindowRead, update: dict[str, Any]
+    ) -> bool:
+        doc = self.docs[source, window_id]
+        if doc != read.version:
+            return False
+        doc.update(update)
+        return True
+
+    def claim(
+        self, source: str, window_id: str, lease_seconds: float, read: WindowRead | None = None
+    ) -> Claim | None:
         doc = self.docs.get((source, window_id))
         if doc is None:
             return None
         owner = f"owner-{next(self._owners)}"
-        taken, update = rules.claim(
-            doc, source, window_id, owner, now_ms(self.clock), int(lease_seconds * 1000)
-        )
+        now, lease_ms = now_ms(self.clock), int(lease_seconds * 1000)
+        taken, update = rules.claim(doc, source, window_id, owner, now, lease_ms)
+        if read is not None:
+            read_taken, read_update = rules.claim(
+                read.doc, source, window_id, owner, now, lease_ms, read.at_ms
+            )
+            if read_update is None:
+                return None
+            if self._write_unchanged(source, window_id, read, read_update):
+                taken, update = read_taken, None
         if update is not None:
             doc.update(update)
         if taken is not None:
@@ -181,16 +231,23 @@ class FakeWindowStore:
         for window_id in span.window_ids:
             self.docs[source, window_id]["next_check_at_ms"] = now_ms(self.clock) + CHECK_RESEND_MS
 
-    def window_docs(self, source: str, window_ids: Iterable[str]) -> list[dict[str, Any] | None]:
-        return [self.docs.get((source, window_id)) for window_id in window_ids]
+    def read_windows(self, source: str, window_ids: Iterable[str]) -> list[WindowRead | None]:
+        return [self.read(source, window_id) for window_id in window_ids]
 
     def landed_records(self, source: str, window_id: str) -> int:
         markers = self.markers.items()
         return sum(marker["records"] for key, marker in markers if key[:2] == (source, window_id))
 
     def apply_check(
-        self, source: str, window_id: str, level: int, matched: bool, checks: tuple[int, ...]
+        self,
+        source: str,
+        window_id: str,
+        level: int,
+        matched: bool,
+        checks: tuple[int, ...],
+        read: WindowRead | None = None,
     ) -> bool:
+        # On ``read`` or, the window changed since, on the window as it is now: the same.
         doc = self.docs.get((source, window_id))
         if doc is None or doc["state"] != rules.DONE or doc.get("check_level") != level:
             return False

@@ -15,9 +15,9 @@ import pytest
 
 from services.fetcher.window_fetch import FetchReport, WindowFetcher
 from shared.clock import now_ms
-from shared.duo.errors import DuoTransientError
+from shared.duo.errors import DuoProtocolError, DuoTransientError
 from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask
-from shared.pipeline.windows import LANDING_TIMEOUT_MS, checked, reread
+from shared.pipeline.windows import LANDING_TIMEOUT_MS, RESEND_AFTER_MS, checked, reread
 from tests.fakes import FakeClock
 from tests.unit.services.fakes import (
     CountingDuo,
@@ -276,16 +276,16 @@ def test_a_fetch_that_lost_its_lease_stops_and_leaves_the_new_owner_alone():
     taken_over = []
 
     def lease_runs_out_and_another_fetcher_claims() -> None:
-        if not taken_over:
+        if rig.doc["pages"] and not taken_over:  # while the second page is read
             rig.clock.advance(LEASE + 1)
             taken_over.append(rig.store.claim(TASK.source, TASK.window_id, LEASE))
 
     rig.duo_options["during_call"] = lease_runs_out_and_another_fetcher_claims
     report = rig.fetch()
-    assert (report.outcome, report.pages) == ("lost_lease", 0)
-    assert [event[0] for event in rig.events].count("duo") == 1
+    assert (report.outcome, report.pages) == ("lost_lease", 1)
+    assert [event[0] for event in rig.events].count("duo") == 2
     assert rig.doc["lease_owner"] == taken_over[0].owner
-    assert (rig.doc["state"], rig.doc["pages"]) == ("fetching", 0)
+    assert (rig.doc["state"], rig.doc["pages"]) == ("fetching", 1)
     assert rig.publisher.tasks == []
 
 
@@ -411,6 +411,100 @@ def test_a_quiet_window_publishes_nothing_and_is_done_at_once_with_its_first_che
     assert (rig.doc["state"], rig.doc["pages"], rig.doc["lease_owner"]) == ("done", 0, None)
     assert (rig.doc["check_level"], rig.doc["next_check_at_ms"]) == (0, TASK.maxtime + HOUR)
     assert rig.store.sweep(TASK.source).completed == 0  # nothing left for the sweep
+
+
+QUIET = {None: {"items": [], "metadata": {"next_offset": None}}}
+
+
+def test_a_quiet_window_never_claimed_is_read_first_and_done_in_one_write_without_a_claim():
+    rig = Rig(QUIET, repair_checks=(HOUR,))
+    report = rig.fetch()
+    assert report.outcome == "fetched"
+    assert rig.events == [("duo", None), ("done_unread", TASK.window_id)]
+    # As a claim and its checkpoint left it: done, given its first check, the claim counted.
+    assert (rig.doc["state"], rig.doc["attempts"], rig.doc["lease_owner"]) == ("done", 1, None)
+    assert rig.doc["fetched_at_ms"] == rig.doc["done_at_ms"] == now_ms(rig.clock)
+    assert (rig.doc["check_level"], rig.doc["next_check_at_ms"]) == (0, TASK.maxtime + HOUR)
+
+
+def test_a_window_with_records_is_claimed_after_its_first_page_and_goes_on_from_it():
+    rig = Rig(THREE_PAGES)
+    rig.fetch()
+    assert [event[0] for event in rig.events[:3]] == ["duo", "claim", "checkpoint"]
+    assert [params.get("next_offset") for params in rig.duo_requests] == [None, SECOND, THIRD]
+    assert rig.published_ids() == [["t-0001", "t-0002"], ["t-0003", "t-0004"], ["t-0005"]]
+
+
+def _meanwhile(rig: Rig, change: Any) -> None:
+    """``change`` runs once, while the first page of the fetch under test is read."""
+
+    def once() -> None:
+        if not rig.events.count(("meanwhile",)):
+            rig.events.append(("meanwhile",))
+            change()
+
+    rig.duo_options["during_call"] = once
+
+
+def test_a_window_fetched_by_another_fetcher_during_the_unclaimed_read_is_left_to_it():
+    # Two deliveries of one task at once: both read the first page (a request each), the first
+    # to write wins, and what the other read is dropped: no batch twice, none lost.
+    rig = Rig(QUIET, repair_checks=(HOUR,))
+
+    def other_fetcher() -> None:
+        rig.answers = THREE_PAGES  # its first page held records (Duo's answer moved on)
+        assert rig.fetch().outcome == "fetched"
+
+    _meanwhile(rig, other_fetcher)
+    report = rig.fetch()  # this one's first page: empty and the last
+    assert (report.outcome, report.requests) == ("skipped", 1)
+    assert rig.published_pages() == [0, 1, 2]  # the other fetcher's, each once
+    assert (rig.doc["state"], rig.doc["pages"], rig.doc["records"]) == ("fetched", 3, 5)
+    assert "done_unread" not in [event[0] for event in rig.events]
+
+
+def test_two_deliveries_of_a_quiet_window_at_once_both_ask_duo_and_it_is_done_once():
+    rig = Rig(QUIET, repair_checks=(HOUR,))
+    reports = []
+    _meanwhile(rig, lambda: reports.append(rig.fetch()))
+    reports.append(rig.fetch())
+    assert [(r.outcome, r.requests) for r in reports] == [("fetched", 1), ("skipped", 1)]
+    assert [event[0] for event in rig.events].count("done_unread") == 1
+    assert (rig.doc["state"], rig.doc["attempts"], rig.publisher.batches) == ("done", 1, [])
+
+
+def test_a_window_sent_again_during_its_unclaimed_read_is_claimed_and_its_page_kept():
+    # The sweep sent it again meanwhile (its task looked lost): the window changed, so the
+    # write on what was read fails; the claim finds nothing read of it, and the page read
+    # stands as its first, without asking Duo again.
+    rig = Rig(QUIET, repair_checks=(HOUR,))
+
+    def sweep_sends_it_again() -> None:
+        rig.clock.advance(RESEND_AFTER_MS / 1000 + 1)
+        assert rig.store.sweep(TASK.source).republish == [TASK]
+
+    _meanwhile(rig, sweep_sends_it_again)
+    report = rig.fetch()
+    assert (report.outcome, report.requests) == ("fetched", 1)
+    assert rig.after_claim() == [("duo", None), ("meanwhile",), ("checkpoint", 0, None)]
+    assert (rig.doc["state"], rig.doc["attempts"]) == ("done", 1)
+
+
+def test_a_window_the_sweep_sent_again_is_claimed_before_its_first_page_is_read():
+    # Its task was lost, or its unclaimed read killed the fetcher: claimed first, a fetcher
+    # dying on it counts towards quarantine.
+    rig = Rig(QUIET)
+    rig.doc["updated_at_ms"] += RESEND_AFTER_MS + 1
+    rig.fetch()
+    assert [event[0] for event in rig.events] == ["claim", "duo", "checkpoint"]
+
+
+def test_a_duo_failure_of_the_unclaimed_read_is_counted_as_a_claimed_fetchs_is():
+    error = DuoProtocolError("an item without an id")
+    rig = Rig({FIRST: error})
+    report = rig.fetch()
+    assert (report.outcome, report.error) == ("failed", str(error))
+    assert (rig.doc["state"], rig.doc["failures"], rig.doc["attempts"]) == ("failed", 1, 1)
 
 
 def test_a_quiet_window_a_check_finds_a_record_in_is_read_again_from_page_zero():
@@ -770,6 +864,7 @@ def span_rig(
             if n * MINUTE_MS * 1000 <= at < (n + 1) * MINUTE_MS * 1000
         ]
         if records:
+            rig.store.docs[task.source, task.window_id]["pages"] = 1
             rig.store.record_batch(RecordBatch(task.source, task.window_id, 0, records), ["p0"])
     return rig, tasks
 
@@ -879,6 +974,7 @@ def test_a_window_holding_a_batch_twice_and_missing_a_record_is_read_again():
     # Duo counts, which no count may call a match: the window is read again.
     rig, tasks = span_rig(1, [1_000_000, 2_000_000, 3_000_000], [40_000_000])
     twice = [telephony_item(f"r-{at}", SPAN_START + at // 1000) for at in (2_000_000, 3_000_000)]
+    rig.store.docs[TASK.source, tasks[0].window_id]["pages"] = 2
     rig.store.record_batch(RecordBatch(TASK.source, tasks[0].window_id, 1, twice), ["p1"])
     report = check_span(rig, tasks)
     assert (report.outcome, report.landed, report.duo_count) == ("repairing", 5, 4)
