@@ -410,7 +410,7 @@ def test_a_window_read_before_any_claim_is_done_or_claimed_on_that_read_only_if_
 ) -> None:
     # The fetch of a window never claimed: its first page read unclaimed, then one write made
     # on what was read (shared.pipeline.windows.read_unclaimed).
-    quiet, busy = stores.cursors.plan(SOURCE, lookback_ms=3 * HOUR_MS, parallelism=2)
+    quiet, busy = stores.cursors.step(SOURCE, lookback_ms=3 * HOUR_MS, parallelism=2).tasks
     read = stores.windows.read(SOURCE, quiet.window_id)
     assert read is not None and read_unclaimed(read.doc)
     assert stores.windows.done_unread(SOURCE, quiet.window_id, read, checks=CHECKS)
@@ -436,7 +436,7 @@ def test_a_window_read_before_any_claim_is_done_or_claimed_on_that_read_only_if_
 def test_a_check_moves_a_window_on_from_its_read_or_as_it_is_now_when_written_since(
     stores: Stores,
 ) -> None:
-    (task,) = stores.cursors.plan(SOURCE, lookback_ms=HOUR_MS, parallelism=1)
+    (task,) = stores.cursors.step(SOURCE, lookback_ms=HOUR_MS, parallelism=1).tasks
     _finish(stores, task, checks=CHECKS)
     (read,) = stores.windows.read_windows(SOURCE, [task.window_id])
     assert stores.windows.read_windows(SOURCE, ["no-such-window"]) == [None]
