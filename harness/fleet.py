@@ -63,6 +63,13 @@ class FleetOptions:
     bucket: str = "duo-telephony-fleet"
     prefix: str = "customers"  # each account's objects under PREFIX/ACCOUNT_ID/
     timeout: float = 1800.0
+    # REPAIR_CHECKS for the services ("": their default), so a bench can bring the checks'
+    # ages forward.
+    repair_checks: str = ""
+
+    def service_env(self) -> dict[str, str]:
+        """The services' variables these options set beyond the fleet's own."""
+        return {"REPAIR_CHECKS": self.repair_checks} if self.repair_checks else {}
 
     @property
     def lookback(self) -> str:
@@ -208,7 +215,7 @@ def fleet_stack(
             rate_per_minute=options.rate_limit,
             lookback=options.lookback,
             topics=TopicNames.with_suffix(run_id),
-            extra_env=fleet_env(sim, options.prefix, log_dir),
+            extra_env=fleet_env(sim, options.prefix, log_dir) | options.service_env(),
         )
         progress(f"logs in {log_dir}; emulators: {', '.join(cloud.started) or 'given'}")
         progress(

@@ -1,13 +1,14 @@
 """The fleet benchmark's measurements, at production's cadence (the planner every minute):
 
-- a fleet through the whole local pipeline: its backfill, then a steady phase of some minutes,
-  then until every account's watermark has passed the steady phase's end; measured in the
-  steady phase: the operations each service counted and its requests' billable instance
-  time on Cloud Run as modelled (``harness.instance_time``), Duo requests, the planner call's
-  duration, the freshness of live records (of accounts active in the hour before, and the
-  first record after a quiet hour, told apart by the account's ground truth), the peak memory
-  of each service (its processes' resident sizes added up, sampled), and every account's
-  records against its ground truth;
+- a fleet through the whole local pipeline: its backfill, then a settle phase of some minutes
+  (the pipeline kept on its cadence, not measured, so the backfill's one-time late-record checks
+  are behind), then a steady phase of some minutes, then until every account's watermark has
+  passed the steady phase's end; measured in the steady phase: the operations each service
+  counted and its requests' billable instance time on Cloud Run as modelled
+  (``harness.instance_time``), Duo requests, the planner call's duration, the freshness of live
+  records (of accounts active in the hour before, and the first record after a quiet hour, told
+  apart by the account's ground truth), the peak memory of each service (its processes' resident
+  sizes added up, sampled), and every account's records against its ground truth;
 - the scheduler's call alone with a registry of many accounts: the planner started by itself,
   ``POST /run`` timed on the same cadence (``harness.fanout_bench.time_calls``, bench/fanout's
   timer).
@@ -121,6 +122,7 @@ def measure_fleet(
     plan_every: float,
     log_dir: Path,
     progress: Callable[[str], None] = print,
+    settle_minutes: float = 0.0,
 ) -> dict[str, Any]:
     with fleet_stack(options, log_dir, progress) as stack, MemoryPeaks(stack.pipeline) as memory:
         planner = TimedCalls(stack.pipeline.trigger_planner)
@@ -128,12 +130,12 @@ def measure_fleet(
         started = time.time()
         data_end_ms = int(started * 1000) - VISIBILITY_DELAY_US // 1000
         _until(stack, scheduler, data_end_ms, options.timeout, "backfill", progress)
+        backfilled = time.time()
+        _keep_cadence(scheduler, backfilled + settle_minutes * 60)
         caught = time.time()
+        progress(f"settle phase over after {(caught - backfilled) / 60:.1f} min; steady phase")
         requests_before = stack.api.stats()["requests"]
-        steady_end = caught + steady_minutes * 60
-        while time.time() < steady_end:
-            scheduler.poll()
-            time.sleep(min(POLL, max(steady_end - time.time(), 0)))
+        _keep_cadence(scheduler, caught + steady_minutes * 60)
         measured_end = time.time()
         requests_after = stack.api.stats()["requests"]
         progress(f"steady phase over after {(measured_end - caught) / 60:.1f} min")
@@ -152,7 +154,8 @@ def measure_fleet(
         return {
             "accounts": len(check.accounts),
             "readable_accounts": len(readable),
-            "backfill_seconds": round(caught - started, 1),
+            "backfill_seconds": round(backfilled - started, 1),
+            "settle_seconds": round(caught - backfilled, 1),
             "steady_seconds": round(steady_seconds, 1),
             "operations_steady": phase_operations(logs, caught, measured_end),
             "cloud_run_steady": {
@@ -175,6 +178,13 @@ def measure_fleet(
             "check": check.totals(),
             "failed_accounts": [asdict(a) for a in check.accounts if not a.ok][:20],
         }
+
+
+def _keep_cadence(scheduler: Scheduler, end: float) -> None:
+    """Keeps the planner's cadence until ``end`` (epoch seconds)."""
+    while time.time() < end:
+        scheduler.poll()
+        time.sleep(min(POLL, max(end - time.time(), 0)))
 
 
 def _until(
