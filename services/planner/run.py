@@ -94,7 +94,7 @@ def _run_source(
     swept = windows.sweep(source, settings.repair_checks_ms, settings.landing_timeout_ms, find)
     publisher.publish_tasks(swept.republish)
     checks = spans_due(
-        windows.due_checks(source, limit=CHECK_SCAN),
+        windows.due_checks(source, limit=CHECK_SCAN, batch_ms=settings.repair_batch_ms),
         now_ms(clock),
         batch_ms=settings.repair_batch_ms,
         max_windows=MAX_CHECK_WINDOWS,

@@ -31,7 +31,7 @@ from shared.pipeline import windows as rules
 from shared.pipeline.found_batches import own_batches
 from shared.pipeline.messages import RecordBatch, WindowTask
 from shared.pipeline.progress import Progress
-from shared.pipeline.repair import CHECK_RESEND_MS, Span
+from shared.pipeline.repair import CHECK_FROM, CHECK_RESEND_MS, Span, sendable_from, sent_again_at
 from shared.pipeline.windows import Claim
 
 if TYPE_CHECKING:
@@ -350,12 +350,24 @@ class WindowStore:
             len(docs) - completed,
         )
 
-    def due_checks(self, source: str, limit: int) -> list[tuple[str, dict[str, Any]]]:
+    def due_checks(
+        self, source: str, limit: int, batch_ms: int
+    ) -> list[tuple[str, dict[str, Any]]]:
         """Finished windows whose late-record check is due, ``(window id, document)``, the
-        longest due first. Only done windows are asked for (a composite index on state and
-        next_check_at_ms, made by the build): windows read again or stopped with a past check
-        time must not fill the limit."""
+        longest due first; none while no span of them can be sent (``repair.sendable_from``):
+        one read, where the due windows waiting for their batch would be read every run. Only
+        done windows are asked for (a composite index on state and next_check_at_ms, made by
+        the build): windows read again or stopped with a past check time must not fill the
+        limit."""
         now = now_ms(self._clock)
+        edge = sendable_from(now, batch_ms)
+        # Windows finished before CHECK_FROM was kept have their check time alone: found once
+        # they have waited the batch (each query one read, the second only if the first finds
+        # none).
+        sendable = [
+            self.windows(source).where(filter=FieldFilter(field, "<=", edge)).limit(1)
+            for field in (CHECK_FROM, "next_check_at_ms")
+        ]
         query = (
             self.windows(source)
             .where(filter=FieldFilter("state", "==", rules.DONE))
@@ -364,6 +376,8 @@ class WindowStore:
             .limit(limit)
         )
         try:
+            if not any(list(query.stream()) for query in sendable):
+                return []
             return [
                 (snapshot.id, doc)
                 for snapshot in query.stream()
@@ -386,9 +400,9 @@ class WindowStore:
         """Holds the span's windows back from the next selections until their check is due to
         be sent again (the check itself moves them on)."""
         batch = self._db.batch()
-        again = now_ms(self._clock) + CHECK_RESEND_MS
+        held = sent_again_at(now_ms(self._clock) + CHECK_RESEND_MS, span.mintime, span.maxtime)
         for window_id in span.window_ids:
-            batch.update(self.window(source, window_id), {"next_check_at_ms": again})
+            batch.update(self.window(source, window_id), held)
         batch.commit()
 
     def read_windows(self, source: str, window_ids: Sequence[str]) -> list[WindowRead | None]:

@@ -38,22 +38,51 @@ CHECK_RESEND_MS = 10 * 60_000
 Update = dict[str, Any]
 
 
-def first_check(maxtime: int, checks: tuple[int, ...]) -> Update:
+# A window's next check time less its length: no span that starts with it can be sent before
+# this + the batch (``spans_due``), so the planner reads the due windows only once one window's
+# is that old (``sendable_from``), not every run while they wait for their batch.
+CHECK_FROM = "check_from_ms"
+
+
+def _next_check(mintime: int, maxtime: int, next_at: int | None) -> Update:
+    """The fields of a window's next check at ``next_at`` (None: no check to come)."""
+    return {
+        "next_check_at_ms": next_at,
+        CHECK_FROM: None if next_at is None else next_at - (maxtime - mintime),
+    }
+
+
+def first_check(mintime: int, maxtime: int, checks: tuple[int, ...]) -> Update:
     """The check fields of a window that has just finished."""
     if not checks:
         return {}
-    return {"check_level": 0, "next_check_at_ms": maxtime + checks[0]}
+    return {"check_level": 0} | _next_check(mintime, maxtime, maxtime + checks[0])
 
 
 def after_check(doc: Update, level: int, checks: tuple[int, ...]) -> Update:
     """A window's check fields once its span was checked at ``level``: on to the next check
     (a window Duo counted otherwise is also read again: ``windows.checked``)."""
     following = level + 1
+    next_at = doc["maxtime"] + checks[following] if following < len(checks) else None
     return {
         "check_level": following,
         "checks": doc.get("checks", 0) + 1,
-        "next_check_at_ms": doc["maxtime"] + checks[following] if following < len(checks) else None,
-    }
+    } | _next_check(doc["mintime"], doc["maxtime"], next_at)
+
+
+def sent_again_at(again: int, span_mintime: int, span_maxtime: int) -> Update:
+    """The check fields of a sent span's windows, held back until ``again``: each window's
+    CHECK_FROM taken with the span's length, which is at least its own (read sooner, never
+    later)."""
+    return _next_check(span_mintime, span_maxtime, again)
+
+
+def sendable_from(now: int, batch_ms: int) -> int:
+    """No span is sendable at ``now`` unless a due window's CHECK_FROM is at most this: a span
+    is sent once it covers ``batch_ms`` (its last window due, so its first window's CHECK_FROM
+    + the batch is past) or its first window has waited that long (later still), or holds
+    ``max_windows`` windows (which, a minute long at least, cover any batch up to 6 h)."""
+    return now - batch_ms
 
 
 @dataclass(frozen=True)

@@ -554,7 +554,7 @@ def finished(doc: Update, now: int, checks: tuple[int, ...]) -> Update:
         "updated_at_ms": now,
     }
     if "check_level" not in doc:
-        done |= first_check(doc["maxtime"], checks)
+        done |= first_check(doc["mintime"], doc["maxtime"], checks)
     return done | lifetime(doc | done, now)
 
 

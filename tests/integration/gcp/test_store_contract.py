@@ -24,6 +24,7 @@ from shared.clock import now_ms
 from shared.gcp.window_store import BUCKET_PERMISSION
 from shared.pipeline.messages import RecordBatch, WindowTask
 from shared.pipeline.planning import retention_gap
+from shared.pipeline.repair import CHECK_BATCH_MS
 from shared.pipeline.windows import (
     DONE,
     FETCHED,
@@ -196,7 +197,7 @@ def test_windows_stuck_with_a_past_check_time_do_not_starve_the_checks(stores: S
     _finish(stores, recent, checks=CHECKS)
     stores.clock.advance(20 * 60)  # its first check is due, later than theirs
 
-    found = stores.windows.due_checks(SOURCE, limit=2)
+    found = stores.windows.due_checks(SOURCE, limit=2, batch_ms=CHECK_BATCH_MS)
 
     assert [window_id for window_id, _ in found] == [recent.window_id]
 
@@ -453,3 +454,32 @@ def test_a_check_moves_a_window_on_from_its_read_or_as_it_is_now_when_written_si
     (read,) = stores.windows.read_windows(SOURCE, [task.window_id])
     assert stores.windows.apply_check(SOURCE, task.window_id, 1, False, CHECKS, read) is True
     assert (stores.doc(task)["state"], stores.doc(task)["check_level"]) == (PLANNED, 2)
+
+
+def test_due_checks_are_read_once_a_span_of_them_can_be_sent_not_while_they_wait_for_it(
+    stores: Stores,
+) -> None:
+    def at(ms: int) -> None:
+        stores.clock.advance((ms - now_ms(stores.clock)) / 1000)
+
+    def due() -> list[str]:
+        found = stores.windows.due_checks(SOURCE, limit=10, batch_ms=CHECK_BATCH_MS)
+        return [window_id for window_id, _ in found]
+
+    (hour,) = stores.cursors.step(SOURCE, lookback_ms=HOUR_MS, parallelism=1).tasks
+    _finish(stores, hour, checks=CHECKS)
+    at(hour.maxtime + CHECKS[0])
+    assert due() == [hour.window_id]  # an hour long: a span as soon as it is due
+    stores.windows.apply_check(SOURCE, hour.window_id, 0, True, CHECKS)  # on to a day after
+    # The minutes since, read without checks: only the short windows below wait for one.
+    _finish(stores, *stores.cursors.step(SOURCE, lookback_ms=HOUR_MS, parallelism=1).tasks)
+    short: list[WindowTask] = []
+    for _ in range(3):
+        stores.clock.advance(360)
+        short += stores.cursors.step(SOURCE, lookback_ms=HOUR_MS, parallelism=1).tasks
+    _finish(stores, *short, checks=CHECKS)
+    assert short[-1].maxtime - short[0].mintime < CHECK_BATCH_MS
+    at(short[0].maxtime + CHECKS[0] + MIN_MS)
+    assert due() == []  # due, but waiting for neighbours: not read
+    at(short[0].maxtime + CHECKS[0] + CHECK_BATCH_MS)
+    assert due() == [task.window_id for task in short]  # waited the batch: read and sent

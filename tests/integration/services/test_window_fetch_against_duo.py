@@ -326,7 +326,11 @@ def test_records_duo_publishes_late_are_found_by_the_check_and_landed_once(make_
     everything = rig.truth(task.mintime, task.maxtime)
     late = set(everything) - set(on_time)
     assert len(late) > 10  # the late records are visible now
-    (span,) = spans_due(rig.store.due_checks(SOURCE, limit=100), now_ms(rig.clock), max_windows=500)
+    (span,) = spans_due(
+        rig.store.due_checks(SOURCE, limit=100, batch_ms=CHECK_BATCH_MS),
+        now_ms(rig.clock),
+        max_windows=500,
+    )
     report = fetcher.check(SpanCheck(SOURCE, span.level, span.window_ids))
     assert (report.outcome, report.landed, report.duo_count) == (
         "repairing",
@@ -376,7 +380,11 @@ def test_a_late_record_is_found_when_duo_compares_microseconds_and_the_last_ms_i
     assert rig.store.sweep(SOURCE, CHECKS).completed == 1
 
     rig.clock.advance(CHECK_BATCH_MS / 1000 + CHECKS[0] / 1000)
-    (span,) = spans_due(rig.store.due_checks(SOURCE, limit=100), now_ms(rig.clock), max_windows=500)
+    (span,) = spans_due(
+        rig.store.due_checks(SOURCE, limit=100, batch_ms=CHECK_BATCH_MS),
+        now_ms(rig.clock),
+        max_windows=500,
+    )
     report = rig.fetcher.check(SpanCheck(SOURCE, span.level, span.window_ids))
 
     assert (report.outcome, report.landed, report.duo_count) == (
@@ -408,7 +416,11 @@ def test_a_check_reads_again_only_the_windows_holding_late_records(make_rig, pre
     assert 1 <= len(holding) <= 8
 
     rig.clock.advance(CHECK_BATCH_MS / 1000 + CHECKS[0] / 1000)
-    (span,) = spans_due(rig.store.due_checks(SOURCE, limit=100), now_ms(rig.clock), max_windows=500)
+    (span,) = spans_due(
+        rig.store.due_checks(SOURCE, limit=100, batch_ms=CHECK_BATCH_MS),
+        now_ms(rig.clock),
+        max_windows=500,
+    )
     assert len(span.window_ids) == 20
     report = rig.fetcher.check(SpanCheck(SOURCE, span.level, span.window_ids))
 

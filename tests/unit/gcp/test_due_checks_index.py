@@ -11,6 +11,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
 
 from shared.gcp.window_store import MissingIndexError, WindowStore
+from shared.pipeline.repair import CHECK_BATCH_MS
 from tests.fakes import FakeClock
 
 # Firestore's answer to a query whose composite index does not exist (or is still building).
@@ -38,7 +39,7 @@ class RefusingDb:
 def test_a_missing_index_names_the_index_the_database_and_the_command() -> None:
     store = WindowStore(RefusingDb("duo-telephony", NO_INDEX), FakeClock())
     with pytest.raises(MissingIndexError) as raised:
-        store.due_checks("acme-prod", limit=10)
+        store.due_checks("acme-prod", limit=10, batch_ms=CHECK_BATCH_MS)
     message = str(raised.value)
     assert "composite index on windows (state, next_check_at_ms)" in message
     assert "in the Firestore database duo-telephony" in message
@@ -55,7 +56,7 @@ def test_another_refusal_is_not_taken_for_a_missing_index() -> None:
     other = FailedPrecondition("the database is being deleted")
     store = WindowStore(RefusingDb("duo-telephony", other), FakeClock())
     with pytest.raises(FailedPrecondition) as raised:
-        store.due_checks("acme-prod", limit=10)
+        store.due_checks("acme-prod", limit=10, batch_ms=CHECK_BATCH_MS)
     assert raised.value is other
 
 

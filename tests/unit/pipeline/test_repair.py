@@ -3,7 +3,17 @@ a check's outcome does to them."""
 
 from __future__ import annotations
 
-from shared.pipeline.repair import BisectStep, after_check, bisect_step, first_check, spans_due
+import random
+
+from shared.pipeline.repair import (
+    CHECK_FROM,
+    BisectStep,
+    after_check,
+    bisect_step,
+    first_check,
+    sendable_from,
+    spans_due,
+)
 from shared.pipeline.windows import checked
 
 MIN = 60_000
@@ -22,8 +32,12 @@ def window(start_min: int, end_min: int, level: int = 0, due_min: int | None = N
 
 
 def test_a_finished_window_is_first_checked_fifteen_minutes_after_its_end():
-    assert first_check(100 * MIN, CHECKS) == {"check_level": 0, "next_check_at_ms": 115 * MIN}
-    assert first_check(100 * MIN, ()) == {}
+    assert first_check(99 * MIN, 100 * MIN, CHECKS) == {
+        "check_level": 0,
+        "next_check_at_ms": 115 * MIN,
+        CHECK_FROM: 114 * MIN,  # a minute long: no span of it goes before 114 + the batch
+    }
+    assert first_check(99 * MIN, 100 * MIN, ()) == {}
 
 
 def test_a_matching_count_moves_the_window_to_its_next_check_then_to_none():
@@ -32,10 +46,12 @@ def test_a_matching_count_moves_the_window_to_its_next_check_then_to_none():
         "check_level": 1,
         "checks": 1,
         "next_check_at_ms": 1 * MIN + 24 * 60 * MIN,
+        CHECK_FROM: 24 * 60 * MIN,
         "expire_at": None,
     }
     last = after_check(window(0, 1, level=1) | first, 1, CHECKS)
     assert (last["check_level"], last["next_check_at_ms"], last["checks"]) == (2, None, 2)
+    assert last[CHECK_FROM] is None
     assert "state" not in last
 
 
@@ -127,3 +143,21 @@ def test_a_count_duo_does_not_give_exactly_reads_its_part_again():
 
 def test_a_part_already_known_to_be_read_again_asks_for_no_more_counts():
     assert bisect_step(LANDED, {4: None}) == BisectStep(ask=None, reread=(0, 1, 2, 3))
+
+
+def test_no_span_is_sent_before_a_due_window_is_sendable_by_its_check_from():
+    # The planner reads due windows only once one's CHECK_FROM is at most sendable_from: every
+    # span spans_due sends must start there (fixed vectors: seeded fleets of windows).
+    rng = random.Random(7)
+    for _ in range(200):
+        edge, docs = 0, []
+        for n in range(rng.randint(1, 40)):
+            length = rng.choice([1, 1, 1, 5, 60, 240]) * MIN
+            doc = {"state": "done", "mintime": edge, "maxtime": edge + length, "pages": 1}
+            docs.append((f"w{n}", doc | first_check(edge, edge + length, CHECKS)))
+            edge += length + rng.choice([0, 0, 0, MIN])
+        batch = rng.choice([1, 30, 360]) * MIN
+        for now in range(0, edge + 2 * batch + CHECKS[0], 7 * MIN):
+            due = [(w, d) for w, d in docs if d["next_check_at_ms"] <= now]
+            if spans_due(due, now, batch_ms=batch, max_windows=500):
+                assert any(d[CHECK_FROM] <= sendable_from(now, batch) for _, d in due)

@@ -41,7 +41,7 @@ from shared.pipeline.planning import (
     past_retention,
     retention_gap,
 )
-from shared.pipeline.repair import CHECK_RESEND_MS, Span
+from shared.pipeline.repair import CHECK_FROM, CHECK_RESEND_MS, Span, sendable_from, sent_again_at
 from shared.pipeline.windows import Claim
 from tests.fakes import FakeClock
 
@@ -218,8 +218,15 @@ class FakeWindowStore:
             len(swept) - completed,
         )
 
-    def due_checks(self, source: str, limit: int) -> list[tuple[str, dict[str, Any]]]:
+    def due_checks(
+        self, source: str, limit: int, batch_ms: int
+    ) -> list[tuple[str, dict[str, Any]]]:
         now = now_ms(self.clock)
+        edge = sendable_from(now, batch_ms)
+        docs = [doc for (doc_source, _), doc in self._snapshot() if doc_source == source]
+        fields = (CHECK_FROM, "next_check_at_ms")
+        if not any(doc.get(f) is not None and doc[f] <= edge for doc in docs for f in fields):
+            return []
         due = [
             (window_id, doc)
             for (doc_source, window_id), doc in self._snapshot()
@@ -228,8 +235,9 @@ class FakeWindowStore:
         return sorted(due, key=lambda item: item[1]["next_check_at_ms"])[:limit]
 
     def checks_sent(self, source: str, span: Span) -> None:
+        held = sent_again_at(now_ms(self.clock) + CHECK_RESEND_MS, span.mintime, span.maxtime)
         for window_id in span.window_ids:
-            self.docs[source, window_id]["next_check_at_ms"] = now_ms(self.clock) + CHECK_RESEND_MS
+            self.docs[source, window_id].update(held)
 
     def read_windows(self, source: str, window_ids: Iterable[str]) -> list[WindowRead | None]:
         return [self.read(source, window_id) for window_id in window_ids]
