@@ -360,14 +360,13 @@ class WindowStore:
         the build): windows read again or stopped with a past check time must not fill the
         limit."""
         now = now_ms(self._clock)
-        edge = sendable_from(now, batch_ms)
-        # Windows finished before CHECK_FROM was kept have their check time alone: found once
-        # they have waited the batch (each query one read, the second only if the first finds
-        # none).
-        sendable = [
-            self.windows(source).where(filter=FieldFilter(field, "<=", edge)).limit(1)
-            for field in (CHECK_FROM, "next_check_at_ms")
-        ]
+        # Windows finished before CHECK_FROM was kept are read with the next span a newer
+        # window makes sendable: every source's windows keep coming, each with its checks.
+        sendable = (
+            self.windows(source)
+            .where(filter=FieldFilter(CHECK_FROM, "<=", sendable_from(now, batch_ms)))
+            .limit(1)
+        )
         query = (
             self.windows(source)
             .where(filter=FieldFilter("state", "==", rules.DONE))
@@ -376,7 +375,7 @@ class WindowStore:
             .limit(limit)
         )
         try:
-            if not any(list(query.stream()) for query in sendable):
+            if not list(sendable.stream()):
                 return []
             return [
                 (snapshot.id, doc)

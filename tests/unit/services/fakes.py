@@ -224,8 +224,7 @@ class FakeWindowStore:
         now = now_ms(self.clock)
         edge = sendable_from(now, batch_ms)
         docs = [doc for (doc_source, _), doc in self._snapshot() if doc_source == source]
-        fields = (CHECK_FROM, "next_check_at_ms")
-        if not any(doc.get(f) is not None and doc[f] <= edge for doc in docs for f in fields):
+        if not any(doc.get(CHECK_FROM) is not None and doc[CHECK_FROM] <= edge for doc in docs):
             return []
         due = [
             (window_id, doc)

@@ -9,7 +9,7 @@ from services.settings import PlannerSettings
 from shared.clock import now_ms
 from shared.pipeline.messages import SpanCheck, WindowTask
 from shared.pipeline.progress import Progress
-from shared.pipeline.repair import CHECK_BATCH_MS
+from shared.pipeline.repair import CHECK_BATCH_MS, first_check
 from shared.pipeline.windows import DONE
 from tests.fakes import FakeClock
 from tests.unit.services.fakes import FakeCursorStore, FakePublisher, FakeWindowStore
@@ -32,9 +32,9 @@ def test_a_lone_windows_check_waits_for_the_configured_batch(batch_ms: int, sent
     publisher = FakePublisher(events)
     now = now_ms(clock)
     # One finished window, a minute long, whose first check fell due 5 minutes ago.
-    task = WindowTask(SOURCE, now - 120 * MINUTE, now - 119 * MINUTE)
+    task = WindowTask(SOURCE, now - 20 * MINUTE, now - 19 * MINUTE)
     windows.add(task)
-    windows.doc(task).update(state=DONE, check_level=0, next_check_at_ms=now - 5 * MINUTE)
+    windows.doc(task).update(state=DONE, **first_check(task.mintime, task.maxtime, (14 * MINUTE,)))
     settings = PlannerSettings("p", (SOURCE,), "windows", 3600, 2, repair_batch_ms=batch_ms)
 
     [result] = run_planner(settings, FakeCursorStore(windows, clock), windows, publisher, clock)
