@@ -38,9 +38,10 @@ CHECK_RESEND_MS = 10 * 60_000
 Update = dict[str, Any]
 
 
-# A window's next check time less its length: no span that starts with it can be sent before
-# this + the batch (``spans_due``), so the planner reads the due windows only once one window's
-# is that old (``sendable_from``), not every run while they wait for their batch.
+# A window's next check time less its length (at most CHECK_BATCH_MS): no span that starts
+# with it can be sent before this + the batch (``spans_due``), so the planner reads the due
+# windows only once one window's is that old (``sendable_from``), not every run while they
+# wait for their batch.
 CHECK_FROM = "check_from_ms"
 
 
@@ -48,7 +49,7 @@ def _next_check(mintime: int, maxtime: int, next_at: int | None) -> Update:
     """The fields of a window's next check at ``next_at`` (None: no check to come)."""
     return {
         "next_check_at_ms": next_at,
-        CHECK_FROM: None if next_at is None else next_at - (maxtime - mintime),
+        CHECK_FROM: None if next_at is None else next_at - min(maxtime - mintime, CHECK_BATCH_MS),
     }
 
 
@@ -79,10 +80,12 @@ def sent_again_at(again: int, span_mintime: int, span_maxtime: int) -> Update:
 
 def sendable_from(now: int, batch_ms: int) -> int:
     """No span is sendable at ``now`` unless a due window's CHECK_FROM is at most this: a span
-    is sent once it covers ``batch_ms`` (its last window due, so its first window's CHECK_FROM
-    + the batch is past) or its first window has waited that long (later still), or holds
-    ``max_windows`` windows (which, a minute long at least, cover any batch up to 6 h)."""
-    return now - batch_ms
+    is sent once it covers ``batch_ms`` (its last window due, so its first window's next check
+    less its length + the batch is past) or its first window has waited that long (later
+    still), or holds ``max_windows`` windows (which, a minute long at least, cover any batch up
+    to 6 h). Both sides take the length and the batch at most CHECK_BATCH_MS: a window longer
+    is sendable once due, and at the default batch only a due window is found."""
+    return now - min(batch_ms, CHECK_BATCH_MS)
 
 
 @dataclass(frozen=True)
