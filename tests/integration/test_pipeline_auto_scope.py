@@ -95,12 +95,13 @@ def test_auto_finds_how_duo_counts_the_childrens_reads(
         assert peak > LIMIT
     else:
         assert (decision.scope, decision.since) == (PARENT, 0), decision  # never changed
-        # The limit found at the one shared budget (the count errs a request high), once Duo
-        # refused the fleet: on a loaded machine its few children may never ask for more than
-        # the limit, and then there is nothing to find. What Duo accepted in a minute is not
+        # The limit found at the one shared budget (the count errs a request high), and the
+        # budget kept to it, once Duo refused the fleet: on a loaded machine its few children
+        # may never ask for more than the limit, and then there is nothing to find (CI saw 0
+        # 429s, found 0 and the search's starting rate). What Duo accepted in a minute is not
         # asserted: counting against the parent, it never accepts more than the limit.
         if refused:
             assert 0.75 * LIMIT <= shared.found <= LIMIT + 1
-        assert shared.per_minute <= LIMIT + 1
+            assert shared.per_minute <= LIMIT + 1
     assert refused <= 8  # 3 and 2 when this was written
     fleet.assert_landed_once()
