@@ -140,9 +140,6 @@ def _fields_on_create(group: str, name: str, flags: dict[str, str]) -> dict[str,
         fields["cleanupPolicies"] = Path(flags["policy"]).read_text().strip()
     if "enable-ttl" in flags:
         fields["ttlConfig.state"] = "CREATING"
-    if group == "firestore indexes composite":
-        # gcloud returns once the index is built, or at once with --async.
-        fields["state"] = "CREATING" if "async" in flags else "READY"
     for field in ("mode", "description"):
         if field in flags:
             fields[field] = flags[field]

@@ -4,7 +4,6 @@ recording gcloud, with the substitutions Cloud Build would give them."""
 from __future__ import annotations
 
 import ast
-import json
 import re
 import subprocess
 from dataclasses import dataclass
@@ -13,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from shared.gcp.window_store import due_checks_index_command
 from tests.unit.deploy.conftest import (
     BASE_IMAGE,
     PROJECT,
@@ -261,63 +259,6 @@ def test_ttl_on_every_collection_group_that_carries_expire_at(build: Build) -> N
     assert enabled == set(EXPIRE_AT_WRITERS.values())
     # Once asked for, a TTL policy is not asked for again.
     assert calls_of(build.again_calls, "firestore", "fields", "ttls", "update") == []
-
-
-def test_the_late_record_checks_index_is_made_once(build: Build) -> None:
-    # WindowStore.due_checks: state == done and next_check_at_ms <= now.
-    (made,) = calls_of(build.calls, "firestore", "indexes", "composite", "create")
-    assert made.flag("collection-group") == "windows"
-    assert made.flag("database") == "duo-telephony"  # the pipeline's own database
-    assert [a for a in made.argv if a.startswith("--field-config=")] == [
-        "--field-config=field-path=state,order=ascending",
-        "--field-config=field-path=next_check_at_ms,order=ascending",
-    ]
-    # The command the planner's error gives for a missing index is the build's.
-    assert due_checks_index_command("duo-telephony").split()[1:] == made.argv
-    assert calls_of(build.again_calls, "firestore", "indexes", "composite", "create") == []
-
-
-INDEX_KEY = "firestore indexes composite|duo-telephony@windows@duo-telephony"
-CREATE_INDEX = ["firestore", "indexes", "composite", "create"]
-
-
-def test_an_upgrade_makes_the_index_before_any_service_is_deployed(
-    cloud: Cloud, tmp_path: Path
-) -> None:
-    # A deployment made before due_checks needed the index: everything but the index exists.
-    bootstrap, _ = cloud.run(script("bootstrap.sh"))
-    assert bootstrap.returncode == 0, bootstrap.stderr
-    cloud.add_secret_version()
-    run_build_steps(cloud, tmp_path)
-    state = cloud.state()
-    del state["resources"][INDEX_KEY]
-    cloud.state_file.write_text(json.dumps(state))
-    results, calls = run_build_steps(cloud, tmp_path)
-    assert all(result.returncode == 0 for result in results)
-    changes = [call.words for call in plan(calls)]
-    made = [at for at, words in enumerate(changes) if words[:4] == CREATE_INDEX]
-    deployed = [at for at, words in enumerate(changes) if words[:2] == ["run", "deploy"]]
-    assert len(made) == 1 and len(deployed) == 3 and made[0] < min(deployed)
-    # Built before the build goes on (no --async), and Cloud Build runs it before the deploy.
-    assert plan(calls)[made[0]].flag("async") is None
-    assert "firestore-index" in waits_for("deploy")
-    assert cloud.state()["resources"][INDEX_KEY]["state"] == "READY"
-
-
-def test_an_index_still_building_is_waited_for_then_the_build_stops_naming_it(
-    cloud: Cloud,
-) -> None:
-    cloud.seed({INDEX_KEY: {"name": "duo-telephony@windows@duo-telephony", "state": "CREATING"}})
-    [step] = [step for step in steps() if step["id"] == "firestore-index"]
-    result, calls = cloud.run(step["script"], settings=build_env(_INDEX_WAIT_MINUTES="3"))
-    assert result.returncode == 1
-    assert cloud.sleeps == ["30"] * 6  # every 30 s for 3 minutes
-    assert calls_of(calls, "firestore", "indexes", "composite", "create") == []
-    assert (
-        "windows (state, next_check_at_ms) in duo-telephony is CREATING after 3 min; nothing "
-        "was deployed" in result.stderr
-    )
-    assert "gcloud firestore indexes composite list --database=duo-telephony" in result.stderr
 
 
 def test_every_substitution_used_is_defined() -> None:

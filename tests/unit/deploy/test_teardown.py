@@ -85,7 +85,6 @@ def test_it_removes_what_the_bootstrap_and_the_build_made_but_the_bucket(torn_do
     assert left == {BUCKET, "firestore databases|duo-telephony"} | set(THEIRS) | {
         "firestore indexes fields|expire_at@windows@duo-telephony",
         "firestore indexes fields|expire_at@batches@duo-telephony",
-        "firestore indexes composite|duo-telephony@windows@duo-telephony",  # kept with the database
         "monitoring channels|projects/123456789012/notificationChannels/1",
     }
     # No binding of a deleted account lingers on the project or the bucket kept.
