@@ -384,7 +384,8 @@ def settle(
     while True:
         scheduler.call()
         status = stack.pipeline.status()
-        waiting = unsettled(stack.pipeline.window_docs(), records_end)
+        checked = status["checked_until_ms"][:1] or [0]
+        waiting = unsettled(stack.pipeline.window_docs(), records_end, checked[0])
         watermark = status["watermark_ms"] or 0
         elapsed = time.monotonic() - clock_start
         progress(
@@ -410,12 +411,16 @@ def settle(
     )
 
 
-def unsettled(windows: dict[str, dict[str, Any]], records_end: int) -> list[str]:
-    """The windows holding time before ``records_end`` that are not yet done and checked once."""
+def unsettled(
+    windows: dict[str, dict[str, Any]], records_end: int, checked_until_ms: int
+) -> list[str]:
+    """The windows holding time before ``records_end`` that are not yet done, or not yet
+    checked once (the first check level has not got past them)."""
     return [
         window_id
         for window_id, doc in windows.items()
-        if doc["mintime"] < records_end and (doc["state"] != DONE or doc.get("check_level", 0) < 1)
+        if doc["mintime"] < records_end
+        and (doc["state"] != DONE or doc["maxtime"] > checked_until_ms)
     ]
 
 

@@ -240,7 +240,7 @@ def render(report: dict, now: int) -> str:
         ),
         f"  records     {report['records']:,} fetched by the windows kept (30 days)",
         f"  re-reads    {report['rereads']} (windows read again because batches did not land)",
-        f"  late checks {report['checks']} window checks against Duo's count, "
+        f"  late checks {report['checks']} spans checked against Duo's count, "
         f"{report['repairs']} found records Duo published late and read the window again",
         f"  last error  {report['last_error'] or 'none'}",
         *progress_line(report),

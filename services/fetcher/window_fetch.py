@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -25,8 +26,9 @@ from shared.duo.records import enriched, record_id, record_time_us
 from shared.gcp.window_store import LandedSpans, WindowRead, WindowStore
 from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask
 from shared.pipeline.planning import is_live, retention_start
-from shared.pipeline.repair import bisect_step
-from shared.pipeline.windows import DONE, Claim, own_trouble, past, read_unclaimed
+from shared.pipeline.repair import bisect_step, check_run, checked, held
+from shared.pipeline.schemas import MAX_CHECK_WINDOWS
+from shared.pipeline.windows import Claim, own_trouble, past, read_unclaimed
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,7 @@ class CheckReport:
     source: str
     level: int
     windows: int
-    outcome: str  # matched | repairing | stale | past_retention
+    outcome: str  # matched | repairing | stale | empty | past_retention
     mintime: int = 0
     maxtime: int = 0
     landed: int = 0
@@ -357,48 +359,58 @@ class WindowFetcher:
 
     def check(self, message: SpanCheck) -> CheckReport:
         """Counts a span of finished windows again with Duo and compares the count with what
-        landed for them; when they differ, counts halves of the span until the windows that
+        landed for them; when they differ, counts parts of the span until the windows that
         differ are found (``repair.bisect_step``), and only those are read again, landing only
-        the records that are missing."""
-        report = CheckReport(message.source, message.level, len(message.windows), "stale")
-        reads = self._store.read_windows(message.source, message.windows)
-        docs = [read.doc for read in reads if read is not None]
-        if len(docs) < len(reads) or any(
-            doc["state"] != DONE or doc.get("check_level") != message.level for doc in docs
-        ):
-            return report  # moved on since it was sent; the planner sends what is still due
-        spans = [(doc["mintime"], doc["maxtime"]) for doc in docs]
-        report.mintime, report.maxtime = spans[0][0], spans[-1][1]
-        now = now_ms(self._clock)
-        if retention_start(report.mintime, now) > report.mintime:
-            # Duo no longer keeps all of the span: nothing to count it against, nor to fetch.
-            report.outcome = "past_retention"
-            for window, read in zip(message.windows, reads, strict=True):
-                self._store.apply_check(
-                    message.source, window, message.level, True, self._checks, read
-                )
+        the records that are missing. Then the span's check level moves on past it, on the
+        source's cursor: no window is written unless it is read again."""
+        span = message.span
+        report = CheckReport(message.source, message.level, 0, "stale", span.mintime)
+        cursor = self._store.check_levels(message.source)
+        if cursor is None or checked(cursor.doc, span, span.maxtime) is None:
+            return report  # the level moved on since it was sent: another delivery did it
+        found = self._store.span_windows(message.source, span, MAX_CHECK_WINDOWS)
+        run = check_run([(w, read.doc) for w, read in found], span, MAX_CHECK_WINDOWS)
+        if run.longer_until is not None:
+            # Its first window (a catch-up's) is longer than the span: due at its own check.
+            age = self._checks[span.level] if span.level < len(self._checks) else 0
+            again_at = run.longer_until + age
+            self._store.move_level(
+                message.source, partial(held, span=span, again_at=again_at), cursor
+            )
+            return report
+        if run.until is None:
+            return report  # its first window is being read again: the planner sends it later
+        reads = dict(found)
+        docs = [doc for _, doc in run.windows]
+        report.windows, report.maxtime = len(docs), run.until
+        first = docs[0]["mintime"] if docs else span.mintime
+        if not docs or retention_start(first, now_ms(self._clock)) > first:
+            # No window to count, or Duo no longer keeps all of them: nothing to count against.
+            report.outcome = "past_retention" if docs else "empty"
+            self._store.move_level(
+                message.source, partial(checked, span=span, until=run.until), cursor
+            )
             return report
         # A window that numbered no page has no batch, and so nothing landed (a quiet one's).
         landed = [
             self._store.landed_records(message.source, window) if doc["pages"] else 0
-            for window, doc in zip(message.windows, docs, strict=True)
+            for window, doc in run.windows
         ]
         report.landed = sum(landed)
+        report.mintime, report.maxtime = docs[0]["mintime"], docs[-1]["maxtime"]
         duo = self._duo_for(message.source, False)
         try:
-            reread = self._differing_windows(duo, report, landed, [start for start, _ in spans])
+            reread = self._differing_windows(duo, report, landed, [d["mintime"] for d in docs])
         finally:
             report.requests = duo.stats.requests
         again = [
-            WindowTask(message.source, mintime, maxtime)
-            for n, (window, read, (mintime, maxtime)) in enumerate(
-                zip(message.windows, reads, spans, strict=True)
-            )
-            if self._store.apply_check(
-                message.source, window, message.level, n not in reread, self._checks, read
-            )
+            WindowTask(message.source, doc["mintime"], doc["maxtime"])
+            for n, (window, doc) in enumerate(run.windows)
+            if n in reread
+            and self._store.reopen(message.source, window, message.level, reads[window])
         ]
         self._publisher.publish_tasks(again)
+        self._store.move_level(message.source, partial(checked, span=span, until=run.until), cursor)
         report.rereads = len(again)
         report.outcome = "repairing" if reread else "matched"
         return report

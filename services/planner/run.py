@@ -19,15 +19,12 @@ from shared.gcp.unmarked_batches import BatchFinder
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.messages import SpanCheck
 from shared.pipeline.rate_share import SharedRead
-from shared.pipeline.repair import spans_due
-from shared.pipeline.schemas import MAX_CHECK_WINDOWS
+from shared.pipeline.repair import Checks
 from shared.pipeline.wake import idle, wake_at
 from shared.pipeline.windows import QUARANTINED
 
 log = logging.getLogger(__name__)
 
-# Finished windows read per run when looking for late-record checks that are due.
-CHECK_SCAN = 1000
 # Sources of a slice planned at once: each waits on Firestore and Pub/Sub round trips, so a
 # few threads keep a slice short while one slow source holds up only its own thread.
 PLAN_THREADS = 4
@@ -93,17 +90,9 @@ def _run_source(
     find = unmarked.find if unmarked else None
     swept = windows.sweep(source, settings.repair_checks_ms, settings.landing_timeout_ms, find)
     publisher.publish_tasks(swept.republish)
-    checks = spans_due(
-        windows.due_checks(source, limit=CHECK_SCAN, batch_ms=settings.repair_batch_ms),
-        now_ms(clock),
-        batch_ms=settings.repair_batch_ms,
-        max_windows=MAX_CHECK_WINDOWS,
-    )[: shared.checks if shared else None]  # a shared child's in its turns (rate_share)
-    for span in checks:
-        publisher.publish_check(SpanCheck(source, span.level, span.window_ids))
-        windows.checks_sent(source, span)
     # Last, so the watermark passes the windows the sweep just finished, in the same write as
-    # the next windows are planned in (the cursor read and written once a run).
+    # the next windows are planned and the due checks sent in (the cursor read and written
+    # once a run).
     step = cursors.step(
         source,
         int(settings.lookback_seconds * 1000),
@@ -111,8 +100,16 @@ def _run_source(
         delay_ms=int(settings.delay_seconds * 1000),
         quiet_every_ms=settings.quiet_read_every_ms,
         shared_wait_ms=shared.wait_ms if shared else 0,
+        checks=Checks(
+            settings.repair_checks_ms,
+            settings.repair_batch_ms,
+            shared.checks if shared else None,  # a shared child's in its turns (rate_share)
+        ),
     )
     publisher.publish_tasks(timed(step.tasks, shared, now_ms(clock)))
+    for span in step.checks:
+        publisher.publish_check(SpanCheck(source, span.level, span.mintime, span.maxtime))
+    checks = step.checks
     watermark = step.cursor["watermark_ms"]
     result = {
         "source": source,

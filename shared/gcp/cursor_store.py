@@ -1,12 +1,13 @@
 """A source's cursor in Firestore: what is planned, and the watermark before which everything
 Duo served is durably in Cloud Storage (both exclusive ends, in ms: windows are half-open).
 
-  ROOT/{source}   planned_until_ms, watermark_ms, last_records_ms, last_error
+  ROOT/{source}   planned_until_ms, watermark_ms, last_records_ms, check_levels, last_error
 A planner run reads it once (``CursorStore.step``), moves the watermark over the contiguous run
-of finished windows and plans the next windows from it, and writes both in one batch with the
-window documents it creates and passes, on the condition that the cursor is unchanged since it
-was read: two planners running at once never plan overlapping windows. The document is written
-at most once per planner run.
+of finished windows, plans the next windows from it and sends the late-record checks due
+behind it (``repair.spans_due``), and writes all that in one batch with the window documents it
+creates and passes, on the condition that the cursor is unchanged since it was read: two
+planners running at once never plan overlapping windows nor send a check twice. The document is
+written at most once per planner run.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from google.api_core.exceptions import AlreadyExists, FailedPrecondition
@@ -32,6 +33,15 @@ from shared.pipeline.planning import (
     plan_windows,
     quiet_wait_ms,
     retention_gap,
+)
+from shared.pipeline.repair import (
+    CHECK_LEVELS,
+    NO_CHECKS,
+    Checks,
+    Span,
+    checked_spans,
+    spans_due,
+    start_levels,
 )
 from shared.pipeline.windows import (
     BUCKET_WAITS_ALERT,
@@ -59,11 +69,13 @@ STATUS_LIST = 50
 
 @dataclass(frozen=True)
 class Step:
-    """What a planner run's ``CursorStore.step`` did: the windows it planned, to be published,
-    and the cursor as it left it ({} before the source's first run)."""
+    """What a planner run's ``CursorStore.step`` did: the windows it planned and the
+    late-record checks it sent, to be published, and the cursor as it left it ({} before the
+    source's first run)."""
 
     tasks: list[WindowTask]
     cursor: dict[str, Any]
+    checks: list[Span] = field(default_factory=list)
 
 
 class CursorStore:
@@ -83,13 +95,14 @@ class CursorStore:
         delay_ms: int = AVAILABILITY_DELAY_MS,
         quiet_every_ms: int = 0,
         shared_wait_ms: int = 0,
+        checks: Checks = NO_CHECKS,
     ) -> Step:
         """A planner run's move of the cursor, in one commit: the watermark over the contiguous
         finished windows, then the windows up to now - delay (2 min), to its last whole minute,
-        planned (to be published). A quiet source (no window with a record in the last hour,
-        counted from where planning started until one had: ``new_cursor``) waits for
-        ``quiet_every_ms`` of span, and a child sharing its parent's budget for
-        ``shared_wait_ms`` (``rate_share.shared_wait_ms``)."""
+        planned, and the due late-record ``checks`` sent (both to be published). A quiet source
+        (no window with a record in the last hour, counted from where planning started until
+        one had: ``new_cursor``) waits for ``quiet_every_ms`` of span, and a child sharing its
+        parent's budget for ``shared_wait_ms`` (``rate_share.shared_wait_ms``)."""
         return self._move(
             source,
             lookback_ms,
@@ -100,6 +113,7 @@ class CursorStore:
                 quiet_every_ms=quiet_every_ms,
                 shared_wait_ms=shared_wait_ms,
             ),
+            checks,
         )
 
     def advance(self, source: str) -> int:
@@ -107,10 +121,14 @@ class CursorStore:
         it (0 before the source's first run). ``step``'s first half alone: the tests of the
         passing rule (here and in the fake, tests/integration/gcp/test_store_contract.py) pass
         windows without planning the next ones."""
-        return self._move(source, 0, None).cursor.get("watermark_ms", 0)
+        return self._move(source, 0, None, NO_CHECKS).cursor.get("watermark_ms", 0)
 
     def _move(
-        self, source: str, lookback_ms: int, plan: Callable[..., list[tuple[int, int]]] | None
+        self,
+        source: str,
+        lookback_ms: int,
+        plan: Callable[..., list[tuple[int, int]]] | None,
+        checks: Checks,
     ) -> Step:
         """Reads the cursor and the windows from its watermark, then writes in one batch, each
         write on the condition that what it was decided from is unchanged (the cursor, each
@@ -121,11 +139,15 @@ class CursorStore:
         for _ in range(PLAN_ATTEMPTS - 1):
             # Another planner run, or a check, wrote meanwhile: decided again from a new read.
             with contextlib.suppress(FailedPrecondition, AlreadyExists):
-                return self._move_once(source, lookback_ms, plan)
-        return self._move_once(source, lookback_ms, plan)  # the last conflict is raised
+                return self._move_once(source, lookback_ms, plan, checks)
+        return self._move_once(source, lookback_ms, plan, checks)  # the last conflict is raised
 
     def _move_once(
-        self, source: str, lookback_ms: int, plan: Callable[..., list[tuple[int, int]]] | None
+        self,
+        source: str,
+        lookback_ms: int,
+        plan: Callable[..., list[tuple[int, int]]] | None,
+        checks: Checks,
     ) -> Step:
         ref = self.cursor(source)
         now = now_ms(self._clock)
@@ -135,7 +157,7 @@ class CursorStore:
         cursor = (
             snapshot.to_dict()
             if snapshot.exists
-            else new_cursor(first_planned_until(now, lookback_ms), now)
+            else new_cursor(first_planned_until(now, lookback_ms), now, checks.ages)
         )
         windows = self._ahead(source, cursor["watermark_ms"]) if snapshot.exists else []
         moved, count = watermark_run(
@@ -153,6 +175,8 @@ class CursorStore:
             planned = plan(cursor | update, now)
             if planned:
                 update["planned_until_ms"] = planned[-1][1]
+        spans, sent = spans_due(cursor | update, now, checks)
+        update |= sent
         if snapshot.exists and not update:
             return Step([], cursor)
         batch = self._db.batch()
@@ -165,13 +189,15 @@ class CursorStore:
         # leave a hole the watermark could never cross.
         for window in windows[:count]:
             unchanged = self._db.write_option(last_update_time=window.update_time)
-            batch.update(window.reference, passed(window.to_dict(), now), option=unchanged)
+            batch.update(
+                window.reference, passed(window.to_dict(), now, checks.ages), option=unchanged
+            )
         for mintime, maxtime in planned:
             window_ref = self._windows.window(source, window_id(mintime, maxtime))
             batch.create(window_ref, new_window(mintime, maxtime, now))
         batch.commit()
         tasks = [WindowTask(source, mintime, maxtime) for mintime, maxtime in planned]
-        return Step(tasks, cursor | update)
+        return Step(tasks, cursor | update, spans)
 
     def _ahead(self, source: str, watermark: int) -> list[firestore.DocumentSnapshot]:
         """The windows from the watermark on, by mintime (at most ``ADVANCE_SCAN``)."""
@@ -179,7 +205,7 @@ class CursorStore:
             self._windows.windows(source)
             .where(filter=FieldFilter("mintime", ">=", watermark))
             .order_by("mintime")
-            .select(["mintime", "maxtime", "state", "next_check_at_ms", "records"])
+            .select(["mintime", "maxtime", "state", "records"])
             .limit(ADVANCE_SCAN)
         )
         return list(query.stream())
@@ -193,7 +219,6 @@ class CursorStore:
         counts = {state: self._windows.count(source, state) for state in STATES}
         records = windows.sum("records").get()[0][0].value or 0
         rereads = windows.sum("rereads").get()[0][0].value or 0
-        checks = windows.sum("checks").get()[0][0].value or 0
         repairs = windows.sum("repairs").get()[0][0].value or 0
         stopped = [
             _described(w.id, w.to_dict())
@@ -228,7 +253,10 @@ class CursorStore:
             "windows": counts,
             "records": int(records),
             "rereads": int(rereads),
-            "checks": int(checks),
+            # Spans checked, each level's count kept on the cursor (``WindowStore.checked``).
+            "checks": checked_spans(cursor),
+            # Where each late-record check has got to (by REPAIR_CHECKS's ages).
+            "checked_until_ms": [level["until_ms"] for level in cursor.get(CHECK_LEVELS) or []],
             "repairs": int(repairs),
             "quarantined": [w for w in stopped if w["state"] == QUARANTINED],
             "stalled": stalled,
@@ -238,14 +266,16 @@ class CursorStore:
         }
 
 
-def new_cursor(start_ms: int, now_ms: int) -> dict[str, Any]:
+def new_cursor(start_ms: int, now_ms: int, checks: tuple[int, ...] = ()) -> dict[str, Any]:
     """A new source's cursor, planned from ``start_ms``: nothing is known to have held a record
     before it, so a source whose backfill holds none is quiet from the start, not an hour
-    after it was added (a fleet's accounts are mostly quiet)."""
+    after it was added (a fleet's accounts are mostly quiet), and nothing before it is checked
+    (``checks``, the late-record check ages)."""
     return {
         "planned_until_ms": start_ms,
         "watermark_ms": start_ms,
         LAST_RECORDS: start_ms,
+        CHECK_LEVELS: start_levels(start_ms, checks),
         "created_at_ms": now_ms,
     }
 

@@ -15,7 +15,7 @@ import contextlib
 import functools
 import logging
 import uuid
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -31,7 +31,7 @@ from shared.pipeline import windows as rules
 from shared.pipeline.found_batches import own_batches
 from shared.pipeline.messages import RecordBatch, WindowTask
 from shared.pipeline.progress import Progress
-from shared.pipeline.repair import CHECK_FROM, CHECK_RESEND_MS, Span, sendable_from, sent_again_at
+from shared.pipeline.repair import Span
 from shared.pipeline.windows import Claim
 
 if TYPE_CHECKING:
@@ -55,27 +55,6 @@ BUCKET_PERMISSION = (
     "the planner's service account needs roles/storage.objectViewer on the bucket "
     "(storage.objects.list and storage.objects.get)"
 )
-
-
-class MissingIndexError(RuntimeError):
-    """Firestore refused the late-record checks' query: its composite index is missing or
-    still building."""
-
-
-# The composite index due_checks' query needs (an equality and a range on two fields), as the
-# build makes it (cloudbuild.yaml, step firestore-index; tests/unit/deploy checks they agree).
-DUE_CHECKS_INDEX_FIELDS = ("state", "next_check_at_ms")
-
-
-def due_checks_index_command(database: str) -> str:
-    """The gcloud command that makes the index due_checks needs in ``database``."""
-    fields = " ".join(
-        f"--field-config=field-path={field},order=ascending" for field in DUE_CHECKS_INDEX_FIELDS
-    )
-    return (
-        "gcloud firestore indexes composite create --collection-group=windows "
-        f"--database={database} {fields}"
-    )
 
 
 @dataclass(frozen=True)
@@ -350,107 +329,70 @@ class WindowStore:
             len(docs) - completed,
         )
 
-    def due_checks(
-        self, source: str, limit: int, batch_ms: int
-    ) -> list[tuple[str, dict[str, Any]]]:
-        """Finished windows whose late-record check is due, ``(window id, document)``, the
-        longest due first; none while no span of them can be sent (``repair.sendable_from``):
-        one read, where the due windows waiting for their batch would be read every run. Only
-        done windows are asked for (a composite index on state and next_check_at_ms, made by
-        the build): windows read again or stopped with a past check time must not fill the
-        limit."""
-        now = now_ms(self._clock)
-        # Windows finished before CHECK_FROM was kept are read with the next span a newer
-        # window makes sendable: every source's windows keep coming, each with its checks.
-        sendable = (
-            self.windows(source)
-            .where(filter=FieldFilter(CHECK_FROM, "<=", sendable_from(now, batch_ms)))
-            .limit(1)
-        )
+    def span_windows(self, source: str, span: Span, limit: int) -> list[tuple[str, WindowRead]]:
+        """The windows starting in ``span``, by mintime, at most ``limit`` (one read each, one
+        when there is none)."""
+        at = now_ms(self._clock)
         query = (
             self.windows(source)
-            .where(filter=FieldFilter("state", "==", rules.DONE))
-            .where(filter=FieldFilter("next_check_at_ms", "<=", now))
-            .order_by("next_check_at_ms")
+            .where(filter=FieldFilter("mintime", ">=", span.mintime))
+            .where(filter=FieldFilter("mintime", "<", span.maxtime))
+            .order_by("mintime")
             .limit(limit)
         )
-        try:
-            if not list(sendable.stream()):
-                return []
-            return [
-                (snapshot.id, doc)
-                for snapshot in query.stream()
-                if rules.checkable(doc := snapshot.to_dict(), now)
-            ]
-        except FailedPrecondition as error:
-            if "index" not in str(error).lower():
-                raise
-            # The client keeps the database it was opened on only in _database.
-            database = self._db._database
-            raise MissingIndexError(
-                f"the late-record checks need the composite index on windows "
-                f"({', '.join(DUE_CHECKS_INDEX_FIELDS)}) in the Firestore database {database}, "
-                "which is missing or still building: a build makes it (cloudbuild.yaml, step "
-                f"firestore-index), or make it by hand: {due_checks_index_command(database)} "
-                f"(Firestore said: {error.message})"
-            ) from error
-
-    def checks_sent(self, source: str, span: Span) -> None:
-        """Holds the span's windows back from the next selections until their check is due to
-        be sent again (the check itself moves them on)."""
-        batch = self._db.batch()
-        held = sent_again_at(now_ms(self._clock) + CHECK_RESEND_MS, span.mintime, span.maxtime)
-        for window_id in span.window_ids:
-            batch.update(self.window(source, window_id), held)
-        batch.commit()
-
-    def read_windows(self, source: str, window_ids: Sequence[str]) -> list[WindowRead | None]:
-        """The windows as read now, in order (one read each); None for one that does not
-        exist."""
-        at = now_ms(self._clock)
-        refs = [self.window(source, window_id) for window_id in window_ids]
-        found = {
-            s.id: WindowRead(s.to_dict(), s.update_time, at)
-            for s in self._db.get_all(refs)
-            if s.exists
-        }
-        return [found.get(window_id) for window_id in window_ids]
+        return [(s.id, WindowRead(s.to_dict(), s.update_time, at)) for s in query.stream()]
 
     def landed_records(self, source: str, window_id: str) -> int:
         """How many records the window's landed batches hold."""
         total = self._batches(source, window_id).sum("records").get()[0][0].value
         return int(total or 0)
 
-    def apply_check(
-        self,
-        source: str,
-        window_id: str,
-        level: int,
-        matched: bool,
-        checks: tuple[int, ...],
-        read: WindowRead | None = None,
-    ) -> bool:
-        """Moves a checked window on (``repair.after_check``); True when it is to be read
-        again. A window no longer finished, or checked at that level already, is left alone.
-        From ``read`` (the window as the check read it), one conditional write; a transaction
-        when there is none, or when the window has changed since."""
+    def reopen(self, source: str, window_id: str, level: int, read: WindowRead) -> bool:
+        """Reads again a window Duo counted otherwise at check ``level`` (``rules.reopened``):
+        one write, on the condition it is unchanged since the check's ``read``, else in a
+        transaction. False when it is no longer done (being read again already)."""
         ref = self.window(source, window_id)
-        if read is not None:
-            doc = read.doc
-            if doc["state"] != rules.DONE or doc.get("check_level") != level:
+        if read.doc["state"] != rules.DONE:
+            return False
+        if self._write_unchanged(ref, read, rules.reopened(read.doc, level, now_ms(self._clock))):
+            return True
+
+        @firestore.transactional
+        def again(transaction: firestore.Transaction) -> bool:
+            doc = ref.get(transaction=transaction).to_dict()
+            if doc is None or doc["state"] != rules.DONE:
                 return False
-            update = rules.checked(doc, level, checks, matched, now_ms(self._clock))
-            if self._write_unchanged(ref, read, update):
-                return not matched
+            transaction.update(ref, rules.reopened(doc, level, now_ms(self._clock)))
+            return True
+
+        return again(self._db.transaction())
+
+    def check_levels(self, source: str) -> WindowRead | None:
+        """The source's cursor as a late-record check reads it for its ``CHECK_LEVELS`` (one
+        read); None before the source's first run."""
+        at = now_ms(self._clock)
+        snapshot = self.source(source).get()
+        return WindowRead(snapshot.to_dict(), snapshot.update_time, at) if snapshot.exists else None
+
+    def move_level(
+        self, source: str, change: Callable[[rules.Update], rules.Update | None], read: WindowRead
+    ) -> bool:
+        """Moves a check level on the cursor as ``change`` (``repair.checked``, ``repair.held``)
+        says from the cursor: one write, on the condition the cursor is unchanged since
+        ``read``; else (a planner run wrote it since) in a transaction. False when ``change``
+        finds the level moved on already: another delivery of the check did it."""
+        ref = self.source(source)
+        update = change(read.doc)
+        if update is not None and self._write_unchanged(ref, read, update):
+            return True
 
         @firestore.transactional
         def move_on(transaction: firestore.Transaction) -> bool:
-            doc = ref.get(transaction=transaction).to_dict()
-            if doc is None or doc["state"] != rules.DONE or doc.get("check_level") != level:
+            update = change(ref.get(transaction=transaction).to_dict() or {})
+            if update is None:
                 return False
-            update = rules.checked(doc, level, checks, matched, now_ms(self._clock))
             transaction.update(ref, update)
-            return not matched
+            return True
 
         return move_on(self._db.transaction())
 

@@ -16,8 +16,9 @@ from typing import Any
 
 import jsonschema
 
-from shared.pipeline.ids import batch_id, window_id
+from shared.pipeline.ids import batch_id, parse_window_id, window_id
 from shared.pipeline.rate_share import SharedRead
+from shared.pipeline.repair import Span
 from shared.pipeline.schemas import PLAN_TASK, RECORD_BATCH, SCHEMAS, SPAN_CHECK, WINDOW_TASK
 
 
@@ -59,21 +60,27 @@ class WindowTask:
 
 @dataclass(frozen=True)
 class SpanCheck:
-    """Contiguous finished windows of a source whose records are counted again by Duo, at a
+    """A span of a source's finished windows whose records are counted again by Duo, at a
     check ``level`` (0: minutes after they finished, 1: a day after): records Duo published
-    late show as a difference, and the windows are read again."""
+    late show as a difference, and the windows that differ are read again."""
 
     source: str
     level: int
-    windows: tuple[str, ...]
+    mintime: int
+    maxtime: int
+
+    @property
+    def span(self) -> Span:
+        return Span(self.level, self.mintime, self.maxtime)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "type": SPAN_CHECK,
-            "version": 1,
+            "version": 2,
             "source": self.source,
             "level": self.level,
-            "windows": list(self.windows),
+            "mintime": self.mintime,
+            "maxtime": self.maxtime,
         }
 
 
@@ -151,7 +158,15 @@ def decode(data: bytes, message_id: str | None = None) -> Message:
             raise MessageError("window_id does not match an ordered [mintime, maxtime]", message_id)
         return task
     if body["type"] == SPAN_CHECK:
-        return SpanCheck(body["source"], body["level"], tuple(body["windows"]))
+        if body["version"] == 1:
+            # Sent before the checks went by span: its windows' span, which the check finds
+            # its level past (the planner sends the span again from where the level is).
+            mintime = parse_window_id(body["windows"][0])[0]
+            maxtime = parse_window_id(body["windows"][-1])[1]
+            return SpanCheck(body["source"], body["level"], mintime, maxtime)
+        if body["maxtime"] <= body["mintime"]:
+            raise MessageError("span-check: maxtime is not after mintime", message_id)
+        return SpanCheck(body["source"], body["level"], body["mintime"], body["maxtime"])
     if body["type"] == PLAN_TASK:
         waits = {source: SharedRead(**read) for source, read in body["waits"].items()}
         return PlanTask(tuple(body["sources"]), waits)

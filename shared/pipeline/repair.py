@@ -24,9 +24,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from shared.duo.telephony import PAGE_LIMIT
+from shared.pipeline.windows import DONE, QUARANTINED, Update
 
 # When a finished window is checked again, after its end.
 DEFAULT_CHECKS_MS = (15 * 60_000, 24 * 3_600_000)
@@ -35,106 +35,147 @@ CHECK_BATCH_MS = 30 * 60_000
 # A span sent for checking is sent again after this if its check never came back.
 CHECK_RESEND_MS = 10 * 60_000
 
-Update = dict[str, Any]
-
-
-# A window's next check time less its length (at most CHECK_BATCH_MS): no span that starts
-# with it can be sent before this + the batch (``spans_due``), so the planner reads the due
-# windows only once one window's is that old (``sendable_from``), not every run while they
-# wait for their batch.
-CHECK_FROM = "check_from_ms"
-
-
-def _next_check(mintime: int, maxtime: int, next_at: int | None) -> Update:
-    """The fields of a window's next check at ``next_at`` (None: no check to come)."""
-    return {
-        "next_check_at_ms": next_at,
-        CHECK_FROM: None if next_at is None else next_at - min(maxtime - mintime, CHECK_BATCH_MS),
-    }
-
-
-def first_check(mintime: int, maxtime: int, checks: tuple[int, ...]) -> Update:
-    """The check fields of a window that has just finished."""
-    if not checks:
-        return {}
-    return {"check_level": 0} | _next_check(mintime, maxtime, maxtime + checks[0])
-
-
-def after_check(doc: Update, level: int, checks: tuple[int, ...]) -> Update:
-    """A window's check fields once its span was checked at ``level``: on to the next check
-    (a window Duo counted otherwise is also read again: ``windows.checked``)."""
-    following = level + 1
-    next_at = doc["maxtime"] + checks[following] if following < len(checks) else None
-    return {
-        "check_level": following,
-        "checks": doc.get("checks", 0) + 1,
-    } | _next_check(doc["mintime"], doc["maxtime"], next_at)
-
-
-def sent_again_at(again: int, span_mintime: int, span_maxtime: int) -> Update:
-    """The check fields of a sent span's windows, held back until ``again``: each window's
-    CHECK_FROM taken with the span's length, which is at least its own (read sooner, never
-    later)."""
-    return _next_check(span_mintime, span_maxtime, again)
-
-
-def sendable_from(now: int, batch_ms: int) -> int:
-    """No span is sendable at ``now`` unless a due window's CHECK_FROM is at most this: a span
-    is sent once it covers ``batch_ms`` (its last window due, so its first window's next check
-    less its length + the batch is past) or its first window has waited that long (later
-    still), or holds ``max_windows`` windows (which, a minute long at least, cover any batch up
-    to 6 h). Both sides take the length and the batch at most CHECK_BATCH_MS: a window longer
-    is sendable once due, and at the default batch only a due window is found."""
-    return now - min(batch_ms, CHECK_BATCH_MS)
+# The cursor's field: for each check age (by its place in REPAIR_CHECKS), ``until_ms``, the
+# end of what that check has covered, and ``again_at_ms``, when the span sent from there is
+# sent again if its check never came back. Checks go through a source's time in order, so
+# that is all the state they need: no window document is written to send a check or to
+# clear one, only the few a check finds Duo counted otherwise for, to read them again.
+CHECK_LEVELS = "check_levels"
 
 
 @dataclass(frozen=True)
 class Span:
-    """Contiguous finished windows due for the same check."""
+    """Finished windows of a source due for the same check: those from ``mintime`` (the
+    level's ``until_ms`` when it was sent) to ``maxtime``."""
 
     level: int
-    window_ids: tuple[str, ...]
     mintime: int
     maxtime: int
 
 
-def spans_due(
-    due: list[tuple[str, Update]],
-    now: int,
-    *,
-    batch_ms: int = CHECK_BATCH_MS,
-    max_windows: int,
-) -> list[Span]:
-    """The spans to check now among finished windows whose check is due, ``(window id, doc)``:
-    each run of contiguous windows of one level, cut at ``max_windows``, once it covers
-    ``batch_ms`` or its first window has waited that long."""
-    runs: list[list[tuple[str, Update]]] = []
-    for window_id, doc in sorted(due, key=lambda item: item[1]["mintime"]):
-        run = runs[-1] if runs else None
-        if (
-            run is not None
-            and run[-1][1]["maxtime"] == doc["mintime"]
-            and run[-1][1]["check_level"] == doc["check_level"]
-            and len(run) < max_windows
-        ):
+def start_levels(start_ms: int, checks: tuple[int, ...]) -> list[Update]:
+    """A new source's check levels: nothing before where its planning starts."""
+    return [{"until_ms": start_ms} for _ in checks]
+
+
+def levels_of(cursor: Update, checks: tuple[int, ...]) -> list[Update]:
+    """The cursor's check levels, one per age of ``checks``. A level the cursor does not keep
+    (one kept from before the levels were, or an age added since) starts a batch and a resend
+    before the windows its age makes due: those before had their check sent by the windows'
+    own check times, then kept on each window."""
+    kept = [dict(level) for level in (cursor.get(CHECK_LEVELS) or [])[: len(checks)]]
+    watermark = cursor["watermark_ms"]
+    return kept + [
+        {"until_ms": watermark - age - CHECK_BATCH_MS - CHECK_RESEND_MS}
+        for age in checks[len(kept) :]
+    ]
+
+
+@dataclass(frozen=True)
+class Checks:
+    """The late-record checks a planner run sends: their ``ages`` (REPAIR_CHECKS), their
+    batch, and how many spans at most (a child sharing its parent's budget sends them in its
+    turns: ``rate_share``; None: every span due)."""
+
+    ages: tuple[int, ...] = ()
+    batch_ms: int = CHECK_BATCH_MS
+    limit: int | None = None
+
+
+NO_CHECKS = Checks()
+
+
+def spans_due(cursor: Update, now: int, checks: Checks) -> tuple[list[Span], Update]:
+    """The spans to send now and the cursor's update for them ({} when none). A level's span
+    runs from its ``until_ms`` to what its age has made due behind the watermark, and goes
+    once its first window has waited the batch past its check (so it covers about a batch),
+    unless the one sent before is still within its resend."""
+    spans: list[Span] = []
+    levels = levels_of(cursor, checks.ages)
+    for level, (state, age) in enumerate(zip(levels, checks.ages, strict=True)):
+        if checks.limit is not None and len(spans) >= checks.limit:
+            break
+        start, end = state["until_ms"], min(cursor["watermark_ms"], now - age)
+        waited = now - age - start >= checks.batch_ms
+        if end > start and waited and state.get("again_at_ms", 0) <= now:
+            spans.append(Span(level, start, end))
+            state["again_at_ms"] = now + CHECK_RESEND_MS
+    return spans, {CHECK_LEVELS: levels} if spans else {}
+
+
+def checked(cursor: Update, span: Span, until: int) -> Update | None:
+    """The cursor's update once the check of ``span`` has got to ``until``: its level moved on
+    there, its resend cleared (what is left of the span is due at once), one more span
+    counted. None when the level is no longer at the span's start: another delivery of the
+    check moved it on."""
+    levels = _at_start(cursor, span)
+    if levels is None:
+        return None
+    levels[span.level] = {"until_ms": until, "spans": levels[span.level].get("spans", 0) + 1}
+    return {CHECK_LEVELS: levels}
+
+
+def held(cursor: Update, span: Span, again_at: int) -> Update | None:
+    """The cursor's update when the check of ``span`` found its first window longer than the
+    span: the level is sent again once that window is due (``again_at``), not at each
+    resend before. None when the level is no longer at the span's start."""
+    levels = _at_start(cursor, span)
+    if levels is None:
+        return None
+    levels[span.level]["again_at_ms"] = again_at
+    return {CHECK_LEVELS: levels}
+
+
+def _at_start(cursor: Update, span: Span) -> list[Update] | None:
+    """The cursor's levels, if the span's level is still at the span's start."""
+    levels = [dict(level) for level in cursor.get(CHECK_LEVELS) or []]
+    if span.level >= len(levels) or levels[span.level]["until_ms"] != span.mintime:
+        return None
+    return levels
+
+
+def checked_spans(cursor: Update) -> int:
+    """How many spans the cursor's levels have checked (``checked``)."""
+    return sum(level.get("spans", 0) for level in cursor.get(CHECK_LEVELS) or [])
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    """What one check of a span covers: ``windows`` (ids and documents, contiguous and done)
+    to count against Duo, and ``until``, where the level's check has got to once they are
+    (past quarantined windows before them too, which an operator's retry reads whole); None
+    when it cannot move: the span's first window is being read (again), and the check is
+    sent again later."""
+
+    windows: list[tuple[str, Update]]
+    until: int | None
+    # The end of the span's first window when it is longer than the span: not checkable
+    # before its own check (its end + the level's age).
+    longer_until: int | None = None
+
+
+def check_run(found: Sequence[tuple[str, Update]], span: Span, max_windows: int) -> CheckRun:
+    """The windows a check of ``span`` counts, from ``found`` (the windows starting in it, by
+    mintime): the first run of contiguous done ones, at most ``max_windows``, ending inside
+    the span. A span in which no window starts is checked at once: its time fell out of Duo's
+    retention before it was read, and the windows after it are the next span's."""
+    if not found:
+        return CheckRun([], span.maxtime)
+    run: list[tuple[str, Update]] = []
+    until = span.mintime
+    for window_id, doc in found:
+        if doc["maxtime"] > span.maxtime and until == span.mintime:
+            return CheckRun([], None, doc["maxtime"])
+        if doc["maxtime"] > span.maxtime or len(run) == max_windows:
+            break
+        if run and doc["mintime"] != run[-1][1]["maxtime"]:
+            break  # a gap: counts are differences of edges over contiguous windows
+        if doc["state"] == DONE:
             run.append((window_id, doc))
-        else:
-            runs.append([(window_id, doc)])
-    spans = []
-    for run in runs:
-        first, last = run[0][1], run[-1][1]
-        covers = last["maxtime"] - first["mintime"] >= batch_ms
-        waited = now - min(doc["next_check_at_ms"] for _, doc in run) >= batch_ms
-        if covers or waited or len(run) == max_windows:
-            spans.append(
-                Span(
-                    first["check_level"],
-                    tuple(window_id for window_id, _ in run),
-                    first["mintime"],
-                    last["maxtime"],
-                )
-            )
-    return spans
+        elif run or doc["state"] != QUARANTINED:
+            break
+        until = doc["maxtime"]
+    return CheckRun(run, until if until != span.mintime else None)
 
 
 UNKNOWN = -1  # an edge not counted yet

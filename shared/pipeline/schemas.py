@@ -13,7 +13,8 @@ WINDOW_TASK = "window-task"
 RECORD_BATCH = "record-batch"
 SPAN_CHECK = "span-check"
 PLAN_TASK = "plan-task"
-# Finished windows checked together against Duo's count, at most.
+# Finished windows checked together against Duo's count, at most (a longer span's check goes on
+# from there with the next).
 MAX_CHECK_WINDOWS = 500
 # Sources planned by one plan task, at most (PLAN_SLICE's bound).
 MAX_PLAN_SLICE = 100
@@ -22,6 +23,8 @@ _DRAFT = "https://json-schema.org/draft/2020-12/schema"
 _SOURCE = {"type": "string", "pattern": f"^{SOURCE_ID_PATTERN}$"}
 _WINDOW_ID = {"type": "string", "pattern": f"^{WINDOW_ID_PATTERN}$"}
 _EPOCH_MS = {"type": "integer", "minimum": MIN_EPOCH_MS}
+# A late-record check's place in REPAIR_CHECKS (at most 9 ages).
+_CHECK_LEVEL = {"type": "integer", "minimum": 0, "maximum": 9}
 # Duo's paging token, kept verbatim (null: the start, or the end, of a read).
 _TOKEN = {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_TOKEN_LENGTH}
 _BATCH = {
@@ -80,13 +83,24 @@ SCHEMAS: dict[tuple[str, int], dict[str, Any]] = {
         "Finished, contiguous windows to check again against Duo's count of their span",
         {
             "source": _SOURCE,
-            "level": {"type": "integer", "minimum": 0, "maximum": 9},
+            "level": _CHECK_LEVEL,
             "windows": {
                 "type": "array",
                 "minItems": 1,
                 "maxItems": MAX_CHECK_WINDOWS,
                 "items": _WINDOW_ID,
             },
+        },
+    ),
+    (SPAN_CHECK, 2): _envelope(
+        SPAN_CHECK,
+        2,
+        "A span of finished windows to check again against Duo's count of it",
+        {
+            "source": _SOURCE,
+            "level": _CHECK_LEVEL,
+            "mintime": _EPOCH_MS,
+            "maxtime": _EPOCH_MS,
         },
     ),
     (PLAN_TASK, 1): _envelope(

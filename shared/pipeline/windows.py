@@ -30,12 +30,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from shared.duo.errors import DuoError
 from shared.duo.paging import WindowError, token_position_ms
 from shared.duo.records import record_id, record_time_us
-from shared.pipeline.repair import Update, after_check, first_check
 
 if TYPE_CHECKING:  # the settings check imports this module with the standard library only
     from shared.pipeline.messages import RecordBatch
 
 K = TypeVar("K")
+
+Update = dict[str, Any]
 
 PLANNED = "planned"
 FETCHING = "fetching"
@@ -46,8 +47,8 @@ QUARANTINED = "quarantined"  # stopped after too many failures; an operator puts
 STATES = (PLANNED, FETCHING, FETCHED, DONE, FAILED, QUARANTINED)
 OPEN_STATES = (PLANNED, FETCHING, FETCHED, FAILED)
 
-# A window done for good (done, behind the watermark, with no late-record check to come) is
-# kept this long, then a Firestore TTL policy on expire_at deletes it.
+# A window done for good (done and behind the watermark) is kept this long after its last
+# late-record check is due, then a Firestore TTL policy on expire_at deletes it.
 DONE_RETENTION_MS = 30 * 86_400_000
 # Any other window is never deleted: a TTL policy ignores a null. A reopened or stopped window
 # behind the watermark must stay, to be read again and to be seen by status.
@@ -198,11 +199,12 @@ def own_trouble(error: BaseException) -> bool:
     )
 
 
-def lifetime(doc: Update, now: int) -> Update:
+def lifetime(doc: Update, now: int, checks: tuple[int, ...]) -> Update:
     """The expiry of a window document as an update leaves it (``doc``, the update applied):
-    DONE_RETENTION_MS from ``now`` once it is done for good, none before."""
-    for_good = doc["state"] == DONE and _behind(doc) and doc.get("next_check_at_ms") is None
-    return {"expire_at": expiry(now) if for_good else None}
+    DONE_RETENTION_MS past its last late-record check (``checks``, the ages) once it is done
+    for good, none before."""
+    for_good = doc["state"] == DONE and _behind(doc)
+    return {"expire_at": expiry(now + max(checks, default=0)) if for_good else None}
 
 
 def _behind(doc: Update) -> bool:
@@ -229,17 +231,10 @@ def last_records(docs: Iterable[Update]) -> int | None:
     return max((doc["maxtime"] for doc in docs if doc.get("records", 0) > 0), default=None)
 
 
-def passed(doc: Update, now: int) -> Update:
+def passed(doc: Update, now: int, checks: tuple[int, ...]) -> Update:
     """A done window the watermark has just passed: it expires once done for good."""
     update = {PASSED: now}
-    return update | lifetime(doc | update, now)
-
-
-def checkable(doc: Update, now: int) -> bool:
-    """Whether a window's late-record check can be sent: it is done and its check is due. A
-    window read again, failed or quarantined waits, and must not hold up the others'."""
-    due = doc.get("next_check_at_ms")
-    return doc["state"] == DONE and due is not None and due <= now
+    return update | lifetime(doc | update, now, checks)
 
 
 def bucket_wait(doc: Update, error: str, now: int) -> Update:
@@ -384,8 +379,8 @@ def checkpoint(
     """One more page read (``doc``: the window before it), about to be published when it is
     ``numbered``: where to resume, the lease renewed, the failure counts cleared (a release
     after its publish failed counts from the claim before it); the last page (no
-    ``next_offset``) makes the window fetched, or done at once (``finished``, given its first
-    check from ``checks``) when its read numbered no page: no batch is outstanding. ``lost_ms``:
+    ``next_offset``) makes the window fetched, or done at once (``finished``; ``checks``, the
+    late-record check ages) when its read numbered no page: no batch is outstanding. ``lost_ms``:
     the span that left Duo's retention before it was fetched, kept on the window for
     operators."""
     pages = held.pages + numbered(held, records)
@@ -526,26 +521,21 @@ def past(following: str, until: str) -> bool:
     return following == until or (position is not None and end is not None and position > end)
 
 
-def checked(doc: Update, level: int, checks: tuple[int, ...], matched: bool, now: int) -> Update:
-    """A finished window once Duo counted its span at check ``level``: on to the next check
-    (expiring after its last one, behind the watermark), and, when Duo counted otherwise, read
-    again, sent by the next sweep."""
-    update = after_check(doc, level, checks)
-    if matched:
-        return update | lifetime(doc | update, now)
+def reopened(doc: Update, level: int, now: int) -> Update:
+    """A finished window Duo counted otherwise at check ``level``: read again, sent by the next
+    sweep."""
     why = f"Duo counted other records than landed at check {level}; reading again"
     # The re-read clears the expiry a window passed by a version before passed_at_ms was
     # given: it is marked passed, or it would never expire once done again.
     behind = {PASSED: doc.get(PASSED, now)} if _behind(doc) else {}
     # updated_at 0: overdue, so the next sweep sends it.
     counts = {"repairs": doc.get("repairs", 0) + 1, "updated_at_ms": 0}
-    return update | reread(doc, why) | behind | counts
+    return reread(doc, why) | behind | counts
 
 
 def finished(doc: Update, now: int, checks: tuple[int, ...]) -> Update:
-    """A window done: every batch of its last read has landed. One finishing for the first
-    time is given its first late-record check (``checks``); a re-read behind the watermark,
-    done again, expires once done for good."""
+    """A window done: every batch of its last read has landed. A re-read behind the
+    watermark, done again, expires once done for good (its last check by ``checks``)."""
     done = {
         "state": DONE,
         "done_at_ms": now,
@@ -553,9 +543,7 @@ def finished(doc: Update, now: int, checks: tuple[int, ...]) -> Update:
         "bucket_waits": 0,  # no longer waiting for the bucket
         "updated_at_ms": now,
     }
-    if "check_level" not in doc:
-        done |= first_check(doc["mintime"], doc["maxtime"], checks)
-    return done | lifetime(doc | done, now)
+    return done | lifetime(doc | done, now, checks)
 
 
 @dataclass(frozen=True)
@@ -581,8 +569,8 @@ def sweep_step(
     picked up, leased by a fetcher that died, or failed and due; reads again the gap of a
     window whose batches did not land in time. None: leave it. ``landed_batches(from_page)``
     counts the landed batches numbered ``from_page`` or more, ``landed_offsets(from_page)``
-    gives their offsets by page; they are asked only for a fetched window. A window finishing
-    for the first time is given its first late-record check (``checks``)."""
+    gives their offsets by page; they are asked only for a fetched window. ``checks``: the
+    late-record check ages (``finished``)."""
     state = doc["state"]
     touch = {"updated_at_ms": now}
     if state == FETCHED:

@@ -13,11 +13,13 @@ import pytest
 from google.cloud import firestore
 
 from services.fetcher.window_fetch import WindowFetcher
+from shared.gcp.cursor_store import new_cursor
 from shared.gcp.operations import FIRESTORE_READS, FIRESTORE_WRITES, OPERATIONS
 from shared.gcp.rate_limiter import FirestoreRateLimiter, budget_limiter
 from shared.gcp.window_store import WindowStore
 from shared.pipeline import windows as rules
 from shared.pipeline.messages import SpanCheck, WindowTask
+from shared.pipeline.repair import CHECK_LEVELS
 from tests.fakes import FakeClock
 from tests.unit.services.fakes import FakeDuo, FakePublisher
 
@@ -29,10 +31,12 @@ CHECKS = (900_000, 86_400_000)
 WINDOWS = 6  # a quiet account's windows in a check's span (REPAIR_CHECK_BATCH, 30 min)
 # Firestore reads and writes at most, the limiter's included: of an empty window's fetch (the
 # window read, its one request's reservation, the window done; the limiter's document read once
-# by this instance, which wrote it last), and of a check of a span of empty windows (the
-# windows read, the reservation, each window moved on to its next check).
+# by this instance, which wrote it last), and of a check of a span of empty windows (the cursor
+# and the windows read, the reservation, the cursor's check level moved on past them). Before
+# the checks were kept on the cursor by span, each window was written as its check was sent
+# and again as it was done: 6 reads and 7 writes.
 EMPTY_FETCH = (1 + 1 / WINDOWS, 2)
-EMPTY_CHECK = (WINDOWS, WINDOWS + 1)
+EMPTY_CHECK = (WINDOWS + 1, 2)
 
 
 class _Limited:
@@ -69,7 +73,7 @@ def test_an_empty_window_and_a_check_of_empty_windows_cost_no_more_than_counted(
     paths: Counter = Counter()
     for name in ("read", "claim", "checkpoint", "done_unread", "renew", "release"):
         setattr(store, name, _counted(paths, name, getattr(store, name)))
-    for name in ("read_windows", "landed_records", "apply_check"):
+    for name in ("check_levels", "span_windows", "landed_records", "reopen", "move_level"):
         setattr(store, name, _counted(paths, name, getattr(store, name)))
     limiter.acquire = _counted(paths, "limiter", limiter.acquire)  # type: ignore[method-assign]
     fetcher = WindowFetcher(
@@ -96,16 +100,17 @@ def test_an_empty_window_and_a_check_of_empty_windows_cost_no_more_than_counted(
     fetch_paths = {path: count / WINDOWS for path, count in paths.items()}
     paths.clear()
     clock.advance(3600)
+    start, end = tasks[0].mintime, tasks[-1].maxtime
+    cursor = new_cursor(start, start, CHECKS) | {"watermark_ms": end, "planned_until_ms": end}
+    store.source("quiet").set(cursor)
     before = Counter(OPERATIONS.snapshot())
-    report = fetcher.check(SpanCheck("quiet", 0, tuple(task.window_id for task in tasks)))
+    report = fetcher.check(SpanCheck("quiet", 0, start, end))
     checked = Counter(OPERATIONS.snapshot()) - before
     with capsys.disabled():
         print(f"\nan empty window's fetch: {fetch_paths}")
         print(f"a check of {WINDOWS} empty windows: {dict(paths)}")
-    assert (report.outcome, report.requests) == ("matched", 1)
-    for task in tasks:
-        doc = store.window(task.source, task.window_id).get().to_dict()
-        assert (doc["state"], doc["check_level"]) == (rules.DONE, 1)
+    assert (report.outcome, report.requests, report.windows) == ("matched", 1, WINDOWS)
+    assert store.source("quiet").get().to_dict()[CHECK_LEVELS][0]["until_ms"] == end
     assert fetched[FIRESTORE_READS] / WINDOWS <= EMPTY_FETCH[0]
     assert fetched[FIRESTORE_WRITES] / WINDOWS <= EMPTY_FETCH[1]
     assert checked[FIRESTORE_READS] <= EMPTY_CHECK[0]

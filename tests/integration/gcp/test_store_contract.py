@@ -12,9 +12,10 @@ Time is a FakeClock: nothing sleeps.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ from shared.clock import now_ms
 from shared.gcp.window_store import BUCKET_PERMISSION
 from shared.pipeline.messages import RecordBatch, WindowTask
 from shared.pipeline.planning import retention_gap
-from shared.pipeline.repair import CHECK_BATCH_MS
+from shared.pipeline.repair import CHECK_LEVELS, CHECK_RESEND_MS, Checks, Span, checked
 from shared.pipeline.windows import (
     DONE,
     FETCHED,
@@ -118,11 +119,19 @@ def _quarantine_by_rereads(stores: Stores, task: WindowTask) -> None:
 
 
 def _passed(stores: Stores, checks: tuple[int, ...]) -> WindowTask:
-    """One window, done (its late-record checks ``checks``) and passed by the watermark."""
+    """One window, done and passed by the watermark by a run whose late-record checks are
+    ``checks``."""
     (task,) = stores.cursors.step(SOURCE, lookback_ms=HOUR_MS, parallelism=1).tasks
     _finish(stores, task, checks=checks)
-    assert stores.cursors.advance(SOURCE) == task.maxtime
+    stores.cursors.step(SOURCE, HOUR_MS, 1, checks=Checks(checks))
+    assert stores.cursor()["watermark_ms"] == task.maxtime
     return task
+
+
+def _reopen(stores: Stores, task: WindowTask, level: int) -> bool:
+    """Duo counted otherwise at check ``level``: read again."""
+    read = stores.windows.read(SOURCE, task.window_id)
+    return stores.windows.reopen(SOURCE, task.window_id, level, read)
 
 
 def _expiry(stores: Stores, days: int = 30) -> datetime:
@@ -145,17 +154,10 @@ def test_the_watermark_moves_over_contiguous_done_windows_and_stops_at_a_quarant
     assert stores.doc(w3).get("expire_at") is None
 
 
-def test_a_done_window_with_checks_to_come_expires_only_after_its_last_check(
-    stores: Stores,
-) -> None:
+def test_a_passed_window_expires_thirty_days_after_its_last_check(stores: Stores) -> None:
     task = _passed(stores, CHECKS)
-    # A check is still to come: the document must outlive it.
-    assert stores.doc(task)["expire_at"] is None
-    stores.clock.advance(24 * 3600)
-    assert stores.windows.apply_check(SOURCE, task.window_id, 0, True, CHECKS) is False
-    assert stores.doc(task)["expire_at"] is None  # the day-after check is still to come
-    assert stores.windows.apply_check(SOURCE, task.window_id, 1, True, CHECKS) is False
-    assert stores.doc(task)["expire_at"] == _expiry(stores)  # done for good
+    # Its checks are kept on the cursor: the document only has to outlive the last.
+    assert stores.doc(task)["expire_at"] == _expiry(stores, days=31)
 
 
 def test_a_late_record_reread_behind_the_watermark_that_is_quarantined_does_not_expire(
@@ -163,10 +165,10 @@ def test_a_late_record_reread_behind_the_watermark_that_is_quarantined_does_not_
 ) -> None:
     task = _passed(stores, CHECKS)
     stores.clock.advance(24 * 3600)
-    assert stores.windows.apply_check(SOURCE, task.window_id, 0, True, CHECKS) is False
     # Duo counts otherwise at the last check: the window is read again, behind the watermark.
-    assert stores.windows.apply_check(SOURCE, task.window_id, 1, False, CHECKS) is True
+    assert _reopen(stores, task, 1) is True
     assert (stores.doc(task)["state"], stores.doc(task)["expire_at"]) == (PLANNED, None)
+    assert stores.doc(task)["repairs"] == 1
 
     _quarantine_by_rereads(stores, task)
     assert stores.doc(task)["expire_at"] is None
@@ -176,30 +178,27 @@ def test_a_late_record_reread_behind_the_watermark_that_is_quarantined_does_not_
 def test_a_reread_behind_the_watermark_expires_again_once_done(stores: Stores) -> None:
     task = _passed(stores, CHECKS[:1])
     stores.clock.advance(3600)
-    assert stores.windows.apply_check(SOURCE, task.window_id, 0, False, CHECKS[:1]) is True
+    assert _reopen(stores, task, 0) is True
     assert stores.doc(task)["expire_at"] is None
+    # Being read again already: a second delivery of the check reopens nothing.
+    assert _reopen(stores, task, 0) is False
 
     stores.clock.advance(60)
     _finish(stores, task, checks=CHECKS[:1])
     assert stores.doc(task)["state"] == DONE
-    assert stores.doc(task)["expire_at"] == _expiry(stores)
+    assert stores.doc(task)["expire_at"] == _expiry(stores, days=30) + timedelta(minutes=15)
 
 
-def test_windows_stuck_with_a_past_check_time_do_not_starve_the_checks(stores: Stores) -> None:
-    stuck = stores.cursors.step(SOURCE, lookback_ms=3 * HOUR_MS, parallelism=3).tasks
-    _finish(stores, *stuck, checks=CHECKS)
-    stores.clock.advance(3600)
-    for task in stuck:  # Duo counted otherwise: read again, and quarantined there
-        assert stores.windows.apply_check(SOURCE, task.window_id, 0, False, CHECKS) is True
-        _quarantine_by_rereads(stores, task)
-    stores.clock.advance(24 * 3600)  # their second check time has passed
-    (recent,) = stores.cursors.step(SOURCE, lookback_ms=3 * HOUR_MS, parallelism=1).tasks
-    _finish(stores, recent, checks=CHECKS)
-    stores.clock.advance(20 * 60)  # its first check is due, later than theirs
-
-    found = stores.windows.due_checks(SOURCE, limit=2, batch_ms=CHECK_BATCH_MS)
-
-    assert [window_id for window_id, _ in found] == [recent.window_id]
+def test_a_check_reads_the_windows_starting_in_its_span_by_mintime_up_to_its_size(
+    stores: Stores,
+) -> None:
+    first, second, third = stores.cursors.step(SOURCE, lookback_ms=4 * HOUR_MS, parallelism=3).tasks
+    span = Span(0, first.mintime, third.mintime)  # the third starts where the span ends
+    found = stores.windows.span_windows(SOURCE, span, limit=10)
+    assert [window_id for window_id, _ in found] == [first.window_id, second.window_id]
+    assert [read.doc["mintime"] for _, read in found] == [first.mintime, second.mintime]
+    assert [w for w, _ in stores.windows.span_windows(SOURCE, span, limit=1)] == [first.window_id]
+    assert stores.windows.span_windows(SOURCE, Span(0, 0, first.mintime), limit=10) == []
 
 
 def test_a_reread_page_leaves_out_the_ids_of_landed_batches_its_time_span_overlaps(
@@ -364,11 +363,7 @@ def test_an_empty_read_is_done_at_its_checkpoint_checked_and_passed_and_a_quiet_
     assert claim is not None
     assert stores.windows.checkpoint(claim, None, 0, 3600, checks=CHECKS) is not None
     doc = stores.doc(task)
-    assert (doc["state"], doc["pages"], doc["next_check_at_ms"]) == (
-        DONE,
-        0,
-        task.maxtime + MIN_MS * 15,
-    )
+    assert (doc["state"], doc["pages"]) == (DONE, 0)
     assert stores.cursors.advance(SOURCE) == task.maxtime  # no batch, no sweep needed
     # No window held a record since the cursor was made, over an hour ago: a window waits for
     # five minutes of span.
@@ -417,7 +412,6 @@ def test_a_window_read_before_any_claim_is_done_or_claimed_on_that_read_only_if_
     assert stores.windows.done_unread(SOURCE, quiet.window_id, read, checks=CHECKS)
     doc = stores.doc(quiet)
     assert (doc["state"], doc["attempts"], doc["lease_owner"], doc["pages"]) == (DONE, 1, None, 0)
-    assert doc["next_check_at_ms"] == quiet.maxtime + 15 * MIN_MS
     assert stores.windows.read(SOURCE, quiet.window_id).doc == doc
     # Done once: a second fetch's write on the same read fails, and so does its claim.
     assert not stores.windows.done_unread(SOURCE, quiet.window_id, read, checks=CHECKS)
@@ -434,52 +428,45 @@ def test_a_window_read_before_any_claim_is_done_or_claimed_on_that_read_only_if_
     assert stores.windows.read(SOURCE, "no-such-window") is None
 
 
-def test_a_check_moves_a_window_on_from_its_read_or_as_it_is_now_when_written_since(
+def test_a_check_moves_its_level_on_from_its_read_or_as_it_is_now_when_written_since(
     stores: Stores,
 ) -> None:
-    (task,) = stores.cursors.step(SOURCE, lookback_ms=HOUR_MS, parallelism=1).tasks
-    _finish(stores, task, checks=CHECKS)
-    (read,) = stores.windows.read_windows(SOURCE, [task.window_id])
-    assert stores.windows.read_windows(SOURCE, ["no-such-window"]) == [None]
-    # The watermark passes it between the check's read and its write: moved on all the same,
-    # and still marked passed.
-    assert stores.cursors.advance(SOURCE) == task.maxtime
-    assert stores.windows.apply_check(SOURCE, task.window_id, 0, True, CHECKS, read) is False
-    doc = stores.doc(task)
-    assert (doc["check_level"], doc["checks"], "passed_at_ms" in doc) == (1, 1, True)
+    (task,) = stores.cursors.step(SOURCE, HOUR_MS, 1, checks=Checks(CHECKS)).tasks
+    assert stores.windows.check_levels("no-such-source") is None
+    read = stores.windows.check_levels(SOURCE)
+    assert read is not None
+    span = Span(0, task.mintime, task.maxtime)
+    done = functools.partial(checked, span=span, until=task.maxtime)
+    # A planner run writes the cursor between the check's read and its write: moved on all
+    # the same, from the cursor as it is now.
+    _finish(stores, task)
+    stores.cursors.advance(SOURCE)
+    assert stores.windows.move_level(SOURCE, done, read) is True
+    levels = stores.cursor()[CHECK_LEVELS]
+    assert levels[0] == {"until_ms": task.maxtime, "spans": 1}
+    assert levels[1] == {"until_ms": task.mintime}
+    assert stores.cursor()["watermark_ms"] == task.maxtime  # the planner's write kept
     # A second delivery of that check, on the same read, changes nothing.
-    assert stores.windows.apply_check(SOURCE, task.window_id, 0, False, CHECKS, read) is False
-    assert stores.doc(task) == doc
-    # On a read still current: one write, read again when Duo counted otherwise.
-    (read,) = stores.windows.read_windows(SOURCE, [task.window_id])
-    assert stores.windows.apply_check(SOURCE, task.window_id, 1, False, CHECKS, read) is True
-    assert (stores.doc(task)["state"], stores.doc(task)["check_level"]) == (PLANNED, 2)
+    assert stores.windows.move_level(SOURCE, done, read) is False
+    assert stores.cursor()[CHECK_LEVELS] == levels
 
 
-def test_due_checks_are_read_once_a_span_of_them_can_be_sent_not_while_they_wait_for_it(
+def test_a_run_sends_each_due_span_once_in_its_cursor_write_and_again_only_after_its_resend(
     stores: Stores,
 ) -> None:
-    def at(ms: int) -> None:
-        stores.clock.advance((ms - now_ms(stores.clock)) / 1000)
+    def sent() -> list[Span]:
+        step = stores.cursors.step(SOURCE, HOUR_MS, 1, checks=Checks(CHECKS[:1]))
+        _finish(stores, *step.tasks)
+        return step.checks
 
-    def due() -> list[str]:
-        found = stores.windows.due_checks(SOURCE, limit=10, batch_ms=CHECK_BATCH_MS)
-        return [window_id for window_id, _ in found]
-
-    (hour,) = stores.cursors.step(SOURCE, lookback_ms=HOUR_MS, parallelism=1).tasks
-    _finish(stores, hour, checks=CHECKS)
-    at(hour.maxtime + CHECKS[0])
-    assert due() == [hour.window_id]  # an hour long: a span as soon as it is due
-    stores.windows.apply_check(SOURCE, hour.window_id, 0, True, CHECKS)  # on to a day after
-    # The minutes since, read without checks: only the short windows below wait for one.
-    _finish(stores, *stores.cursors.step(SOURCE, lookback_ms=HOUR_MS, parallelism=1).tasks)
-    short: list[WindowTask] = []
-    for _ in range(3):
-        stores.clock.advance(360)
-        short += stores.cursors.step(SOURCE, lookback_ms=HOUR_MS, parallelism=1).tasks
-    _finish(stores, *short, checks=CHECKS)
-    assert short[-1].maxtime - short[0].mintime < CHECK_BATCH_MS
-    at(short[0].maxtime + CHECKS[0] + MIN_MS)
-    assert due() == []  # due, but waiting for neighbours: not read
-    at(short[0].maxtime + CHECKS[0] + CHECK_BATCH_MS)
-    assert due() == [task.window_id for task in short]  # waited the batch: read and sent
+    (first,) = stores.cursors.step(SOURCE, HOUR_MS, 1, checks=Checks(CHECKS[:1])).tasks
+    _finish(stores, first)
+    stores.clock.advance(60)
+    # Its first part waited the batch past its check (an hour's backfill): what is due goes.
+    assert sent() == [Span(0, first.mintime, now_ms(stores.clock) - CHECKS[0])]
+    again_at = now_ms(stores.clock) + CHECK_RESEND_MS
+    assert stores.cursor()[CHECK_LEVELS][0] == {"until_ms": first.mintime, "again_at_ms": again_at}
+    stores.clock.advance(CHECK_RESEND_MS / 1000 - 60)
+    assert sent() == []  # in flight
+    stores.clock.advance(60)
+    assert [span.mintime for span in sent()] == [first.mintime]  # never came back: again

@@ -27,11 +27,12 @@ from shared.duo.signing import Signer, SigningConfig
 from shared.duo.telephony import AVAILABILITY_DELAY_MS, RETENTION_MS
 from shared.duo.transport import DuoHttp
 from shared.gcp.clients import pubsub_publisher, pubsub_subscriber
+from shared.gcp.cursor_store import new_cursor
 from shared.gcp.publisher import Publisher
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask, decode
 from shared.pipeline.planning import FETCH_RETENTION_MARGIN_MS
-from shared.pipeline.repair import CHECK_BATCH_MS, spans_due
+from shared.pipeline.repair import CHECK_BATCH_MS, CHECK_LEVELS, Checks, spans_due
 from shared.pipeline.windows import LANDING_TIMEOUT_MS, new_window
 from simulator.api import ApiOptions, TelephonyApi
 from simulator.dataset import Dataset, DatasetSpec
@@ -326,12 +327,7 @@ def test_records_duo_publishes_late_are_found_by_the_check_and_landed_once(make_
     everything = rig.truth(task.mintime, task.maxtime)
     late = set(everything) - set(on_time)
     assert len(late) > 10  # the late records are visible now
-    (span,) = spans_due(
-        rig.store.due_checks(SOURCE, limit=100, batch_ms=CHECK_BATCH_MS),
-        now_ms(rig.clock),
-        max_windows=500,
-    )
-    report = fetcher.check(SpanCheck(SOURCE, span.level, span.window_ids))
+    report = fetcher.check(sent_check(rig, [task]))
     assert (report.outcome, report.landed, report.duo_count) == (
         "repairing",
         len(on_time),
@@ -341,6 +337,17 @@ def test_records_duo_publishes_late_are_found_by_the_check_and_landed_once(make_
     repaired = [r["telephony_id"] for b in rig.published() for r in b.records]
     assert sorted(repaired) == sorted(late)
     assert sorted(landed + repaired) == sorted(everything)
+
+
+def sent_check(rig: Rig, tasks: list[WindowTask]) -> SpanCheck:
+    """The first check of ``tasks`` (contiguous, finished), as a planner run sends it from
+    the source's cursor, its watermark past them."""
+    start, end = tasks[0].mintime, tasks[-1].maxtime
+    cursor = new_cursor(start, start, CHECKS) | {"watermark_ms": end, "planned_until_ms": end}
+    rig.store.source(SOURCE).set(cursor)
+    (span,), _ = spans_due(cursor, now_ms(rig.clock), Checks(CHECKS[:1]))
+    assert (span.level, span.maxtime) == (0, end)
+    return SpanCheck(SOURCE, span.level, span.mintime, span.maxtime)
 
 
 def land_all(rig: Rig) -> list[RecordBatch]:
@@ -380,12 +387,7 @@ def test_a_late_record_is_found_when_duo_compares_microseconds_and_the_last_ms_i
     assert rig.store.sweep(SOURCE, CHECKS).completed == 1
 
     rig.clock.advance(CHECK_BATCH_MS / 1000 + CHECKS[0] / 1000)
-    (span,) = spans_due(
-        rig.store.due_checks(SOURCE, limit=100, batch_ms=CHECK_BATCH_MS),
-        now_ms(rig.clock),
-        max_windows=500,
-    )
-    report = rig.fetcher.check(SpanCheck(SOURCE, span.level, span.window_ids))
+    report = rig.fetcher.check(sent_check(rig, [task]))
 
     assert (report.outcome, report.landed, report.duo_count) == (
         "repairing",
@@ -416,13 +418,8 @@ def test_a_check_reads_again_only_the_windows_holding_late_records(make_rig, pre
     assert 1 <= len(holding) <= 8
 
     rig.clock.advance(CHECK_BATCH_MS / 1000 + CHECKS[0] / 1000)
-    (span,) = spans_due(
-        rig.store.due_checks(SOURCE, limit=100, batch_ms=CHECK_BATCH_MS),
-        now_ms(rig.clock),
-        max_windows=500,
-    )
-    assert len(span.window_ids) == 20
-    report = rig.fetcher.check(SpanCheck(SOURCE, span.level, span.window_ids))
+    report = rig.fetcher.check(sent_check(rig, tasks))
+    assert report.windows == 20
 
     assert (report.outcome, report.rereads) == ("repairing", len(holding))
     assert report.requests == 2 + report.bisected < 20
@@ -433,4 +430,6 @@ def test_a_check_reads_again_only_the_windows_holding_late_records(make_rig, pre
     assert sorted(repaired) == sorted(r.telephony_id for r in unseen if r.ts_ms < end)
     for task in tasks:
         if task not in holding:
-            assert (rig.doc(task)["state"], rig.doc(task)["check_level"]) == ("done", 1)
+            assert rig.doc(task)["state"] == "done"
+    levels = rig.store.check_levels(SOURCE).doc[CHECK_LEVELS]
+    assert levels[0]["until_ms"] == tasks[-1].maxtime

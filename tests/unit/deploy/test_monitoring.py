@@ -25,6 +25,7 @@ from services.settings import PlannerSettings
 from services.writer import main as writer_main
 from shared.clock import now_ms
 from shared.duo.errors import DuoTransientError
+from shared.gcp.cursor_store import new_cursor
 from shared.pipeline.messages import RecordBatch, SpanCheck
 from shared.pipeline.sources import REFUSED, REFUSED_FIX, STATES, TROUBLED, Discovery, trouble
 from tests.fakes import FakeClock
@@ -148,8 +149,9 @@ def lines(serve) -> dict[str, dict[str, Any]]:  # noqa: F811 (the imported fixtu
     store = FakeWindowStore(FakeClock(), [])
     nothing = {"items": [], "metadata": {"total_objects": 0}}
     client, read = serve_fetcher(serve, {None: nothing}, store)
-    store.doc(TASK).update(state="done", check_level=0, next_check_at_ms=TASK.maxtime + HOUR)
-    push(client, SpanCheck(TASK.source, 0, (TASK.window_id,)))
+    store.doc(TASK).update(state="done")
+    store.cursors[TASK.source] = new_cursor(TASK.mintime, TASK.maxtime + HOUR, (HOUR,))
+    push(client, SpanCheck(TASK.source, 0, TASK.mintime, TASK.maxtime))
     [found["fetcher: span checked"]] = read()
 
     def unavailable(source: str, live: bool) -> None:

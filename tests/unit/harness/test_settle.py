@@ -10,22 +10,20 @@ from services.fetcher.window_fetch import CHECK_EVENT
 END = 1_800_000_000_000
 
 
-def window(mintime: int, state: str = "done", check_level: int | None = 1) -> dict:
-    doc = {"mintime": mintime, "maxtime": mintime + 60_000, "state": state}
-    if check_level is not None:
-        doc["check_level"] = check_level
-    return doc
+def window(mintime: int, state: str = "done") -> dict:
+    return {"mintime": mintime, "maxtime": mintime + 60_000, "state": state}
 
 
 def test_windows_before_the_end_must_be_done_and_checked_once():
     windows = {
         "checked": window(END - 120_000),
-        "not-checked-yet": window(END - 60_000, check_level=0),
+        "not-checked-yet": window(END - 60_000),
         "being-read-again": window(END - 180_000, state="planned"),
-        "never-finished": window(END - 240_000, state="fetching", check_level=None),
-        "after-the-records": window(END, check_level=0),
+        "never-finished": window(END - 240_000, state="fetching"),
+        "after-the-records": window(END),
     }
-    assert sorted(unsettled(windows, END)) == [
+    # The first check level has got to the end of "checked".
+    assert sorted(unsettled(windows, END, END - 60_000)) == [
         "being-read-again",
         "never-finished",
         "not-checked-yet",

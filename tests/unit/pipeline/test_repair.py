@@ -3,95 +3,155 @@ a check's outcome does to them."""
 
 from __future__ import annotations
 
-import random
-
 from shared.pipeline.repair import (
-    CHECK_FROM,
+    CHECK_LEVELS,
+    CHECK_RESEND_MS,
     BisectStep,
-    after_check,
+    Checks,
+    Span,
     bisect_step,
-    first_check,
-    sendable_from,
+    check_run,
+    checked,
+    checked_spans,
+    held,
+    levels_of,
     spans_due,
+    start_levels,
 )
-from shared.pipeline.windows import checked
+from shared.pipeline.windows import reopened
 
 MIN = 60_000
 CHECKS = (15 * MIN, 24 * 60 * MIN)
+DUE = Checks(CHECKS)
 
 
-def window(start_min: int, end_min: int, level: int = 0, due_min: int | None = None) -> dict:
-    return {
-        "state": "done",
-        "mintime": start_min * MIN,
-        "maxtime": end_min * MIN,
-        "pages": 2,
-        "check_level": level,
-        "next_check_at_ms": (due_min if due_min is not None else end_min + 15) * MIN,
-    }
+def cursor(watermark_min: int, *until_min: int, again_min: int | None = None) -> dict:
+    levels = [{"until_ms": until * MIN} for until in until_min]
+    if again_min is not None:
+        levels[0]["again_at_ms"] = again_min * MIN
+    return {"watermark_ms": watermark_min * MIN, CHECK_LEVELS: levels}
 
 
-def test_a_finished_window_is_first_checked_fifteen_minutes_after_its_end():
-    assert first_check(99 * MIN, 100 * MIN, CHECKS) == {
-        "check_level": 0,
-        "next_check_at_ms": 115 * MIN,
-        CHECK_FROM: 114 * MIN,  # a minute long: no span of it goes before 114 + the batch
-    }
-    assert first_check(99 * MIN, 100 * MIN, ()) == {}
+def window(start_min: int, end_min: int, state: str = "done") -> tuple[str, dict]:
+    doc = {"state": state, "mintime": start_min * MIN, "maxtime": end_min * MIN, "pages": 2}
+    return f"w{start_min}", doc
 
 
-def test_a_matching_count_moves_the_window_to_its_next_check_then_to_none():
-    first = checked(window(0, 1), 0, CHECKS, matched=True, now=2 * MIN)
-    assert first == {
-        "check_level": 1,
-        "checks": 1,
-        "next_check_at_ms": 1 * MIN + 24 * 60 * MIN,
-        CHECK_FROM: 24 * 60 * MIN,
-        "expire_at": None,
-    }
-    last = after_check(window(0, 1, level=1) | first, 1, CHECKS)
-    assert (last["check_level"], last["next_check_at_ms"], last["checks"]) == (2, None, 2)
-    assert last[CHECK_FROM] is None
-    assert "state" not in last
+# --- when a span is sent: spans_due, from the cursor alone -----------------------------------
+
+
+def test_a_new_source_checks_nothing_before_where_its_planning_starts():
+    assert start_levels(100 * MIN, CHECKS) == [{"until_ms": 100 * MIN}] * 2
+    assert spans_due(cursor(200, 100, 100), 120 * MIN, DUE) == ([], {})
+
+
+def test_a_span_goes_once_its_first_window_has_waited_half_an_hour_past_its_check():
+    # Level 0 checked up to minute 0; windows are due 15 minutes after their end.
+    assert spans_due(cursor(60, 0, 0), 44 * MIN, DUE) == ([], {})
+    spans, update = spans_due(cursor(60, 0, 0), 45 * MIN, DUE)
+    assert spans == [Span(0, 0, 30 * MIN)]  # what is due behind the watermark: 30 minutes
+    assert update[CHECK_LEVELS][0] == {"until_ms": 0, "again_at_ms": 45 * MIN + CHECK_RESEND_MS}
+    assert update[CHECK_LEVELS][1] == {"until_ms": 0}  # a day old not yet
+
+
+def test_a_span_never_goes_past_the_watermark():
+    # The watermark lags (a catch-up): only the windows behind it are finished.
+    (span,) = spans_due(cursor(10, 0, 0), 60 * MIN, DUE)[0]
+    assert (span.mintime, span.maxtime) == (0, 10 * MIN)
+    assert spans_due(cursor(0, 0, 0), 600 * MIN, DUE) == ([], {})
+
+
+def test_a_span_in_flight_is_not_sent_again_until_its_resend():
+    sent = cursor(60, 0, 0, again_min=50)
+    assert spans_due(sent, 49 * MIN, DUE) == ([], {})
+    assert spans_due(sent, 50 * MIN, DUE)[0] == [Span(0, 0, 35 * MIN)]
+
+
+def test_a_shared_child_sends_at_most_its_turns_spans():
+    both = cursor(3000, 0, 0)
+    assert [s.level for s in spans_due(both, 3000 * MIN, DUE)[0]] == [0, 1]
+    spans, update = spans_due(both, 3000 * MIN, Checks(CHECKS, limit=1))
+    assert [s.level for s in spans] == [0]
+    assert "again_at_ms" not in update[CHECK_LEVELS][1]  # not sent: due at its next turn
+
+
+def test_a_cursor_from_before_the_levels_starts_each_a_batch_and_a_resend_before_its_age():
+    # The windows before had their checks sent from their own documents, every few minutes.
+    levels = levels_of({"watermark_ms": 1000 * MIN}, CHECKS)
+    assert [level["until_ms"] for level in levels] == [
+        (1000 - 15 - 30 - 10) * MIN,
+        (1000 - 24 * 60 - 30 - 10) * MIN,
+    ]
+    spans, update = spans_due({"watermark_ms": 1000 * MIN}, 1000 * MIN, DUE)
+    assert spans == [Span(0, 945 * MIN, 985 * MIN), Span(1, -480 * MIN, -440 * MIN)]
+    assert len(update[CHECK_LEVELS]) == 2  # sent at once, then kept on the cursor
+
+
+# --- what a check covers, and where it leaves its level: check_run, checked ------------------
+
+
+def test_a_check_covers_the_contiguous_done_windows_that_end_in_its_span():
+    found = [window(0, 5), window(5, 10), window(10, 15), window(15, 40)]
+    run = check_run(found, Span(0, 0, 30 * MIN), max_windows=500)
+    assert [w for w, _ in run.windows] == ["w0", "w5", "w10"]
+    assert run.until == 15 * MIN  # the window across the span's end is the next span's
+
+
+def test_a_check_stops_at_a_gap_or_a_window_being_read_and_at_its_size():
+    span = Span(0, 0, 60 * MIN)
+    gap = check_run([window(0, 5), window(6, 10)], span, 500)
+    assert (len(gap.windows), gap.until) == (1, 5 * MIN)
+    busy = check_run([window(0, 5), window(5, 10, "fetching")], span, 500)
+    assert (len(busy.windows), busy.until) == (1, 5 * MIN)
+    sized = check_run([window(0, 5), window(5, 10)], span, 1)
+    assert (len(sized.windows), sized.until) == (1, 5 * MIN)
+
+
+def test_a_span_shorter_than_its_first_window_waits_for_that_windows_own_check():
+    # A catch-up's window, two hours long, behind a span of 40 minutes: nothing to count yet.
+    run = check_run([window(0, 120), window(120, 121)], Span(0, 0, 40 * MIN), 500)
+    assert (run.windows, run.until, run.longer_until) == ([], None, 120 * MIN)
+    sent = cursor(200, 0, 0, again_min=50)
+    update = held(sent, Span(0, 0, 40 * MIN), 135 * MIN)
+    assert update[CHECK_LEVELS][0] == {"until_ms": 0, "again_at_ms": 135 * MIN}
+    assert held(sent, Span(0, 5 * MIN, 40 * MIN), 135 * MIN) is None  # moved on meanwhile
+    assert spans_due(sent | update, 134 * MIN, DUE) == ([], {})
+    assert spans_due(sent | update, 135 * MIN, DUE)[0] == [Span(0, 0, 120 * MIN)]
+
+
+def test_a_check_whose_first_window_is_being_read_again_waits_for_it():
+    run = check_run([window(0, 5, "planned"), window(5, 10)], Span(0, 0, 60 * MIN), 500)
+    assert run.windows == [] and run.until is None
+
+
+def test_a_quarantined_window_does_not_hold_up_the_checks_after_it():
+    # An operator's retry reads it whole; the windows after it are checked meanwhile.
+    found = [window(0, 5, "quarantined"), window(5, 10)]
+    run = check_run(found, Span(0, 0, 60 * MIN), 500)
+    assert [w for w, _ in run.windows] == ["w5"] and run.until == 10 * MIN
+
+
+def test_a_span_no_window_starts_in_is_passed_at_once():
+    # Its time left Duo's retention before it was read (the cursor's gap).
+    run = check_run([], Span(0, 0, 60 * MIN), 500)
+    assert run.windows == [] and run.until == 60 * MIN
+
+
+def test_a_check_done_moves_its_level_on_once_and_clears_its_resend():
+    sent = cursor(60, 0, 0, again_min=50)
+    update = checked(sent, Span(0, 0, 30 * MIN), 20 * MIN)
+    assert update[CHECK_LEVELS][0] == {"until_ms": 20 * MIN, "spans": 1}
+    assert checked_spans(sent | update) == 1
+    # Another delivery of the same check finds its level moved on.
+    assert checked(sent | update, Span(0, 0, 30 * MIN), 30 * MIN) is None
 
 
 def test_a_count_that_differs_reads_the_window_again_numbering_on():
-    update = checked(window(0, 1), 0, CHECKS, matched=False, now=2 * MIN)
+    _, doc = window(0, 1)
+    update = reopened(doc | {"next_offset": "x"}, 0, now=2 * MIN)
     assert update["state"] == "planned"
     assert (update["reread_from"], update["next_offset"], update["repairs"]) == (2, None, 1)
-    assert update["check_level"] == 1  # checked again a day later, after the repair
     assert update["updated_at_ms"] == 0  # sent by the next sweep
-
-
-def test_contiguous_due_windows_wait_until_their_span_covers_half_an_hour():
-    due = [(f"w{n}", window(n, n + 1)) for n in range(20)]  # 20 one-minute windows
-    assert spans_due(due, now=35 * MIN, max_windows=500) == []
-    due += [(f"w{n}", window(n, n + 1)) for n in range(20, 30)]
-    (span,) = spans_due(due, now=45 * MIN, max_windows=500)
-    assert (span.level, span.mintime, span.maxtime) == (0, 0, 30 * MIN)
-    assert span.window_ids == tuple(f"w{n}" for n in range(30))
-
-
-def test_a_span_that_has_waited_half_an_hour_is_checked_however_short():
-    due = [("w0", window(0, 1))]  # due at minute 16
-    assert spans_due(due, now=45 * MIN, max_windows=500) == []
-    (span,) = spans_due(due, now=46 * MIN, max_windows=500)
-    assert span.window_ids == ("w0",)
-
-
-def test_spans_split_at_gaps_levels_and_size():
-    due = [
-        ("a", window(0, 40)),
-        ("b", window(40, 80)),
-        ("c", window(90, 130)),  # a gap before it
-        ("d", window(130, 170, level=1)),  # another check level
-    ]
-    spans = spans_due(due, now=400 * MIN, max_windows=500)
-    assert [span.window_ids for span in spans] == [("a", "b"), ("c",), ("d",)]
-    assert [span.window_ids for span in spans_due(due[:2], now=400 * MIN, max_windows=1)] == [
-        ("a",),
-        ("b",),
-    ]
 
 
 # --- where a span's difference lies: bisect_step --------------------------------------------
@@ -143,21 +203,3 @@ def test_a_count_duo_does_not_give_exactly_reads_its_part_again():
 
 def test_a_part_already_known_to_be_read_again_asks_for_no_more_counts():
     assert bisect_step(LANDED, {4: None}) == BisectStep(ask=None, reread=(0, 1, 2, 3))
-
-
-def test_no_span_is_sent_before_a_due_window_is_sendable_by_its_check_from():
-    # The planner reads due windows only once one's CHECK_FROM is at most sendable_from: every
-    # span spans_due sends must start there (fixed vectors: seeded fleets of windows).
-    rng = random.Random(7)
-    for _ in range(200):
-        edge, docs = 0, []
-        for n in range(rng.randint(1, 40)):
-            length = rng.choice([1, 1, 1, 5, 60, 240]) * MIN
-            doc = {"state": "done", "mintime": edge, "maxtime": edge + length, "pages": 1}
-            docs.append((f"w{n}", doc | first_check(edge, edge + length, CHECKS)))
-            edge += length + rng.choice([0, 0, 0, MIN])
-        batch = rng.choice([1, 30, 360]) * MIN
-        for now in range(0, edge + 2 * batch + CHECKS[0], 7 * MIN):
-            due = [(w, d) for w, d in docs if d["next_check_at_ms"] <= now]
-            if spans_due(due, now, batch_ms=batch, max_windows=500):
-                assert any(d[CHECK_FROM] <= sendable_from(now, batch) for _, d in due)

@@ -1,6 +1,5 @@
-"""How long a window document lives, how the watermark passes windows, which windows can be
-checked for late records, and a window that waits for a bucket it cannot search: pure rules
-both stores apply."""
+"""How long a window document lives, how the watermark passes windows, and a window that
+waits for a bucket it cannot search: pure rules both stores apply."""
 
 from __future__ import annotations
 
@@ -12,12 +11,11 @@ import pytest
 from shared.pipeline.windows import (
     LANDING_TIMEOUT_MS,
     bucket_wait,
-    checkable,
-    checked,
     claim,
     new_window,
     passed,
     release,
+    reopened,
     sweep_step,
     watermark_run,
 )
@@ -55,62 +53,35 @@ def test_the_watermark_stops_at_a_window_that_is_not_done_and_at_a_hole():
 # --- expiry: only a window done for good -------------------------------------------------
 
 
-def test_a_done_window_the_watermark_passes_with_no_check_to_come_expires_thirty_days_on():
-    update = passed(_window(0, 5, check_level=2, next_check_at_ms=None), NOW)
-    assert update == {"passed_at_ms": NOW, "expire_at": THIRTY_DAYS_ON}
-    # With late-record checks off, a window never has a check to come.
-    assert passed(_window(0, 5), NOW)["expire_at"] == THIRTY_DAYS_ON
-
-
-def test_a_window_with_a_check_to_come_expires_only_after_its_last_check():
-    doc = _window(0, 5, check_level=0, next_check_at_ms=20 * MIN)
-    doc |= passed(doc, NOW)
-    assert doc["expire_at"] is None  # the watermark passed it, a check is still to come
-    doc |= checked(doc, 0, CHECKS, True, NOW)
-    assert doc["expire_at"] is None  # the day-after check is still to come
-    later = NOW + DAY
-    doc |= checked(doc, 1, CHECKS, True, later)
-    assert doc["expire_at"] == datetime(2027, 2, 15, 8, 0, tzinfo=UTC)
+def test_a_done_window_the_watermark_passes_expires_thirty_days_after_its_last_check():
+    # The checks are kept on the cursor by span: the window only has to outlive the last.
+    update = passed(_window(0, 5), NOW, CHECKS)
+    assert update == {"passed_at_ms": NOW, "expire_at": datetime(2027, 2, 15, 8, 0, tzinfo=UTC)}
+    # With late-record checks off, thirty days on.
+    assert passed(_window(0, 5), NOW, ())["expire_at"] == THIRTY_DAYS_ON
 
 
 def test_a_check_later_than_thirty_days_is_made_before_the_window_expires():
-    # REPAIR_CHECKS=15m,60d: the watermark passes the window long before its last check.
-    checks = (15 * MIN, 60 * DAY)
-    doc = _window(0, 5, check_level=1, next_check_at_ms=5 * MIN + 60 * DAY)
-    doc |= passed(doc, 20 * MIN)
-    assert doc["expire_at"] is None
-    doc |= checked(doc, 1, checks, True, NOW)
-    assert doc["expire_at"] == THIRTY_DAYS_ON
-
-
-def test_a_window_the_previous_version_passed_expires_after_its_last_check():
-    # Given its expiry when passed, before passed_at_ms was kept.
-    doc = _window(0, 5, check_level=1, next_check_at_ms=DAY + 5 * MIN, expire_at=THIRTY_DAYS_ON)
-    assert checked(doc, 1, CHECKS, True, NOW + DAY)["expire_at"] == datetime(
-        2027, 2, 15, 8, 0, tzinfo=UTC
-    )
-
-
-def test_a_window_ahead_of_the_watermark_does_not_expire_after_its_last_check():
-    doc = _window(0, 5, check_level=1, next_check_at_ms=DAY + 5 * MIN)
-    assert checked(doc, 1, CHECKS, True, NOW)["expire_at"] is None
+    # REPAIR_CHECKS=15m,60d: the window is kept past its last check.
+    update = passed(_window(0, 5), NOW, (15 * MIN, 60 * DAY))
+    assert update["expire_at"] == datetime(2027, 4, 15, 8, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
     "passed_as",
     [
-        passed,
+        lambda doc, now: passed(doc, now, ()),
         # Given its expiry when passed, before passed_at_ms was kept.
         lambda doc, now: {"expire_at": THIRTY_DAYS_ON},
     ],
     ids=["passed", "passed by the previous version"],
 )
 def test_a_window_reopened_behind_the_watermark_never_expires_until_done_again(passed_as):
-    # The watermark passed it, it expired after its last check; then (a late record) it is
-    # read again.
-    doc = _window(0, 5, check_level=1, next_check_at_ms=DAY + 5 * MIN, pages=2)
+    # The watermark passed it, to expire; then a check finds a late record, and it is read
+    # again.
+    doc = _window(0, 5, pages=2)
     doc |= passed_as(doc, NOW)
-    doc |= checked(doc, 1, CHECKS, False, NOW)
+    doc |= reopened(doc, 1, NOW)
     assert (doc["state"], doc["expire_at"]) == ("planned", None)
     # Read again: fetched, and done once its batch lands; it expires again.
     doc |= {"state": "fetched", "pages": 3, "fetched_at_ms": NOW}
@@ -140,18 +111,6 @@ def test_a_window_finishing_ahead_of_the_watermark_does_not_expire():
     doc = _window(0, 5, "fetched", pages=1, fetched_at_ms=NOW)
     step = sweep_step(doc, NOW + MIN, lambda start: 1, lambda start: {0: (None, None)}, CHECKS)
     assert step.completed and step.update["expire_at"] is None
-
-
-# --- which windows can be checked for late records ---------------------------------------
-
-
-def test_only_a_done_window_whose_check_is_due_can_be_checked():
-    assert checkable(_window(0, 5, next_check_at_ms=NOW), NOW)
-    assert not checkable(_window(0, 5, next_check_at_ms=NOW + 1), NOW)
-    assert not checkable(_window(0, 5, next_check_at_ms=None), NOW)
-    assert not checkable(_window(0, 5), NOW)
-    for state in ("planned", "fetching", "fetched", "failed", "quarantined"):
-        assert not checkable(_window(0, 5, state, next_check_at_ms=NOW - DAY), NOW)
 
 
 # --- a bucket that cannot be searched ----------------------------------------------------

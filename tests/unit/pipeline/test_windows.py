@@ -169,16 +169,16 @@ def _claimed(**fields: object) -> tuple[dict[str, object], object]:
     return doc | update, held
 
 
-def test_an_empty_read_takes_no_number_and_is_done_at_once_with_its_first_check():
+def test_an_empty_read_takes_no_number_and_is_done_at_once():
     doc, held = _claimed()
     after, update = checkpoint(held, doc, None, 0, 2, 60_000, checks=(3_600_000,))
     assert (after.pages, update["pages"], update["state"]) == (0, 0, "done")
-    assert (update["lease_owner"], update["next_check_at_ms"]) == (None, 60_000 + 3_600_000)
+    assert update["lease_owner"] is None
     assert update["expire_at"] is None  # ahead of the watermark: kept
 
 
-def test_an_empty_reread_behind_the_watermark_with_no_check_to_come_expires():
-    doc, held = _claimed(pages=3, reread_from=3, check_level=1, **{PASSED: 1})
+def test_an_empty_reread_behind_the_watermark_expires():
+    doc, held = _claimed(pages=3, reread_from=3, **{PASSED: 1})
     _, update = checkpoint(held, doc, None, 0, 2, 60_000, checks=(1, 2))
     assert (update["pages"], update["state"]) == (3, "done")
     assert update["expire_at"] is not None

@@ -32,7 +32,7 @@ from shared.gcp.window_store import (
     landed_or_found,
     sweep_window,
 )
-from shared.pipeline import progress, sources, wake
+from shared.pipeline import progress, repair, sources, wake
 from shared.pipeline import windows as rules
 from shared.pipeline.messages import PlanTask, RecordBatch, SpanCheck, WindowTask, encode
 from shared.pipeline.objects import encode_batch
@@ -41,7 +41,7 @@ from shared.pipeline.planning import (
     past_retention,
     retention_gap,
 )
-from shared.pipeline.repair import CHECK_FROM, CHECK_RESEND_MS, Span, sendable_from, sent_again_at
+from shared.pipeline.repair import Span
 from shared.pipeline.windows import Claim
 from tests.fakes import FakeClock
 
@@ -58,6 +58,8 @@ class FakeWindowStore:
         self.docs: dict[tuple[str, str], dict[str, Any]] = {}
         self.markers: dict[tuple[str, str, int], dict[str, Any]] = {}
         self.failing_checkpoints: set[int] = set()  # pages whose checkpoint raises
+        # The sources' cursors (FakeCursorStore's), which late-record checks move on.
+        self.cursors: dict[str, dict[str, Any]] = {}
         self._owners = itertools.count(1)
 
     def add(self, task: WindowTask) -> None:
@@ -218,49 +220,47 @@ class FakeWindowStore:
             len(swept) - completed,
         )
 
-    def due_checks(
-        self, source: str, limit: int, batch_ms: int
-    ) -> list[tuple[str, dict[str, Any]]]:
-        now = now_ms(self.clock)
-        edge = sendable_from(now, batch_ms)
-        docs = [doc for (doc_source, _), doc in self._snapshot() if doc_source == source]
-        if not any(doc.get(CHECK_FROM) is not None and doc[CHECK_FROM] <= edge for doc in docs):
-            return []
-        due = [
+    def span_windows(self, source: str, span: Span, limit: int) -> list[tuple[str, WindowRead]]:
+        found = sorted(
             (window_id, doc)
             for (doc_source, window_id), doc in self._snapshot()
-            if doc_source == source and rules.checkable(doc, now)
-        ]
-        return sorted(due, key=lambda item: item[1]["next_check_at_ms"])[:limit]
-
-    def checks_sent(self, source: str, span: Span) -> None:
-        held = sent_again_at(now_ms(self.clock) + CHECK_RESEND_MS, span.mintime, span.maxtime)
-        for window_id in span.window_ids:
-            self.docs[source, window_id].update(held)
-
-    def read_windows(self, source: str, window_ids: Iterable[str]) -> list[WindowRead | None]:
-        return [self.read(source, window_id) for window_id in window_ids]
+            if doc_source == source and span.mintime <= doc["mintime"] < span.maxtime
+        )
+        reads = [(window_id, self.read(source, window_id)) for window_id, _ in found[:limit]]
+        return [(window_id, read) for window_id, read in reads if read is not None]
 
     def landed_records(self, source: str, window_id: str) -> int:
         markers = self.markers.items()
         return sum(marker["records"] for key, marker in markers if key[:2] == (source, window_id))
 
-    def apply_check(
-        self,
-        source: str,
-        window_id: str,
-        level: int,
-        matched: bool,
-        checks: tuple[int, ...],
-        read: WindowRead | None = None,
-    ) -> bool:
+    def reopen(self, source: str, window_id: str, level: int, read: WindowRead) -> bool:
         # On ``read`` or, the window changed since, on the window as it is now: the same.
         doc = self.docs.get((source, window_id))
-        if doc is None or doc["state"] != rules.DONE or doc.get("check_level") != level:
+        if doc is None or doc["state"] != rules.DONE:
             return False
-        doc.update(rules.checked(doc, level, checks, matched, now_ms(self.clock)))
-        self.events.append(("checked", window_id, matched))
-        return not matched
+        doc.update(rules.reopened(doc, level, now_ms(self.clock)))
+        self.events.append(("reopened", window_id))
+        return True
+
+    def check_levels(self, source: str) -> WindowRead | None:
+        cursor = self.cursors.get(source)
+        if cursor is None:
+            return None
+        return WindowRead(copy.deepcopy(cursor), copy.deepcopy(cursor), now_ms(self.clock))
+
+    def move_level(
+        self,
+        source: str,
+        change: Callable[[dict[str, Any]], dict[str, Any] | None],
+        read: WindowRead,
+    ) -> bool:
+        # On ``read`` or, the cursor changed since, on the cursor as it is now: the same.
+        update = change(self.cursors.get(source, {}))
+        if update is None:
+            return False
+        self.cursors[source].update(update)
+        self.events.append(("move_level", update))
+        return True
 
     def superseded(self, batch: RecordBatch) -> bool:
         doc = self.docs.get((batch.source, batch.window_id)) or {}
@@ -318,7 +318,7 @@ class FakeCursorStore:
     def __init__(self, windows: FakeWindowStore, clock: FakeClock) -> None:
         self.windows = windows
         self.clock = clock
-        self.cursors: dict[str, dict[str, int]] = {}
+        self.cursors = windows.cursors
 
     def step(
         self,
@@ -328,13 +328,14 @@ class FakeCursorStore:
         delay_ms: int = AVAILABILITY_DELAY_MS,
         quiet_every_ms: int = 0,
         shared_wait_ms: int = 0,
+        checks: repair.Checks = repair.NO_CHECKS,
     ) -> Step:
         now = now_ms(self.clock)
         start = first_planned_until(now, lookback_ms)
         fresh = source not in self.cursors
-        cursor = self.cursors.setdefault(source, new_cursor(start, now))
+        cursor = self.cursors.setdefault(source, new_cursor(start, now, checks.ages))
         if not fresh:
-            self.advance(source)
+            self._advance(source, checks.ages)
         cursor.update(past_retention(cursor, retention_gap(cursor["planned_until_ms"], now), now))
         planned = [
             WindowTask(source, mintime, maxtime)
@@ -351,9 +352,14 @@ class FakeCursorStore:
             self.windows.add(task)
         if planned:
             cursor["planned_until_ms"] = planned[-1].maxtime
-        return Step(planned, dict(cursor))
+        spans, sent = repair.spans_due(cursor, now, checks)
+        cursor.update(sent)
+        return Step(planned, copy.deepcopy(cursor), spans)
 
     def advance(self, source: str) -> int:
+        return self._advance(source, ())
+
+    def _advance(self, source: str, checks: tuple[int, ...]) -> int:
         cursor = self.cursors.get(source)
         if cursor is None:
             return 0
@@ -369,7 +375,7 @@ class FakeCursorStore:
         moved, count = rules.watermark_run(watermark, ahead)
         now = now_ms(self.clock)
         for doc in ahead[:count]:
-            doc.update(rules.passed(doc, now))
+            doc.update(rules.passed(doc, now, checks))
         if (held := rules.last_records(ahead[:count])) is not None:
             cursor[LAST_RECORDS] = held
         cursor["watermark_ms"] = moved
@@ -397,7 +403,7 @@ class FakePublisher:
 
     def publish_check(self, check: SpanCheck) -> str:
         self.checks.append(check)
-        self.events.append(("publish_check", check.level, check.windows))
+        self.events.append(("publish_check", check.level, check.mintime, check.maxtime))
         return str(len(self.checks))
 
     def publish_plans(self, plans: Iterable[PlanTask]) -> int:

@@ -19,6 +19,7 @@ from services.settings import FetcherSettings, PlannerSettings
 from services.writer.main import writer_app
 from shared.clock import now_ms
 from shared.duo.errors import DuoTransientError
+from shared.gcp.cursor_store import new_cursor
 from shared.pipeline.messages import PlanTask, RecordBatch, SpanCheck, WindowTask, encode
 from tests.fakes import FakeClock
 from tests.unit.services.fakes import (
@@ -121,12 +122,9 @@ def test_a_window_duo_failed_is_acknowledged_the_planner_sends_it_again_when_due
 def test_the_fetcher_acknowledges_a_late_record_check_and_logs_what_it_found(logs_of):
     read = logs_of("fetcher")
     fetcher = Fetcher({None: {"items": [], "metadata": {"total_objects": 0}}})
-    fetcher.store.docs[TASK.source, TASK.window_id] |= {
-        "state": "done",
-        "check_level": 0,
-        "next_check_at_ms": TASK.maxtime + 15 * 60_000,
-    }
-    assert push(fetcher.client, SpanCheck(TASK.source, 0, (TASK.window_id,))) == 204
+    fetcher.store.docs[TASK.source, TASK.window_id]["state"] = "done"
+    fetcher.store.cursors[TASK.source] = new_cursor(TASK.mintime, TASK.maxtime, (15 * 60_000,))
+    assert push(fetcher.client, SpanCheck(TASK.source, 0, TASK.mintime, TASK.maxtime)) == 204
     assert errors(read()) == []
     [line] = [line for line in read() if line["message"].startswith(CHECK_EVENT)]
     # Nothing landed and Duo counts nothing from the span's start past its end: one count.

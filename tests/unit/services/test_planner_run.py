@@ -7,9 +7,10 @@ import pytest
 from services.planner.run import run_planner
 from services.settings import PlannerSettings
 from shared.clock import now_ms
+from shared.gcp.cursor_store import new_cursor
 from shared.pipeline.messages import SpanCheck, WindowTask
 from shared.pipeline.progress import Progress
-from shared.pipeline.repair import CHECK_BATCH_MS, first_check
+from shared.pipeline.repair import CHECK_BATCH_MS
 from shared.pipeline.windows import DONE
 from tests.fakes import FakeClock
 from tests.unit.services.fakes import FakeCursorStore, FakePublisher, FakeWindowStore
@@ -31,16 +32,35 @@ def test_a_lone_windows_check_waits_for_the_configured_batch(batch_ms: int, sent
     windows = FakeWindowStore(clock, events)
     publisher = FakePublisher(events)
     now = now_ms(clock)
-    # One finished window, a minute long, whose first check fell due 5 minutes ago.
+    # One finished window, a minute long, behind the watermark, whose first check fell due 5
+    # minutes ago.
     task = WindowTask(SOURCE, now - 20 * MINUTE, now - 19 * MINUTE)
     windows.add(task)
-    windows.doc(task).update(state=DONE, **first_check(task.mintime, task.maxtime, (14 * MINUTE,)))
-    settings = PlannerSettings("p", (SOURCE,), "windows", 3600, 2, repair_batch_ms=batch_ms)
+    windows.doc(task).update(state=DONE)
+    windows.cursors[SOURCE] = new_cursor(task.mintime, now, (14 * MINUTE,)) | {
+        "watermark_ms": task.maxtime,
+        "planned_until_ms": task.maxtime,
+    }
+    settings = PlannerSettings(
+        "p",
+        (SOURCE,),
+        "windows",
+        3600,
+        2,
+        repair_checks_ms=(14 * MINUTE,),
+        repair_batch_ms=batch_ms,
+    )
 
     [result] = run_planner(settings, FakeCursorStore(windows, clock), windows, publisher, clock)
 
     assert result["checks_sent"] == sent
-    assert publisher.checks == [SpanCheck(SOURCE, 0, (task.window_id,))] * sent
+    # Up to what is due: the minute the next window ends is not, yet.
+    span = SpanCheck(SOURCE, 0, task.mintime, min(task.maxtime, now - 14 * MINUTE))
+    assert publisher.checks == [span] * sent
+    # Sent once: the next run waits for its check, or for its resend.
+    clock.advance(60)
+    run_planner(settings, FakeCursorStore(windows, clock), windows, publisher, clock)
+    assert len(publisher.checks) == sent
 
 
 def test_the_run_logs_the_backfills_progress_against_duos_count():

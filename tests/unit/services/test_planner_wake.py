@@ -108,7 +108,8 @@ def test_a_source_with_a_window_open_or_quarantined_is_run_every_minute():
     assert all(minute() == [SOURCE] for _ in range(10))  # held back: logged every run
     for doc in windows.docs.values():
         doc.update(state=DONE, records=0)  # an operator's retry, read since
-    assert minute(fetched=True) == [SOURCE]  # passed: nothing left to do
+    assert minute(fetched=True) == [SOURCE]  # passed, its late-record check sent
+    assert minute(fetched=True) == [SOURCE]  # nothing left to do
     assert registry.entry(SOURCE)["wake_at_ms"] > now_ms(clock)
     assert minute(fetched=True) == []
     # A late-record check found more in a window behind the watermark: read again, for long.

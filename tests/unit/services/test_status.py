@@ -44,7 +44,7 @@ def test_a_source_with_a_cursor():
         "  windows     planned 3, fetching 1, fetched 0, done 1234, failed 2, quarantined 0",
         "  records     1,234,567 fetched by the windows kept (30 days)",
         "  re-reads    0 (windows read again because batches did not land)",
-        "  late checks 0 window checks against Duo's count, 0 found records Duo published late "
+        "  late checks 0 spans checked against Duo's count, 0 found records Duo published late "
         "and read the window again",
         "  last error  window 1799996000000-1799996300000: Duo answered HTTP 500",
     ]

@@ -17,7 +17,8 @@ from services.fetcher.window_fetch import FetchReport, WindowFetcher
 from shared.clock import now_ms
 from shared.duo.errors import DuoProtocolError, DuoTransientError
 from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask
-from shared.pipeline.windows import LANDING_TIMEOUT_MS, RESEND_AFTER_MS, checked, reread
+from shared.pipeline.repair import CHECK_LEVELS
+from shared.pipeline.windows import LANDING_TIMEOUT_MS, RESEND_AFTER_MS, reopened, reread
 from tests.fakes import FakeClock
 from tests.unit.services.fakes import (
     CountingDuo,
@@ -402,14 +403,13 @@ def test_a_reread_lands_only_records_not_in_the_bucket_whatever_the_page_boundar
     assert rig.events.count(("landed_spans", TASK.window_id)) == 1
 
 
-def test_a_quiet_window_publishes_nothing_and_is_done_at_once_with_its_first_check():
+def test_a_quiet_window_publishes_nothing_and_is_done_at_once():
     # Most accounts are silent most minutes: an empty window cost a batch, its marker and a
     # sweep's write. Now nothing is outstanding once its one empty page is checkpointed.
     rig = Rig({None: {"items": [], "metadata": {"next_offset": None}}}, repair_checks=(HOUR,))
     report = rig.fetch()
     assert (report.outcome, report.pages, rig.publisher.batches) == ("fetched", 0, [])
     assert (rig.doc["state"], rig.doc["pages"], rig.doc["lease_owner"]) == ("done", 0, None)
-    assert (rig.doc["check_level"], rig.doc["next_check_at_ms"]) == (0, TASK.maxtime + HOUR)
     assert rig.store.sweep(TASK.source).completed == 0  # nothing left for the sweep
 
 
@@ -421,10 +421,9 @@ def test_a_quiet_window_never_claimed_is_read_first_and_done_in_one_write_withou
     report = rig.fetch()
     assert report.outcome == "fetched"
     assert rig.events == [("duo", None), ("done_unread", TASK.window_id)]
-    # As a claim and its checkpoint left it: done, given its first check, the claim counted.
+    # As a claim and its checkpoint left it: done, the claim counted.
     assert (rig.doc["state"], rig.doc["attempts"], rig.doc["lease_owner"]) == ("done", 1, None)
     assert rig.doc["fetched_at_ms"] == rig.doc["done_at_ms"] == now_ms(rig.clock)
-    assert (rig.doc["check_level"], rig.doc["next_check_at_ms"]) == (0, TASK.maxtime + HOUR)
 
 
 def test_a_window_with_records_is_claimed_after_its_first_page_and_goes_on_from_it():
@@ -510,7 +509,7 @@ def test_a_duo_failure_of_the_unclaimed_read_is_counted_as_a_claimed_fetchs_is()
 def test_a_quiet_window_a_check_finds_a_record_in_is_read_again_from_page_zero():
     rig = Rig({None: {"items": [], "metadata": {"next_offset": None}}}, repair_checks=(HOUR,))
     rig.fetch()
-    rig.store.docs[TASK.source, TASK.window_id] |= checked(rig.doc, 0, (HOUR,), False, NOW_MS)
+    rig.store.docs[TASK.source, TASK.window_id] |= reopened(rig.doc, 0, NOW_MS)
     rig.answers[None] = {"items": page(1), "metadata": {"next_offset": None}}
     report = rig.fetch()
     # Counted as a repair's re-read (the bench's repair cost), though it numbered no page.
@@ -741,26 +740,34 @@ def test_a_published_page_clears_the_count_and_a_later_failure_counts_from_there
 CHECKS = (15 * MINUTE_MS, 24 * 60 * MINUTE_MS)
 
 
-def checked_rig(duo_count: Any) -> Rig:
-    """TASK finished with two records landed, its first check due."""
-    rig = Rig({None: {"items": [], "metadata": {"total_objects": duo_count}}}, repair_checks=CHECKS)
-    rig.store.docs[TASK.source, TASK.window_id] |= {
-        "state": "done",
-        "pages": 1,
-        "records": 2,
-        "check_level": 0,
-        "next_check_at_ms": TASK.maxtime + CHECKS[0],
+def checked_to(rig: Rig, until_ms: int) -> None:
+    """The source's cursor, its first check level at ``until_ms`` (the second's not due)."""
+    rig.store.cursors[TASK.source] = {
+        "watermark_ms": NOW_MS,
+        CHECK_LEVELS: [{"until_ms": until_ms}, {"until_ms": 0}],
     }
+
+
+def level_until(rig: Rig) -> int:
+    return rig.store.cursors[TASK.source][CHECK_LEVELS][0]["until_ms"]
+
+
+def checked_rig(duo_count: Any) -> Rig:
+    """TASK finished with two records landed, its first check due and sent."""
+    rig = Rig({None: {"items": [], "metadata": {"total_objects": duo_count}}}, repair_checks=CHECKS)
+    rig.store.docs[TASK.source, TASK.window_id] |= {"state": "done", "pages": 1, "records": 2}
+    checked_to(rig, TASK.mintime)
     rig.store.record_batch(RecordBatch(TASK.source, TASK.window_id, 0, page(1, 2)), ["p0"])
     return rig
 
 
-def test_a_check_whose_count_matches_moves_the_window_to_its_next_check():
+def test_a_check_whose_count_matches_moves_its_level_past_the_window_writing_no_window():
     # Duo holds the two landed records, and one in the next window's first millisecond.
     rig = checked_rig(2)
     rig.counting = CountingDuo([(TASK.mintime + 1000) * 1000, (TASK.mintime + 2000) * 1000])
     rig.counting.times_us.append(TASK.maxtime * 1000 + 300)
-    report = rig.fetcher.check(SpanCheck(TASK.source, 0, (TASK.window_id,)))
+    before = dict(rig.doc)
+    report = rig.fetcher.check(SpanCheck(TASK.source, 0, TASK.mintime, TASK.maxtime))
     assert (report.outcome, report.landed, report.duo_count, report.requests) == (
         "matched",
         2,
@@ -773,24 +780,26 @@ def test_a_check_whose_count_matches_moves_the_window_to_its_next_check():
         (str(TASK.maxtime), str(TASK.maxtime + 1)),
         (str(TASK.mintime), str(TASK.maxtime + 1)),
     ]
-    assert (rig.doc["state"], rig.doc["check_level"]) == ("done", 1)
-    assert rig.publisher.tasks == []
+    assert level_until(rig) == TASK.maxtime
+    assert rig.doc == before and rig.publisher.tasks == []
 
 
 @pytest.mark.parametrize("duo_count", [3, {"relation": "gte", "value": 2}])
 def test_a_check_that_finds_more_or_cannot_tell_reads_the_window_again(duo_count):
     # Issue 8, case 1: a record Duo published late is in its window's count.
     rig = checked_rig(duo_count)
-    report = rig.fetcher.check(SpanCheck(TASK.source, 0, (TASK.window_id,)))
+    report = rig.fetcher.check(SpanCheck(TASK.source, 0, TASK.mintime, TASK.maxtime))
     assert (report.outcome, report.rereads) == ("repairing", 1)
     assert (rig.doc["state"], rig.doc["reread_from"], rig.doc["repairs"]) == ("planned", 1, 1)
     assert rig.publisher.tasks == [TASK]
+    assert level_until(rig) == TASK.maxtime  # the re-read repairs it
 
 
-def test_a_check_of_a_window_that_moved_on_asks_duo_nothing():
+def test_a_check_whose_level_moved_on_asks_duo_nothing():
+    # Another delivery of the same check did it.
     rig = checked_rig(2)
-    rig.store.docs[TASK.source, TASK.window_id]["check_level"] = 1
-    report = rig.fetcher.check(SpanCheck(TASK.source, 0, (TASK.window_id,)))
+    checked_to(rig, TASK.maxtime)
+    report = rig.fetcher.check(SpanCheck(TASK.source, 0, TASK.mintime, TASK.maxtime))
     assert (report.outcome, report.requests) == ("stale", 0)
 
 
@@ -819,9 +828,9 @@ def test_a_check_of_windows_past_duos_retention_moves_them_on_without_a_request(
 
     rig = checked_rig(2)
     rig.clock.advance(RETENTION_MS / 1000)
-    report = rig.fetcher.check(SpanCheck(TASK.source, 0, (TASK.window_id,)))
+    report = rig.fetcher.check(SpanCheck(TASK.source, 0, TASK.mintime, TASK.maxtime))
     assert (report.outcome, report.requests) == ("past_retention", 0)
-    assert (rig.doc["state"], rig.doc["check_level"]) == ("done", 1)
+    assert (rig.doc["state"], level_until(rig)) == ("done", TASK.maxtime)
 
 
 def test_a_live_window_asks_for_live_first_requests_and_a_backfill_window_does_not():
@@ -853,11 +862,7 @@ def span_rig(
     ]
     for n, task in enumerate(tasks):
         rig.store.add(task)
-        rig.store.docs[task.source, task.window_id] |= {
-            "state": "done",
-            "check_level": 0,
-            "next_check_at_ms": task.maxtime + CHECKS[0],
-        }
+        rig.store.docs[task.source, task.window_id]["state"] = "done"
         records = [
             telephony_item(f"r-{at}", SPAN_START + at // 1000)
             for at in landed_us
@@ -866,11 +871,12 @@ def span_rig(
         if records:
             rig.store.docs[task.source, task.window_id]["pages"] = 1
             rig.store.record_batch(RecordBatch(task.source, task.window_id, 0, records), ["p0"])
+    checked_to(rig, SPAN_START)
     return rig, tasks
 
 
 def check_span(rig: Rig, tasks: list[WindowTask]) -> Any:
-    return rig.fetcher.check(SpanCheck(TASK.source, 0, tuple(t.window_id for t in tasks)))
+    return rig.fetcher.check(SpanCheck(TASK.source, 0, tasks[0].mintime, tasks[-1].maxtime))
 
 
 @pytest.mark.parametrize("precision", ["ms", "us"])
@@ -917,7 +923,7 @@ def test_one_late_record_in_a_span_of_thirty_windows_reads_only_its_window_again
     # The span's two counts, then five halvings (30 -> 15 -> 8 -> 4 -> 2 -> 1).
     assert (report.requests, report.bisected) == (7, 5)
     assert [rig.store.doc(t)["state"] for t in tasks].count("planned") == 1
-    assert all(rig.store.doc(t)["check_level"] == 1 for t in tasks)
+    assert level_until(rig) == tasks[-1].maxtime
 
 
 def test_a_quiet_span_that_duo_holds_nothing_in_costs_one_count():
@@ -935,7 +941,7 @@ def test_a_quiet_span_that_duo_holds_nothing_in_costs_one_count():
         (str(SPAN_START), str(tasks[-1].maxtime + 1))
     ]
     assert rig.publisher.tasks == []
-    assert all(rig.store.doc(t)["check_level"] == 1 for t in tasks)
+    assert level_until(rig) == tasks[-1].maxtime
 
 
 @pytest.mark.parametrize("precision", ["ms", "us"])
