@@ -4,8 +4,8 @@ fake cannot drift from the store it stands for. The contract: the watermark's ad
 half-open windows, which window documents expire, which windows are checked for late
 records, which landed ids a re-read page leaves out, the tokens of landed batches, which
 batches a re-read has superseded, what the sweep does with the batches
-a bucket lookup finds (or with a bucket it cannot search), and planning after an outage longer
-than Duo keeps logs.
+a bucket lookup finds (or with a bucket it cannot search), the quarantined windows it counts,
+and planning after an outage longer than Duo keeps logs.
 
 Time is a FakeClock: nothing sleeps.
 """
@@ -21,6 +21,7 @@ import pytest
 from google.api_core.exceptions import Forbidden
 
 from shared.clock import now_ms
+from shared.gcp import window_store
 from shared.gcp.window_store import BUCKET_PERMISSION
 from shared.pipeline.messages import RecordBatch, WindowTask
 from shared.pipeline.planning import retention_gap
@@ -404,6 +405,24 @@ def test_the_sweep_counts_the_windows_it_leaves_open_and_the_step_returns_the_cu
     assert step.tasks == []  # the next minute is not available yet
     for cursor in (step.cursor, stores.cursor()):  # as the step left it, and as stored
         assert cursor["watermark_ms"] == cursor["planned_until_ms"] == second.maxtime
+
+
+def test_the_sweep_counts_the_quarantined_windows_and_leaves_them_as_they_are(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The planner logs the count every run, and an alert fires on it (deploy/monitoring).
+    tasks = stores.cursors.step(SOURCE, lookback_ms=6 * HOUR_MS, parallelism=6).tasks
+    stopped, waiting = tasks[:3], tasks[3:]
+    for task in stopped:
+        _quarantine_by_rereads(stores, task)
+    before = [stores.doc(task) for task in stopped]
+    swept = stores.windows.sweep(SOURCE)
+    assert (swept.quarantined, swept.open_windows) == (len(stopped), len(waiting))
+    assert [stores.doc(task) for task in stopped] == before  # not swept
+    # More of them than a page of the store's query: all counted, every open window swept.
+    monkeypatch.setattr(window_store, "SWEEP_PAGE", 2)
+    swept = stores.windows.sweep(SOURCE)
+    assert (swept.quarantined, swept.open_windows) == (len(stopped), len(waiting))
 
 
 def test_a_window_read_before_any_claim_is_done_or_claimed_on_that_read_only_if_unwritten_since(

@@ -186,6 +186,7 @@ class FakeWindowStore:
         republish: list[WindowTask] = []
         completed = rereads = bucket_waits = 0
         swept = []
+        quarantined = self.count(source, rules.QUARANTINED)
         for (doc_source, window_id), doc in self._snapshot():
             if doc_source != source or doc["state"] not in rules.OPEN_STATES:
                 continue
@@ -216,6 +217,7 @@ class FakeWindowStore:
             progress.measure(swept, now),
             bucket_waits,
             len(swept) - completed,
+            quarantined,
         )
 
     def due_checks(
