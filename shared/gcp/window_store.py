@@ -175,11 +175,9 @@ class WindowStore:
         checks: tuple[int, ...] = (),
     ) -> bool:
         """Finishes a window whose first page, read before any claim, was its last and held
-        nothing (``rules.done_unread``): one write, made only if nobody has written the window
+        nothing (``done_unread_update``): one write, made only if nobody has written the window
         since ``read``. False when someone has: their fetch, or the planner's change, wins."""
-        now = now_ms(self._clock)
-        update = rules.done_unread(read.doc, source, window_id, now, checks)
-        update |= progress.after_page(read.doc | update, 0, total, now)
+        update = done_unread_update(read.doc, source, window_id, now_ms(self._clock), total, checks)
         return self._write_unchanged(self.window(source, window_id), read, update)
 
     def _write_unchanged(
@@ -562,6 +560,21 @@ class MarkerStore(Protocol):
     ) -> dict[int, rules.PageOffsets | None]: ...
 
     def mark_found(self, source: str, window_id: str, page: int, marker: rules.Update) -> None: ...
+
+
+def done_unread_update(
+    doc: rules.Update,
+    source: str,
+    window_id: str,
+    now: int,
+    total: DuoTotal | None,
+    checks: tuple[int, ...],
+) -> rules.Update:
+    """The one write that finishes a window whose first page, read before any claim, was its
+    last and held nothing: ``rules.done_unread`` and the page's progress (``total``: Duo's
+    count of the window)."""
+    update = rules.done_unread(doc, source, window_id, now, checks)
+    return update | progress.after_page(doc | update, 0, total, now)
 
 
 def sweep_window(

@@ -29,6 +29,7 @@ from shared.gcp.window_store import (
     FindUnmarked,
     SweepResult,
     WindowRead,
+    done_unread_update,
     landed_or_found,
     sweep_window,
 )
@@ -94,9 +95,7 @@ class FakeWindowStore:
         total: DuoTotal | None = None,
         checks: tuple[int, ...] = (),
     ) -> bool:
-        now = now_ms(self.clock)
-        update = rules.done_unread(read.doc, source, window_id, now, checks)
-        update |= progress.after_page(read.doc | update, 0, total, now)
+        update = done_unread_update(read.doc, source, window_id, now_ms(self.clock), total, checks)
         if not self._write_unchanged(source, window_id, read, update):
             return False
         self.events.append(("done_unread", window_id))
