@@ -21,6 +21,7 @@ import pytest
 from google.api_core.exceptions import Forbidden
 
 from shared.clock import now_ms
+from shared.duo.paging import DuoTotal
 from shared.gcp import window_store
 from shared.gcp.window_store import BUCKET_PERMISSION
 from shared.pipeline.messages import RecordBatch, WindowTask
@@ -47,6 +48,7 @@ SOURCE = "acme"
 HOUR_MS = 3_600_000
 MIN_MS = 60_000
 CHECKS = (15 * MIN_MS, 24 * HOUR_MS)
+EMPTY = DuoTotal(0)  # Duo's count of a window without records
 
 
 @dataclass
@@ -433,9 +435,11 @@ def test_a_window_read_before_any_claim_is_done_or_claimed_on_that_read_only_if_
     quiet, busy = stores.cursors.step(SOURCE, lookback_ms=3 * HOUR_MS, parallelism=2).tasks
     read = stores.windows.read(SOURCE, quiet.window_id)
     assert read is not None and read_unclaimed(read.doc)
-    assert stores.windows.done_unread(SOURCE, quiet.window_id, read, checks=CHECKS)
+    assert stores.windows.done_unread(SOURCE, quiet.window_id, read, total=EMPTY, checks=CHECKS)
     doc = stores.doc(quiet)
     assert (doc["state"], doc["attempts"], doc["lease_owner"], doc["pages"]) == (DONE, 1, None, 0)
+    # Its read's progress, as a claim and a checkpoint of the page left it: Duo counted none.
+    assert (doc["read_records"], doc["duo_total"], doc["duo_total_exact"]) == (0, 0, True)
     assert doc["next_check_at_ms"] == quiet.maxtime + 15 * MIN_MS
     assert stores.windows.read(SOURCE, quiet.window_id).doc == doc
     # Done once: a second fetch's write on the same read fails, and so does its claim.
