@@ -21,7 +21,6 @@ from shared.pipeline.messages import SpanCheck
 from shared.pipeline.rate_share import SharedRead
 from shared.pipeline.repair import Checks
 from shared.pipeline.wake import idle, wake_at
-from shared.pipeline.windows import QUARANTINED
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +121,8 @@ def _run_source(
         "checks_sent": len(checks),
         "watermark_ms": watermark,
         "lag_seconds": round((now_ms(clock) - watermark) / 1000, 1) if watermark else None,
-        # Read every run so a log-based metric can alert while a window waits for an operator.
-        "quarantined": windows.count(source, QUARANTINED),
+        # Logged every run so a log-based metric can alert while a window waits for an operator.
+        "quarantined": swept.quarantined,
         # The backfill's records read against Duo's count, its rate and the time left.
         **(swept.reading.fields() if swept.reading else {}),
     }

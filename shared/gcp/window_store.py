@@ -57,6 +57,16 @@ BUCKET_PERMISSION = (
 )
 
 
+# The sweep's query reads the quarantined windows with the open ones and counts them, where an
+# aggregation query would cost a read every run: there are seldom any. They sort after every
+# open state ("failed" < "fetched" < "fetching" < "planned" < "quarantined"), so a query by
+# state, SWEEP_PAGE windows a page, reads every open window and then at most a page of them; a
+# source with more (an incident the alert names) has the rest counted by one aggregation, so
+# each run reads at most SWEEP_PAGE quarantined windows and one read more.
+SWEEP_PAGE = 20
+SWEPT_STATES = (*rules.OPEN_STATES, rules.QUARANTINED)
+
+
 @dataclass(frozen=True)
 class SweepResult:
     republish: list[WindowTask]
@@ -68,6 +78,9 @@ class SweepResult:
     # Windows left open (sent again, being read, waiting to land): a source with none may sleep
     # (``shared.pipeline.wake``).
     open_windows: int = 0
+    # The source's quarantined windows (left as they are), for the planner's log line that a
+    # log-based metric alerts on while one waits for an operator.
+    quarantined: int = 0
 
 
 @dataclass(frozen=True)
@@ -141,11 +154,9 @@ class WindowStore:
         checks: tuple[int, ...] = (),
     ) -> bool:
         """Finishes a window whose first page, read before any claim, was its last and held
-        nothing (``rules.done_unread``): one write, made only if nobody has written the window
+        nothing (``done_unread_update``): one write, made only if nobody has written the window
         since ``read``. False when someone has: their fetch, or the planner's change, wins."""
-        now = now_ms(self._clock)
-        update = rules.done_unread(read.doc, source, window_id, now, checks)
-        update |= progress.after_page(read.doc | update, 0, total, now)
+        update = done_unread_update(read.doc, source, window_id, now_ms(self._clock), total, checks)
         return self._write_unchanged(self.window(source, window_id), read, update)
 
     def _write_unchanged(
@@ -287,18 +298,17 @@ class WindowStore:
         landing_timeout_ms: int = rules.LANDING_TIMEOUT_MS,
         unmarked: FindUnmarked | None = None,
     ) -> SweepResult:
-        """Applies the sweep's rule to every open window of ``source``; returns the tasks to
-        send again and what was finished (given its first late-record check, ``checks``).
+        """Applies the sweep's rule to every open window of ``source`` and counts the
+        quarantined ones; returns the tasks to send again and what was finished (given its
+        first late-record check, ``checks``).
         ``unmarked`` looks in the bucket for batches that landed without their marker, before
         a window's missing batches are read again."""
         now = now_ms(self._clock)
         republish: list[WindowTask] = []
         completed = rereads = bucket_waits = 0
-        query = self.windows(source).where(
-            filter=FieldFilter("state", "in", list(rules.OPEN_STATES))
-        )
+        swept, quarantined = self._open_windows(source)
         docs = []
-        for snapshot in query.stream():
+        for snapshot in swept:
             doc = snapshot.to_dict()
             docs.append(doc)
             landed = functools.partial(self.landed_batches, source, snapshot.id)
@@ -327,7 +337,31 @@ class WindowStore:
             progress.measure(docs, now),
             bucket_waits,
             len(docs) - completed,
+            quarantined,
         )
+
+    def _open_windows(self, source: str) -> tuple[list[firestore.DocumentSnapshot], int]:
+        """The source's open windows, and how many are quarantined (SWEEP_PAGE). Every page is
+        read before any window is swept: a window swept from failed to planned would sort
+        after the page's end and be read again."""
+        query = (
+            self.windows(source)
+            .where(filter=FieldFilter("state", "in", list(SWEPT_STATES)))
+            .order_by("state")
+            .limit(SWEEP_PAGE)
+        )
+        found: list[firestore.DocumentSnapshot] = []
+        quarantined = 0
+        page = list(query.stream())
+        while True:
+            stopped = [s for s in page if s.get("state") == rules.QUARANTINED]
+            found += [s for s in page if s.get("state") != rules.QUARANTINED]
+            quarantined += len(stopped)
+            if len(page) < SWEEP_PAGE:
+                return found, quarantined
+            if stopped:  # a page of them, and maybe more: counted, not read
+                return found, self.count(source, rules.QUARANTINED)
+            page = list(query.start_after(page[-1]).stream())
 
     def span_windows(self, source: str, span: Span, limit: int) -> list[tuple[str, WindowRead]]:
         """The windows starting in ``span``, by mintime, at most ``limit`` (one read each, one
@@ -468,6 +502,21 @@ class MarkerStore(Protocol):
     ) -> dict[int, rules.PageOffsets | None]: ...
 
     def mark_found(self, source: str, window_id: str, page: int, marker: rules.Update) -> None: ...
+
+
+def done_unread_update(
+    doc: rules.Update,
+    source: str,
+    window_id: str,
+    now: int,
+    total: DuoTotal | None,
+    checks: tuple[int, ...],
+) -> rules.Update:
+    """The one write that finishes a window whose first page, read before any claim, was its
+    last and held nothing: ``rules.done_unread`` and the page's progress (``total``: Duo's
+    count of the window)."""
+    update = rules.done_unread(doc, source, window_id, now, checks)
+    return update | progress.after_page(doc | update, 0, total, now)
 
 
 def sweep_window(

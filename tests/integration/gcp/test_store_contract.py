@@ -4,8 +4,8 @@ fake cannot drift from the store it stands for. The contract: the watermark's ad
 half-open windows, which window documents expire, which windows are checked for late
 records, which landed ids a re-read page leaves out, the tokens of landed batches, which
 batches a re-read has superseded, what the sweep does with the batches
-a bucket lookup finds (or with a bucket it cannot search), and planning after an outage longer
-than Duo keeps logs.
+a bucket lookup finds (or with a bucket it cannot search), the quarantined windows it counts,
+and planning after an outage longer than Duo keeps logs.
 
 Time is a FakeClock: nothing sleeps.
 """
@@ -22,6 +22,8 @@ import pytest
 from google.api_core.exceptions import Forbidden
 
 from shared.clock import now_ms
+from shared.duo.paging import DuoTotal
+from shared.gcp import window_store
 from shared.gcp.window_store import BUCKET_PERMISSION
 from shared.pipeline.messages import RecordBatch, WindowTask
 from shared.pipeline.planning import retention_gap
@@ -47,6 +49,7 @@ SOURCE = "acme"
 HOUR_MS = 3_600_000
 MIN_MS = 60_000
 CHECKS = (15 * MIN_MS, 24 * HOUR_MS)
+EMPTY = DuoTotal(0)  # Duo's count of a window without records
 
 
 @dataclass
@@ -401,6 +404,24 @@ def test_the_sweep_counts_the_windows_it_leaves_open_and_the_step_returns_the_cu
         assert cursor["watermark_ms"] == cursor["planned_until_ms"] == second.maxtime
 
 
+def test_the_sweep_counts_the_quarantined_windows_and_leaves_them_as_they_are(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The planner logs the count every run, and an alert fires on it (deploy/monitoring).
+    tasks = stores.cursors.step(SOURCE, lookback_ms=6 * HOUR_MS, parallelism=6).tasks
+    stopped, waiting = tasks[:3], tasks[3:]
+    for task in stopped:
+        _quarantine_by_rereads(stores, task)
+    before = [stores.doc(task) for task in stopped]
+    swept = stores.windows.sweep(SOURCE)
+    assert (swept.quarantined, swept.open_windows) == (len(stopped), len(waiting))
+    assert [stores.doc(task) for task in stopped] == before  # not swept
+    # More of them than a page of the store's query: all counted, every open window swept.
+    monkeypatch.setattr(window_store, "SWEEP_PAGE", 2)
+    swept = stores.windows.sweep(SOURCE)
+    assert (swept.quarantined, swept.open_windows) == (len(stopped), len(waiting))
+
+
 def test_a_window_read_before_any_claim_is_done_or_claimed_on_that_read_only_if_unwritten_since(
     stores: Stores,
 ) -> None:
@@ -409,9 +430,11 @@ def test_a_window_read_before_any_claim_is_done_or_claimed_on_that_read_only_if_
     quiet, busy = stores.cursors.step(SOURCE, lookback_ms=3 * HOUR_MS, parallelism=2).tasks
     read = stores.windows.read(SOURCE, quiet.window_id)
     assert read is not None and read_unclaimed(read.doc)
-    assert stores.windows.done_unread(SOURCE, quiet.window_id, read, checks=CHECKS)
+    assert stores.windows.done_unread(SOURCE, quiet.window_id, read, total=EMPTY, checks=CHECKS)
     doc = stores.doc(quiet)
     assert (doc["state"], doc["attempts"], doc["lease_owner"], doc["pages"]) == (DONE, 1, None, 0)
+    # Its read's progress, as a claim and a checkpoint of the page left it: Duo counted none.
+    assert (doc["read_records"], doc["duo_total"], doc["duo_total_exact"]) == (0, 0, True)
     assert stores.windows.read(SOURCE, quiet.window_id).doc == doc
     # Done once: a second fetch's write on the same read fails, and so does its claim.
     assert not stores.windows.done_unread(SOURCE, quiet.window_id, read, checks=CHECKS)

@@ -29,6 +29,7 @@ from shared.gcp.window_store import (
     FindUnmarked,
     SweepResult,
     WindowRead,
+    done_unread_update,
     landed_or_found,
     sweep_window,
 )
@@ -96,9 +97,7 @@ class FakeWindowStore:
         total: DuoTotal | None = None,
         checks: tuple[int, ...] = (),
     ) -> bool:
-        now = now_ms(self.clock)
-        update = rules.done_unread(read.doc, source, window_id, now, checks)
-        update |= progress.after_page(read.doc | update, 0, total, now)
+        update = done_unread_update(read.doc, source, window_id, now_ms(self.clock), total, checks)
         if not self._write_unchanged(source, window_id, read, update):
             return False
         self.events.append(("done_unread", window_id))
@@ -188,6 +187,7 @@ class FakeWindowStore:
         republish: list[WindowTask] = []
         completed = rereads = bucket_waits = 0
         swept = []
+        quarantined = self.count(source, rules.QUARANTINED)
         for (doc_source, window_id), doc in self._snapshot():
             if doc_source != source or doc["state"] not in rules.OPEN_STATES:
                 continue
@@ -218,6 +218,7 @@ class FakeWindowStore:
             progress.measure(swept, now),
             bucket_waits,
             len(swept) - completed,
+            quarantined,
         )
 
     def span_windows(self, source: str, span: Span, limit: int) -> list[tuple[str, WindowRead]]:
