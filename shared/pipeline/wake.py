@@ -48,9 +48,8 @@ def sleeps_once_planned(
     once, the windows taken as passed (``wake_at`` from their end): they are a ``quiet``
     source's (the quiet wait applied), each one a fetcher wakes the source for when it holds
     records (``wakes_on_records``), and the first starts at the watermark (no finished or
-    stopped window is behind them); no other window is left open and no check was sent. A
-    busy source plans every run anyway, and a child sharing its parent's budget whose window
-    holds records would cost the fetcher's write each read."""
+    stopped window is behind them); no other window is left open and no check was sent. Not a
+    busy source's: due every run anyway, its wake would be a write for nothing."""
     return (
         quiet
         and bool(windows)
