@@ -12,6 +12,7 @@ from services.planner.run import run_planner
 from services.settings import PlannerSettings
 from shared.clock import now_ms
 from shared.duo.api import CallStats
+from shared.pipeline.wake import SETTLED_RUN_EVERY_MAX_MS
 from shared.pipeline.windows import DONE
 from tests.fakes import FakeClock
 from tests.unit.services.fakes import (
@@ -171,3 +172,33 @@ def test_a_source_with_a_window_open_or_quarantined_is_run_every_minute():
     reread.update(state="fetching", lease_until_ms=now_ms(clock) + 3_600_000)
     ran = [minute(fetched=True) for _ in range(10)]
     assert ran[-5:] == [[SOURCE]] * 5  # woken within 5 minutes, then run while it is open
+
+
+def test_a_quiet_window_left_unread_is_sent_again_within_five_minutes_then_every_run():
+    # Asleep from the run that planned it: a lost task or a failed read waits for the wake at
+    # most, within SETTLED_RUN_EVERY_MAX_MS, and the source runs every minute while it is open.
+    clock = FakeClock(START_S)
+    windows = FakeWindowStore(clock, [])
+    cursors, publisher = FakeCursorStore(windows, clock), FakePublisher([])
+    registry = FakeSourceRegistry(clock)
+    settings = PlannerSettings("p", (SOURCE,), "windows", 0, 1)
+    ran = []
+    for minute in range(1, 120):
+        clock.advance(60)
+        sent = len(publisher.tasks)
+        results = run_planner(
+            settings,
+            cursors,
+            windows,
+            publisher,
+            clock,
+            sources=lambda: planned_sources(settings, registry, lambda _: None, clock).due,
+            record_wake=registry.wake,
+        )
+        ran += [minute] * len(results)
+        for task in publisher.tasks[sent:]:
+            if minute < 100:  # then nothing is read any more
+                windows.doc(task).update(state=DONE, records=0)
+    after = [minute for minute in ran if minute >= 100]
+    assert after[0] - 100 < SETTLED_RUN_EVERY_MAX_MS // MINUTE
+    assert after[-10:] == list(range(110, 120))
