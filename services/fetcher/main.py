@@ -33,7 +33,8 @@ def create_fetcher_app(
     settings = fetcher_settings(env, read_secret)
     clock = clock or SystemClock()
     db = firestore_client(settings.project, settings.database)
-    entries = CachedEntries(SourceRegistry(db, clock), clock)
+    registry = SourceRegistry(db, clock)
+    entries = CachedEntries(registry, clock)
     clients = DuoClients(settings, db, clock, entries, CachedSecrets(read_secret, clock))
     fetcher = WindowFetcher(
         WindowStore(db, clock),
@@ -47,6 +48,7 @@ def create_fetcher_app(
         enrich_host=clients.host if settings.enrich else None,
         should_stop=stopping.is_set,
         repair_checks=settings.repair_checks_ms,
+        record_wake=registry.wake,
     )
     return fetcher_app(settings.project, fetcher)
 

@@ -28,6 +28,7 @@ from shared.pipeline.messages import RecordBatch, SpanCheck, WindowTask
 from shared.pipeline.planning import is_live, retention_start
 from shared.pipeline.repair import bisect_step, check_run, checked, held
 from shared.pipeline.schemas import MAX_CHECK_WINDOWS
+from shared.pipeline.wake import wakes_on_records
 from shared.pipeline.windows import Claim, own_trouble, past, read_unclaimed
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,10 @@ class WindowFetcher:
         enrich_host: Callable[[str], str] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         repair_checks: tuple[int, ...] = (),
+        record_wake: Callable[[str, int | None], None] | None = None,
     ) -> None:
+        """``record_wake(source, None)`` sets a source back to every planner run
+        (``SourceRegistry.wake``) when a window it may sleep with holds records."""
         self._store = store
         self._publisher = publisher
         self._duo_for = duo_for
@@ -170,6 +174,7 @@ class WindowFetcher:
         self._enrich_host = enrich_host
         self._should_stop = should_stop
         self._checks = repair_checks
+        self._record_wake = record_wake
 
     def fetch(self, task: WindowTask) -> FetchReport:
         report = FetchReport(task.source, task.window_id, "skipped")
@@ -307,6 +312,8 @@ class WindowFetcher:
                     landed = self._store.landed_spans(claim.source, claim.window_id)
                 items = self._not_landed(landed, items, report)
             records = [enriched(item, host) for item in items] if host else items
+            if items and not claim.records and not claim.again:
+                self._woken(claim)
             saved = self._store.checkpoint(
                 claim,
                 following,
@@ -344,6 +351,19 @@ class WindowFetcher:
                 self._publisher.publish_tasks([task])
                 return "handed_on"
         raise AssertionError("read_window ended without a final page")
+
+    def _woken(self, claim: Claim) -> None:
+        """The first records of a window its source may sleep with (``wake.wakes_on_records``):
+        the source back to every run, so its next windows are planned each minute. Before the
+        page's checkpoint, so a fetch ending between the two leaves the window without records
+        and its redelivery does it again. A failed write only delays the next windows, to the
+        wake the planner recorded: the records are fetched and landed all the same."""
+        if self._record_wake is None or not wakes_on_records(claim.mintime, claim.maxtime):
+            return
+        try:
+            self._record_wake(claim.source, None)
+        except Exception:
+            log.warning("could not set source %s back to every run", claim.source, exc_info=True)
 
     @staticmethod
     def _not_landed(

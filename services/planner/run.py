@@ -13,14 +13,15 @@ from services import structured_log
 from services.planner.budget import timed
 from services.settings import PlannerSettings
 from shared.clock import Clock, now_ms
-from shared.gcp.cursor_store import CursorStore, quiet_since
+from shared.gcp.cursor_store import CursorStore, Step, quiet_since
 from shared.gcp.publisher import Publisher
 from shared.gcp.unmarked_batches import BatchFinder
 from shared.gcp.window_store import WindowStore
 from shared.pipeline.messages import SpanCheck
+from shared.pipeline.planning import quiet_wait_ms
 from shared.pipeline.rate_share import SharedRead
 from shared.pipeline.repair import Checks
-from shared.pipeline.wake import idle, wake_at
+from shared.pipeline.wake import idle, sleeps_once_planned, wake_at
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +106,14 @@ def _run_source(
             shared.checks if shared else None,  # a shared child's in its turns (rate_share)
         ),
     )
+    # Recorded before the windows are sent: a fetcher finding records in one sets the source
+    # back to every run after this, never before it (``wake.wakes_on_records``).
+    wake = _wake_at(step, swept.open_windows, settings, clock, shared)
+    if record_wake and wake is not None:
+        record_wake(source, wake)
     publisher.publish_tasks(timed(step.tasks, shared, now_ms(clock)))
     for span in step.checks:
         publisher.publish_check(SpanCheck(source, span.level, span.mintime, span.maxtime))
-    checks = step.checks
     watermark = step.cursor["watermark_ms"]
     result = {
         "source": source,
@@ -118,7 +123,7 @@ def _run_source(
         "rereads": swept.rereads,
         # Fetched windows left for the next run because the bucket could not be searched.
         "bucket_waits": swept.bucket_waits,
-        "checks_sent": len(checks),
+        "checks_sent": len(step.checks),
         "watermark_ms": watermark,
         "lag_seconds": round((now_ms(clock) - watermark) / 1000, 1) if watermark else None,
         # Logged every run so a log-based metric can alert while a window waits for an operator.
@@ -126,24 +131,32 @@ def _run_source(
         # The backfill's records read against Duo's count, its rate and the time left.
         **(swept.reading.fields() if swept.reading else {}),
     }
-    if record_wake and idle(len(step.tasks), swept.open_windows, len(checks)):
-        result["wake_at_ms"] = _wake_at(step.cursor, settings, clock, shared)
-        if result["wake_at_ms"] is not None:
-            record_wake(source, result["wake_at_ms"])
+    if record_wake and wake is not None:
+        result["wake_at_ms"] = wake
     structured_log.event(log, logging.INFO, f"planned source {source}", **result)
     return result
 
 
 def _wake_at(
-    cursor: dict[str, Any], settings: PlannerSettings, clock: Clock, shared: SharedRead | None
+    step: Step,
+    open_windows: int,
+    settings: PlannerSettings,
+    clock: Clock,
+    shared: SharedRead | None,
 ) -> int | None:
-    """``wake.wake_at`` for a source this run left idle, from its cursor as the run left it."""
-    return wake_at(
-        cursor["watermark_ms"],
-        cursor["planned_until_ms"],
-        quiet_since(cursor),
-        now_ms(clock),
-        int(settings.delay_seconds * 1000),
-        settings.quiet_read_every_ms,
-        shared,
-    )
+    """``wake.wake_at`` for a source this run left idle, or asleep with the windows it planned
+    taken as passed (``wake.sleeps_once_planned``), from its cursor as the run left it; None:
+    due the next run."""
+    cursor, now = step.cursor, now_ms(clock)
+    watermark, until = cursor["watermark_ms"], cursor["planned_until_ms"]
+    quiet_every = settings.quiet_read_every_ms
+    if step.tasks:
+        quiet = quiet_wait_ms(quiet_since(cursor), watermark, now, quiet_every) > 0
+        windows = [(task.mintime, task.maxtime) for task in step.tasks]
+        if not sleeps_once_planned(windows, watermark, open_windows, quiet):
+            return None
+        watermark = until
+    elif not idle(0, open_windows):
+        return None
+    delay = int(settings.delay_seconds * 1000)
+    return wake_at(watermark, until, quiet_since(cursor), now, delay, quiet_every, shared)

@@ -3,13 +3,17 @@ cursor, the open windows, the due checks, the watermark, the quarantined count) 
 minutes when it can plan nothing; most accounts of a fleet are quiet. A run that leaves its
 source with nothing to do (``idle``, its watermark at the end of what is planned) therefore
 names the next run that can do something (``wake_at``), and the runs before it are skipped.
-Planning is unchanged: a skipped run would have planned nothing, so windows are planned, and
-records land, exactly as if every run ran.
+A quiet source is left asleep by the run that plans its window (``sleeps_once_planned``), the
+window taken as passed: the next run passes it and plans the next in one cursor write, where a
+run more would pass it and find the source idle. A fetcher finding records in such a window
+sets the source back to every run (``wakes_on_records``). Planning is unchanged: a skipped run
+would have planned nothing, so windows are planned, and records land, exactly as if every run
+ran.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shared.pipeline.planning import LIVE_WINDOW_MS, first_plan_at, quiet_wait_ms
@@ -26,11 +30,43 @@ EVERY_RUN = 0
 SETTLED_RUN_EVERY_MAX_MS = 300_000
 
 
-def idle(planned: int, open_windows: int, checks_sent: int) -> bool:
+def idle(planned: int, open_windows: int) -> bool:
     """Whether a run left its source nothing to do until it can plan again: it planned
-    nothing, left no window open (to be swept, sent again or read again) and sent no
-    late-record check."""
-    return planned == 0 and open_windows == 0 and checks_sent == 0
+    nothing and left no window open (to be swept, sent again or read again). A late-record
+    check it sent needs no run before its resend, kept on the cursor, and a window the check
+    reopens is swept by the run the wake names, within SETTLED_RUN_EVERY_MAX_MS."""
+    return planned == 0 and open_windows == 0
+
+
+def sleeps_once_planned(
+    windows: Sequence[tuple[int, int]],
+    watermark_ms: int,
+    open_windows: int,
+    quiet: bool,
+) -> bool:
+    """Whether a run that planned ``windows`` (mintime, maxtime) leaves its source asleep at
+    once, the windows taken as passed (``wake_at`` from their end): they are a ``quiet``
+    source's (the quiet wait applied), each one a fetcher wakes the source for when it holds
+    records (``wakes_on_records``), and the first starts at the watermark (no finished or
+    stopped window is behind them); no other window is left open (``idle``). Not a
+    busy source's: due every run anyway, its wake would be a write for nothing."""
+    return (
+        quiet
+        and bool(windows)
+        and windows[0][0] == watermark_ms
+        and open_windows == 0
+        and all(wakes_on_records(mintime, maxtime) for mintime, maxtime in windows)
+    )
+
+
+def wakes_on_records(mintime_ms: int, maxtime_ms: int) -> bool:
+    """Whether a fetcher finding the first records of a window sets its source back to every
+    run (its registry entry's wake to EVERY_RUN, one write): a window longer than a live
+    minute, which a quiet source may have been left asleep with (``sleeps_once_planned``), so
+    that the source's next windows are planned each minute, not when its next quiet window
+    would be. A busy source's windows are a minute long; a backfill's, a catch-up's or a
+    sharing child's longer one costs the write in vain, once a window that holds records."""
+    return maxtime_ms - mintime_ms > LIVE_WINDOW_MS
 
 
 def wake_at(

@@ -13,7 +13,15 @@ from shared.pipeline.planning import (
     quiet_wait_ms,
 )
 from shared.pipeline.rate_share import shared_read
-from shared.pipeline.wake import SETTLED_RUN_EVERY_MAX_MS, WAKE_AT, due, idle, wake_at
+from shared.pipeline.wake import (
+    SETTLED_RUN_EVERY_MAX_MS,
+    WAKE_AT,
+    due,
+    idle,
+    sleeps_once_planned,
+    wake_at,
+    wakes_on_records,
+)
 
 MINUTE = 60_000
 # A whole minute, as Cloud Scheduler calls.
@@ -98,13 +106,43 @@ def test_a_watermark_behind_what_is_planned_keeps_the_source_due_every_run() -> 
 
 
 @pytest.mark.parametrize(
-    ("planned", "open_windows", "checks_sent", "expected"),
-    [(0, 0, 0, True), (1, 0, 0, False), (0, 1, 0, False), (0, 0, 1, False)],
+    ("planned", "open_windows", "expected"),
+    [(0, 0, True), (1, 0, False), (0, 1, False)],
 )
-def test_a_run_is_idle_only_with_nothing_planned_open_or_checked(
-    planned: int, open_windows: int, checks_sent: int, expected: bool
+def test_a_run_is_idle_only_with_nothing_planned_or_open(
+    planned: int, open_windows: int, expected: bool
 ) -> None:
-    assert idle(planned, open_windows, checks_sent) is expected
+    assert idle(planned, open_windows) is expected
+
+
+QUIET_WINDOW = (NOW - 7 * MINUTE, NOW - 2 * MINUTE)
+
+
+@pytest.mark.parametrize(
+    ("windows", "watermark", "open_windows", "quiet", "expected"),
+    [
+        ([QUIET_WINDOW], NOW - 7 * MINUTE, 0, True, True),
+        ([], NOW - 2 * MINUTE, 0, True, False),  # nothing planned: ``idle``'s
+        ([QUIET_WINDOW], NOW - 7 * MINUTE, 0, False, False),  # a busy source's
+        ([QUIET_WINDOW], NOW - 12 * MINUTE, 0, True, False),  # one behind, not passed
+        ([QUIET_WINDOW], NOW - 7 * MINUTE, 1, True, False),  # another one open
+        ([(NOW - 3 * MINUTE, NOW - 2 * MINUTE)], NOW - 3 * MINUTE, 0, True, False),
+    ],
+)
+def test_a_run_leaves_its_source_asleep_with_the_window_it_planned_only_when_quiet_and_alone(
+    windows: list[tuple[int, int]],
+    watermark: int,
+    open_windows: int,
+    quiet: bool,
+    expected: bool,
+) -> None:
+    assert sleeps_once_planned(windows, watermark, open_windows, quiet) is expected
+
+
+def test_records_wake_the_source_of_a_window_longer_than_a_live_minute() -> None:
+    assert wakes_on_records(*QUIET_WINDOW)
+    assert wakes_on_records(NOW - 61 * MINUTE, NOW - MINUTE)  # a backfill's: a write in vain
+    assert not wakes_on_records(NOW - 3 * MINUTE, NOW - 2 * MINUTE)  # a busy source's
 
 
 def test_an_entry_is_due_without_a_wake_and_from_its_wake_on() -> None:

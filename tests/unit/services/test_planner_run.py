@@ -124,3 +124,51 @@ def test_a_source_quiet_for_an_hour_is_read_every_five_minutes_until_a_record_co
         5,
         *[1] * 9,
     ]
+
+
+def _quiet_for_an_hour(settings, events) -> tuple[FakeClock, FakeWindowStore, FakeCursorStore]:
+    """A source with no record for over an hour, its 5-minute windows read and passed."""
+    clock = FakeClock()
+    windows = FakeWindowStore(clock, events)
+    cursors = FakeCursorStore(windows, clock)
+    clock.advance(60)
+    run_planner(settings, cursors, windows, FakePublisher([]), clock)  # the cursor made
+    clock.advance(3600)
+    assert _minutes_planned(settings, cursors, windows, FakePublisher([]), clock)[1:] == [5]
+    return clock, windows, cursors
+
+
+@pytest.mark.parametrize("other_open", [False, True])
+def test_the_run_planning_a_quiet_window_records_the_wake_before_sending_it(other_open: bool):
+    # The next run due is the one that can plan the next window, and passes this one: no run
+    # in between to pass it. A fetcher finding records in it wakes the source after the write.
+    settings = PlannerSettings("p", (SOURCE,), "windows", 0, 1)
+    events: list[tuple[object, ...]] = []
+    clock, windows, cursors = _quiet_for_an_hour(settings, events)
+    if other_open:  # a window behind the watermark read again after a late-record check
+        reread = WindowTask(SOURCE, now_ms(clock) - 3 * 3600_000, now_ms(clock) - 3 * 3599_000)
+        windows.add(reread)
+        windows.doc(reread).update(state="fetching", lease_until_ms=now_ms(clock) + 3600_000)
+    publisher = FakePublisher(events)
+
+    def record_wake(source: str, wake_at_ms: int) -> None:
+        events.append(("wake", source, wake_at_ms))
+
+    while not publisher.tasks:
+        events.clear()
+        clock.advance(60)
+        [result] = run_planner(
+            settings, cursors, windows, publisher, clock, record_wake=record_wake
+        )
+    [task] = publisher.tasks
+    if other_open:  # due every run while it is open
+        assert [e for e in events if e[0] == "wake"] == []
+        assert "wake_at_ms" not in result
+        return
+    # When its next 5-minute window is published, 2 minutes after its end.
+    wake = task.maxtime + 5 * MINUTE + 2 * MINUTE
+    assert [e for e in events if e[0] == "wake" or (e[0] == "publish_tasks" and e[1])] == [
+        ("wake", SOURCE, wake),
+        ("publish_tasks", [task]),
+    ]
+    assert result["wake_at_ms"] == wake

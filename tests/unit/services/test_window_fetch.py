@@ -65,6 +65,9 @@ class Rig:
         self.duos: list[FakeDuo] = []
         self.live: list[bool] = []  # per Duo client asked for: a live window's or not
         self.events: list[tuple[Any, ...]] = []
+        # The sources set back to every planner run, each with the window's records then.
+        self.woken: list[tuple[str, int]] = []
+        self.wake_fails = False
         self.clock = FakeClock()
         self.store = FakeWindowStore(self.clock, self.events)
         self.store.add(TASK)
@@ -79,7 +82,14 @@ class Rig:
             enrich_host=enrich_host.__getitem__ if enrich_host else None,
             should_stop=lambda: should_stop,
             repair_checks=repair_checks,
+            record_wake=self._wake,
         )
+
+    def _wake(self, source: str, wake_at_ms: int | None) -> None:
+        if self.wake_fails:
+            raise ConnectionError("Firestore is unavailable")
+        assert wake_at_ms is None  # every run
+        self.woken.append((source, self.doc["records"]))
 
     def _duo_for(self, source: str, live: bool) -> FakeDuo | CountingDuo:
         self.live.append(live)
@@ -432,6 +442,45 @@ def test_a_window_with_records_is_claimed_after_its_first_page_and_goes_on_from_
     assert [event[0] for event in rig.events[:3]] == ["duo", "claim", "checkpoint"]
     assert [params.get("next_offset") for params in rig.duo_requests] == [None, SECOND, THIRD]
     assert rig.published_ids() == [["t-0001", "t-0002"], ["t-0003", "t-0004"], ["t-0005"]]
+
+
+def test_a_long_windows_first_records_set_its_source_back_to_every_run_once_before_counted():
+    # A quiet source sleeps until its next window can be planned (shared.pipeline.wake):
+    # records in this one mean more may follow each minute.
+    rig = Rig(THREE_PAGES)
+    rig.fetch()
+    assert rig.woken == [(TASK.source, 0)]  # before its first page with records is counted
+    assert rig.doc["records"] == 5
+
+
+def test_a_source_is_woken_though_its_fetch_dies_after_the_first_records_checkpoint():
+    # Redelivered, the window holds records already: the wake must not wait for that.
+    rig = Rig(dict(THREE_PAGES))
+    rig.publisher.failing_pages = {0}
+    with pytest.raises(TimeoutError):
+        rig.fetch()
+    assert rig.woken == [(TASK.source, 0)]
+
+
+def test_a_minute_window_an_empty_one_or_a_reread_wakes_no_source():
+    minute = WindowTask(TASK.source, TASK.mintime, TASK.mintime + MINUTE_MS)
+    rig = Rig(paged([page(1)]))
+    rig.store.add(minute)
+    assert rig.fetch(minute).outcome == "fetched"
+    assert rig.woken == []  # a busy source's: it runs every minute
+    rig = Rig(dict(QUIET), repair_checks=(HOUR,))
+    rig.fetch()
+    rig.store.docs[TASK.source, TASK.window_id] |= reopened(rig.doc, 0, NOW_MS)
+    rig.answers[None] = {"items": page(1), "metadata": {"next_offset": None}}
+    assert rig.fetch().reread  # late records of a window long passed
+    assert rig.woken == []
+
+
+def test_a_wake_that_cannot_be_written_leaves_the_records_fetched():
+    rig = Rig(THREE_PAGES)
+    rig.wake_fails = True
+    assert rig.fetch().outcome == "fetched"
+    assert rig.published_pages() == [0, 1, 2]
 
 
 def _meanwhile(rig: Rig, change: Any) -> None:
