@@ -37,18 +37,18 @@ FLEET = 10
 # Firestore reads and writes a minute, at most (issue 17's price goal is per account-month): of
 # an account read every minute, as one with a record in the last hour is, whose window is
 # empty: the planner's run (its registry entry, found due; the open and quarantined windows,
-# the cursor and the windows from its watermark; the cursor written with the window planned
-# and the one passed, and with the late-record checks it sends) and the fetch (its window read, its first page empty: one write makes it
-# done, where a claim and a checkpoint wrote twice); and of a quiet one, read every
-# QUIET_READ_EVERY (5 min) and skipped between: its entry in the minute it is due, the fleet's
-# query for the due entries (one read when it finds none) shared by FLEET, the one run that
-# passes the window planned before and plans the next (the cursor, the window passed and the
-# one planned written at once) and records the wake, the fetch. Before the registry was read
-# by its due entries and a window never claimed was done in one write, a busy minute was 8
-# reads and 5 writes, a quiet one 3.4 and 1.4; before the sweep counted the quarantined
-# windows (an aggregation query each run), the planner found the due late-record checks by a
-# query each run and the wake was recorded by the run that plans (a second run passed the
-# window), 7 reads and 4 writes, 2.66 and 1.2.
+# the cursor and the windows from its watermark; the cursor written with the window planned,
+# the one passed and the late-record checks it sends) and the fetch (its window read, its
+# first page empty: one write makes it done, where a claim and a checkpoint wrote twice); and
+# of a quiet one, read every QUIET_READ_EVERY (5 min) and skipped between: its entry in the
+# minute it is due, the fleet's query for the due entries (one read when it finds none) shared
+# by FLEET, the one run that passes the window planned before and plans the next (the cursor,
+# the window passed and the one planned written at once) and records the wake, the fetch.
+# Before the registry was read by its due entries and a window never claimed was done in one
+# write, a busy minute was 8 reads and 5 writes, a quiet one 3.4 and 1.4; before the sweep
+# counted the quarantined windows (an aggregation query each run), the planner found the due
+# late-record checks by a query each run and the wake was recorded by the run that plans (a
+# second run passed the window), 7 reads and 4 writes, 2.66 and 1.2.
 BUSY_MINUTE = (5.0, 4.0)
 QUIET_MINUTE = (1.08, 1.0)
 
