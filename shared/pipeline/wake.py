@@ -1,6 +1,6 @@
 """When a source's next planner run is due. A run of a quiet source costs its reads (the
-cursor, the open windows, the due checks, the watermark, the quarantined count) even in the
-minutes when it can plan nothing; most accounts of a fleet are quiet. A run that leaves its
+cursor, the open and quarantined windows, the windows from the watermark) even in the minutes
+when it can plan nothing; most accounts of a fleet are quiet. A run that leaves its
 source with nothing to do (``idle``, its watermark at the end of what is planned) therefore
 names the next run that can do something (``wake_at``), and the runs before it are skipped.
 A quiet source is left asleep by the run that plans its window (``sleeps_once_planned``), the
